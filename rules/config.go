@@ -1,0 +1,330 @@
+package rules
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Modes of a Policy, after the two ways the catalog's source document offers.
+const (
+	// ModeWildcard admits every entry of the enabled groups: the wildcard
+	// set and every named host, each keeping its own entry.
+	ModeWildcard = "wildcard"
+	// ModeExact admits only entries without '*', for sites whose other
+	// firewalls cannot do wildcards.
+	ModeExact = "exact"
+)
+
+// Config is egressgate's config file.
+type Config struct {
+	Path string // file it was read from; "" for the built-in default
+
+	// Listeners are the addresses to serve on; flags override them.
+	Listeners Listeners `yaml:"listeners"`
+	// Embedded names the built-in catalogs to use; nil means all of them,
+	// an empty list none.
+	Embedded *[]string `yaml:"embedded"`
+	// Catalogs are files layered on top of the embedded catalogs, in order.
+	Catalogs []CatalogRef `yaml:"catalogs"`
+	// Policy chooses what of the catalogs is allowed. Per-estate policies
+	// chosen by client subnet will sit beside it under a key of their own.
+	Policy Policy `yaml:"policy"`
+
+	lines map[string]int // line of each policy value, for errors
+}
+
+// Listeners are the addresses egressgate serves on. Empty means the
+// default of the flag; "off" turns an optional listener off.
+type Listeners struct {
+	Proxy string `yaml:"proxy"`
+	SNI   string `yaml:"sni"`
+	Admin string `yaml:"admin"`
+}
+
+// CatalogRef names a catalog file.
+type CatalogRef struct {
+	Path string `yaml:"path"` // relative to the config file's directory
+	// Name overrides the catalog's name; a plain list is otherwise named
+	// after its file.
+	Name string `yaml:"name"`
+}
+
+// Policy selects, from the catalogs, the entries that are allowed.
+type Policy struct {
+	Mode string `yaml:"mode"` // ModeWildcard (default) or ModeExact
+	// OS limits per-OS entries to these; empty means every OS.
+	OS []string `yaml:"os"`
+	// Enable turns on optional sections or groups, by ID or
+	// "catalog/ID".
+	Enable []string `yaml:"enable"`
+	// Disable turns off sections or groups that are on by default.
+	Disable []string `yaml:"disable"`
+}
+
+// Ruleset is a loaded config: the catalogs read, the groups the policy
+// turns on, and the matcher compiled from their entries.
+type Ruleset struct {
+	Config   *Config
+	Catalogs []*Catalog
+	Enabled  []*Group // groups that are on, in catalog order
+	Matcher  *Matcher
+	// Files are the files the ruleset was read from, for the watcher.
+	Files []string
+	// Digest is a hash of every file's content, to skip no-op reloads.
+	Digest [sha256.Size]byte
+}
+
+// Load reads the config at path ("" for the built-in default: every
+// embedded catalog under the default policy), the catalogs it names, and
+// compiles the matcher. Every error names the file and line.
+func Load(path string) (*Ruleset, error) {
+	h := sha256.New()
+	cfg := &Config{}
+	var files []string
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		h.Write(data)
+		files = append(files, path)
+		if cfg, err = ParseConfig(path, data); err != nil {
+			return nil, err
+		}
+	}
+	var catalogs []*Catalog
+	embeddedNames := EmbeddedNames()
+	if cfg.Embedded != nil {
+		embeddedNames = *cfg.Embedded
+	}
+	for _, name := range embeddedNames {
+		c, err := Embedded(name)
+		if err != nil {
+			return nil, Pos{cfg.Path, cfg.lines["embedded"]}.Errorf("embedded: %w", err)
+		}
+		catalogs = append(catalogs, c)
+	}
+	for i, ref := range cfg.Catalogs {
+		p := ref.Path
+		if !filepath.IsAbs(p) && path != "" {
+			p = filepath.Join(filepath.Dir(path), p)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
+		}
+		h.Write(data)
+		files = append(files, p)
+		c, err := Parse(p, data)
+		if err != nil {
+			return nil, err
+		}
+		if ref.Name != "" {
+			c.Name = ref.Name
+			for _, e := range c.Entries {
+				e.Catalog = ref.Name
+			}
+		}
+		for _, prev := range catalogs {
+			if prev.Name == c.Name {
+				return nil, Pos{File: p}.Errorf("catalog name %q is already used by %s; set name: in the config", c.Name, prev.Path)
+			}
+		}
+		for _, e := range c.Entries {
+			if len(e.Groups) == 0 {
+				return nil, e.Pos.Errorf("groups: entry %q has no group; name at least one", e.Pattern)
+			}
+		}
+		catalogs = append(catalogs, c)
+	}
+	rs, err := Select(cfg, catalogs)
+	if err != nil {
+		return nil, err
+	}
+	rs.Files = files
+	h.Sum(rs.Digest[:0])
+	return rs, nil
+}
+
+// ParseConfig parses a config file.
+func ParseConfig(path string, data []byte) (*Config, error) {
+	cfg := &Config{Path: path}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlError(path, err)
+	}
+	if len(root.Content) == 0 {
+		return cfg, nil // an empty file is the default config
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return nil, yamlError(path, err)
+	}
+	cfg.Path = path
+	cfg.lines = map[string]int{}
+	recordLines(root.Content[0], "", cfg.lines)
+	return cfg, nil
+}
+
+// recordLines notes the line of every mapping key and sequence item,
+// keyed by its dotted path ("policy.enable.1").
+func recordLines(n *yaml.Node, prefix string, out map[string]int) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := prefix + n.Content[i].Value
+			out[k] = n.Content[i].Line
+			recordLines(n.Content[i+1], k+".", out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			k := fmt.Sprintf("%s%d", prefix, i)
+			out[k] = c.Line
+			recordLines(c, k+".", out)
+		}
+	}
+}
+
+// Select applies cfg's policy to catalogs and compiles the result.
+func Select(cfg *Config, catalogs []*Catalog) (*Ruleset, error) {
+	pol := cfg.Policy
+	at := func(key string) Pos { return Pos{cfg.Path, cfg.lines[key]} }
+	switch pol.Mode {
+	case "":
+		pol.Mode = ModeWildcard
+	case ModeWildcard, ModeExact:
+	default:
+		return nil, at("policy.mode").Errorf("policy.mode: %q is not %q or %q", pol.Mode, ModeWildcard, ModeExact)
+	}
+	oses := pol.OS
+	for i, o := range oses {
+		if !slices.Contains(AllOS, o) {
+			return nil, at(fmt.Sprintf("policy.os.%d", i)).Errorf("policy.os: %q is not one of %s", o, strings.Join(AllOS, ", "))
+		}
+	}
+	if len(oses) == 0 {
+		oses = AllOS
+	}
+	enabledSec := map[*Section]bool{}
+	disabledSec := map[*Section]bool{}
+	enabledGrp := map[*Group]bool{}
+	disabledGrp := map[*Group]bool{}
+	for _, list := range []struct {
+		key      string
+		ids      []string
+		sec      map[*Section]bool
+		grp      map[*Group]bool
+		opposite map[*Group]bool
+	}{{"policy.enable", pol.Enable, enabledSec, enabledGrp, nil}, {"policy.disable", pol.Disable, disabledSec, disabledGrp, enabledGrp}} {
+		for i, id := range list.ids {
+			pos := at(fmt.Sprintf("%s.%d", list.key, i))
+			s, g, err := findID(catalogs, id)
+			if err != nil {
+				return nil, pos.Errorf("%s: %w", list.key, err)
+			}
+			if (s != nil && enabledSec[s] && list.opposite != nil) || (g != nil && list.opposite[g]) {
+				return nil, pos.Errorf("%s: %q is both enabled and disabled", list.key, id)
+			}
+			if s != nil {
+				list.sec[s] = true
+			} else {
+				list.grp[g] = true
+			}
+		}
+	}
+	rs := &Ruleset{Config: cfg, Catalogs: catalogs}
+	on := map[*Group]bool{}
+	for _, c := range catalogs {
+		for _, g := range c.Groups {
+			secOn := g.Section == nil || (!g.Section.Optional || enabledSec[g.Section]) && !disabledSec[g.Section]
+			if enabledGrp[g] || secOn && !g.Optional && !disabledGrp[g] {
+				on[g] = true
+				rs.Enabled = append(rs.Enabled, g)
+			}
+		}
+	}
+	var entries []*Entry
+	for _, c := range catalogs {
+		for _, e := range c.Entries {
+			if pol.Mode == ModeExact && e.HasWildcard() || !e.ForOS(oses) {
+				continue
+			}
+			if slices.ContainsFunc(e.Groups, func(g *Group) bool { return on[g] }) {
+				entries = append(entries, e)
+			}
+		}
+	}
+	if pol.Mode == ModeExact {
+		if err := checkExactMode(cfg, rs.Enabled, entries, enabledSec, enabledGrp); err != nil {
+			return nil, err
+		}
+	}
+	m, err := Compile(entries)
+	if err != nil {
+		return nil, err
+	}
+	rs.Matcher = m
+	rs.Config.Policy = pol
+	return rs, nil
+}
+
+// checkExactMode rejects what exact mode cannot express: a section the
+// source says needs wildcards, or an enabled group with only wildcards.
+func checkExactMode(cfg *Config, enabled []*Group, entries []*Entry, enabledSec map[*Section]bool, enabledGrp map[*Group]bool) error {
+	pos := Pos{cfg.Path, cfg.lines["policy.mode"]}
+	for _, g := range enabled {
+		if s := g.Section; s != nil && s.NeedsWildcards != "" {
+			return pos.Errorf("policy.mode: exact mode cannot be used with section %q enabled: %s", s.ID, s.NeedsWildcards)
+		}
+		if !enabledGrp[g] && (g.Section == nil || !enabledSec[g.Section]) {
+			continue
+		}
+		if !slices.ContainsFunc(entries, func(e *Entry) bool { return slices.Contains(e.Groups, g) }) {
+			return pos.Errorf("policy.mode: exact mode cannot be used with group %q enabled: all its patterns are wildcards", g.ID)
+		}
+	}
+	return nil
+}
+
+// findID finds a section or group by "ID" or "catalog/ID".
+func findID(catalogs []*Catalog, id string) (*Section, *Group, error) {
+	catName, local, qualified := strings.Cut(id, "/")
+	if !qualified {
+		local = catName
+	}
+	var sec *Section
+	var grp *Group
+	found := 0
+	for _, c := range catalogs {
+		if qualified && c.Name != catName {
+			continue
+		}
+		for _, s := range c.Sections {
+			if s.ID == local {
+				sec, found = s, found+1
+			}
+		}
+		for _, g := range c.Groups {
+			if g.ID == local {
+				grp, found = g, found+1
+			}
+		}
+	}
+	switch {
+	case found == 0:
+		return nil, nil, fmt.Errorf("no section or group %q in the catalogs (see egressgate catalog)", id)
+	case found > 1:
+		return nil, nil, fmt.Errorf("%q is in several catalogs; write it as catalog/%s", id, local)
+	case sec != nil:
+		return sec, nil, nil
+	}
+	return nil, grp, nil
+}

@@ -1,0 +1,171 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
+)
+
+// Limits on DNS names (RFC 1035 section 2.3.4).
+const (
+	maxNameLen  = 253
+	maxLabelLen = 63
+)
+
+// ErrInvalidHost is wrapped by every error CanonicalHost returns.
+var ErrInvalidHost = errors.New("invalid host")
+
+// idnaProfile converts Unicode names the way a resolver would look them up.
+var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transitional(false))
+
+// CanonicalHost returns host in the form the matcher compares: lower case,
+// one trailing dot dropped, Unicode converted to IDNA ASCII. It returns an
+// error wrapping ErrInvalidHost, with the reason, when host is not a valid
+// DNS name. IP literals (with or without brackets) are returned in netip's
+// canonical text form.
+//
+// The common case, a name that is already canonical, is returned as is
+// without allocating.
+func CanonicalHost(host string) (string, error) {
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		a, err := netip.ParseAddr(host[1 : len(host)-1])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", fmt.Errorf("%w %q: bad IPv6 literal", ErrInvalidHost, host)
+		}
+		return a.String(), nil
+	}
+	if a, ok := parseIPLiteral(host); ok {
+		return a.String(), nil
+	}
+	if strings.HasSuffix(host, ".") {
+		host = host[:len(host)-1]
+	}
+	switch checkName(host, false) {
+	case nameOK:
+		return host, nil
+	case nameNeedsFold:
+		return checkedFold(host, strings.ToLower(host))
+	case nameNonASCII:
+		if !utf8.ValidString(host) {
+			return "", fmt.Errorf("%w %q: not UTF-8", ErrInvalidHost, host)
+		}
+		a, err := idnaProfile.ToASCII(host)
+		if err != nil {
+			return "", fmt.Errorf("%w %q: %v", ErrInvalidHost, host, err)
+		}
+		return checkedFold(host, strings.ToLower(a))
+	}
+	return "", nameError(host, false)
+}
+
+// checkedFold validates a name that CanonicalHost has transformed.
+func checkedFold(orig, folded string) (string, error) {
+	if checkName(folded, false) != nameOK {
+		return "", nameError(orig, false)
+	}
+	return folded, nil
+}
+
+// parseIPLiteral reports whether host is an IPv4 or unbracketed IPv6
+// literal. It avoids netip.ParseAddr on names, which would allocate an
+// error for every ordinary host.
+func parseIPLiteral(host string) (netip.Addr, bool) {
+	if host == "" {
+		return netip.Addr{}, false
+	}
+	maybe := strings.IndexByte(host, ':') >= 0
+	if !maybe {
+		// An IPv4 literal is digits and dots only.
+		maybe = true
+		for i := 0; i < len(host); i++ {
+			if c := host[i]; c != '.' && (c < '0' || c > '9') {
+				maybe = false
+				break
+			}
+		}
+	}
+	if !maybe {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
+
+type nameCheck int
+
+const (
+	nameOK        nameCheck = iota
+	nameNeedsFold           // valid once lower-cased
+	nameNonASCII            // needs IDNA conversion
+	nameBad
+)
+
+// checkName classifies s as a DNS name. With star set, '*' is allowed in
+// labels (catalog patterns).
+func checkName(s string, star bool) nameCheck {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return nameBad
+	}
+	res := nameOK
+	labelStart := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			n := i - labelStart
+			if n == 0 || n > maxLabelLen || s[labelStart] == '-' || s[i-1] == '-' {
+				if res != nameNonASCII {
+					return nameBad
+				}
+			}
+			labelStart = i + 1
+			continue
+		}
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		case 'A' <= c && c <= 'Z':
+			if res == nameOK {
+				res = nameNeedsFold
+			}
+		case c == '*' && star:
+		case c >= 0x80:
+			res = nameNonASCII
+		default:
+			return nameBad
+		}
+	}
+	return res
+}
+
+// nameError says why s is not a valid name.
+func nameError(s string, star bool) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty name", ErrInvalidHost)
+	case len(s) > maxNameLen:
+		return fmt.Errorf("%w %.40q...: name is %d bytes, longer than %d", ErrInvalidHost, s, len(s), maxNameLen)
+	}
+	for _, label := range strings.Split(s, ".") {
+		switch {
+		case label == "":
+			return fmt.Errorf("%w %q: empty label", ErrInvalidHost, s)
+		case len(label) > maxLabelLen:
+			return fmt.Errorf("%w %q: label %.20q... is %d bytes, longer than %d", ErrInvalidHost, s, label, len(label), maxLabelLen)
+		case label[0] == '-' || label[len(label)-1] == '-':
+			return fmt.Errorf("%w %q: label %q starts or ends with '-'", ErrInvalidHost, s, label)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '*' && star
+			if !ok {
+				return fmt.Errorf("%w %q: character %q not allowed in a DNS name", ErrInvalidHost, s, c)
+			}
+		}
+	}
+	return fmt.Errorf("%w %q", ErrInvalidHost, s)
+}

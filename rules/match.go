@@ -1,0 +1,239 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/gobwas/glob"
+)
+
+// maxLabels is the most labels a valid name can have (253 bytes).
+const maxLabels = (maxNameLen + 1) / 2
+
+var matcherVersions atomic.Uint64
+
+// Matcher is a compiled catalog. It is immutable once built and safe for
+// concurrent use; swap a new one in to change the rules.
+type Matcher struct {
+	version uint64
+	entries []*Entry
+	root    *node
+	cidrs   []*Entry // KindCIDR entries, longest prefix first
+}
+
+// node is a name in the reversed-label trie.
+type node struct {
+	children map[string]*node
+	exact    []*Entry    // patterns equal to this name
+	wild     []*Entry    // "*." + this name
+	globs    []innerGlob // patterns whose fixed suffix is this name
+}
+
+// innerGlob is a pattern with '*' inside labels, split at its fixed suffix:
+// "tf-*-bucket.s3.example.com" is stored at the node for "s3.example.com"
+// with the glob "tf-*-bucket", so a lookup only tries globs whose suffix
+// already matched.
+type innerGlob struct {
+	g     glob.Glob
+	entry *Entry
+}
+
+// Compile builds a Matcher from entries, in precedence order for ties. The
+// entries' ID fields are set to their index. Entries must not be shared
+// with another Matcher being compiled at the same time.
+func Compile(entries []*Entry) (*Matcher, error) {
+	m := &Matcher{version: matcherVersions.Add(1), entries: entries, root: &node{}}
+	for i, e := range entries {
+		e.ID = i
+		switch e.Kind {
+		case KindCIDR:
+			m.cidrs = append(m.cidrs, e)
+		case KindExact:
+			n := m.root.insert(e.Pattern)
+			n.exact = append(n.exact, e)
+		case KindWildcard:
+			n := m.root.insert(e.Pattern[2:])
+			n.wild = append(n.wild, e)
+		case KindGlob:
+			lastStar := strings.LastIndexByte(e.Pattern, '*')
+			dot := strings.IndexByte(e.Pattern[lastStar:], '.') + lastStar
+			g, err := glob.Compile(e.Pattern[:dot], '.')
+			if err != nil {
+				return nil, e.Pos.Errorf("pattern: %q: %v", e.Pattern, err)
+			}
+			n := m.root.insert(e.Pattern[dot+1:])
+			n.globs = append(n.globs, innerGlob{g, e})
+		default:
+			return nil, e.Pos.Errorf("pattern: %q has unknown kind %d", e.Pattern, e.Kind)
+		}
+	}
+	slices.SortStableFunc(m.cidrs, func(a, b *Entry) int { return b.Prefix.Bits() - a.Prefix.Bits() })
+	return m, nil
+}
+
+// insert returns the node for name, creating the path to it.
+func (n *node) insert(name string) *node {
+	for end := len(name); end > 0; {
+		start := strings.LastIndexByte(name[:end], '.') + 1
+		label := name[start:end]
+		child := n.children[label]
+		if child == nil {
+			if n.children == nil {
+				n.children = map[string]*node{}
+			}
+			child = &node{}
+			n.children[label] = child
+		}
+		n = child
+		end = start - 1
+	}
+	return n
+}
+
+// Version identifies the Matcher; every Compile gives a new one.
+func (m *Matcher) Version() uint64 { return m.version }
+
+// Entries returns the compiled entries, indexed by Entry.ID. The caller
+// must not modify them.
+func (m *Matcher) Entries() []*Entry { return m.entries }
+
+// Lookup returns the verdict for host and port. host may be in any case,
+// carry a trailing dot, be Unicode, or be an IP literal; it is canonicalised
+// first (see CanonicalHost). Lookup does not allocate for a host that is
+// ASCII.
+func (m *Matcher) Lookup(host string, port uint16) Verdict {
+	var buf [maxNameLen + 1]byte
+	name, ok := canonicalNoAlloc(host, &buf)
+	if !ok {
+		c, err := CanonicalHost(host)
+		if err != nil {
+			return Verdict{Reason: ReasonInvalidHost}
+		}
+		name = c
+	}
+	if a, isIP := parseIPLiteral(name); isIP {
+		return m.lookupAddr(a, port)
+	}
+	return m.lookupName(name, port)
+}
+
+// canonicalNoAlloc does CanonicalHost's work for ASCII names, folding case
+// into buf. The returned string aliases buf or host and must not outlive
+// the call that owns buf. ok is false when the slow path must decide.
+func canonicalNoAlloc(host string, buf *[maxNameLen + 1]byte) (string, bool) {
+	if strings.HasSuffix(host, ".") {
+		host = host[:len(host)-1]
+	}
+	switch checkName(host, false) {
+	case nameOK:
+		return host, true
+	case nameNeedsFold:
+		n := copy(buf[:], host)
+		for i := 0; i < n; i++ {
+			if c := buf[i]; 'A' <= c && c <= 'Z' {
+				buf[i] = c + 'a' - 'A'
+			}
+		}
+		return unsafe.String(&buf[0], n), true
+	}
+	return "", false
+}
+
+// LookupAddr returns the verdict for an IP-literal host.
+func (m *Matcher) lookupAddr(a netip.Addr, port uint16) Verdict {
+	var named *Entry
+	for _, e := range m.cidrs {
+		if e.Prefix.Contains(a) {
+			if e.AllowsPort(port) {
+				return Verdict{Allow: true, Entry: e}
+			}
+			if named == nil {
+				named = e
+			}
+		}
+	}
+	if named != nil {
+		return Verdict{Reason: ReasonPortNotAllowed, Entry: named}
+	}
+	return Verdict{Reason: ReasonNotInCatalog}
+}
+
+// lookupName walks the trie along name's labels from the right, then tries
+// the candidates in precedence order: exact, inner-label globs (deepest
+// suffix first), leading wildcards (deepest suffix first).
+func (m *Matcher) lookupName(name string, port uint16) Verdict {
+	var (
+		path   [maxLabels + 1]*node
+		starts [maxLabels + 1]int // where the suffix of path[i] begins in name
+		depth  int
+	)
+	n := m.root
+	path[0], starts[0] = n, len(name)+1
+	for end := len(name); end > 0 && n.children != nil; {
+		start := strings.LastIndexByte(name[:end], '.') + 1
+		child := n.children[name[start:end]]
+		if child == nil {
+			break
+		}
+		n = child
+		depth++
+		path[depth], starts[depth] = n, start
+		end = start - 1
+	}
+	var named *Entry // best entry that names the host, whatever its port
+	try := func(e *Entry) bool {
+		if e.AllowsPort(port) {
+			return true
+		}
+		if named == nil {
+			named = e
+		}
+		return false
+	}
+	if starts[depth] == 0 { // the whole name is in the trie
+		for _, e := range path[depth].exact {
+			if try(e) {
+				return Verdict{Allow: true, Entry: e}
+			}
+		}
+	}
+	for d := depth; d > 0; d-- {
+		if starts[d] == 0 {
+			continue // globs and wildcards need a label in front
+		}
+		front := name[:starts[d]-1]
+		for _, ig := range path[d].globs {
+			if ig.g.Match(front) && try(ig.entry) {
+				return Verdict{Allow: true, Entry: ig.entry}
+			}
+		}
+	}
+	for d := depth; d > 0; d-- {
+		if starts[d] == 0 {
+			continue
+		}
+		for _, e := range path[d].wild {
+			if try(e) {
+				return Verdict{Allow: true, Entry: e}
+			}
+		}
+	}
+	if named != nil {
+		return Verdict{Reason: ReasonPortNotAllowed, Entry: named}
+	}
+	return Verdict{Reason: ReasonNotInCatalog}
+}
+
+// String summarises the matcher for logs.
+func (m *Matcher) String() string {
+	kinds := map[Kind]int{}
+	for _, e := range m.entries {
+		kinds[e.Kind]++
+	}
+	return fmt.Sprintf("matcher v%d: %d entries (%d exact, %d wildcard, %d glob, %d cidr)",
+		m.version, len(m.entries), kinds[KindExact], kinds[KindWildcard], kinds[KindGlob], kinds[KindCIDR])
+}

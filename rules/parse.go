@@ -1,0 +1,492 @@
+package rules
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Size limits on what a catalog may hold, so a file cannot exhaust memory.
+const (
+	maxCatalogBytes   = 64 << 20
+	maxCatalogEntries = 1_000_000
+)
+
+// defaultPorts apply to an entry whose groups name none.
+var defaultPorts = []uint16{443}
+
+// The YAML schema. Field names here are the documented keys.
+type catalogFile struct {
+	Catalog  string        `yaml:"catalog"`
+	Title    string        `yaml:"title"`
+	Source   string        `yaml:"source"`
+	Licenses []licenseFile `yaml:"licenses"`
+	Sections []sectionFile `yaml:"sections"`
+	Groups   []groupFile   `yaml:"groups"`
+	Entries  []entryFile   `yaml:"entries"`
+}
+
+type licenseFile struct {
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+	line int
+}
+
+type sectionFile struct {
+	ID             string   `yaml:"id"`
+	Title          string   `yaml:"title"`
+	Optional       bool     `yaml:"optional"`
+	Licenses       []string `yaml:"licenses"`
+	NeedsWildcards string   `yaml:"needs_wildcards"`
+	Notes          []string `yaml:"notes"`
+	line           int
+}
+
+type groupFile struct {
+	ID       string   `yaml:"id"`
+	Title    string   `yaml:"title"`
+	Section  string   `yaml:"section"`
+	Optional bool     `yaml:"optional"`
+	Ports    []int    `yaml:"ports"`
+	Licenses []string `yaml:"licenses"`
+	Notes    []string `yaml:"notes"`
+	line     int
+}
+
+type entryFile struct {
+	Pattern  string   `yaml:"pattern"`
+	Groups   []string `yaml:"groups"`
+	OS       []string `yaml:"os"`
+	Ports    []int    `yaml:"ports"`
+	Licenses []string `yaml:"licenses"`
+	Region   string   `yaml:"region"`
+	Example  bool     `yaml:"example"`
+	Notes    []string `yaml:"notes"`
+	line     int
+	// lines of individual fields, for errors that name one
+	fieldLine map[string]int
+}
+
+func (l *licenseFile) UnmarshalYAML(n *yaml.Node) error {
+	l.line = n.Line
+	_, err := decodeStrict(n, l, "license")
+	return err
+}
+
+func (s *sectionFile) UnmarshalYAML(n *yaml.Node) error {
+	s.line = n.Line
+	_, err := decodeStrict(n, s, "section")
+	return err
+}
+
+func (g *groupFile) UnmarshalYAML(n *yaml.Node) error {
+	g.line = n.Line
+	_, err := decodeStrict(n, g, "group")
+	return err
+}
+
+func (e *entryFile) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode { // "- central.sophos.com" is short for "- pattern: ..."
+		e.line = n.Line
+		e.Pattern = n.Value
+		return nil
+	}
+	e.line = n.Line
+	lines, err := decodeStrict(n, e, "entry")
+	e.fieldLine = lines
+	return err
+}
+
+// lineOf returns the line of field in the entry, or the entry's own line.
+func (e *entryFile) lineOf(field string) int {
+	if l := e.fieldLine[field]; l != 0 {
+		return l
+	}
+	return e.line
+}
+
+// decodeStrict decodes a mapping node into out (a pointer to a struct),
+// rejecting keys that out has no field for. yaml.v3 does not carry
+// KnownFields into custom unmarshalers, so the check is done here. It
+// returns the line of each key.
+func decodeStrict(n *yaml.Node, out any, what string) (map[string]int, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %s must be a mapping", n.Line, what)}}
+	}
+	known := yamlKeys(reflect.TypeOf(out).Elem())
+	lines := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if !slices.Contains(known, k.Value) {
+			return nil, &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: unknown field %q in %s (known: %s)", k.Line, k.Value, what, strings.Join(known, ", "))}}
+		}
+		if _, dup := lines[k.Value]; dup {
+			return nil, &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: field %q repeated in %s", k.Line, k.Value, what)}}
+		}
+		lines[k.Value] = k.Line
+	}
+	// Decode into a copy of the type without its UnmarshalYAML method.
+	v := reflect.New(reflect.StructOf(exportedFields(reflect.TypeOf(out).Elem())))
+	if err := n.Decode(v.Interface()); err != nil {
+		return nil, err
+	}
+	copyExported(reflect.ValueOf(out).Elem(), v.Elem())
+	return lines, nil
+}
+
+func yamlKeys(t reflect.Type) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("yaml"); tag != "" && tag != "-" {
+			keys = append(keys, strings.Split(tag, ",")[0])
+		}
+	}
+	return keys
+}
+
+func exportedFields(t reflect.Type) []reflect.StructField {
+	var fs []reflect.StructField
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); f.IsExported() {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+func copyExported(dst, src reflect.Value) {
+	for i, j := 0, 0; i < dst.NumField(); i++ {
+		if dst.Type().Field(i).IsExported() {
+			dst.Field(i).Set(src.Field(j))
+			j++
+		}
+	}
+}
+
+var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// yamlError turns a yaml.v3 error into "path:line: message" errors.
+func yamlError(path string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		var errs []error
+		for _, s := range te.Errors {
+			if m := yamlLineRE.FindStringSubmatch(s); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				errs = append(errs, Pos{path, line}.Errorf("%s", m[2]))
+			} else {
+				errs = append(errs, Pos{File: path}.Errorf("%s", s))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Pos{path, line}.Errorf("%s", m[2])
+	}
+	return Pos{File: path}.Errorf("%s", msg)
+}
+
+// Parse parses a catalog file. A file whose first non-comment line is a YAML
+// key ("catalog:" or "entries:") is read as YAML; anything else as a plain
+// list (see ParseList). name is used when the file does not name itself.
+func Parse(path string, data []byte) (*Catalog, error) {
+	if len(data) > maxCatalogBytes {
+		return nil, Pos{File: path}.Errorf("catalog is %d bytes, more than the limit of %d", len(data), maxCatalogBytes)
+	}
+	if isYAMLCatalog(data) {
+		return ParseYAML(path, data)
+	}
+	return ParseList(path, defaultCatalogName(path), data)
+}
+
+func isYAMLCatalog(data []byte) bool {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") || line == "---" {
+			continue
+		}
+		for _, k := range []string{"catalog:", "title:", "source:", "licenses:", "sections:", "groups:", "entries:"} {
+			if strings.HasPrefix(line, k) {
+				return true
+			}
+		}
+		return false
+	}
+	return false
+}
+
+func defaultCatalogName(path string) string {
+	base := filepath.Base(path)
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}
+
+// ParseYAML parses a catalog in the YAML schema.
+func ParseYAML(path string, data []byte) (*Catalog, error) {
+	var f catalogFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if err.Error() == "EOF" {
+			return nil, Pos{File: path}.Errorf("catalog is empty")
+		}
+		return nil, yamlError(path, err)
+	}
+	if f.Catalog == "" {
+		f.Catalog = defaultCatalogName(path)
+	}
+	return buildCatalog(path, &f)
+}
+
+var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
+	at := func(line int) Pos { return Pos{path, line} }
+	if !idRE.MatchString(f.Catalog) {
+		return nil, at(1).Errorf("catalog: name %q must be lower case letters, digits, '.', '_' or '-'", f.Catalog)
+	}
+	if len(f.Entries) > maxCatalogEntries {
+		return nil, at(1).Errorf("entries: %d entries, more than the limit of %d", len(f.Entries), maxCatalogEntries)
+	}
+	c := &Catalog{Name: f.Catalog, Title: f.Title, Source: f.Source, Path: path}
+	licenses := map[string]bool{}
+	for _, l := range f.Licenses {
+		if !idRE.MatchString(l.ID) {
+			return nil, at(l.line).Errorf("licenses: id %q must be lower case letters, digits, '.', '_' or '-'", l.ID)
+		}
+		if licenses[l.ID] {
+			return nil, at(l.line).Errorf("licenses: id %q defined twice", l.ID)
+		}
+		licenses[l.ID] = true
+		c.Licenses = append(c.Licenses, License{ID: l.ID, Name: l.Name})
+	}
+	checkLicenses := func(line int, ids []string) error {
+		for _, id := range ids {
+			if !licenses[id] {
+				return at(line).Errorf("licenses: %q is not in the catalog's licenses list", id)
+			}
+		}
+		return nil
+	}
+	sections := map[string]*Section{}
+	for _, s := range f.Sections {
+		if !idRE.MatchString(s.ID) {
+			return nil, at(s.line).Errorf("sections: id %q must be lower case letters, digits, '.', '_' or '-'", s.ID)
+		}
+		if sections[s.ID] != nil {
+			return nil, at(s.line).Errorf("sections: id %q defined twice", s.ID)
+		}
+		if err := checkLicenses(s.line, s.Licenses); err != nil {
+			return nil, err
+		}
+		sec := &Section{ID: s.ID, Title: s.Title, Optional: s.Optional, Licenses: s.Licenses,
+			NeedsWildcards: s.NeedsWildcards, Notes: s.Notes, Pos: at(s.line)}
+		sections[s.ID] = sec
+		c.Sections = append(c.Sections, sec)
+	}
+	groups := map[string]*Group{}
+	for _, g := range f.Groups {
+		if !idRE.MatchString(g.ID) {
+			return nil, at(g.line).Errorf("groups: id %q must be lower case letters, digits, '.', '_' or '-'", g.ID)
+		}
+		if groups[g.ID] != nil || sections[g.ID] != nil {
+			return nil, at(g.line).Errorf("groups: id %q defined twice (group and section IDs share one name space)", g.ID)
+		}
+		ports, err := checkPorts(at(g.line), g.Ports)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkLicenses(g.line, g.Licenses); err != nil {
+			return nil, err
+		}
+		grp := &Group{ID: g.ID, Title: g.Title, Optional: g.Optional, Ports: ports,
+			Licenses: g.Licenses, Notes: g.Notes, Pos: at(g.line)}
+		if g.Section != "" {
+			if grp.Section = sections[g.Section]; grp.Section == nil {
+				return nil, at(g.line).Errorf("section: %q is not defined in sections", g.Section)
+			}
+		}
+		groups[g.ID] = grp
+		c.Groups = append(c.Groups, grp)
+	}
+	seen := map[string]int{}
+	for i := range f.Entries {
+		ef := &f.Entries[i]
+		pos := at(ef.line)
+		if ef.Pattern == "" {
+			return nil, pos.Errorf("pattern: missing")
+		}
+		pattern, kind, pfx, err := classifyPattern(ef.Pattern)
+		if err != nil {
+			return nil, at(ef.lineOf("pattern")).Errorf("pattern: %w", err)
+		}
+		if prev, dup := seen[pattern]; dup {
+			return nil, at(ef.lineOf("pattern")).Errorf("pattern: %q already listed at line %d; list its groups and OSes on one entry", pattern, prev)
+		}
+		seen[pattern] = ef.line
+		e := &Entry{Pattern: pattern, Kind: kind, Prefix: pfx, Catalog: c.Name, Region: ef.Region,
+			Example: ef.Example, Notes: ef.Notes, Pos: pos}
+		for _, id := range ef.Groups {
+			g := groups[id]
+			if g == nil {
+				return nil, at(ef.lineOf("groups")).Errorf("groups: %q is not defined in groups", id)
+			}
+			if !slices.Contains(e.Groups, g) {
+				e.Groups = append(e.Groups, g)
+			}
+		}
+		for _, o := range ef.OS {
+			if !slices.Contains(AllOS, o) {
+				return nil, at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS, ", "))
+			}
+			if !slices.Contains(e.OS, o) {
+				e.OS = append(e.OS, o)
+			}
+		}
+		if e.Ports, err = checkPorts(at(ef.lineOf("ports")), ef.Ports); err != nil {
+			return nil, err
+		}
+		if len(e.Ports) == 0 {
+			e.Ports = entryPortsFromGroups(e.Groups)
+		}
+		if err := checkLicenses(ef.lineOf("licenses"), ef.Licenses); err != nil {
+			return nil, err
+		}
+		e.Licenses = ef.Licenses
+		if len(e.Licenses) == 0 {
+			e.Licenses = entryLicensesFromGroups(e.Groups)
+		}
+		c.Entries = append(c.Entries, e)
+	}
+	return c, nil
+}
+
+func checkPorts(pos Pos, in []int) ([]uint16, error) {
+	var out []uint16
+	for _, p := range in {
+		if p < 1 || p > 65535 {
+			return nil, pos.Errorf("ports: %d is not a TCP port (1-65535)", p)
+		}
+		if !slices.Contains(out, uint16(p)) {
+			out = append(out, uint16(p))
+		}
+	}
+	return out, nil
+}
+
+func entryPortsFromGroups(groups []*Group) []uint16 {
+	var out []uint16
+	for _, g := range groups {
+		for _, p := range g.Ports {
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return slices.Clone(defaultPorts)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func entryLicensesFromGroups(groups []*Group) []string {
+	var out []string
+	for _, g := range groups {
+		ls := g.Licenses
+		if len(ls) == 0 && g.Section != nil {
+			ls = g.Section.Licenses
+		}
+		for _, l := range ls {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// ParseList parses a plain list: one pattern per line, optionally followed
+// by ":PORT" or ":PORT,PORT", with '#' starting a comment. Every entry goes
+// into one group named after the catalog. This is the format to paste a
+// vendor's list into.
+func ParseList(path, name string, data []byte) (*Catalog, error) {
+	f := catalogFile{Catalog: name, Groups: []groupFile{{ID: name, Title: "entries of " + filepath.Base(path), line: 1}}}
+	if !idRE.MatchString(name) {
+		return nil, Pos{File: path}.Errorf("catalog name %q (from the file name) must be lower case letters, digits, '.', '_' or '-'", name)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for line := 1; sc.Scan(); line++ {
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		text = strings.TrimSpace(text)
+		if text == "" {
+			continue
+		}
+		if strings.ContainsAny(text, " \t") {
+			return nil, Pos{path, line}.Errorf("pattern: %q has spaces; write one pattern per line", text)
+		}
+		pattern, ports, err := splitListPorts(text)
+		if err != nil {
+			return nil, Pos{path, line}.Errorf("%w", err)
+		}
+		f.Entries = append(f.Entries, entryFile{Pattern: pattern, Groups: []string{name}, Ports: ports, line: line})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, Pos{File: path}.Errorf("reading: %w", err)
+	}
+	return buildCatalog(path, &f)
+}
+
+// splitListPorts splits "host:443,80", "[2001:db8::1]:443" or
+// "10.0.0.0/8:443" into pattern and ports. A bare IPv6 address or prefix
+// has no port.
+func splitListPorts(s string) (string, []int, error) {
+	host, portList := s, ""
+	switch {
+	case strings.HasPrefix(s, "["):
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", nil, fmt.Errorf("pattern: %q has '[' without ']'", s)
+		}
+		host = s[1:end]
+		if rest := s[end+1:]; rest != "" {
+			if !strings.HasPrefix(rest, ":") {
+				return "", nil, fmt.Errorf("pattern: unexpected %q after ']'", rest)
+			}
+			portList = rest[1:]
+		}
+	case strings.Count(s, ":") == 1:
+		host, portList, _ = strings.Cut(s, ":")
+	}
+	if portList == "" {
+		if strings.HasSuffix(s, ":") {
+			return "", nil, fmt.Errorf("ports: empty port after ':' in %q", s)
+		}
+		return host, nil, nil
+	}
+	var ports []int
+	for _, ps := range strings.Split(portList, ",") {
+		p, err := strconv.Atoi(ps)
+		if err != nil {
+			return "", nil, fmt.Errorf("ports: %q in %q is not a number", ps, s)
+		}
+		ports = append(ports, p)
+	}
+	return host, ports, nil
+}

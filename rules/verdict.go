@@ -1,0 +1,49 @@
+package rules
+
+// Reason says why a connection was denied. The set is closed: metrics use
+// it as a label value, so it never holds a client-supplied string. The
+// reasons that only the proxy can decide are listed here too, so that the
+// whole product shares one vocabulary.
+type Reason uint8
+
+const (
+	ReasonNone               Reason = iota // allowed
+	ReasonNotInCatalog                     // no entry names the host
+	ReasonPortNotAllowed                   // an entry names the host, not the port
+	ReasonInvalidHost                      // not a valid DNS name or IP literal
+	ReasonPrivateDestination               // resolves to a refused address
+	ReasonSNIMismatch                      // TLS SNI names another host than CONNECT
+	ReasonNoSNI                            // TLS without SNI, or not TLS, where SNI is required
+	ReasonClientNotAllowed                 // source address outside the client ACL
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"", "not-in-catalog", "port-not-allowed", "invalid-host",
+	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed"}
+
+// String returns the reason's name as used in headers, logs and metrics.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Reasons lists every deny reason, for metrics that export all of them.
+func Reasons() []Reason {
+	out := make([]Reason, 0, numReasons-1)
+	for r := ReasonNone + 1; r < numReasons; r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Verdict is the matcher's answer for one host and port.
+type Verdict struct {
+	Allow  bool
+	Reason Reason // ReasonNone when Allow
+	// Entry is the entry that admitted the host, or for
+	// ReasonPortNotAllowed the best entry that names the host; nil
+	// otherwise. It belongs to the Matcher that gave the verdict.
+	Entry *Entry
+}
