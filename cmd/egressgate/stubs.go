@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+	"io"
+)
+
+// Commands not yet built; each moves to its own file when it is.
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "egressgate serve: not built yet")
+	return 1
+}
+
+func runReport(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "egressgate report: not built yet")
+	return 1
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "egressgate check: not built yet")
+	return 1
+}
+
+func runExplain(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "egressgate explain: not built yet")
+	return 1
+}
+
+func runCatalog(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintln(stderr, "egressgate catalog: not built yet")
+	return 1
+}
