@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/gobwas/glob"
 )
@@ -103,47 +102,45 @@ func (m *Matcher) Entries() []*Entry { return m.entries }
 
 // Lookup returns the verdict for host and port. host may be in any case,
 // carry a trailing dot, be Unicode, or be an IP literal; it is canonicalised
-// first (see CanonicalHost). Lookup does not allocate for a host that is
-// ASCII.
+// first (see CanonicalHost). Lookup does not allocate for an ASCII host,
+// except to fold the case of a mixed-case name that reaches an inner-label
+// glob.
 func (m *Matcher) Lookup(host string, port uint16) Verdict {
-	var buf [maxNameLen + 1]byte
-	name, ok := canonicalNoAlloc(host, &buf)
-	if !ok {
+	host = strings.TrimSuffix(host, ".")
+	fold := false
+	switch checkName(host, false) {
+	case nameOK:
+	case nameNeedsFold:
+		fold = true
+	default:
+		if a, isIP := parseIPLiteral(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); isIP {
+			return m.lookupAddr(a, port)
+		}
+		if isASCII(host) { // an invalid ASCII name: no need to build the error
+			return Verdict{Reason: ReasonInvalidHost}
+		}
 		c, err := CanonicalHost(host)
 		if err != nil {
 			return Verdict{Reason: ReasonInvalidHost}
 		}
-		name = c
+		host = c
 	}
-	if a, isIP := parseIPLiteral(name); isIP {
+	if a, isIP := parseIPLiteral(host); isIP {
 		return m.lookupAddr(a, port)
 	}
-	return m.lookupName(name, port)
+	return m.lookupName(host, fold, port)
 }
 
-// canonicalNoAlloc does CanonicalHost's work for ASCII names, folding case
-// into buf. The returned string aliases buf or host and must not outlive
-// the call that owns buf. ok is false when the slow path must decide.
-func canonicalNoAlloc(host string, buf *[maxNameLen + 1]byte) (string, bool) {
-	if strings.HasSuffix(host, ".") {
-		host = host[:len(host)-1]
-	}
-	switch checkName(host, false) {
-	case nameOK:
-		return host, true
-	case nameNeedsFold:
-		n := copy(buf[:], host)
-		for i := 0; i < n; i++ {
-			if c := buf[i]; 'A' <= c && c <= 'Z' {
-				buf[i] = c + 'a' - 'A'
-			}
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
 		}
-		return unsafe.String(&buf[0], n), true
 	}
-	return "", false
+	return true
 }
 
-// LookupAddr returns the verdict for an IP-literal host.
+// lookupAddr returns the verdict for an IP-literal host.
 func (m *Matcher) lookupAddr(a netip.Addr, port uint16) Verdict {
 	var named *Entry
 	for _, e := range m.cidrs {
@@ -165,17 +162,32 @@ func (m *Matcher) lookupAddr(a netip.Addr, port uint16) Verdict {
 // lookupName walks the trie along name's labels from the right, then tries
 // the candidates in precedence order: exact, inner-label globs (deepest
 // suffix first), leading wildcards (deepest suffix first).
-func (m *Matcher) lookupName(name string, port uint16) Verdict {
+//
+// With fold set, name has upper-case letters: each label is lowered into a
+// stack buffer for the trie, so only a glob test needs a lowered copy.
+func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 	var (
 		path   [maxLabels + 1]*node
 		starts [maxLabels + 1]int // where the suffix of path[i] begins in name
 		depth  int
+		lower  [maxLabelLen]byte
 	)
 	n := m.root
 	path[0], starts[0] = n, len(name)+1
 	for end := len(name); end > 0 && n.children != nil; {
 		start := strings.LastIndexByte(name[:end], '.') + 1
-		child := n.children[name[start:end]]
+		var child *node
+		if fold {
+			k := copy(lower[:], name[start:end])
+			for i, c := range lower[:k] {
+				if 'A' <= c && c <= 'Z' {
+					lower[i] = c + 'a' - 'A'
+				}
+			}
+			child = n.children[string(lower[:k])]
+		} else {
+			child = n.children[name[start:end]]
+		}
 		if child == nil {
 			break
 		}
@@ -205,7 +217,13 @@ func (m *Matcher) lookupName(name string, port uint16) Verdict {
 		if starts[d] == 0 {
 			continue // globs and wildcards need a label in front
 		}
+		if len(path[d].globs) == 0 {
+			continue
+		}
 		front := name[:starts[d]-1]
+		if fold {
+			front = strings.ToLower(front)
+		}
 		for _, ig := range path[d].globs {
 			if ig.g.Match(front) && try(ig.entry) {
 				return Verdict{Allow: true, Entry: ig.entry}

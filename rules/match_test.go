@@ -1,0 +1,129 @@
+package rules
+
+import (
+	"os"
+	"testing"
+)
+
+// testMatcher compiles a plain-list catalog from testdata.
+func testMatcher(t testing.TB, file string) *Matcher {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseList(file, "test", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Select(&Config{}, []*Catalog{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs.Matcher
+}
+
+func TestLookup(t *testing.T) {
+	m := testMatcher(t, "testdata/match.txt")
+	tests := []struct {
+		host   string
+		port   uint16
+		rule   string // pattern of the entry named, "" for none
+		reason Reason
+	}{
+		{"a.example.com", 443, "a.example.com", ReasonNone},
+		{"A.Example.COM.", 443, "a.example.com", ReasonNone},
+		{"x.example.com", 443, "*.example.com", ReasonNone},
+		{"y.x.example.com", 443, "*.example.com", ReasonNone},
+		{"example.com", 443, "", ReasonNotInCatalog}, // the apex is not in *.example.com
+		{"notexample.com", 443, "", ReasonNotInCatalog},
+		{"a.deep.example.com", 8443, "*.deep.example.com", ReasonNone},
+		{"a.deep.example.com", 443, "*.deep.example.com", ReasonNone}, // longest suffix first
+		{"deep.example.com", 443, "*.example.com", ReasonNone},
+		{"a.example.com", 80, "a.example.com", ReasonPortNotAllowed},
+		{"a.deep.example.com", 80, "*.deep.example.com", ReasonPortNotAllowed},
+		{"tf-1-bucket.s3.example.net", 443, "tf-*-bucket.s3.example.net", ReasonNone},
+		{"tf--bucket.s3.example.net", 443, "tf-*-bucket.s3.example.net", ReasonNone},
+		{"tf-a.b-bucket.s3.example.net", 443, "", ReasonNotInCatalog}, // '*' never crosses a dot
+		{"x.tf-1-bucket.s3.example.net", 443, "", ReasonNotInCatalog},
+		{"s3.example.net", 443, "", ReasonNotInCatalog},
+		{"xay.zb.glob.example.org", 22, "*.example.org", ReasonNone}, // the glob names the host, not the port
+		{"xay.zb.glob.example.org", 443, "x*y.z*.glob.example.org", ReasonNone}, // glob beats wildcard
+		{"XaY.Zb.glob.Example.org", 443, "x*y.z*.glob.example.org", ReasonNone},
+		{"tf-1-bucket.s3.example.net", 22, "tf-*-bucket.s3.example.net", ReasonPortNotAllowed},
+		{"ssh.example.org", 22, "ssh.example.org", ReasonNone},
+		{"ssh.example.org", 443, "ssh.example.org", ReasonPortNotAllowed},
+		{"q.example.org", 22, "*.example.org", ReasonNone},
+		{"b.example.org", 22, "*.example.org", ReasonNone}, // exact names the host, not the port: wildcard admits
+		{"b.example.org", 443, "b.example.org", ReasonNone},
+		{"10.2.3.4", 443, "10.0.0.0/8", ReasonNone},
+		{"10.1.3.4", 8443, "10.1.0.0/16", ReasonNone},
+		{"10.1.3.4", 443, "10.0.0.0/8", ReasonNone},
+		{"10.1.3.4", 22, "10.1.0.0/16", ReasonPortNotAllowed},
+		{"[2001:db8::5]", 443, "2001:db8::/32", ReasonNone},
+		{"::ffff:10.0.0.1", 443, "10.0.0.0/8", ReasonNone},
+		{"11.0.0.1", 443, "", ReasonNotInCatalog},
+		{"ex..ample.com", 443, "", ReasonInvalidHost},
+		{"", 443, "", ReasonInvalidHost},
+	}
+	for _, tt := range tests {
+		v := m.Lookup(tt.host, tt.port)
+		var rule string
+		if v.Entry != nil {
+			rule = v.Entry.Pattern
+		}
+		if rule != tt.rule || v.Reason != tt.reason || v.Allow != (tt.reason == ReasonNone) {
+			t.Errorf("Lookup(%q, %d) = %q %v allow=%v, want %q %v", tt.host, tt.port, rule, tt.reason, v.Allow, tt.rule, tt.reason)
+		}
+	}
+}
+
+func TestLookupDefaultCatalog(t *testing.T) {
+	rs, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rs.Matcher
+	tests := []struct {
+		host   string
+		port   uint16
+		rule   string
+		reason Reason
+	}{
+		{"central.sophos.com", 443, "central.sophos.com", ReasonNone},
+		{"sophos.com", 443, "sophos.com", ReasonNone},
+		{"foo.sophos.com", 443, "*.sophos.com", ReasonNone},
+		{"us.analysis.sophos.com", 443, "us.analysis.sophos.com", ReasonNone},
+		{"xx.analysis.sophos.com", 443, "*.analysis.sophos.com", ReasonNone},
+		{"az416426.vo.msecnd.net", 443, "az416426.vo.msecnd.net", ReasonNone},
+		{"ocsp.digicert.com", 80, "ocsp.digicert.com", ReasonNone},
+		{"crl.globalsign.net", 443, "crl.globalsign.net", ReasonNone},
+		{"central.sophos.com", 80, "central.sophos.com", ReasonPortNotAllowed},
+		{"amazonaws.com", 443, "amazonaws.com", ReasonNone},
+		{"s3.amazonaws.com", 443, "", ReasonNotInCatalog},
+		// AD Sync and remote assistance are off by default.
+		{"tf-presigned-url-eu-west-1-prod-abc-bucket.s3.eu-west-1.amazonaws.com", 443, "", ReasonNotInCatalog},
+		{"x.apu.sophos.com", 22, "*.sophos.com", ReasonPortNotAllowed},
+		{"example.org", 443, "", ReasonNotInCatalog},
+	}
+	for _, tt := range tests {
+		v := m.Lookup(tt.host, tt.port)
+		var rule string
+		if v.Entry != nil {
+			rule = v.Entry.Pattern
+		}
+		if rule != tt.rule || v.Reason != tt.reason {
+			t.Errorf("Lookup(%q, %d) = %q %v, want %q %v", tt.host, tt.port, rule, v.Reason, tt.rule, tt.reason)
+		}
+	}
+}
+
+// TestLookupAllocs pins the zero-allocation paths of Lookup.
+func TestLookupAllocs(t *testing.T) {
+	m := testMatcher(t, "testdata/match.txt")
+	for _, host := range []string{"a.example.com", "A.EXAMPLE.COM", "y.x.example.com", "tf-1-bucket.s3.example.net", "miss.example.net", "10.2.3.4", "bad..name"} {
+		if n := testing.AllocsPerRun(100, func() { m.Lookup(host, 443) }); n != 0 {
+			t.Errorf("Lookup(%q): %v allocs, want 0", host, n)
+		}
+	}
+}

@@ -1,0 +1,289 @@
+package rules
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Defaults of the Reloader's tunables.
+const (
+	DefaultReloadDebounce = 150 * time.Millisecond
+	DefaultReloadPoll     = 30 * time.Second
+)
+
+// ReloadHooks are called after each reload attempt. Nil funcs are skipped.
+// They run with the Reloader's reload lock held, one at a time and in the
+// order of the attempts, so they must not call Reload.
+type ReloadHooks struct {
+	OnSwap  func(*Ruleset) // after a new ruleset was stored (also for the first load in NewReloader)
+	OnError func(error)    // after a failed reload; the last good ruleset keeps serving
+}
+
+// Reloader keeps the current Ruleset of a config file and replaces it when
+// the config or a catalog it names changes. Lookups go through Current or
+// Matcher, which never block; Reload may be called from any goroutine.
+type Reloader struct {
+	// Debounce is how long Run waits after the last file event of a burst
+	// before it reloads. Set it before calling Run.
+	Debounce time.Duration
+	// PollInterval is the period of the safety-net poll that reloads (and
+	// skips when nothing changed) even without file events; 0 or less
+	// turns it off. Set it before calling Run.
+	PollInterval time.Duration
+
+	path  string
+	log   *slog.Logger
+	hooks ReloadHooks
+	cur   atomic.Pointer[Ruleset]
+
+	mu      sync.Mutex // serialises Reload; lookups never take it
+	lastErr string     // text of the last failure logged; "" after a success
+}
+
+// NewReloader loads the config at path ("" for the built-in default) and
+// returns a Reloader serving it. An error here means there is no ruleset
+// to serve at all: the caller should treat it as fatal. log may be nil.
+func NewReloader(path string, log *slog.Logger, hooks ReloadHooks) (*Reloader, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rs, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reloader{Debounce: DefaultReloadDebounce, PollInterval: DefaultReloadPoll, path: path, log: log, hooks: hooks}
+	r.cur.Store(rs)
+	log.Info("rules loaded", rulesetAttrs(rs)...)
+	if hooks.OnSwap != nil {
+		hooks.OnSwap(rs)
+	}
+	return r, nil
+}
+
+// Current returns the ruleset being served. It never blocks and never
+// returns nil. A caller that needs one consistent answer (a connection's
+// verdict) loads it once and keeps using that value.
+func (r *Reloader) Current() *Ruleset { return r.cur.Load() }
+
+// Matcher returns the matcher of the current ruleset.
+func (r *Reloader) Matcher() *Matcher { return r.cur.Load().Matcher }
+
+// Reload reads the config and its catalogs again, compiles them and, when
+// their content differs from the current ruleset's, stores the new
+// ruleset and calls OnSwap. When nothing changed it returns nil and stores
+// nothing. On error the current ruleset keeps serving, the error (which
+// names file and line) is logged, OnError is called, and the error is
+// returned; callers need not log it again. An error identical to the
+// previous failure is logged at debug level only, so a broken file seen
+// again by the poll does not flood the log. After a failure, the next
+// successful load is stored even when its content equals the last good
+// one, so that OnSwap reports the recovery.
+//
+// Reload is safe to call from any goroutine (the watcher, a SIGHUP
+// handler); calls are serialised.
+func (r *Reloader) Reload() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs, err := Load(r.path)
+	if err != nil {
+		if msg := err.Error(); msg != r.lastErr {
+			r.log.Error("rules reload failed; keeping the last good rules", "err", err)
+			r.lastErr = msg
+		} else {
+			r.log.Debug("rules reload failed again with the same error; keeping the last good rules", "err", err)
+		}
+		if r.hooks.OnError != nil {
+			r.hooks.OnError(err)
+		}
+		return err
+	}
+	recovered := r.lastErr != ""
+	r.lastErr = ""
+	if !recovered && rs.Digest == r.cur.Load().Digest {
+		r.log.Debug("rules unchanged; reload skipped", "digest", shortDigest(rs))
+		return nil
+	}
+	r.cur.Store(rs)
+	r.log.Info("rules reloaded", rulesetAttrs(rs)...)
+	if r.hooks.OnSwap != nil {
+		r.hooks.OnSwap(rs)
+	}
+	return nil
+}
+
+func rulesetAttrs(rs *Ruleset) []any {
+	cfg := "(built-in default)"
+	if rs.Config != nil && rs.Config.Path != "" {
+		cfg = rs.Config.Path
+	}
+	return []any{"config", cfg, "files", len(rs.Files), "digest", shortDigest(rs), "matcher", rs.Matcher.String()}
+}
+
+func shortDigest(rs *Ruleset) string { return hex.EncodeToString(rs.Digest[:6]) }
+
+// Run watches the files of the current ruleset and reloads when they
+// change, until ctx is done; then it returns nil. It watches the parent
+// directory of every file (and of its symlink target), since editors and
+// Kubernetes ConfigMaps replace files by rename, and re-derives that set
+// after every reload, as the config may name new catalogs. An event in a
+// watched directory triggers a reload when its name is one of the files or
+// starts with ".." (the ConfigMap "..data" symlink swap); a burst of events
+// gives one reload, Debounce after the last. A poll every PollInterval
+// reloads as a safety net, and is all that is left when the watcher cannot
+// be created or a watched directory disappears (its watch comes back when
+// the directory does). Watch errors are logged, never fatal. Run must be
+// called at most once at a time.
+func (r *Reloader) Run(ctx context.Context) error {
+	var events <-chan fsnotify.Event
+	var watchErrs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		r.log.Warn("cannot watch rules files; falling back to polling", "err", err, "poll", r.PollInterval)
+	} else {
+		defer w.Close()
+		events, watchErrs = w.Events, w.Errors
+	}
+	ws := &watchSet{w: w, log: r.log}
+
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	var poll <-chan time.Time
+	if r.PollInterval > 0 {
+		t := time.NewTicker(r.PollInterval)
+		defer t.Stop()
+		poll = t.C
+	}
+
+	// sync re-derives the watch set; when a directory was newly watched,
+	// a change there may have been missed, so one more reload is due.
+	sync := func() {
+		if ws.sync(r.Current().Files) {
+			debounce.Reset(r.Debounce)
+		}
+	}
+	sync()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ws.relevant(ev.Name) {
+				r.log.Debug("rules file event", "event", ev.String())
+				debounce.Reset(r.Debounce)
+			}
+		case err, ok := <-watchErrs:
+			if !ok {
+				watchErrs = nil
+				continue
+			}
+			r.log.Warn("rules watcher error", "err", err)
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				debounce.Reset(r.Debounce) // events were lost
+			}
+		case <-debounce.C:
+			_ = r.Reload() // logged by Reload
+			sync()
+		case <-poll:
+			_ = r.Reload()
+			sync()
+		}
+	}
+}
+
+// watchSet is the set of directories Run watches and the names in them
+// that matter.
+type watchSet struct {
+	w      *fsnotify.Watcher // nil: polling only
+	log    *slog.Logger
+	names  map[string][]string // watched directory → base names of our files in it
+	failed map[string]string   // directory → last error adding it, logged once
+}
+
+// sync makes the watcher watch the directories of files (and of their
+// symlink targets) and nothing else. It reports whether a directory was
+// added.
+func (s *watchSet) sync(files []string) (added bool) {
+	names := map[string][]string{}
+	note := func(p string) {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return
+		}
+		dir, base := filepath.Dir(abs), filepath.Base(abs)
+		if !slices.Contains(names[dir], base) {
+			names[dir] = append(names[dir], base)
+		}
+	}
+	for _, f := range files {
+		note(f)
+		if target, err := filepath.EvalSymlinks(f); err == nil {
+			note(target)
+		}
+	}
+	s.names = names
+	if s.w == nil {
+		return false
+	}
+	have := s.w.WatchList()
+	for _, dir := range have {
+		if _, ok := names[dir]; !ok {
+			if err := s.w.Remove(dir); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
+				s.log.Debug("rules watcher: removing watch", "dir", dir, "err", err)
+			}
+		}
+	}
+	if s.failed == nil {
+		s.failed = map[string]string{}
+	}
+	for dir := range names {
+		if slices.Contains(have, dir) {
+			continue
+		}
+		if err := s.w.Add(dir); err != nil {
+			if s.failed[dir] != err.Error() {
+				s.log.Warn("cannot watch rules directory; relying on the poll until it is back", "dir", dir, "err", err)
+				s.failed[dir] = err.Error()
+			}
+			continue
+		}
+		if _, ok := s.failed[dir]; ok {
+			s.log.Info("watching rules directory again", "dir", dir)
+			delete(s.failed, dir)
+		}
+		s.log.Debug("rules watcher: watching", "dir", dir)
+		added = true
+	}
+	return added
+}
+
+// relevant reports whether an event on name may change the rules: name is
+// one of the files, a ".."-prefixed name (a ConfigMap's "..data" and its
+// timestamped directories) in a watched directory, or a watched directory
+// itself (deleted or moved).
+func (s *watchSet) relevant(name string) bool {
+	name = filepath.Clean(name)
+	if _, ok := s.names[name]; ok {
+		return true
+	}
+	bases, ok := s.names[filepath.Dir(name)]
+	if !ok {
+		return false
+	}
+	base := filepath.Base(name)
+	return strings.HasPrefix(base, "..") || slices.Contains(bases, base)
+}
