@@ -282,7 +282,7 @@ func checkExactMode(cfg *Config, enabled []*Group, entries []*Entry, enabledSec 
 	pos := Pos{cfg.Path, cfg.lines["policy.mode"]}
 	for _, g := range enabled {
 		if s := g.Section; s != nil && s.NeedsWildcards != "" {
-			return pos.Errorf("policy.mode: exact mode cannot be used with section %q enabled: %s", s.ID, s.NeedsWildcards)
+			return pos.Errorf("policy.mode: exact mode cannot be used with section %q (%s) enabled: it needs wildcards; %s", s.ID, s.Title, s.NeedsWildcards)
 		}
 		if !enabledGrp[g] && (g.Section == nil || !enabledSec[g.Section]) {
 			continue
