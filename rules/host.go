@@ -107,39 +107,76 @@ const (
 	nameBad
 )
 
+// Byte classes for checkName.
+const (
+	cBad   = iota
+	cLower // a-z 0-9 _
+	cHyphen
+	cUpper
+	cDot
+	cStar
+	cHigh // >= 0x80
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = cLower
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = cLower
+	}
+	t['_'] = cLower
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = cUpper
+	}
+	t['-'], t['.'], t['*'] = cHyphen, cDot, cStar
+	for c := 0x80; c < 0x100; c++ {
+		t[c] = cHigh
+	}
+	return t
+}()
+
 // checkName classifies s as a DNS name. With star set, '*' is allowed in
-// labels (catalog patterns).
+// labels (catalog patterns). It runs on every lookup, hence the table.
 func checkName(s string, star bool) nameCheck {
 	if len(s) == 0 || len(s) > maxNameLen {
 		return nameBad
 	}
 	res := nameOK
 	labelStart := 0
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '.' {
-			n := i - labelStart
-			if n == 0 || n > maxLabelLen || s[labelStart] == '-' || s[i-1] == '-' {
-				if res != nameNonASCII {
-					return nameBad
-				}
+	for i := 0; i < len(s); i++ {
+		switch byteClass[s[i]] {
+		case cLower, cHyphen:
+		case cDot:
+			if !labelOK(s, labelStart, i) && res != nameNonASCII {
+				return nameBad
 			}
 			labelStart = i + 1
-			continue
-		}
-		switch c := s[i]; {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-		case 'A' <= c && c <= 'Z':
+		case cUpper:
 			if res == nameOK {
 				res = nameNeedsFold
 			}
-		case c == '*' && star:
-		case c >= 0x80:
+		case cStar:
+			if !star {
+				return nameBad
+			}
+		case cHigh:
 			res = nameNonASCII
 		default:
 			return nameBad
 		}
 	}
+	if !labelOK(s, labelStart, len(s)) && res != nameNonASCII {
+		return nameBad
+	}
 	return res
+}
+
+// labelOK reports whether s[start:end] is a well-formed label: 1 to 63
+// bytes, no '-' at either end.
+func labelOK(s string, start, end int) bool {
+	n := end - start
+	return n > 0 && n <= maxLabelLen && s[start] != '-' && s[end-1] != '-'
 }
 
 // nameError says why s is not a valid name.

@@ -20,12 +20,17 @@ var matcherVersions atomic.Uint64
 type Matcher struct {
 	version uint64
 	entries []*Entry
+	exact   map[string][]*Entry // exact names, to answer the common hit with one hash
 	root    *node
 	cidrs   []*Entry // KindCIDR entries, longest prefix first
 }
 
 // node is a name in the reversed-label trie.
 type node struct {
+	// Children by label: a short slice scanned in order while the node
+	// has few (most have one to four, and comparing a few short strings
+	// beats hashing), a map beyond that.
+	kids     []kid
 	children map[string]*node
 	exact    []*Entry    // patterns equal to this name
 	wild     []*Entry    // "*." + this name
@@ -45,7 +50,7 @@ type innerGlob struct {
 // entries' ID fields are set to their index. Entries must not be shared
 // with another Matcher being compiled at the same time.
 func Compile(entries []*Entry) (*Matcher, error) {
-	m := &Matcher{version: matcherVersions.Add(1), entries: entries, root: &node{}}
+	m := &Matcher{version: matcherVersions.Add(1), entries: entries, root: &node{}, exact: map[string][]*Entry{}}
 	for i, e := range entries {
 		e.ID = i
 		switch e.Kind {
@@ -54,6 +59,7 @@ func Compile(entries []*Entry) (*Matcher, error) {
 		case KindExact:
 			n := m.root.insert(e.Pattern)
 			n.exact = append(n.exact, e)
+			m.exact[e.Pattern] = n.exact
 		case KindWildcard:
 			n := m.root.insert(e.Pattern[2:])
 			n.wild = append(n.wild, e)
@@ -74,23 +80,57 @@ func Compile(entries []*Entry) (*Matcher, error) {
 	return m, nil
 }
 
+// maxKids is the most children a node keeps in its slice before it
+// switches to a map.
+const maxKids = 8
+
+type kid struct {
+	label string
+	n     *node
+}
+
+// child returns the child for label, or nil.
+func (n *node) child(label string) *node {
+	if n.children != nil {
+		return n.children[label]
+	}
+	for i := range n.kids {
+		if n.kids[i].label == label {
+			return n.kids[i].n
+		}
+	}
+	return nil
+}
+
 // insert returns the node for name, creating the path to it.
 func (n *node) insert(name string) *node {
 	for end := len(name); end > 0; {
 		start := strings.LastIndexByte(name[:end], '.') + 1
 		label := name[start:end]
-		child := n.children[label]
+		child := n.child(label)
 		if child == nil {
-			if n.children == nil {
-				n.children = map[string]*node{}
-			}
 			child = &node{}
-			n.children[label] = child
+			n.addChild(label, child)
 		}
 		n = child
 		end = start - 1
 	}
 	return n
+}
+
+func (n *node) addChild(label string, c *node) {
+	if n.children == nil && len(n.kids) < maxKids {
+		n.kids = append(n.kids, kid{label, c})
+		return
+	}
+	if n.children == nil {
+		n.children = make(map[string]*node, 2*maxKids)
+		for _, k := range n.kids {
+			n.children[k.label] = k.n
+		}
+		n.kids = nil
+	}
+	n.children[label] = c
 }
 
 // Version identifies the Matcher; every Compile gives a new one.
@@ -174,7 +214,14 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 	)
 	n := m.root
 	path[0], starts[0] = n, len(name)+1
-	for end := len(name); end > 0 && n.children != nil; {
+	if !fold {
+		for _, e := range m.exact[name] { // the common hit: one hash
+			if e.AllowsPort(port) {
+				return Verdict{Allow: true, Entry: e}
+			}
+		}
+	}
+	for end := len(name); end > 0 && (n.children != nil || n.kids != nil); {
 		start := strings.LastIndexByte(name[:end], '.') + 1
 		var child *node
 		if fold {
@@ -184,9 +231,9 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 					lower[i] = c + 'a' - 'A'
 				}
 			}
-			child = n.children[string(lower[:k])]
+			child = n.child(string(lower[:k]))
 		} else {
-			child = n.children[name[start:end]]
+			child = n.child(name[start:end])
 		}
 		if child == nil {
 			break

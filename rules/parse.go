@@ -172,7 +172,28 @@ func copyExported(dst, src reflect.Value) {
 	}
 }
 
-var yamlLineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+var (
+	yamlLineRE    = regexp.MustCompile(`^line (\d+): (.*)$`)
+	yamlUnknownRE = regexp.MustCompile(`^field (\S+) not found in type rules\.(\w+)$`)
+)
+
+// yamlTypeNames says where a struct sits in the files, for messages.
+var yamlTypeNames = map[string]string{
+	"Config": "the config", "Policy": "policy", "Listeners": "listeners", "CatalogRef": "catalogs",
+	"catalogFile": "the catalog",
+}
+
+// yamlMessage rewrites yaml.v3's wording for unknown keys.
+func yamlMessage(msg string) string {
+	if m := yamlUnknownRE.FindStringSubmatch(msg); m != nil {
+		where := yamlTypeNames[m[2]]
+		if where == "" {
+			where = m[2]
+		}
+		return fmt.Sprintf("unknown field %q in %s", m[1], where)
+	}
+	return msg
+}
 
 // yamlError turns a yaml.v3 error into "path:line: message" errors.
 func yamlError(path string, err error) error {
@@ -182,7 +203,7 @@ func yamlError(path string, err error) error {
 		for _, s := range te.Errors {
 			if m := yamlLineRE.FindStringSubmatch(s); m != nil {
 				line, _ := strconv.Atoi(m[1])
-				errs = append(errs, Pos{path, line}.Errorf("%s", m[2]))
+				errs = append(errs, Pos{path, line}.Errorf("%s", yamlMessage(m[2])))
 			} else {
 				errs = append(errs, Pos{File: path}.Errorf("%s", s))
 			}

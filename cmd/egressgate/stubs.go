@@ -16,18 +16,3 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "egressgate report: not built yet")
 	return 1
 }
-
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "egressgate check: not built yet")
-	return 1
-}
-
-func runExplain(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "egressgate explain: not built yet")
-	return 1
-}
-
-func runCatalog(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "egressgate catalog: not built yet")
-	return 1
-}

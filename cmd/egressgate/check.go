@@ -1,0 +1,85 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// newFlagSet returns a flag set that reports errors to stderr and does not
+// exit, with the --config flag every rules command takes.
+func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("egressgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "config `file` (default: the embedded catalog under the default policy)")
+	return fs, config
+}
+
+// runCheck validates the config and its catalogs and prints a summary:
+// entries per group and which groups are on.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs, config := newFlagSet("check", stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "egressgate check: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	rs, err := rules.Load(*config)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	writeSummary(stdout, rs)
+	return 0
+}
+
+// writeSummary prints the policy, then one line per group of every catalog
+// with its state and its number of entries in the compiled matcher.
+func writeSummary(w io.Writer, rs *rules.Ruleset) {
+	pol := rs.Config.Policy
+	oses := pol.OS
+	if len(oses) == 0 {
+		oses = rules.AllOS
+	}
+	src := rs.Config.Path
+	if src == "" {
+		src = "built-in default"
+	}
+	fmt.Fprintf(w, "config: %s\nmode: %s\nos: %s\n", src, pol.Mode, strings.Join(oses, ", "))
+	inMatcher := map[*rules.Group]int{}
+	for _, e := range rs.Matcher.Entries() {
+		for _, g := range e.Groups {
+			inMatcher[g]++
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, c := range rs.Catalogs {
+		fmt.Fprintf(tw, "\ncatalog %s (%s): %d entries\n", c.Name, c.Path, len(c.Entries))
+		fmt.Fprintf(tw, "  GROUP\tSECTION\tSTATE\tENTRIES\tTITLE\n")
+		for _, g := range c.Groups {
+			state := "off"
+			if slices.Contains(rs.Enabled, g) {
+				state = "on"
+			}
+			sec := "-"
+			if g.Section != nil {
+				sec = g.Section.ID
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", g.ID, sec, state, inMatcher[g], g.Title)
+		}
+	}
+	tw.Flush()
+	kinds := map[rules.Kind]int{}
+	for _, e := range rs.Matcher.Entries() {
+		kinds[e.Kind]++
+	}
+	fmt.Fprintf(w, "\nallowed: %d entries (%d exact, %d wildcard, %d glob, %d cidr)\n", len(rs.Matcher.Entries()),
+		kinds[rules.KindExact], kinds[rules.KindWildcard], kinds[rules.KindGlob], kinds[rules.KindCIDR])
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// explainResult is the JSON form of an explain answer.
+type explainResult struct {
+	Host    string       `json:"host"`
+	Port    uint16       `json:"port"`
+	Verdict string       `json:"verdict"` // ALLOW or DENY
+	Rule    *explainRule `json:"rule"`    // null when no entry names the host
+	Reason  string       `json:"reason"`  // empty when allowed
+	Detail  string       `json:"detail,omitempty"`
+}
+
+type explainRule struct {
+	Catalog  string   `json:"catalog"`
+	Pattern  string   `json:"pattern"`
+	Kind     string   `json:"kind"`
+	Groups   []string `json:"groups"`
+	Sections []string `json:"sections"`
+	Ports    []uint16 `json:"ports"`
+	OS       []string `json:"os,omitempty"`
+	Example  bool     `json:"example,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
+	Source   string   `json:"source"`
+}
+
+// runExplain prints whether HOST[:PORT] would be admitted and why. Exit 0
+// for allow, 1 for deny, 2 for bad input.
+func runExplain(args []string, stdout, stderr io.Writer) int {
+	fs, config := newFlagSet("explain", stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: egressgate explain [--config FILE] [--json] HOST[:PORT]")
+		return 2
+	}
+	host, port, err := splitTarget(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "egressgate explain: %v\n", err)
+		return 2
+	}
+	rs, err := rules.Load(*config)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	v := rs.Matcher.Lookup(host, port)
+	res := explainResult{Host: host, Port: port, Verdict: "DENY", Reason: v.Reason.String()}
+	if v.Allow {
+		res.Verdict = "ALLOW"
+	}
+	if v.Reason == rules.ReasonInvalidHost {
+		if _, err := rules.CanonicalHost(host); err != nil {
+			res.Detail = err.Error()
+		}
+	}
+	if e := v.Entry; e != nil {
+		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
+			Sections: e.Sections(), Ports: e.Ports, OS: e.OS, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		writeExplain(stdout, &res)
+	}
+	if v.Reason == rules.ReasonInvalidHost {
+		return 2
+	}
+	if !v.Allow {
+		return 1
+	}
+	return 0
+}
+
+func writeExplain(w io.Writer, r *explainResult) {
+	target := net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port)))
+	if r.Verdict == "ALLOW" {
+		fmt.Fprintf(w, "ALLOW %s\n", target)
+	} else {
+		fmt.Fprintf(w, "DENY %s: %s\n", target, r.Reason)
+	}
+	if r.Detail != "" {
+		fmt.Fprintf(w, "  why:      %s\n", r.Detail)
+	}
+	if e := r.Rule; e != nil {
+		fmt.Fprintf(w, "  rule:     %s (%s, catalog %s, %s)\n", e.Pattern, e.Kind, e.Catalog, e.Source)
+		fmt.Fprintf(w, "  groups:   %s\n", strings.Join(e.Groups, ", "))
+		if len(e.Sections) > 0 {
+			fmt.Fprintf(w, "  sections: %s\n", strings.Join(e.Sections, ", "))
+		}
+		fmt.Fprintf(w, "  ports:    %s\n", joinPorts(e.Ports))
+		if len(e.OS) > 0 {
+			fmt.Fprintf(w, "  os:       %s\n", strings.Join(e.OS, ", "))
+		}
+		if e.Example {
+			fmt.Fprintf(w, "  example:  yes: an example host; use the one your installer log names\n")
+		}
+		for _, n := range e.Notes {
+			fmt.Fprintf(w, "  note:     %s\n", n)
+		}
+	}
+}
+
+func joinPorts(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ", ")
+}
+
+// splitTarget splits HOST[:PORT] (port 443 when omitted; IPv6 in
+// brackets when a port is given).
+func splitTarget(s string) (string, uint16, error) {
+	if s == "" {
+		return "", 0, fmt.Errorf("empty target")
+	}
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		// No port: a name, an IPv4 address or a bare IPv6 address.
+		if strings.Count(s, ":") == 1 {
+			return "", 0, fmt.Errorf("target %q: %v", s, err)
+		}
+		return strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), 443, nil
+	}
+	p, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || p == 0 {
+		return "", 0, fmt.Errorf("target %q: port %q is not 1-65535", s, portStr)
+	}
+	return host, uint16(p), nil
+}
