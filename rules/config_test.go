@@ -10,7 +10,7 @@ import (
 // exactly this error. A failure that lives in a catalog uses the catalog
 // testdata/invalid-NAME.catalog.yaml, named by the config.
 var invalidConfigs = map[string]string{
-	"invalid-unknown-key.yaml": `testdata/invalid-unknown-key.yaml:4: field enabel not found in type rules.Policy`,
+	"invalid-unknown-key.yaml": `testdata/invalid-unknown-key.yaml:4: unknown field "enabel" in policy`,
 	"invalid-bad-mode.yaml":    `testdata/invalid-bad-mode.yaml:3: policy.mode: "fuzzy" is not "wildcard" or "exact"`,
 	"invalid-unknown-enable.yaml": `testdata/invalid-unknown-enable.yaml:4: policy.enable: ` +
 		`no section or group "no-such-group" in the catalogs (see egressgate catalog)`,

@@ -21,6 +21,9 @@ const (
 	DefaultReloadPoll     = 30 * time.Second
 )
 
+// newWatcher is fsnotify.NewWatcher; tests replace it to see Run poll.
+var newWatcher = fsnotify.NewWatcher
+
 // ReloadHooks are called after each reload attempt. Nil funcs are skipped.
 // They run with the Reloader's reload lock held, one at a time and in the
 // order of the attempts, so they must not call Reload.
@@ -146,7 +149,7 @@ func shortDigest(rs *Ruleset) string { return hex.EncodeToString(rs.Digest[:6]) 
 func (r *Reloader) Run(ctx context.Context) error {
 	var events <-chan fsnotify.Event
 	var watchErrs <-chan error
-	w, err := fsnotify.NewWatcher()
+	w, err := newWatcher()
 	if err != nil {
 		r.log.Warn("cannot watch rules files; falling back to polling", "err", err, "poll", r.PollInterval)
 	} else {
@@ -154,13 +157,14 @@ func (r *Reloader) Run(ctx context.Context) error {
 		events, watchErrs = w.Events, w.Errors
 	}
 	ws := &watchSet{w: w, log: r.log}
+	delay, every := r.Debounce, r.PollInterval // read once: Run owns its timers
 
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
 	defer debounce.Stop()
 	var poll <-chan time.Time
-	if r.PollInterval > 0 {
-		t := time.NewTicker(r.PollInterval)
+	if every > 0 {
+		t := time.NewTicker(every)
 		defer t.Stop()
 		poll = t.C
 	}
@@ -169,7 +173,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 	// a change there may have been missed, so one more reload is due.
 	sync := func() {
 		if ws.sync(r.Current().Files) {
-			debounce.Reset(r.Debounce)
+			debounce.Reset(delay)
 		}
 	}
 	sync()
@@ -184,7 +188,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 			}
 			if ws.relevant(ev.Name) {
 				r.log.Debug("rules file event", "event", ev.String())
-				debounce.Reset(r.Debounce)
+				debounce.Reset(delay)
 			}
 		case err, ok := <-watchErrs:
 			if !ok {
@@ -193,7 +197,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 			}
 			r.log.Warn("rules watcher error", "err", err)
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				debounce.Reset(r.Debounce) // events were lost
+				debounce.Reset(delay) // events were lost
 			}
 		case <-debounce.C:
 			_ = r.Reload() // logged by Reload
