@@ -1,0 +1,117 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// established is the answer to an admitted CONNECT.
+var established = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
+
+// serveConnect handles one CONNECT, top to bottom: parse the target, ask
+// the matcher, resolve and check the destination, dial, answer 200, read
+// the ClientHello (SNI ports, 443 by default), then splice until both sides are done.
+//
+// The 200 is sent only after the dial succeeded, so an unreachable
+// upstream is a real 502 or 504. The decision is recorded once it is
+// final: at once for a deny, after the SNI check for an admitted tunnel to
+// an SNI port (the upstream is connected by then but has not been sent a byte; a
+// mismatch closes it unwritten).
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
+	d := &Decision{Time: time.Now(), Listener: ListenerConnect, Client: client}
+	host, port, err := parseTarget(r.RequestURI)
+	if err != nil {
+		badRequest(ReasonBadTarget, err).write(w)
+		return
+	}
+	d.Host, d.Port = host, port
+
+	if !s.judge(d) {
+		s.rec.Decided(d)
+		denyAnswer(d).write(w)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DialTimeout)
+	defer cancel()
+	rt, err := s.resolve(ctx, host, port)
+	if errors.Is(err, errPrivateDestination) {
+		d.deny(rules.ReasonPrivateDestination)
+		s.rec.Decided(d)
+		denyAnswer(d).write(w)
+		return
+	}
+	if err != nil {
+		s.rec.Decided(d)
+		s.rec.Dialed(d, rt.lookup, 0, classifyDialError(err))
+		upstreamAnswer(host, port, err).write(w)
+		return
+	}
+	upstream, pending, dialTook, err := s.dial(ctx, rt, host, port)
+	if err != nil {
+		s.rec.Decided(d)
+		s.rec.Dialed(d, rt.lookup, dialTook, classifyDialError(err))
+		upstreamAnswer(host, port, err).write(w)
+		return
+	}
+
+	conn, early, err := hijack(w)
+	if err != nil {
+		upstream.Close()
+		s.cfg.Log.Error("hijacking CONNECT connection", "client", client, "err", err)
+		return
+	}
+	t := s.track(conn)
+	defer s.untrack(t)
+	if !t.setUpstream(upstream) {
+		return // Shutdown cut it
+	}
+	if _, err := conn.Write(established); err != nil {
+		return
+	}
+
+	toUpstream := early
+	if slices.Contains(s.cfg.SNIPorts, port) {
+		hello, name, _ := readHello(conn, early, s.cfg.SNITimeout)
+		toUpstream = hello
+		var reason rules.Reason
+		if d.SNI, reason = s.checkSNI(d, name); reason != rules.ReasonNone {
+			d.deny(reason)
+			s.rec.Decided(d)
+			if isTLS(hello) {
+				conn.Write(alertAccessDenied)
+			}
+			return
+		}
+	}
+
+	s.rec.Decided(d)
+	s.rec.Dialed(d, rt.lookup, dialTook, DialOK)
+	s.rec.TunnelOpened(d)
+	stats := t.relay(toUpstream, pending)
+	s.rec.TunnelClosed(d, stats)
+}
+
+// hijack takes the connection over from net/http and returns it with the
+// bytes net/http had already read past the request: a client may send its
+// ClientHello without waiting for the 200, and those bytes belong to the
+// tunnel.
+func hijack(w http.ResponseWriter) (net.Conn, []byte, error) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	var early []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		early = append(make([]byte, 0, n), b...)
+	}
+	return c, early, nil
+}

@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// TestConnectSSHLike relays a server-speaks-first byte stream (an SSH
+// banner, then echo) through a CONNECT tunnel, with half-close both ways:
+// the client's EOF reaches the upstream, which then answers and closes.
+func TestConnectSSHLike(t *testing.T) {
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, "SSH-2.0-egressgate-test\r\n")
+		got, _ := io.ReadAll(c) // until the client's half-close
+		c.Write(got)            // answered after the client's EOF
+		c.(*net.TCPConn).CloseWrite()
+	})
+	port := portOf(t, up)
+	rec := &recorder{}
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("git.example.org:%d", port))},
+		Hosts:     hostsFor("git.example.org"),
+		AllowDest: loopbackDest,
+		Recorder:  rec,
+	})
+	c, head := rawConnect(t, addr, fmt.Sprintf("git.example.org:%d", port))
+	if !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		t.Fatalf("CONNECT answer = %q, want 200", head)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	banner, err := br.ReadString('\n')
+	if err != nil || banner != "SSH-2.0-egressgate-test\r\n" {
+		t.Fatalf("banner = %q, %v", banner, err)
+	}
+	payload := strings.Repeat("key exchange ", 10000)
+	io.WriteString(c, payload)
+	c.(*net.TCPConn).CloseWrite()
+	rest, err := io.ReadAll(br)
+	if err != nil || string(rest) != payload {
+		t.Fatalf("echo after half-close: %d bytes, %v; want %d bytes", len(rest), err, len(payload))
+	}
+	st := rec.waitClosed(t, 1)[0]
+	if st.Upstream != int64(len(payload)) || st.Downstream != int64(len(banner)+len(payload)) {
+		t.Errorf("TunnelStats = %+v, want up %d down %d", st, len(payload), len(banner)+len(payload))
+	}
+	if d := rec.lastDecision(t); d.Action != ActionAllow || d.Verdict.Entry == nil || d.Listener != ListenerConnect {
+		t.Errorf("decision = %+v, want allowed with an entry", d)
+	}
+}
+
+// tlsUpstream starts a TLS server whose certificate names example.com and
+// *.example.com, and returns it with its port.
+func tlsUpstream(t testing.TB) (*httptest.Server, uint16) {
+	t.Helper()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s", r.Host)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, portOf(t, srv.Listener.Addr().String())
+}
+
+// TestConnectGoTransportTLS makes a real TLS request through the tunnel
+// with Go's http.Transport; the SNI check runs on the upstream's port.
+func TestConnectGoTransportTLS(t *testing.T) {
+	srv, port := tlsUpstream(t)
+	rec := &recorder{}
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("api.example.com:%d", port))},
+		Hosts:     hostsFor("api.example.com"),
+		AllowDest: loopbackDest,
+		SNIPorts:  []uint16{port},
+		Recorder:  rec,
+	})
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: addr})
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("https://api.example.com:%d/", port))
+	if err != nil {
+		t.Fatalf("GET through tunnel: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("hello from api.example.com:%d", port); string(body) != want {
+		t.Errorf("body = %q, want %q", body, want)
+	}
+	d := rec.lastDecision(t)
+	if d.SNI != "api.example.com" || d.Action != ActionAllow {
+		t.Errorf("decision SNI %q action %s, want api.example.com allow", d.SNI, d.Action)
+	}
+}
+
+// TestConnectSNIMismatchRaw sends a ClientHello naming another host than
+// the CONNECT line; the tunnel is cut and the upstream never gets a byte.
+func TestConnectSNIMismatchRaw(t *testing.T) {
+	got := make(chan int, 1)
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.Copy(io.Discard, c)
+		got <- int(n)
+	})
+	port := portOf(t, up)
+	for _, tc := range []struct {
+		name, sni string
+		reason    rules.Reason
+		hello     []byte
+	}{
+		{"other-name", "evil.example.net", rules.ReasonSNIMismatch, nil},
+		{"other-allowed-name", "www.example.com", rules.ReasonSNIMismatch, nil},
+		{"no-sni", "", rules.ReasonNoSNI, nil},
+		{"not-tls", "", rules.ReasonNoSNI, []byte("GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			addr, _ := startProxy(t, Config{
+				Rules:     StaticRules{testMatcher(t, fmt.Sprintf("api.example.com:%d", port), fmt.Sprintf("www.example.com:%d", port))},
+				Hosts:     hostsFor("api.example.com"),
+				AllowDest: loopbackDest,
+				SNIPorts:  []uint16{port},
+				Recorder:  rec,
+			})
+			c, head := rawConnect(t, addr, fmt.Sprintf("api.example.com:%d", port))
+			if !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+				t.Fatalf("CONNECT answer = %q, want 200", head)
+			}
+			hello := tc.hello
+			if hello == nil {
+				hello = clientHello(t, tc.sni)
+			}
+			c.Write(hello)
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			reply, _ := io.ReadAll(c)
+			if n := <-got; n != 0 {
+				t.Errorf("upstream got %d bytes, want 0", n)
+			}
+			if tc.hello == nil && string(reply) != string(alertAccessDenied) {
+				t.Errorf("reply = %x, want access_denied alert %x", reply, alertAccessDenied)
+			}
+			if d := rec.lastDecision(t); d.Action != ActionDeny || d.Reason != tc.reason || d.SNI != tc.sni {
+				t.Errorf("decision = %s %s sni %q, want deny %s sni %q", d.Action, d.Reason, d.SNI, tc.reason, tc.sni)
+			}
+		})
+	}
+}
+
+// clientHello returns the first flight of a crypto/tls client for sni
+// ("" sends none).
+func clientHello(t testing.TB, sni string) []byte {
+	t.Helper()
+	c := &captureConn{}
+	cfg := &tls.Config{ServerName: sni, InsecureSkipVerify: true}
+	if sni == "" {
+		// crypto/tls omits SNI when ServerName is empty.
+		cfg.ServerName = ""
+	}
+	tls.Client(c, cfg).Handshake() // fails when the first read finds nothing
+	if len(c.buf) == 0 {
+		t.Fatal("no ClientHello captured")
+	}
+	return c.buf
+}
+
+// captureConn keeps what is written and ends every read at EOF.
+type captureConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *captureConn) Write(p []byte) (int, error) { c.buf = append(c.buf, p...); return len(p), nil }
+func (c *captureConn) Read([]byte) (int, error)    { return 0, io.EOF }
+func (c *captureConn) Close() error                { return nil }
+func (c *captureConn) SetDeadline(time.Time) error { return nil }
+func (c *captureConn) SetWriteDeadline(time.Time) error {
+	return nil
+}
+func (c *captureConn) SetReadDeadline(time.Time) error { return nil }
+func (c *captureConn) LocalAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *captureConn) RemoteAddr() net.Addr            { return &net.TCPAddr{} }

@@ -1,0 +1,169 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// Errors of the resolve step.
+var (
+	// errPrivateDestination: every address of the target is refused by
+	// the destination policy; the request is denied (403
+	// private-destination), not failed.
+	errPrivateDestination = errors.New("every address is private, loopback or reserved")
+	errNoAddresses        = errors.New("name has no addresses")
+)
+
+// parentError is a parent proxy's refusal of a chained CONNECT.
+type parentError struct {
+	status int
+	line   string // its status line
+}
+
+func (e *parentError) Error() string { return "parent proxy answered " + strconv.Quote(e.line) }
+
+// route is where an admitted request goes: checked addresses, to be
+// dialed in turn, and nothing else.
+type route struct {
+	addrs  []netip.AddrPort
+	parent bool          // addrs are the parent proxy's, which resolves the target
+	lookup time.Duration // time spent resolving; 0 for literals and Hosts
+}
+
+// resolve finds the addresses for host:port (or the parent proxy's, when
+// one is configured), and keeps those the destination policy permits. It
+// is the only place a name is resolved: the dial step dials rt.addrs and
+// never looks a name up again, so what was checked is what is dialed.
+func (s *Server) resolve(ctx context.Context, host string, port uint16) (route, error) {
+	var rt route
+	if s.parent != nil {
+		host, port, rt.parent = s.parent.host, s.parent.port, true
+	}
+	addrs, lookup, err := s.lookup(ctx, host)
+	rt.lookup = lookup
+	if err != nil {
+		return rt, err
+	}
+	for _, a := range addrs {
+		if s.dest.permits(a) {
+			rt.addrs = append(rt.addrs, netip.AddrPortFrom(a.Unmap(), port))
+		}
+	}
+	if len(rt.addrs) == 0 {
+		return rt, fmt.Errorf("%s: %w", host, errPrivateDestination)
+	}
+	return rt, nil
+}
+
+// lookup returns host's addresses: the literal itself, the hosts file's
+// entry, or the resolver's answer.
+func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	name, err := rules.CanonicalHost(host)
+	if err != nil {
+		return nil, 0, err
+	}
+	if a, err := netip.ParseAddr(name); err == nil {
+		return []netip.Addr{a}, 0, nil
+	}
+	if addrs, ok := s.cfg.Hosts[name]; ok {
+		return addrs, 0, nil
+	}
+	start := time.Now()
+	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", name)
+	took := time.Since(start)
+	if err == nil && len(addrs) == 0 {
+		err = &net.DNSError{Err: errNoAddresses.Error(), Name: name, IsNotFound: true}
+	}
+	if err != nil {
+		return nil, took, fmt.Errorf("resolving %s: %w", name, err)
+	}
+	return addrs, took, nil
+}
+
+// dial connects to the route's addresses in turn until one answers. When
+// the route is a parent proxy, it also asks the parent to CONNECT to
+// host:port; pending are bytes the parent sent after its 200, which
+// belong to the client. ctx bounds everything.
+func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (*net.TCPConn, []byte, time.Duration, error) {
+	start := time.Now()
+	c, err := dialAddrs(ctx, rt.addrs)
+	if err != nil || !rt.parent {
+		return c, nil, time.Since(start), err
+	}
+	pending, err := connectViaParent(ctx, c, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	if err != nil {
+		c.Close()
+		return nil, nil, time.Since(start), err
+	}
+	return c, pending, time.Since(start), nil
+}
+
+// dialAddrs connects to each address in turn (IPv6 and IPv4 as the
+// resolver ordered them; no Happy Eyeballs) and returns the first
+// connection, or the first error.
+func dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
+	var firstErr error
+	for _, a := range addrs {
+		c, err := dialTCPContext(ctx, a)
+		if err == nil {
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if firstErr == nil {
+		firstErr = errNoAddresses
+	}
+	return nil, firstErr
+}
+
+// dialTCPContext dials one address with ctx.
+func dialTCPContext(ctx context.Context, a netip.AddrPort) (*net.TCPConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", a.String())
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}
+
+// connectViaParent sends CONNECT target to the parent proxy on c and
+// reads its answer.
+func connectViaParent(ctx context.Context, c *net.TCPConn, target string) ([]byte, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+		defer c.SetDeadline(time.Time{})
+	}
+	if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target); err != nil {
+		return nil, fmt.Errorf("sending CONNECT to parent proxy: %w", err)
+	}
+	br := bufio.NewReaderSize(c, 4096)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return nil, fmt.Errorf("reading parent proxy's answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, &parentError{resp.StatusCode, resp.Status}
+	}
+	n := br.Buffered()
+	if n == 0 {
+		return nil, nil
+	}
+	pending := make([]byte, n)
+	_, err = io.ReadFull(br, pending)
+	return pending, err
+}

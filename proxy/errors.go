@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// ReasonHeader carries the reason of every answer egressgate writes
+// itself: a rules.Reason name for a deny, or one of the Reason* constants
+// below.
+const ReasonHeader = "X-Egressgate-Reason"
+
+// Reasons of answers that are not catalog decisions. The set is fixed.
+const (
+	ReasonBadTarget         = "bad-target"           // 400: CONNECT target is not host:port
+	ReasonNotProxyRequest   = "not-proxy-request"    // 400: origin-form request to the proxy itself
+	ReasonUnsupportedScheme = "unsupported-scheme"   // 400: absolute URI that is not http://
+	ReasonOverloaded        = "max-conns"            // 503: Config.MaxConns reached
+	ReasonUpstreamDNS       = "upstream-dns"         // 502: name did not resolve
+	ReasonUpstreamRefused   = "upstream-refused"     // 502: connection refused
+	ReasonUpstreamReset     = "upstream-reset"       // 502: connection reset
+	ReasonUpstreamUnreach   = "upstream-unreachable" // 502: no route to host or network
+	ReasonUpstreamTimeout   = "upstream-timeout"     // 504: resolve or connect timed out
+	ReasonUpstreamError     = "upstream-error"       // 502: any other upstream failure
+	ReasonUpstreamProxy     = "upstream-proxy"       // 502: the parent proxy refused the request
+)
+
+// answer is a reply egressgate writes itself instead of the upstream's.
+type answer struct {
+	status int
+	reason string // the ReasonHeader value
+	text   string // body, one line
+}
+
+// write sends a as a short plain-text reply.
+func (a answer) write(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(ReasonHeader, a.reason)
+	h.Set("Content-Length", strconv.Itoa(len(a.text)+1))
+	w.WriteHeader(a.status)
+	fmt.Fprintln(w, a.text)
+}
+
+// response returns a as an *http.Response, for goproxy's hooks.
+func (a answer) response(req *http.Request) *http.Response {
+	body := a.text + "\n"
+	resp := &http.Response{
+		StatusCode: a.status, Status: fmt.Sprintf("%d %s", a.status, http.StatusText(a.status)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{},
+		ContentLength: int64(len(body)),
+		Body:          io.NopCloser(strings.NewReader(body)),
+		Request:       req,
+	}
+	resp.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	resp.Header.Set(ReasonHeader, a.reason)
+	return resp
+}
+
+// denyAnswer is the 403 for a denied decision.
+func denyAnswer(d *Decision) answer {
+	return answer{http.StatusForbidden, d.Reason.String(),
+		fmt.Sprintf("egressgate: %s denied: %s", hostPort(d.Host, d.Port), d.Reason)}
+}
+
+// clientAnswer is the 403 for a client outside the ACL.
+func clientAnswer(client string) answer {
+	r := rules.ReasonClientNotAllowed.String()
+	return answer{http.StatusForbidden, r, fmt.Sprintf("egressgate: client %s denied: %s", client, r)}
+}
+
+// badRequest is a 400 with reason and the error's text.
+func badRequest(reason string, err error) answer {
+	return answer{http.StatusBadRequest, reason, "egressgate: bad request: " + err.Error()}
+}
+
+// overloaded is the 503 when MaxConns is reached.
+func overloaded(max int) answer {
+	return answer{http.StatusServiceUnavailable, ReasonOverloaded,
+		fmt.Sprintf("egressgate: too many connections (limit %d), try again later", max)}
+}
+
+// upstreamAnswer is the 502 or 504 for a failed dial to host:port.
+func upstreamAnswer(host string, port uint16, err error) answer {
+	kind := classifyDialError(err)
+	status, reason := http.StatusBadGateway, ReasonUpstreamError
+	switch kind {
+	case DialTimeout:
+		status, reason = http.StatusGatewayTimeout, ReasonUpstreamTimeout
+	case DialDNS:
+		reason = ReasonUpstreamDNS
+	case DialRefused:
+		reason = ReasonUpstreamRefused
+	case DialReset:
+		reason = ReasonUpstreamReset
+	case DialUnreach:
+		reason = ReasonUpstreamUnreach
+	}
+	var pe *parentError
+	if errors.As(err, &pe) {
+		reason = ReasonUpstreamProxy
+		if pe.status == http.StatusGatewayTimeout {
+			status = http.StatusGatewayTimeout
+		}
+	}
+	return answer{status, reason, fmt.Sprintf("egressgate: %s: %s: %v", hostPort(host, port), reason, err)}
+}
+
+// classifyDialError sorts a resolve or dial error into the fixed set.
+func classifyDialError(err error) DialError {
+	var dnsErr *net.DNSError
+	var pe *parentError
+	switch {
+	case err == nil:
+		return DialOK
+	case errors.As(err, &pe):
+		if pe.status == http.StatusGatewayTimeout {
+			return DialTimeout
+		}
+		return DialOther
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return DialTimeout
+	case errors.As(err, &dnsErr):
+		if dnsErr.IsTimeout {
+			return DialTimeout
+		}
+		return DialDNS
+	case errors.Is(err, errNoAddresses):
+		return DialDNS
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return DialRefused
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return DialReset
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return DialUnreach
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return DialTimeout
+	}
+	return DialOther
+}
+
+// hostPort formats host and port for a reply, quoting a host that holds
+// anything but printable ASCII so a client cannot inject text.
+func hostPort(host string, port uint16) string {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c >= 0x7f {
+			host = strconv.Quote(host)
+			break
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}

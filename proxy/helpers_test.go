@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// loopbackDest lets tests dial their own upstreams on 127.0.0.0/8.
+var loopbackDest = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+// testMatcher compiles a plain list, one pattern per line.
+func testMatcher(t testing.TB, lines ...string) *rules.Matcher {
+	t.Helper()
+	c, err := rules.ParseList("test.list", "test", []byte(strings.Join(lines, "\n")))
+	if err != nil {
+		t.Fatalf("ParseList: %v", err)
+	}
+	rs, err := rules.Select(&rules.Config{}, []*rules.Catalog{c})
+	if err != nil {
+		t.Fatalf("Select: %v", err)
+	}
+	return rs.Matcher
+}
+
+// noDNS is a Resolver that never leaves the process: every name it is
+// asked about does not exist. Tests resolve through Config.Hosts only.
+type noDNS struct{}
+
+func (noDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// hostsFor maps each name to 127.0.0.1.
+func hostsFor(names ...string) Hosts {
+	h := Hosts{}
+	for _, n := range names {
+		h[n] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	}
+	return h
+}
+
+// startProxy runs a Server with cfg on 127.0.0.1:0 and returns its
+// address. It never resolves through real DNS. Shutdown runs at cleanup.
+func startProxy(t testing.TB, cfg Config) (string, *Server) {
+	t.Helper()
+	if cfg.Resolver == nil {
+		cfg.Resolver = noDNS{}
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String(), srv
+}
+
+// startSNI runs srv's SNI listener on 127.0.0.1:0.
+func startSNI(t testing.TB, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeSNI(ln)
+	return ln.Addr().String()
+}
+
+// portOf returns the port of a host:port address.
+func portOf(t testing.TB, addr string) uint16 {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap.Port()
+}
+
+// recorder keeps what the proxy recorded.
+type recorder struct {
+	mu        sync.Mutex
+	decisions []Decision
+	dials     []DialError
+	closed    []TunnelStats
+}
+
+func (r *recorder) Decided(d *Decision) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.decisions = append(r.decisions, *d)
+}
+
+func (r *recorder) Dialed(_ *Decision, _, _ time.Duration, err DialError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dials = append(r.dials, err)
+}
+
+func (r *recorder) TunnelOpened(*Decision) {}
+
+func (r *recorder) TunnelClosed(_ *Decision, s TunnelStats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = append(r.closed, s)
+}
+
+// lastDecision returns the last decision recorded.
+func (r *recorder) lastDecision(t testing.TB) Decision {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.decisions) == 0 {
+		t.Fatal("no decision recorded")
+	}
+	return r.decisions[len(r.decisions)-1]
+}
+
+// waitClosed waits (bounded) until n tunnels were recorded closed and
+// returns their stats.
+func (r *recorder) waitClosed(t testing.TB, n int) []TunnelStats {
+	t.Helper()
+	for range 500 {
+		r.mu.Lock()
+		got := append([]TunnelStats(nil), r.closed...)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%d tunnels closed, want %d", len(r.closed), n)
+	return nil
+}
+
+var _ Recorder = (*recorder)(nil)
+
+// echoServer accepts connections on 127.0.0.1:0 and runs serve on each.
+func echoServer(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// echo copies a connection back to itself and half-closes at EOF.
+func echo(c net.Conn) {
+	defer c.Close()
+	io.Copy(c, c)
+	c.(*net.TCPConn).CloseWrite()
+}
+
+// rawConnect opens a connection to the proxy, sends CONNECT target and
+// returns the connection and the status line and header block.
+func rawConnect(t testing.TB, proxyAddr, target string) (net.Conn, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	head, err := readHead(c)
+	if err != nil {
+		t.Fatalf("reading CONNECT answer: %v", err)
+	}
+	c.SetDeadline(time.Time{})
+	return c, head
+}
+
+// readHead reads up to the end of an HTTP header, one byte at a time so
+// that nothing after it is consumed.
+func readHead(c net.Conn) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for len(b) < 64<<10 {
+		if _, err := c.Read(one); err != nil {
+			return string(b), err
+		}
+		b = append(b, one[0])
+		if strings.HasSuffix(string(b), "\r\n\r\n") {
+			return string(b), nil
+		}
+	}
+	return string(b), errors.New("header too long")
+}

@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// This file holds all of egressgate's use of goproxy. goproxy forwards
+// plain-HTTP requests (absolute-URI "GET http://host/path"): it sends the
+// request upstream through an http.Transport whose only dialer is ours,
+// and copies the answer back. Admission happens before goproxy is called
+// (serveForward), so its hooks only clean headers and turn transport
+// errors into our 502/504. CONNECT never reaches goproxy; see ServeHTTP.
+
+// newGoproxy builds the goproxy server and its transport.
+func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
+	tr := &http.Transport{
+		DialContext: s.dialForward,
+		// One request, one decision, one dial: no upstream connection
+		// outlives the request it was checked for, so a reload or a DNS
+		// change never reuses a connection made under the old answer.
+		DisableKeepAlives:      true,
+		DisableCompression:     true, // pass the client's Accept-Encoding through untouched
+		MaxResponseHeaderBytes: 1 << 20,
+		ResponseHeaderTimeout:  s.cfg.IdleTimeout,
+	}
+	if u := s.cfg.UpstreamProxy; u != nil {
+		tr.Proxy = http.ProxyURL(u)
+	}
+	gp := goproxy.NewProxyHttpServer()
+	gp.Tr = tr
+	gp.ConnectDial = nil // never used: CONNECT is ours
+	gp.KeepAcceptEncoding = true
+	gp.Logger = slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelDebug)
+	gp.NonproxyHandler = http.HandlerFunc(notProxyRequest)
+	gp.OnRequest().DoFunc(func(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+		removeHopByHop(r.Header)
+		return r, nil
+	})
+	gp.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+		if resp == nil {
+			host, port := forwardTarget(ctx.Req.Context())
+			err := ctx.Error
+			if err == nil {
+				err = errors.New("no response")
+			}
+			return upstreamAnswer(host, port, err).response(ctx.Req)
+		}
+		removeHopByHop(resp.Header)
+		return resp
+	})
+	return gp, tr
+}
+
+// serveForward handles one plain-HTTP proxy request: the same verdict,
+// destination check and recording as a CONNECT, then goproxy forwards it.
+func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
+	if !r.URL.IsAbs() {
+		notProxyRequest(w, r)
+		return
+	}
+	if r.URL.Scheme != "http" {
+		badRequest(ReasonUnsupportedScheme, fmt.Errorf("scheme %q: only http:// is forwarded; use CONNECT for TLS", r.URL.Scheme)).write(w)
+		return
+	}
+	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Host: r.URL.Hostname(), Port: 80}
+	if p := r.URL.Port(); p != "" {
+		port, err := parsePort(p)
+		if err != nil {
+			badRequest(ReasonBadTarget, fmt.Errorf("URL %q: %w", r.URL.Host, err)).write(w)
+			return
+		}
+		d.Port = port
+	}
+	if !s.judge(d) {
+		s.rec.Decided(d)
+		denyAnswer(d).write(w)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.DialTimeout)
+	rt, err := s.resolve(ctx, d.Host, d.Port)
+	cancel()
+	if errors.Is(err, errPrivateDestination) {
+		d.deny(rules.ReasonPrivateDestination)
+		s.rec.Decided(d)
+		denyAnswer(d).write(w)
+		return
+	}
+	s.rec.Decided(d)
+	if err != nil {
+		s.rec.Dialed(d, rt.lookup, 0, classifyDialError(err))
+		upstreamAnswer(d.Host, d.Port, err).write(w)
+		return
+	}
+	s.rec.TunnelOpened(d)
+	f := &forward{d: d, rt: rt}
+	var up atomic.Int64
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &countingBody{ReadCloser: r.Body, n: &up}
+	}
+	cw := &countingWriter{ResponseWriter: w}
+	s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), forwardKey{}, f)))
+	s.rec.TunnelClosed(d, TunnelStats{Upstream: up.Load(), Downstream: cw.n, Duration: time.Since(d.Time)})
+}
+
+// forward is what serveForward decided, handed to dialForward through
+// the request's context: http.Transport calls its dialer with the
+// request's context and an address, and the context is the only way to
+// say "dial these checked addresses, not a fresh lookup of that name".
+type forward struct {
+	d  *Decision
+	rt route
+}
+
+type forwardKey struct{}
+
+// dialForward is the transport's dialer: it dials the route serveForward
+// checked, whatever addr says, and records the dial.
+func (s *Server) dialForward(ctx context.Context, _, _ string) (net.Conn, error) {
+	f, ok := ctx.Value(forwardKey{}).(*forward)
+	if !ok {
+		return nil, errors.New("proxy: dial without an admitted request") // cannot happen: only serveForward reaches the transport
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	start := time.Now()
+	c, err := dialAddrs(ctx, f.rt.addrs)
+	s.rec.Dialed(f.d, f.rt.lookup, time.Since(start), classifyDialError(err))
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// forwardTarget returns the host and port of the request ctx belongs to.
+func forwardTarget(ctx context.Context) (string, uint16) {
+	if f, ok := ctx.Value(forwardKey{}).(*forward); ok {
+		return f.d.Host, f.d.Port
+	}
+	return "", 0
+}
+
+// notProxyRequest answers a request addressed to the proxy itself.
+func notProxyRequest(w http.ResponseWriter, r *http.Request) {
+	badRequest(ReasonNotProxyRequest, fmt.Errorf("%s %q is addressed to the proxy itself; this is a forward proxy: send absolute-URI requests (http://host/path) or CONNECT host:port",
+		r.Method, r.URL.RequestURI())).write(w)
+}
+
+// hopByHop are the fields that belong to one connection, not to the
+// message (RFC 9110 section 7.6.1, plus Keep-Alive and Proxy-Connection
+// that clients still send, and the proxy's own credentials).
+var hopByHop = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop fields from h, first those the
+// Connection field names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h.Values("Connection") {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				h.Del(name)
+			}
+		}
+	}
+	for _, name := range hopByHop {
+		h.Del(name)
+	}
+}
+
+// countingBody counts the bytes of a request body read by the transport.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// countingWriter counts the response body bytes written to the client.
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Flush lets goproxy stream event streams and chunked answers.
+func (w *countingWriter) Flush() {
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var (
+	_ http.Handler  = (*Server)(nil)
+	_ http.Flusher  = (*countingWriter)(nil)
+	_ io.ReadCloser = (*countingBody)(nil)
+)

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errIdle ends a tunnel that moved no byte for Config.IdleTimeout.
+var errIdle = errors.New("tunnel idle")
+
+// tunnel is one client connection taken over from net/http (CONNECT) or
+// accepted raw (SNI), and the upstream connection it is relayed to. The
+// Server tracks every tunnel so that Shutdown can drain and then close
+// them: http.Server.Shutdown forgets a connection once it is hijacked.
+type tunnel struct {
+	client net.Conn
+	idle   time.Duration
+
+	mu       sync.Mutex
+	upstream net.Conn // nil until dialed
+	closed   bool
+
+	lastActive atomic.Int64 // unix nanoseconds of the last chunk moved
+}
+
+// setUpstream attaches the upstream connection. It reports false, and
+// closes c, when the tunnel was closed meanwhile.
+func (t *tunnel) setUpstream(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		c.Close()
+		return false
+	}
+	t.upstream = c
+	return true
+}
+
+// close closes both connections; any blocked copy returns. Safe to call
+// more than once and from any goroutine.
+func (t *tunnel) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.closed = true
+	t.client.Close()
+	if t.upstream != nil {
+		t.upstream.Close()
+	}
+}
+
+// relay writes toUpstream and toClient (bytes read before the relay
+// began: the ClientHello, a parent proxy's early bytes), then copies both
+// ways until both directions have ended, propagating each EOF as a
+// half-close. It closes both connections before it returns.
+//
+// The copies are io.Copy between the raw *net.TCPConn values, so on Linux
+// the kernel splices the data and no byte passes through user space. io.Copy
+// gives no progress callback, so idleness is measured by read deadlines:
+// each copy runs until its source's deadline, one tick ahead, and a copy
+// that moved anything stamps lastActive. When a deadline passes and
+// neither direction moved a byte for IdleTimeout, the tunnel is closed.
+// A tunnel therefore ends between IdleTimeout and IdleTimeout plus one
+// tick after its last byte.
+func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
+	start := time.Now()
+	defer t.close()
+	t.lastActive.Store(start.UnixNano())
+	var st TunnelStats
+	if len(toUpstream) > 0 {
+		n, err := t.upstream.Write(toUpstream)
+		st.Upstream += int64(n)
+		if err != nil {
+			st.Duration = time.Since(start)
+			return st
+		}
+	}
+	if len(toClient) > 0 {
+		n, err := t.client.Write(toClient)
+		st.Downstream += int64(n)
+		if err != nil {
+			st.Duration = time.Since(start)
+			return st
+		}
+	}
+	var up, down int64
+	done := make(chan struct{})
+	go t.pipeDown(&down, done)
+	t.pipe(t.upstream, t.client, &up)
+	<-done
+	st.Upstream += up
+	st.Downstream += down
+	st.Duration = time.Since(start)
+	return st
+}
+
+// pipeDown is the goroutine copying upstream to client.
+func (t *tunnel) pipeDown(n *int64, done chan<- struct{}) {
+	defer close(done)
+	t.pipe(t.client, t.upstream, n)
+}
+
+// pipe copies src to dst until EOF, error or idleness and adds the bytes
+// to *n. On EOF it half-closes dst (the peer sees our EOF and
+// may still answer); on anything else it closes the whole tunnel, so that
+// the other direction ends too.
+func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
+	tick := t.idle / 10
+	tick = min(max(tick, 10*time.Millisecond), time.Minute)
+	for {
+		src.SetReadDeadline(time.Now().Add(tick))
+		w, err := io.Copy(dst, src)
+		*n += w
+		now := time.Now()
+		if w > 0 {
+			t.lastActive.Store(now.UnixNano())
+		}
+		switch {
+		case err == nil:
+			closeWrite(dst)
+			return
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			t.close()
+			return
+		case now.Sub(time.Unix(0, t.lastActive.Load())) >= t.idle:
+			t.close()
+			return
+		}
+	}
+}
+
+// closeWrite half-closes c when it can (TCP), or closes it.
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}
