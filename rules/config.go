@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"os"
 	"path/filepath"
 	"slices"
@@ -93,7 +94,7 @@ func Load(path string) (*Ruleset, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading config: %w", err)
 		}
-		h.Write(data)
+		hashFile(h, path, data)
 		files = append(files, path)
 		if cfg, err = ParseConfig(path, data); err != nil {
 			return nil, err
@@ -120,7 +121,7 @@ func Load(path string) (*Ruleset, error) {
 		if err != nil {
 			return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
 		}
-		h.Write(data)
+		hashFile(h, p, data)
 		files = append(files, p)
 		c, err := Parse(p, data)
 		if err != nil {
@@ -153,6 +154,13 @@ func Load(path string) (*Ruleset, error) {
 	return rs, nil
 }
 
+// hashFile adds one file to the ruleset digest, framed by its name and
+// length so that bytes cannot move between files unnoticed.
+func hashFile(h hash.Hash, path string, data []byte) {
+	fmt.Fprintf(h, "%s\x00%d\x00", path, len(data))
+	h.Write(data)
+}
+
 // ParseConfig parses a config file.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg := &Config{Path: path}
@@ -161,7 +169,9 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, yamlError(path, err)
 	}
 	if len(root.Content) == 0 {
-		return cfg, nil // an empty file is the default config
+		// Refused rather than read as the default: a file caught empty
+		// in the middle of a save must not swap in another policy.
+		return nil, Pos{File: path}.Errorf("config is empty; write at least one key, or run without --config for the built-in default")
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

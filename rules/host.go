@@ -25,41 +25,71 @@ var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transition
 // CanonicalHost returns host in the form the matcher compares: lower case,
 // one trailing dot dropped, Unicode converted to IDNA ASCII. It returns an
 // error wrapping ErrInvalidHost, with the reason, when host is not a valid
-// DNS name. IP literals (with or without brackets) are returned in netip's
-// canonical text form.
+// DNS name. IP literals (IPv6 with or without brackets) are returned in
+// netip's canonical text form, IPv4-mapped IPv6 as IPv4.
 //
 // The common case, a name that is already canonical, is returned as is
 // without allocating.
 func CanonicalHost(host string) (string, error) {
-	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
-		a, err := netip.ParseAddr(host[1 : len(host)-1])
-		if err != nil || !a.Is6() || a.Zone() != "" {
-			return "", fmt.Errorf("%w %q: bad IPv6 literal", ErrInvalidHost, host)
-		}
-		return a.String(), nil
-	}
-	if a, ok := parseIPLiteral(host); ok {
-		return a.String(), nil
-	}
-	if strings.HasSuffix(host, ".") {
-		host = host[:len(host)-1]
-	}
-	switch checkName(host, false) {
-	case nameOK:
-		return host, nil
-	case nameNeedsFold:
-		return checkedFold(host, strings.ToLower(host))
-	case nameNonASCII:
-		if !utf8.ValidString(host) {
+	name, addr, kind := classifyHost(host)
+	switch kind {
+	case hostName:
+		return name, nil
+	case hostAddr:
+		return addr.String(), nil
+	case hostFold:
+		return strings.ToLower(name), nil
+	case hostUnicode:
+		if !utf8.ValidString(name) {
 			return "", fmt.Errorf("%w %q: not UTF-8", ErrInvalidHost, host)
 		}
-		a, err := idnaProfile.ToASCII(host)
+		a, err := idnaProfile.ToASCII(name)
 		if err != nil {
 			return "", fmt.Errorf("%w %q: %v", ErrInvalidHost, host, err)
 		}
 		return checkedFold(host, strings.ToLower(a))
+	case hostBadLiteral:
+		return "", fmt.Errorf("%w %q: bad IPv6 literal", ErrInvalidHost, host)
 	}
-	return "", nameError(host, false)
+	return "", nameError(name, false)
+}
+
+// hostKind is what classifyHost found.
+type hostKind uint8
+
+const (
+	hostName       hostKind = iota // a canonical name
+	hostFold                       // a valid name once lower-cased
+	hostAddr                       // an IP literal
+	hostUnicode                    // needs IDNA conversion
+	hostBadLiteral                 // "[...]" that is not an IPv6 address
+	hostBad                        // not a valid name
+)
+
+// classifyHost is the allocation-free part of CanonicalHost, shared with
+// Matcher.Lookup so both always agree. name is host without brackets or
+// its trailing dot.
+func classifyHost(host string) (name string, addr netip.Addr, kind hostKind) {
+	if len(host) > 1 && host[0] == '[' && host[len(host)-1] == ']' {
+		a, ok := parseIPLiteral(host[1 : len(host)-1])
+		if !ok || strings.IndexByte(host, ':') < 0 {
+			return host, netip.Addr{}, hostBadLiteral
+		}
+		return "", a, hostAddr
+	}
+	host = strings.TrimSuffix(host, ".")
+	if a, ok := parseIPLiteral(host); ok {
+		return "", a, hostAddr
+	}
+	switch checkName(host, false) {
+	case nameOK:
+		return host, netip.Addr{}, hostName
+	case nameNeedsFold:
+		return host, netip.Addr{}, hostFold
+	case nameNonASCII:
+		return host, netip.Addr{}, hostUnicode
+	}
+	return host, netip.Addr{}, hostBad
 }
 
 // checkedFold validates a name that CanonicalHost has transformed.

@@ -146,38 +146,22 @@ func (m *Matcher) Entries() []*Entry { return m.entries }
 // except to fold the case of a mixed-case name that reaches an inner-label
 // glob.
 func (m *Matcher) Lookup(host string, port uint16) Verdict {
-	host = strings.TrimSuffix(host, ".")
-	fold := false
-	switch checkName(host, false) {
-	case nameOK:
-	case nameNeedsFold:
-		fold = true
-	default:
-		if a, isIP := parseIPLiteral(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")); isIP {
-			return m.lookupAddr(a, port)
-		}
-		if isASCII(host) { // an invalid ASCII name: no need to build the error
-			return Verdict{Reason: ReasonInvalidHost}
-		}
+	name, addr, kind := classifyHost(host)
+	switch kind {
+	case hostName:
+		return m.lookupName(name, false, port)
+	case hostFold:
+		return m.lookupName(name, true, port)
+	case hostAddr:
+		return m.lookupAddr(addr, port)
+	case hostUnicode:
 		c, err := CanonicalHost(host)
 		if err != nil {
 			return Verdict{Reason: ReasonInvalidHost}
 		}
-		host = c
+		return m.lookupName(c, false, port)
 	}
-	if a, isIP := parseIPLiteral(host); isIP {
-		return m.lookupAddr(a, port)
-	}
-	return m.lookupName(host, fold, port)
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	return Verdict{Reason: ReasonInvalidHost}
 }
 
 // lookupAddr returns the verdict for an IP-literal host.

@@ -47,7 +47,7 @@ func TestLookup(t *testing.T) {
 		{"tf-a.b-bucket.s3.example.net", 443, "", ReasonNotInCatalog}, // '*' never crosses a dot
 		{"x.tf-1-bucket.s3.example.net", 443, "", ReasonNotInCatalog},
 		{"s3.example.net", 443, "", ReasonNotInCatalog},
-		{"xay.zb.glob.example.org", 22, "*.example.org", ReasonNone}, // the glob names the host, not the port
+		{"xay.zb.glob.example.org", 22, "*.example.org", ReasonNone},            // the glob names the host, not the port
 		{"xay.zb.glob.example.org", 443, "x*y.z*.glob.example.org", ReasonNone}, // glob beats wildcard
 		{"XaY.Zb.glob.Example.org", 443, "x*y.z*.glob.example.org", ReasonNone},
 		{"tf-1-bucket.s3.example.net", 22, "tf-*-bucket.s3.example.net", ReasonPortNotAllowed},

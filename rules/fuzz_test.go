@@ -1,0 +1,212 @@
+package rules
+
+import (
+	"errors"
+	"math/rand/v2"
+	"path"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// FuzzCanonicalHost checks that CanonicalHost never panics, is idempotent,
+// and that Lookup calls a host invalid exactly when CanonicalHost does.
+func FuzzCanonicalHost(f *testing.F) {
+	for _, s := range []string{"example.com", "Example.COM.", "bücher.example", "[::1]", "::ffff:10.0.0.1",
+		"1.2.3.4.", "a..b", "-a.b", "xn--bcher-kva.example", "a_b.c", "\xff", "[1.2.3.4]", "*.example.com"} {
+		f.Add(s)
+	}
+	m, err := Compile(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		c, err := CanonicalHost(host)
+		v := m.Lookup(host, 443)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidHost) {
+				t.Fatalf("CanonicalHost(%q) error %v does not wrap ErrInvalidHost", host, err)
+			}
+			if v.Reason != ReasonInvalidHost {
+				t.Fatalf("CanonicalHost(%q) fails (%v) but Lookup says %v", host, err, v.Reason)
+			}
+			return
+		}
+		if v.Reason == ReasonInvalidHost {
+			t.Fatalf("CanonicalHost(%q) = %q but Lookup says invalid-host", host, c)
+		}
+		c2, err := CanonicalHost(c)
+		if err != nil || c2 != c {
+			t.Fatalf("CanonicalHost(%q) = %q, but CanonicalHost(%q) = %q, %v", host, c, c, c2, err)
+		}
+		if len(c) > maxNameLen+2 {
+			t.Fatalf("CanonicalHost(%q) = %q: longer than a name can be", host, c)
+		}
+	})
+}
+
+// FuzzParse checks that no catalog text makes the parser panic, that every
+// error names the file, and that what parses compiles.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"entries:\n  - pattern: a.example.com\n    groups: [g]\ngroups:\n  - id: g\n",
+		"catalog: x\nentries:\n  - a.example.com\n",
+		"a.example.com\n*.example.org:22\n10.0.0.0/8:443\n[2001:db8::1]:443\n",
+		"tf-*-bucket.s3.example.net # comment\n",
+		"entries: [{pattern: '*.*', ports: [70000]}]",
+		"groups:\n  - id: g\n    ports: [0]\n",
+		"catalog: Bad Name\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := Parse("fuzz.txt", []byte(text))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "fuzz.txt") {
+				t.Fatalf("Parse error %q does not name the file", err)
+			}
+			return
+		}
+		if _, err := Compile(c.Entries); err != nil {
+			t.Fatalf("parsed catalog does not compile: %v", err)
+		}
+		for _, e := range c.Entries {
+			if len(e.Ports) == 0 {
+				t.Fatalf("entry %q has no ports", e.Pattern)
+			}
+		}
+	})
+}
+
+// refLookup is the obvious matcher the trie must agree with: every entry
+// tested in turn, the precedence applied by sorting.
+func refLookup(entries []*Entry, host string, port uint16) Verdict {
+	host, err := CanonicalHost(host)
+	if err != nil {
+		return Verdict{Reason: ReasonInvalidHost}
+	}
+	type cand struct {
+		e    *Entry
+		rank int // lower first
+	}
+	var cands []cand
+	hostLabels := strings.Split(host, ".")
+	for _, e := range entries {
+		switch e.Kind {
+		case KindExact:
+			if host == e.Pattern {
+				cands = append(cands, cand{e, 0})
+			}
+		case KindGlob:
+			pl := strings.Split(e.Pattern, ".")
+			if len(pl) != len(hostLabels) {
+				continue
+			}
+			ok, fixed := true, 0
+			for i := range pl {
+				if match, _ := path.Match(pl[i], hostLabels[i]); !match {
+					ok = false
+				}
+				if strings.Contains(pl[i], "*") {
+					fixed = len(pl) - i - 1
+				}
+			}
+			if ok {
+				cands = append(cands, cand{e, 1000 - fixed})
+			}
+		case KindWildcard:
+			suffix := e.Pattern[1:]
+			if strings.HasSuffix(host, suffix) && len(host) > len(suffix) {
+				cands = append(cands, cand{e, 2000 - strings.Count(suffix, ".")})
+			}
+		}
+	}
+	slices.SortStableFunc(cands, func(a, b cand) int { return a.rank - b.rank })
+	for _, c := range cands {
+		if c.e.AllowsPort(port) {
+			return Verdict{Allow: true, Entry: c.e}
+		}
+	}
+	if len(cands) > 0 {
+		return Verdict{Reason: ReasonPortNotAllowed, Entry: cands[0].e}
+	}
+	return Verdict{Reason: ReasonNotInCatalog}
+}
+
+// TestLookupAgreesWithReference compiles random catalogs over a tiny
+// alphabet, so patterns overlap a lot, and compares every verdict with
+// refLookup's.
+func TestLookupAgreesWithReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 11))
+	labels := []string{"a", "b", "ab", "ba", "a-b"}
+	name := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = labels[r.IntN(len(labels))]
+		}
+		return out
+	}
+	for round := range 200 {
+		var entries []*Entry
+		seen := map[string]bool{}
+		for range 1 + r.IntN(30) {
+			ls := name(1 + r.IntN(4))
+			var p string
+			switch r.IntN(3) {
+			case 0:
+				p = strings.Join(ls, ".")
+			case 1:
+				p = "*." + strings.Join(ls, ".")
+			default:
+				if len(ls) < 2 {
+					continue
+				}
+				i := r.IntN(len(ls) - 1)
+				ls[i] = []string{"*", "a*", "*b", "a*b"}[r.IntN(4)]
+				p = strings.Join(ls, ".")
+			}
+			canon, kind, _, err := classifyPattern(p)
+			if err != nil || seen[canon] {
+				continue
+			}
+			seen[canon] = true
+			ports := []uint16{443}
+			if r.IntN(3) == 0 {
+				ports = []uint16{22}
+			}
+			entries = append(entries, &Entry{Pattern: canon, Kind: kind, Ports: ports})
+		}
+		m, err := Compile(entries)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 200 {
+			host := strings.Join(name(1+r.IntN(5)), ".")
+			port := []uint16{443, 22}[r.IntN(2)]
+			got, want := m.Lookup(host, port), refLookup(entries, host, port)
+			if got.Allow != want.Allow || got.Reason != want.Reason || got.Entry != want.Entry {
+				var catalog []string
+				for _, e := range entries {
+					catalog = append(catalog, e.Pattern+":"+joinPortsTest(e.Ports))
+				}
+				t.Fatalf("round %d: Lookup(%q, %d) = %s, reference says %s\ncatalog: %s", round, host, port,
+					describe(got), describe(want), strings.Join(catalog, " "))
+			}
+		}
+	}
+}
+
+func describe(v Verdict) string {
+	if v.Entry == nil {
+		return v.Reason.String()
+	}
+	return v.Entry.Pattern + " " + v.Reason.String()
+}
+
+func joinPortsTest(ports []uint16) string {
+	var s []string
+	for _, p := range ports {
+		s = append(s, map[uint16]string{443: "443", 22: "22"}[p])
+	}
+	return strings.Join(s, ",")
+}
