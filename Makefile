@@ -1,0 +1,40 @@
+# egressgate: the two commands of the README's quick start, and the rest.
+GO ?= go
+
+.PHONY: run test deps fuzz bench build check
+
+# Runs the proxy on the embedded default catalog (README, quick start).
+run:
+	$(GO) run ./cmd/egressgate serve
+
+# Runs every test, with the race detector (README, quick start; .ci/run).
+# The tools the end-to-end tests drive are installed first when missing.
+test: deps
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Installs what the tests use from Debian's packages: curl and openssl as
+# real proxy clients, chromium for the /rules page, prometheus and
+# promtool for the dashboards and alerts. Needs root; skips what is there.
+deps:
+	@missing=""; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing ca-certificates; \
+	fi
+
+build:
+	$(GO) build -o egressgate ./cmd/egressgate
+
+# Short fuzzing runs of every fuzz target (the seeds also run in make test).
+fuzz:
+	$(GO) test ./rules -run '^$$' -fuzz FuzzCanonicalHost -fuzztime 30s
+	$(GO) test ./rules -run '^$$' -fuzz FuzzParse -fuzztime 30s
+
+check:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
