@@ -1,0 +1,215 @@
+package metrics
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// RulesPage is the JSON of /rules?format=json: every entry of the
+// installed ruleset with its usage since the process started.
+type RulesPage struct {
+	Version        string      `json:"version"`         // egressgate build
+	MatcherVersion uint64      `json:"matcher_version"` // changes with every reload
+	Installed      time.Time   `json:"installed"`       // when the ruleset was installed
+	Catalogs       []string    `json:"catalogs"`        // catalog names, in load order
+	Used           int         `json:"used"`            // entries with at least one hit
+	NeverUsed      int         `json:"never_used"`      // entries without
+	Rules          []RuleUsage `json:"rules"`           // in matcher order
+}
+
+// RuleUsage is one catalog entry on /rules.
+type RuleUsage struct {
+	Catalog  string     `json:"catalog"`
+	Rule     string     `json:"rule"` // the entry's pattern, the rule label of its series
+	Kind     string     `json:"kind"` // exact, wildcard, glob or cidr
+	Groups   []string   `json:"groups"`
+	Sections []string   `json:"sections"`
+	Ports    []uint16   `json:"ports"`
+	OS       []string   `json:"os,omitempty"` // empty: every OS
+	Region   string     `json:"region,omitempty"`
+	Example  bool       `json:"example"` // an example of a per-account host
+	Hits     uint64     `json:"hits"`
+	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit
+	// Series is the rule label the entry is exported under: Rule, or
+	// "_other" beyond Options.MaxRuleSeries.
+	Series string `json:"series"`
+}
+
+// MissesPage is the JSON of /misses?format=json: the most denied hosts.
+type MissesPage struct {
+	Capacity int         `json:"capacity"` // hosts the table can track (Options.TopMisses)
+	Total    uint64      `json:"total"`    // misses recorded since the process started
+	Misses   []MissUsage `json:"misses"`   // most counted first
+}
+
+// MissUsage is one denied host on /misses. Host is client-supplied: it is
+// escaped (see the miss log) and at most 255 bytes plus "…".
+type MissUsage struct {
+	Host  string `json:"host"` // lower case
+	Count uint64 `json:"count"`
+	// Error bounds the overcount: the host was denied at least
+	// Count-Error times (space-saving top-k; 0 when exact).
+	Error        uint64    `json:"error"`
+	LastClient   string    `json:"last_client"`
+	LastReason   string    `json:"last_reason"`
+	LastListener string    `json:"last_listener"`
+	LastPort     uint16    `json:"last_port"`
+	LastSeen     time.Time `json:"last_seen"`
+}
+
+// RulesPage returns the usage of every entry of the installed ruleset, and
+// false when none is installed.
+func (r *Recorder) RulesPage() (*RulesPage, bool) {
+	b := r.binding.Load()
+	if b == nil {
+		return nil, false
+	}
+	p := &RulesPage{Version: r.opts.Version, MatcherVersion: b.version, Installed: b.installed.UTC(), Rules: []RuleUsage{}}
+	for _, c := range b.ruleset.Catalogs {
+		p.Catalogs = append(p.Catalogs, c.Name)
+	}
+	for i, e := range b.ruleset.Matcher.Entries() {
+		rc := b.byID[i]
+		u := RuleUsage{
+			Catalog: e.Catalog, Rule: e.Pattern, Kind: e.Kind.String(),
+			Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
+			Region: e.Region, Example: e.Example, Hits: rc.hits.Load(), Series: e.Pattern,
+		}
+		if u.Sections == nil {
+			u.Sections = []string{}
+		}
+		if u.Ports == nil {
+			u.Ports = []uint16{}
+		}
+		if ns := rc.lastHit.Load(); ns != 0 {
+			t := time.Unix(0, ns).UTC()
+			u.LastHit = &t
+		}
+		if !b.exported[i] {
+			u.Series = otherRule
+		}
+		if u.Hits > 0 {
+			p.Used++
+		} else {
+			p.NeverUsed++
+		}
+		p.Rules = append(p.Rules, u)
+	}
+	return p, true
+}
+
+// MissesPage returns the most denied hosts.
+func (r *Recorder) MissesPage() *MissesPage {
+	top, total := r.top.snapshot()
+	p := &MissesPage{Capacity: r.top.capacity, Total: total, Misses: make([]MissUsage, len(top))}
+	for i, m := range top {
+		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
+			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC()}
+	}
+	return p
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"join": strings.Join,
+	"ports": func(ps []uint16) string {
+		var b bytes.Buffer
+		for i, p := range ps {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprint(&b, p)
+		}
+		return b.String()
+	},
+}).ParseFS(templateFS, "templates/*.html"))
+
+// AdminHandler serves the admin listener:
+//
+//	/metrics   g in the Prometheus exposition format
+//	/rules     every catalog entry with its hits (HTML; JSON with ?format=json, see RulesPage)
+//	/misses    the most denied hosts (HTML; JSON with ?format=json, see MissesPage)
+//	/healthz   200 "ok" while the process serves
+//	/readyz    200 "ready" once ready() reports true and a ruleset is installed, else 503
+//
+// ready nil means ready as soon as a ruleset is installed.
+func (r *Recorder) AdminHandler(g prometheus.Gatherer, ready func() bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /rules", r.serveRules)
+	mux.HandleFunc("GET /misses", r.serveMisses)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		switch {
+		case !r.installed():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "no ruleset installed")
+		case ready != nil && !ready():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready")
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
+		render(w, "index.html", r.opts.Version)
+	})
+	return mux
+}
+
+func (r *Recorder) serveRules(w http.ResponseWriter, req *http.Request) {
+	p, ok := r.RulesPage()
+	if !ok {
+		http.Error(w, "no ruleset installed", http.StatusServiceUnavailable)
+		return
+	}
+	if req.URL.Query().Get("format") == "json" {
+		writeJSON(w, p)
+		return
+	}
+	render(w, "rules.html", p)
+}
+
+func (r *Recorder) serveMisses(w http.ResponseWriter, req *http.Request) {
+	p := r.MissesPage()
+	if req.URL.Query().Get("format") == "json" {
+		writeJSON(w, p)
+		return
+	}
+	render(w, "misses.html", p)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // a write error means the client went away
+}
+
+// render executes a page into a buffer first, so a template error is a
+// 500 rather than half a page.
+func render(w http.ResponseWriter, name string, data any) {
+	var buf bytes.Buffer
+	if err := pages.ExecuteTemplate(&buf, name, data); err != nil {
+		http.Error(w, "rendering "+name+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = w.Write(buf.Bytes())
+}

@@ -1,0 +1,198 @@
+package metrics
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/rules"
+)
+
+// otherRule is the rule label of the entries beyond Options.MaxRuleSeries.
+const otherRule = "_other"
+
+// ruleKey names an entry across reloads: Entry.ID changes with every
+// compile, catalog and pattern do not.
+type ruleKey struct{ catalog, pattern string }
+
+// ruleCounter is one entry's usage. It outlives reloads that keep the
+// entry, so its counts carry over.
+type ruleCounter struct {
+	hits    atomic.Uint64
+	lastHit atomic.Int64 // Unix nanoseconds; 0 for never
+}
+
+// binding is an installed ruleset with its entries' counters. It is
+// immutable once stored; Install replaces it whole.
+type binding struct {
+	version   uint64 // of ruleset.Matcher
+	ruleset   *rules.Ruleset
+	installed time.Time
+	byID      []*ruleCounter // indexed by Entry.ID
+	byKey     map[ruleKey]*ruleCounter
+	// exported[i] is whether entry i has its own series; the others are
+	// summed into rule="_other" of their catalog (Options.MaxRuleSeries).
+	exported []bool
+	// groupCatalog names the catalog of each enabled group.
+	groupCatalog map[*rules.Group]string
+}
+
+// Install binds the per-entry counters to rs: call it after the first load
+// and after every successful reload, before or after the proxy starts
+// using rs.Matcher. Entries kept across a reload (same catalog and
+// pattern) keep their counts; entries that disappear stop being exported.
+// Install also marks the catalog load successful.
+func (r *Recorder) Install(rs *rules.Ruleset) {
+	old := r.binding.Load()
+	entries := rs.Matcher.Entries()
+	b := &binding{
+		version:      rs.Matcher.Version(),
+		ruleset:      rs,
+		installed:    time.Now(),
+		byID:         make([]*ruleCounter, len(entries)),
+		byKey:        make(map[ruleKey]*ruleCounter, len(entries)),
+		exported:     make([]bool, len(entries)),
+		groupCatalog: map[*rules.Group]string{},
+	}
+	for i, e := range entries {
+		k := ruleKey{e.Catalog, e.Pattern}
+		c := b.byKey[k] // the same pattern twice in one catalog shares
+		if c == nil && old != nil {
+			c = old.byKey[k]
+		}
+		if c == nil {
+			c = &ruleCounter{}
+		}
+		b.byID[i] = c
+		b.byKey[k] = c
+		b.exported[i] = i < r.opts.MaxRuleSeries
+	}
+	for _, c := range rs.Catalogs {
+		for _, g := range c.Groups {
+			b.groupCatalog[g] = c.Name
+		}
+	}
+	r.binding.Store(b)
+	r.reloadSuccessful.Set(1)
+	r.reloadSuccessTime.Set(float64(b.installed.UnixNano()) / 1e9)
+}
+
+// hit counts an admitted decision on the entry its verdict names.
+func (r *Recorder) hit(d *proxy.Decision) {
+	b := r.binding.Load()
+	if b == nil {
+		return
+	}
+	e := d.Verdict.Entry
+	var c *ruleCounter
+	if d.Matcher != nil && d.Matcher.Version() == b.version && e.ID < len(b.byID) {
+		c = b.byID[e.ID]
+	} else {
+		// The decision was made by another matcher than the installed
+		// one: a reload raced it. Its entry IDs mean nothing here.
+		c = b.byKey[ruleKey{e.Catalog, e.Pattern}]
+		if c == nil {
+			return // the entry is gone; requests_total still counts it
+		}
+	}
+	c.hits.Add(1)
+	t := d.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	c.lastHit.Store(t.UnixNano())
+}
+
+// installed reports whether a ruleset is installed.
+func (r *Recorder) installed() bool { return r.binding.Load() != nil }
+
+// catalogCollector exports the per-entry series from the installed
+// binding at scrape time, so reloads never leave stale series behind and
+// the hot path touches only two atomics.
+type catalogCollector struct{ r *Recorder }
+
+var (
+	ruleHitsDesc = prometheus.NewDesc("egressgate_rule_hits_total",
+		"Admitted connections and requests per catalog entry; rule is the entry's pattern, or _other for entries beyond the series cap.",
+		[]string{"catalog", "rule"}, nil)
+	ruleLastHitDesc = prometheus.NewDesc("egressgate_rule_last_hit_timestamp_seconds",
+		"Unix time of the last admitted connection or request per catalog entry; absent until the first hit.",
+		[]string{"catalog", "rule"}, nil)
+	ruleInfoDesc = prometheus.NewDesc("egressgate_rule_info",
+		"A metric with a constant value of 1 for each catalog entry of the installed ruleset and each group it belongs to.",
+		[]string{"catalog", "rule", "group", "section"}, nil)
+	catalogEntriesDesc = prometheus.NewDesc("egressgate_catalog_entries",
+		"Entries of the installed ruleset per enabled group.",
+		[]string{"catalog", "group"}, nil)
+)
+
+func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- ruleHitsDesc
+	ch <- ruleLastHitDesc
+	ch <- ruleInfoDesc
+	ch <- catalogEntriesDesc
+}
+
+func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.r.binding.Load()
+	if b == nil {
+		return
+	}
+	type sum struct {
+		hits    uint64
+		lastHit int64
+	}
+	other := map[string]*sum{} // by catalog
+	var otherOrder []string
+	seen := map[*ruleCounter]bool{}
+	perGroup := map[*rules.Group]int{}
+	for i, e := range b.ruleset.Matcher.Entries() {
+		rc := b.byID[i]
+		for _, g := range e.Groups {
+			perGroup[g]++
+		}
+		if seen[rc] {
+			continue // a pattern listed twice in one catalog is one series
+		}
+		seen[rc] = true
+		hits, last := rc.hits.Load(), rc.lastHit.Load()
+		if !b.exported[i] {
+			s := other[e.Catalog]
+			if s == nil {
+				s = &sum{}
+				other[e.Catalog] = s
+				otherOrder = append(otherOrder, e.Catalog)
+			}
+			s.hits += hits
+			s.lastHit = max(s.lastHit, last)
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(ruleHitsDesc, prometheus.CounterValue, float64(hits), e.Catalog, e.Pattern)
+		if last != 0 {
+			ch <- prometheus.MustNewConstMetric(ruleLastHitDesc, prometheus.GaugeValue, float64(last)/1e9, e.Catalog, e.Pattern)
+		}
+		for _, g := range e.Groups {
+			ch <- prometheus.MustNewConstMetric(ruleInfoDesc, prometheus.GaugeValue, 1, e.Catalog, e.Pattern, g.ID, sectionID(g))
+		}
+	}
+	for _, cat := range otherOrder {
+		s := other[cat]
+		ch <- prometheus.MustNewConstMetric(ruleHitsDesc, prometheus.CounterValue, float64(s.hits), cat, otherRule)
+		if s.lastHit != 0 {
+			ch <- prometheus.MustNewConstMetric(ruleLastHitDesc, prometheus.GaugeValue, float64(s.lastHit)/1e9, cat, otherRule)
+		}
+		ch <- prometheus.MustNewConstMetric(ruleInfoDesc, prometheus.GaugeValue, 1, cat, otherRule, otherRule, otherRule)
+	}
+	for _, g := range b.ruleset.Enabled {
+		ch <- prometheus.MustNewConstMetric(catalogEntriesDesc, prometheus.GaugeValue, float64(perGroup[g]), b.groupCatalog[g], g.ID)
+	}
+}
+
+func sectionID(g *rules.Group) string {
+	if g.Section == nil {
+		return ""
+	}
+	return g.Section.ID
+}
