@@ -7,11 +7,6 @@ import (
 
 // Commands not yet built; each moves to its own file when it is.
 
-func runServe(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "egressgate serve: not built yet")
-	return 1
-}
-
 func runReport(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stderr, "egressgate report: not built yet")
 	return 1

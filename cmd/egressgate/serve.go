@@ -1,0 +1,319 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/rules"
+)
+
+// listenOff turns an optional listener off.
+const listenOff = "off"
+
+// Flag defaults for the listeners; a config file's listeners: section
+// replaces them, and a flag given on the command line replaces both.
+const (
+	defaultProxyListen = ":3128"
+	defaultAdminListen = "127.0.0.1:9128"
+)
+
+// serveOptions are serve's flags, parsed.
+type serveOptions struct {
+	configPath   string
+	listen       string
+	sniListen    string
+	admin        string
+	hostsPath    string
+	drainTimeout time.Duration
+	logLevel     slog.Level
+	explicit     map[string]bool // flags given on the command line
+	cfg          proxy.Config    // everything but Rules, Recorder and Log
+}
+
+// prefixList is a repeatable CIDR flag.
+type prefixList struct{ p *[]netip.Prefix }
+
+func (l prefixList) String() string {
+	if l.p == nil {
+		return ""
+	}
+	s := make([]string, len(*l.p))
+	for i, p := range *l.p {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l prefixList) Set(v string) error {
+	for f := range strings.SplitSeq(v, ",") {
+		p, err := netip.ParsePrefix(strings.TrimSpace(f))
+		if err != nil {
+			if a, aerr := netip.ParseAddr(strings.TrimSpace(f)); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				return fmt.Errorf("%q is not a CIDR prefix (like 10.0.0.0/8) or an address", f)
+			}
+		}
+		*l.p = append(*l.p, p.Masked())
+	}
+	return nil
+}
+
+// portList is a comma-separated list of ports.
+type portList struct{ p *[]uint16 }
+
+func (l portList) String() string {
+	if l.p == nil {
+		return ""
+	}
+	s := make([]string, len(*l.p))
+	for i, p := range *l.p {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l portList) Set(v string) error {
+	*l.p = []uint16{}
+	for f := range strings.SplitSeq(v, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(f, 10, 16)
+		if err != nil || n == 0 {
+			return fmt.Errorf("%q is not a port (1-65535)", f)
+		}
+		*l.p = append(*l.p, uint16(n))
+	}
+	return nil
+}
+
+// parseServeFlags parses serve's command line.
+func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
+	o := &serveOptions{explicit: map[string]bool{}}
+	c := &o.cfg
+	fs := flag.NewFlagSet("egressgate serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configPath, "config", "", "config `file`; empty runs the embedded default catalog")
+	fs.StringVar(&o.listen, "listen", defaultProxyListen, "forward proxy `address` (CONNECT and plain HTTP)")
+	fs.StringVar(&o.sniListen, "sni-listen", listenOff, "transparent TLS (SNI) listener `address`, or off")
+	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/healthz, /readyz, metrics), or off")
+	fs.StringVar(&o.hostsPath, "hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
+	var upstream string
+	fs.StringVar(&upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
+	fs.Var(prefixList{&c.Clients}, "clients", "client `CIDR` allowed to use the proxy (repeatable; default loopback and private ranges)")
+	fs.Var(prefixList{&c.AllowDest}, "allow-dest", "private or reserved destination `CIDR` to allow anyway (repeatable)")
+	fs.BoolVar(&c.Monitor, "monitor", false, "admit what the catalog denies and record it as would-deny")
+	sniRequired := fs.Bool("sni-required", true, "deny tunnels to SNI ports that do not open with a ClientHello naming a server")
+	sniPorts := []uint16{443}
+	fs.Var(portList{&sniPorts}, "sni-ports", "CONNECT `ports` whose ClientHello must name the CONNECT host (comma-separated)")
+	sniDest := uint(443)
+	fs.UintVar(&sniDest, "sni-dest-port", 443, "upstream `port` of the SNI listener's tunnels")
+	fs.DurationVar(&c.SNITimeout, "sni-timeout", proxy.DefaultSNITimeout, "wait at most this long for a ClientHello")
+	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "resolve and connect to an upstream within this time")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "close a tunnel idle this long in both directions")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
+	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most tunnels plus requests in flight; beyond, 503 (negative: no cap)")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
+	if upstream != "" {
+		u, err := url.Parse(upstream)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream-proxy: %w", err)
+		}
+		c.UpstreamProxy = u
+	}
+	if sniDest == 0 || sniDest > 65535 {
+		return nil, fmt.Errorf("--sni-dest-port: %d is not a port (1-65535)", sniDest)
+	}
+	c.SNIDestPort = uint16(sniDest)
+	c.SNIPorts = sniPorts
+	c.AllowNoSNI = !*sniRequired
+	if c.MaxConns == 0 {
+		return nil, errors.New("--max-conns: 0 would refuse everything; use a negative value for no cap")
+	}
+	return o, nil
+}
+
+// listenAddr picks a listener's address: the flag when given on the
+// command line, else the config file's value, else the flag's default.
+func (o *serveOptions) listenAddr(flagName, flagValue, fromConfig string) string {
+	if o.explicit[flagName] || fromConfig == "" {
+		return flagValue
+	}
+	return fromConfig
+}
+
+// runServe is "egressgate serve": it runs until SIGTERM or SIGINT.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	o, err := parseServeFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "egressgate serve: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := serve(ctx, o, hup, stderr, nil); err != nil {
+		fmt.Fprintf(stderr, "egressgate serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serve runs the proxy until ctx is done, reloading the rules on each
+// value from hup, then drains. onListen, when not nil, is told each
+// listener's address once it listens (tests use it to find port 0).
+func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io.Writer, onListen func(name, addr string)) error {
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	var listening atomic.Bool
+	tel := newTelemetry(log, listening.Load)
+
+	reloader, err := rules.NewReloader(o.configPath, log, tel.hooks)
+	if err != nil {
+		return fmt.Errorf("loading rules: %w", err)
+	}
+	lcfg := reloader.Current().Config.Listeners
+
+	cfg := o.cfg
+	cfg.Rules = reloader
+	cfg.Log = log
+	cfg.Recorder = tel.recorder
+	if o.hostsPath != "" {
+		if cfg.Hosts, err = proxy.LoadHosts(o.hostsPath); err != nil {
+			return err
+		}
+	}
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	proxyAddr := o.listenAddr("listen", o.listen, lcfg.Proxy)
+	sniAddr := o.listenAddr("sni-listen", o.sniListen, lcfg.SNI)
+	adminAddr := o.listenAddr("admin", o.admin, lcfg.Admin)
+	if proxyAddr == listenOff || proxyAddr == "" {
+		return errors.New("the proxy listener cannot be off")
+	}
+
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	listen := func(name, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("%s listener: %w", name, err)
+		}
+		lns = append(lns, ln)
+		log.Info("listening", "listener", name, "addr", ln.Addr().String())
+		if onListen != nil {
+			onListen(name, ln.Addr().String())
+		}
+		return ln, nil
+	}
+	proxyLn, err := listen("proxy", proxyAddr)
+	if err != nil {
+		return err
+	}
+	var sniLn, adminLn net.Listener
+	if sniAddr != listenOff && sniAddr != "" {
+		if sniLn, err = listen("sni", sniAddr); err != nil {
+			return err
+		}
+	}
+	if adminAddr != listenOff && adminAddr != "" {
+		if adminLn, err = listen("admin", adminAddr); err != nil {
+			return err
+		}
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Go(func() { errc <- srv.Serve(proxyLn) })
+	if sniLn != nil {
+		wg.Go(func() { errc <- srv.ServeSNI(sniLn) })
+	}
+	var adminSrv *http.Server
+	if adminLn != nil {
+		adminSrv = &http.Server{Handler: tel.admin, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	wg.Go(func() {
+		if err := reloader.Run(watchCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("rules watcher stopped", "err", err)
+		}
+	})
+	listening.Store(true)
+
+	var serveErr error
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-hup:
+			log.Info("SIGHUP: reloading rules")
+			reloader.Reload() // logs its own error; the last good rules keep serving
+		case err := <-errc:
+			if err != nil {
+				serveErr = err
+				log.Error("listener failed", "err", err)
+				break wait
+			}
+		}
+	}
+
+	listening.Store(false)
+	log.Info("shutting down", "drain_timeout_seconds", o.drainTimeout.Seconds())
+	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		log.Warn("drain timeout reached: tunnels closed", "err", err)
+	}
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	stopWatch()
+	closeAll()
+	wg.Wait()
+	return serveErr
+}
