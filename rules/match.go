@@ -44,6 +44,14 @@ type node struct {
 type innerGlob struct {
 	g     glob.Glob
 	entry *Entry
+	// The literal text before the first '*' and after the last: a cheap
+	// test that rejects most names before the glob runs.
+	prefix, suffix string
+}
+
+func (ig *innerGlob) match(front string) bool {
+	return len(front) >= len(ig.prefix)+len(ig.suffix) && strings.HasPrefix(front, ig.prefix) &&
+		strings.HasSuffix(front, ig.suffix) && ig.g.Match(front)
 }
 
 // Compile builds a Matcher from entries, in precedence order for ties. The
@@ -71,7 +79,9 @@ func Compile(entries []*Entry) (*Matcher, error) {
 				return nil, e.Pos.Errorf("pattern: %q: %v", e.Pattern, err)
 			}
 			n := m.root.insert(e.Pattern[dot+1:])
-			n.globs = append(n.globs, innerGlob{g, e})
+			front := e.Pattern[:dot]
+			n.globs = append(n.globs, innerGlob{g: g, entry: e,
+				prefix: front[:strings.IndexByte(front, '*')], suffix: front[strings.LastIndexByte(front, '*')+1:]})
 		default:
 			return nil, e.Pos.Errorf("pattern: %q has unknown kind %d", e.Pattern, e.Kind)
 		}
@@ -190,14 +200,6 @@ func (m *Matcher) lookupAddr(a netip.Addr, port uint16) Verdict {
 // With fold set, name has upper-case letters: each label is lowered into a
 // stack buffer for the trie, so only a glob test needs a lowered copy.
 func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
-	var (
-		path   [maxLabels + 1]*node
-		starts [maxLabels + 1]int // where the suffix of path[i] begins in name
-		depth  int
-		lower  [maxLabelLen]byte
-	)
-	n := m.root
-	path[0], starts[0] = n, len(name)+1
 	if !fold {
 		for _, e := range m.exact[name] { // the common hit: one hash
 			if e.AllowsPort(port) {
@@ -205,6 +207,17 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 			}
 		}
 	}
+	// Walk down, keeping only the nodes that can match: those with globs
+	// or wildcards and a label in front of them. Few nodes qualify, so a
+	// small array holds them; a catalog deep enough to overflow it costs
+	// an allocation, not a wrong answer.
+	var (
+		lower    [maxLabelLen]byte
+		buf      [8]step
+		cands    = buf[:0]
+		n        = m.root
+		complete bool // the whole name is a trie node
+	)
 	for end := len(name); end > 0 && (n.children != nil || n.kids != nil); {
 		start := strings.LastIndexByte(name[:end], '.') + 1
 		var child *node
@@ -223,8 +236,13 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 			break
 		}
 		n = child
-		depth++
-		path[depth], starts[depth] = n, start
+		if start == 0 {
+			complete = true
+			break
+		}
+		if len(n.globs) > 0 || len(n.wild) > 0 {
+			cands = append(cands, step{n, start})
+		}
 		end = start - 1
 	}
 	var named *Entry // best entry that names the host, whatever its port
@@ -237,35 +255,30 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 		}
 		return false
 	}
-	if starts[depth] == 0 { // the whole name is in the trie
-		for _, e := range path[depth].exact {
+	if complete {
+		for _, e := range n.exact {
 			if try(e) {
 				return Verdict{Allow: true, Entry: e}
 			}
 		}
 	}
-	for d := depth; d > 0; d-- {
-		if starts[d] == 0 {
-			continue // globs and wildcards need a label in front
-		}
-		if len(path[d].globs) == 0 {
+	for i := len(cands) - 1; i >= 0; i-- { // deepest suffix first
+		c := cands[i]
+		if len(c.n.globs) == 0 {
 			continue
 		}
-		front := name[:starts[d]-1]
+		front := name[:c.start-1]
 		if fold {
 			front = strings.ToLower(front)
 		}
-		for _, ig := range path[d].globs {
-			if ig.g.Match(front) && try(ig.entry) {
+		for _, ig := range c.n.globs {
+			if ig.match(front) && try(ig.entry) {
 				return Verdict{Allow: true, Entry: ig.entry}
 			}
 		}
 	}
-	for d := depth; d > 0; d-- {
-		if starts[d] == 0 {
-			continue
-		}
-		for _, e := range path[d].wild {
+	for i := len(cands) - 1; i >= 0; i-- {
+		for _, e := range cands[i].n.wild {
 			if try(e) {
 				return Verdict{Allow: true, Entry: e}
 			}
@@ -275,6 +288,13 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 		return Verdict{Reason: ReasonPortNotAllowed, Entry: named}
 	}
 	return Verdict{Reason: ReasonNotInCatalog}
+}
+
+// step is a trie node on a lookup's path, with the offset in the name
+// where its suffix begins.
+type step struct {
+	n     *node
+	start int
 }
 
 // String summarises the matcher for logs.
