@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"net/textproto"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +61,13 @@ func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
 				err = errors.New("no response")
 			}
 			return upstreamAnswer(host, port, err).response(ctx.Req)
+		}
+		// net/http drops the response's Connection field when it says
+		// "close", with the names it lists; the raw head still has them.
+		if f, ok := ctx.Req.Context().Value(forwardKey{}).(*forward); ok && f.head != nil {
+			for _, name := range connectionTokens(f.head.header()) {
+				resp.Header.Del(name)
+			}
 		}
 		removeHopByHop(resp.Header)
 		return resp
@@ -122,8 +131,9 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client net
 // request's context and an address, and the context is the only way to
 // say "dial these checked addresses, not a fresh lookup of that name".
 type forward struct {
-	d  *Decision
-	rt route
+	d    *Decision
+	rt   route
+	head *headCapture // the upstream connection's first bytes; nil until dialed
 }
 
 type forwardKey struct{}
@@ -143,7 +153,60 @@ func (s *Server) dialForward(ctx context.Context, _, _ string) (net.Conn, error)
 	if err != nil {
 		return nil, err
 	}
-	return c, nil
+	f.head = &headCapture{Conn: c}
+	return f.head, nil
+}
+
+// maxHeadCapture bounds what headCapture keeps (the transport's own limit
+// on a response header is 1 MiB; fields past this are not inspected).
+const maxHeadCapture = 64 << 10
+
+// headCapture keeps the first bytes read from an upstream connection, up
+// to the end of the response header, so that the Connection field can be
+// read as the upstream sent it. Only plain-HTTP connections are wrapped;
+// tunnels never are.
+type headCapture struct {
+	net.Conn
+	mu   sync.Mutex
+	buf  []byte
+	done bool
+}
+
+func (h *headCapture) Read(p []byte) (int, error) {
+	n, err := h.Conn.Read(p)
+	h.mu.Lock()
+	if !h.done && n > 0 {
+		h.buf = append(h.buf, p[:min(n, maxHeadCapture-len(h.buf))]...)
+		h.done = len(h.buf) >= maxHeadCapture || bytes.Contains(h.buf, []byte("\r\n\r\n"))
+	}
+	h.mu.Unlock()
+	return n, err
+}
+
+// header returns the captured header block.
+func (h *headCapture) header() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, _, _ := bytes.Cut(h.buf, []byte("\r\n\r\n"))
+	return b
+}
+
+// connectionTokens returns the field names listed by the Connection
+// fields of a raw header block.
+func connectionTokens(head []byte) []string {
+	var names []string
+	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if !ok || !strings.EqualFold(string(bytes.TrimSpace(k)), "Connection") {
+			continue
+		}
+		for name := range strings.SplitSeq(string(v), ",") {
+			if name = textproto.TrimString(name); name != "" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
 }
 
 // forwardTarget returns the host and port of the request ctx belongs to.

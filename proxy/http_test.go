@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestForwardHopByHop checks RFC 9110 section 7.6.1 both ways: the
+// fields the Connection header names, and the fixed hop-by-hop fields, are
+// not forwarded; end-to-end fields are.
+func TestForwardHopByHop(t *testing.T) {
+	// A raw upstream, as net/http's server would rewrite Connection.
+	seen := make(chan http.Header, 1)
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		seen <- req.Header
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: X-Upstream-Hop, close\r\nX-Upstream-Hop: 1\r\n"+
+			"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok")
+	})
+	port := portOf(t, up)
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("crl.example.org:%d", port))},
+		Hosts:     hostsFor("crl.example.org"),
+		AllowDest: loopbackDest,
+	})
+	got := curl(t, addr,
+		"-H", "Connection: X-Client-Hop, keep-alive", "-H", "X-Client-Hop: 1",
+		"-H", "Keep-Alive: timeout=5", "-H", "Proxy-Authorization: Basic c2VjcmV0",
+		"-H", "TE: trailers", "-H", "Upgrade: h2c", "-H", "Trailer: X-T",
+		"-H", "X-Client-End: kept", "-H", "Accept-Encoding: br",
+		fmt.Sprintf("http://crl.example.org:%d/", port))
+	if got.code != "200" || got.body != "ok" {
+		t.Fatalf("status %s body %q, want 200 ok", got.code, got.body)
+	}
+	var h http.Header
+	select {
+	case h = <-seen:
+	case <-time.After(5 * time.Second):
+		t.Fatal("upstream saw no request")
+	}
+	if v := h.Values("Connection"); len(v) != 1 || v[0] != "close" {
+		t.Errorf("upstream got Connection %q, want only the proxy's own \"close\"", v)
+	}
+	for _, name := range []string{"X-Client-Hop", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Upgrade", "Trailer"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("upstream got hop-by-hop %s: %q", name, v)
+		}
+	}
+	if h.Get("X-Client-End") != "kept" || h.Get("Accept-Encoding") != "br" {
+		t.Errorf("upstream lost end-to-end fields: %v", sortedKeys(h))
+	}
+	for _, name := range []string{"X-Upstream-Hop", "Keep-Alive", "Proxy-Authenticate"} {
+		if strings.Contains(got.header, name+":") {
+			t.Errorf("client got hop-by-hop %s in %q", name, got.header)
+		}
+	}
+	if !strings.Contains(got.header, "X-End-To-End: kept") {
+		t.Errorf("client lost X-End-To-End in %q", got.header)
+	}
+}
+
+func sortedKeys(h http.Header) []string {
+	var k []string
+	for n := range h {
+		k = append(k, n)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// TestUpstreamProxy chains a CONNECT tunnel and a plain-HTTP request
+// through a parent proxy (a second egressgate), which resolves the names:
+// the child has no hosts entry for them and checks only the parent's
+// address.
+func TestUpstreamProxy(t *testing.T) {
+	srv, tlsPort := tlsUpstream(t)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "via parent") }))
+	t.Cleanup(web.Close)
+	webPort := portOf(t, web.Listener.Addr().String())
+	list := []string{fmt.Sprintf("api.example.com:%d", tlsPort), fmt.Sprintf("crl.example.org:%d", webPort)}
+	parentAddr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, list...)},
+		Hosts:     hostsFor("api.example.com", "crl.example.org"),
+		AllowDest: loopbackDest,
+		SNIPorts:  []uint16{tlsPort},
+	})
+	rec := &recorder{}
+	childAddr, _ := startProxy(t, Config{
+		Rules:         StaticRules{testMatcher(t, list...)},
+		AllowDest:     loopbackDest, // the parent is on loopback
+		UpstreamProxy: &url.URL{Scheme: "http", Host: parentAddr},
+		SNIPorts:      []uint16{tlsPort},
+		Recorder:      rec,
+	})
+
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: childAddr})
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("https://api.example.com:%d/", tlsPort))
+	if err != nil {
+		t.Fatalf("CONNECT via parent: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(body), "hello from api.example.com") {
+		t.Errorf("CONNECT via parent: body %q", body)
+	}
+
+	got := curl(t, childAddr, fmt.Sprintf("http://crl.example.org:%d/", webPort))
+	if got.code != "200" || got.body != "via parent" {
+		t.Errorf("HTTP via parent = %s %q, want 200 \"via parent\"", got.code, got.body)
+	}
+
+	// The parent's deny comes back as the parent's 403 for plain HTTP,
+	// and as a 502 upstream-proxy for CONNECT (the child cannot pass on
+	// a CONNECT answer's body).
+	childOpen, _ := startProxy(t, Config{
+		Rules:         StaticRules{testMatcher(t, "*.example.net:443")},
+		AllowDest:     loopbackDest,
+		UpstreamProxy: &url.URL{Scheme: "http", Host: parentAddr},
+	})
+	got = curl(t, childOpen, "https://x.example.net/")
+	if got.code != "502" || !strings.Contains(got.header, ReasonHeader+": "+ReasonUpstreamProxy) {
+		t.Errorf("CONNECT the parent denies = %s %q, want 502 %s", got.code, got.header, ReasonUpstreamProxy)
+	}
+}
