@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // RulesPage is the JSON of /rules?format=json: every entry of the
@@ -122,8 +125,19 @@ func (r *Recorder) MissesPage() *MissesPage {
 var templateFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
-	"join": strings.Join,
+	"when":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"minute": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04") },
+	"join":   strings.Join,
+	// someOS returns an entry's OS list when it excludes an OS, nil when
+	// the entry applies to all of them.
+	"someOS": func(os []string) []string {
+		for _, o := range rules.AllOS {
+			if !slices.Contains(os, o) {
+				return os
+			}
+		}
+		return nil
+	},
 	"ports": func(ps []uint16) string {
 		var b bytes.Buffer
 		for i, p := range ps {

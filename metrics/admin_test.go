@@ -1,0 +1,236 @@
+package metrics
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/rules"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// hostileHost is a client-chosen name that would break HTML, the log and
+// a terminal if it were not escaped.
+const hostileHost = "<script>alert(1)</script>\x1b[2J.example"
+
+// newAdmin serves r's admin handler on loopback.
+func newAdmin(t *testing.T, r *Recorder, reg *prometheus.Registry, ready func() bool) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(r.AdminHandler(reg, ready))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestHealthAndReady(t *testing.T) {
+	rs := loadList(t, "test", testList)
+	tests := []struct {
+		name      string
+		install   bool
+		ready     func() bool
+		path      string
+		want      int
+		wantInBod string
+	}{
+		{"healthz", false, nil, "/healthz", 200, "ok"},
+		{"readyz without ruleset", false, nil, "/readyz", 503, "no ruleset"},
+		{"readyz with ruleset", true, nil, "/readyz", 200, "ready"},
+		{"readyz not ready", true, func() bool { return false }, "/readyz", 503, "not ready"},
+		{"readyz ready", true, func() bool { return true }, "/readyz", 200, "ready"},
+		{"rules without ruleset", false, nil, "/rules", 503, "no ruleset"},
+		{"metrics", true, nil, "/metrics", 200, "egressgate_rule_hits_total{catalog=\"test\",rule=\"example.org\"} 0"},
+		{"index", true, nil, "/", 200, "/rules"},
+		{"unknown path", true, nil, "/nope", 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, reg, _ := newTest(t, nil, Options{})
+			if tt.install {
+				r.Install(rs)
+			}
+			srv := newAdmin(t, r, reg, tt.ready)
+			code, body := get(t, srv.URL+tt.path)
+			if code != tt.want || !strings.Contains(body, tt.wantInBod) {
+				t.Errorf("GET %s = %d %q, want %d containing %q", tt.path, code, body, tt.want, tt.wantInBod)
+			}
+		})
+	}
+}
+
+func TestRulesJSON(t *testing.T) {
+	rs := loadList(t, "test", testList)
+	r, reg, _ := newTest(t, rs, Options{})
+	for range 3 {
+		r.Decided(decide(rs, proxy.ListenerConnect, "x.example.net", 443))
+	}
+	srv := newAdmin(t, r, reg, nil)
+	code, body := get(t, srv.URL+"/rules?format=json")
+	if code != 200 {
+		t.Fatalf("GET /rules?format=json = %d %s", code, body)
+	}
+	var p RulesPage
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Used != 1 || p.NeverUsed != 3 || len(p.Rules) != 4 {
+		t.Errorf("used, never used, rules = %d, %d, %d; want 1, 3, 4", p.Used, p.NeverUsed, len(p.Rules))
+	}
+	tests := []struct {
+		rule    string
+		hits    uint64
+		lastHit bool
+		ports   string
+	}{
+		{"example.org", 0, false, "[443]"},
+		{"*.example.net", 3, true, "[443]"},
+		{"api.example.com", 0, false, "[443,8443]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rule, func(t *testing.T) {
+			for _, u := range p.Rules {
+				if u.Rule != tt.rule {
+					continue
+				}
+				ports, _ := json.Marshal(u.Ports)
+				if u.Hits != tt.hits || (u.LastHit != nil) != tt.lastHit || string(ports) != tt.ports || u.Catalog != "test" {
+					t.Errorf("rule %q = %+v, want %d hits, last hit %v, ports %s", tt.rule, u, tt.hits, tt.lastHit, tt.ports)
+				}
+				return
+			}
+			t.Errorf("rule %q not on /rules", tt.rule)
+		})
+	}
+}
+
+func TestMissesPage(t *testing.T) {
+	rs := loadList(t, "test", testList)
+	r, reg, _ := newTest(t, rs, Options{})
+	for range 2 {
+		r.Decided(decide(rs, proxy.ListenerConnect, hostileHost, 443))
+	}
+	r.Decided(decide(rs, proxy.ListenerHTTP, "other.example", 80))
+	srv := newAdmin(t, r, reg, nil)
+
+	t.Run("json", func(t *testing.T) {
+		_, body := get(t, srv.URL+"/misses?format=json")
+		var p MissesPage
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Total != 3 || len(p.Misses) != 2 {
+			t.Fatalf("total, hosts = %d, %d; want 3, 2", p.Total, len(p.Misses))
+		}
+		m := p.Misses[0]
+		if m.Host != `<script>alert(1)</script>\x1b[2j.example` || m.Count != 2 || m.LastClient != testClient.String() || m.LastReason != "invalid-host" {
+			t.Errorf("top miss = %+v", m)
+		}
+	})
+	t.Run("html escapes hosts", func(t *testing.T) {
+		_, body := get(t, srv.URL+"/misses")
+		if strings.Contains(body, "<script>") || strings.Contains(body, "\x1b") {
+			t.Errorf("/misses carries the host unescaped:\n%s", body)
+		}
+		if !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;\\x1b[2j.example") {
+			t.Errorf("/misses lacks the escaped host:\n%s", body)
+		}
+	})
+}
+
+// TestRulesPageInBrowser renders /rules in headless Chromium and checks the
+// table a person sees. The screenshot is kept in $EGRESSGATE_SCREENSHOT_DIR
+// (default: the test's temporary directory) as rules-page.png.
+func TestRulesPageInBrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium not installed (apt-get install chromium); skipping the browser test of /rules")
+	}
+	rs, err := rules.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, reg, _ := newTest(t, rs, Options{})
+	for _, h := range []struct {
+		host string
+		n    int
+	}{{"central.sophos.com", 42}, {"d1.sophosupd.com", 7}, {"ocsp.digicert.com", 3}} {
+		d := decide(rs, proxy.ListenerConnect, h.host, 443)
+		if !d.Verdict.Allow {
+			t.Fatalf("%s:443 is not allowed by the default catalog", h.host)
+		}
+		d.Time = time.Now().Add(-time.Duration(h.n) * time.Minute)
+		for range h.n {
+			r.Decided(d)
+		}
+	}
+	srv := newAdmin(t, r, reg, nil)
+
+	browse := func(t *testing.T, args ...string) string {
+		t.Helper()
+		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--user-data-dir=" + t.TempDir(), "--window-size=1280,900"}
+		cmd := exec.Command(chromium, append(append(base, args...), srv.URL+"/rules")...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return string(out)
+	}
+
+	t.Run("dom", func(t *testing.T) {
+		dom := browse(t, "--dump-dom")
+		for _, want := range []string{
+			`<tr class="used" data-rule="central.sophos.com">`,
+			`<td class="num hits">42</td>`,
+			`<b id="used">3</b>`,
+			`<span class="pill never">never used</span>`,
+		} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("rendered /rules lacks %s", want)
+			}
+		}
+	})
+	t.Run("screenshot", func(t *testing.T) {
+		dir := os.Getenv("EGRESSGATE_SCREENSHOT_DIR")
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		file, err := filepath.Abs(filepath.Join(dir, "rules-page.png"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		browse(t, "--screenshot="+file, "--hide-scrollbars")
+		fi, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() < 10_000 {
+			t.Fatalf("screenshot %s is %d bytes, want a real image", file, fi.Size())
+		}
+		t.Logf("screenshot of /rules: %s", file)
+	})
+}
