@@ -359,6 +359,7 @@ func fakeReplica(scale int) http.Handler {
 		line(`egressgate_requests_total{listener="connect",decision="allow",reason="none"} %d`, 3*c+n)
 		line(`egressgate_requests_total{listener="connect",decision="deny",reason="not-in-catalog"} %d`, 5*n)
 		line(`egressgate_requests_total{listener="connect",decision="deny",reason="port-not-allowed"} %d`, n)
+		line(`egressgate_requests_total{listener="connect",decision="deny",reason="private-destination"} 0`)
 		line(`egressgate_requests_total{listener="http",decision="allow",reason="none"} %d`, c)
 		line("# TYPE egressgate_tunnels_active gauge")
 		line(`egressgate_tunnels_active{listener="connect"} %d`, scale)
