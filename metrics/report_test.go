@@ -1,0 +1,232 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/egressgate/egressgate/proxy"
+)
+
+var update = flag.Bool("update", false, "rewrite the want sections of testdata/*.txtar")
+
+// A txtar archive: a comment, then files each introduced by a line
+// "-- NAME --" (the format of golang.org/x/tools/txtar, which is not a
+// dependency of this module).
+type txtar struct {
+	comment string
+	files   []txtarFile
+}
+
+type txtarFile struct {
+	name string
+	data string
+}
+
+func parseTxtar(data string) txtar {
+	var a txtar
+	cur := &a.comment
+	for line := range strings.Lines(data) {
+		trimmed := strings.TrimRight(line, "\n")
+		if name, ok := strings.CutPrefix(trimmed, "-- "); ok && strings.HasSuffix(name, " --") {
+			a.files = append(a.files, txtarFile{name: strings.TrimSuffix(name, " --")})
+			cur = &a.files[len(a.files)-1].data
+			continue
+		}
+		*cur += line
+	}
+	return a
+}
+
+func (a txtar) format() string {
+	var b strings.Builder
+	b.WriteString(a.comment)
+	for _, f := range a.files {
+		fmt.Fprintf(&b, "-- %s --\n%s", f.name, f.data)
+	}
+	return b.String()
+}
+
+func (a txtar) file(name string) (string, bool) {
+	for _, f := range a.files {
+		if f.name == name {
+			return f.data, true
+		}
+	}
+	return "", false
+}
+
+func (a *txtar) setFile(name, data string) {
+	for i := range a.files {
+		if a.files[i].name == name {
+			a.files[i].data = data
+			return
+		}
+	}
+	a.files = append(a.files, txtarFile{name, data})
+}
+
+// TestReportGolden runs every testdata/report-*.txtar: an admin report
+// from a Recorder fed the "decisions" section, or a Prometheus report
+// from a fake /api/v1/query serving the "*.json" sections; the output must
+// equal the "want" section.
+func TestReportGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/report-*.txtar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no testdata/report-*.txtar (%v)", err)
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := parseTxtar(string(data))
+			top := 0
+			if s, ok := a.file("top"); ok {
+				if top, err = strconv.Atoi(strings.TrimSpace(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var (
+				rep *Report
+				url string
+			)
+			if _, ok := a.file("decisions"); ok {
+				rep, url = adminReport(t, a)
+			} else {
+				rep, url = prometheusReport(t, a)
+			}
+			var out bytes.Buffer
+			if err := rep.WriteText(&out, top); err != nil {
+				t.Fatal(err)
+			}
+			got := strings.ReplaceAll(out.String(), url, "URL")
+			want, _ := a.file("want")
+			if got == want {
+				return
+			}
+			if *update {
+				a.setFile("want", got)
+				if err := os.WriteFile(file, []byte(a.format()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			t.Errorf("%s: report differs (go test -run TestReportGolden -update to accept)\n--- got\n%s--- want\n%s", file, got, want)
+		})
+	}
+}
+
+// adminReport installs the archive's catalog.list, records its decisions
+// ("HOST PORT [COUNT] [LISTENER]" per line, HOST possibly a quoted Go
+// string) and fetches the report from
+// the admin handler.
+func adminReport(t *testing.T, a txtar) (*Report, string) {
+	t.Helper()
+	list, _ := a.file("catalog.list")
+	rs := loadList(t, "test", list)
+	r, reg, _ := newTest(t, rs, Options{})
+	decisions, _ := a.file("decisions")
+	for line := range strings.Lines(decisions) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		port, err := strconv.Atoi(f[1])
+		if err != nil {
+			t.Fatalf("decisions: %q: %v", line, err)
+		}
+		n := 1
+		if len(f) > 2 {
+			n, _ = strconv.Atoi(f[2])
+		}
+		l := proxy.ListenerConnect
+		if len(f) > 3 {
+			l = proxy.Listener(f[3])
+		}
+		host := f[0]
+		if strings.HasPrefix(host, `"`) {
+			if host, err = strconv.Unquote(host); err != nil {
+				t.Fatalf("decisions: %q: %v", line, err)
+			}
+		}
+		d := decide(rs, l, host, uint16(port))
+		for range n {
+			r.Decided(d)
+		}
+	}
+	srv := newAdmin(t, r, reg, nil)
+	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, srv.URL
+}
+
+// prometheusReport serves the archive's hits.json, last_hit.json and
+// info.json as the answers to the report's three queries.
+func prometheusReport(t *testing.T, a txtar) (*Report, string) {
+	t.Helper()
+	answers := map[string]string{}
+	for q, name := range map[string]string{promHitsQuery: "hits.json", promLastHitQuery: "last_hit.json", promInfoQuery: "info.json"} {
+		data, ok := a.file(name)
+		if !ok {
+			t.Fatalf("no %s section", name)
+		}
+		answers[q] = data
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ans, ok := answers[r.URL.Query().Get("query")]
+		if r.URL.Path != "/api/v1/query" || !ok {
+			http.Error(w, `{"status":"error","errorType":"bad_data","error":"unexpected query"}`, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, ans)
+	}))
+	t.Cleanup(srv.Close)
+	rep, err := FetchPrometheus(context.Background(), srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, srv.URL
+}
+
+func TestFetchErrors(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close()
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	promErr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"parse error"}`)
+	}))
+	t.Cleanup(promErr.Close)
+	tests := []struct {
+		name  string
+		fetch func(context.Context, *http.Client, string) (*Report, error)
+		url   string
+		want  string
+	}{
+		{"admin down", FetchAdmin, down.URL, "connection refused"},
+		{"admin 404", FetchAdmin, notFound.URL, "404 Not Found"},
+		{"prometheus error", FetchPrometheus, promErr.URL, "bad_data: parse error"},
+		{"prometheus 404", FetchPrometheus, notFound.URL, "/api/v1/query"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.fetch(context.Background(), http.DefaultClient, tt.url)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("fetch(%s) error = %v, want one containing %q", tt.url, err, tt.want)
+			}
+		})
+	}
+}
