@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -261,4 +262,94 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestKitServes starts egressgate with the arguments the Deployment, the
+// systemd unit and the Dockerfile give it, the Deployment's ConfigMap as
+// the config, and the listen ports moved to free loopback ports; then the
+// Deployment's probe paths must answer 200 on the admin listener, and the
+// proxy must refuse a host no catalog names.
+func TestKitServes(t *testing.T) {
+	bin, _ := buildEgressgate(t)
+	objs := loadKubernetes(t)
+	dep := findObject(t, objs, "Deployment")
+	c := dep.Spec.Template.Spec.Containers[0]
+	cm := findObject(t, objs, "ConfigMap")
+	cfgDir := t.TempDir()
+	for name, content := range cm.Data {
+		writeFile(t, filepath.Join(cfgDir, name), content)
+	}
+	data, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dockerCmd []string
+	if m := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(string(data)); m != nil {
+		for _, a := range strings.Split(m[1], ",") {
+			dockerCmd = append(dockerCmd, strings.Trim(a, ` "`))
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{kubeDir + "/deployment.yaml", c.Args},
+		{systemdUnit, strings.Fields(strings.Join(unitDirectives(t, systemdUnit)["ExecStart"], " "))[1:]},
+		{"Dockerfile", dockerCmd},
+	} {
+		t.Run(filepath.Base(tc.name), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			listen, admin := freeAddr(t), freeAddr(t)
+			args := rewriteFlags(tc.args, map[string]string{
+				"config": filepath.Join(cfgDir, "config.yaml"),
+				"listen": listen,
+				"admin":  admin,
+			})
+			_, exited := startProcess(t, t.TempDir(), "egressgate.log", bin, args...)
+			waitHTTP(t, ctx, "http://"+admin+c.ReadinessProbe.HTTPGet.Path, exited, "egressgate "+strings.Join(args, " "))
+			waitHTTP(t, ctx, "http://"+admin+c.LivenessProbe.HTTPGet.Path, exited, "egressgate "+strings.Join(args, " "))
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+				Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: listen}),
+			}}
+			resp, err := client.Get("http://denied.example.net/")
+			if err != nil {
+				t.Fatalf("GET through the proxy: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("GET http://denied.example.net/ through the proxy = %d, want 403", resp.StatusCode)
+			}
+		})
+	}
+}
+
+// rewriteFlags returns args with the values of the flags in set replaced
+// ("--name=v" and "--name v" forms); flags args lacks are appended.
+func rewriteFlags(args []string, set map[string]string) []string {
+	out := slices.Clone(args)
+	done := map[string]bool{}
+	for i := 0; i < len(out); i++ {
+		name, ok := strings.CutPrefix(out[i], "-")
+		if !ok {
+			continue
+		}
+		name = strings.TrimPrefix(name, "-")
+		if n, _, eq := strings.Cut(name, "="); eq {
+			if v, ok := set[n]; ok {
+				out[i] = "--" + n + "=" + v
+				done[n] = true
+			}
+		} else if v, ok := set[name]; ok && i+1 < len(out) {
+			out[i+1] = v
+			done[name] = true
+			i++
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(set)) {
+		if !done[n] {
+			out = append(out, "--"+n+"="+set[n])
+		}
+	}
+	return out
 }
