@@ -321,8 +321,10 @@ func (r *Recorder) TunnelClosed(d *proxy.Decision, s proxy.TunnelStats) {
 	}
 }
 
-// ReloadResult records a catalog reload attempt: err nil for success. The
-// first load is not a reload; Install marks it successful.
+// ReloadResult records a catalog load or reload attempt: err nil for
+// success. With rules.ReloadHooks: OnSwap calls Install then
+// ReloadResult(nil) (the first load then counts as one success), OnError
+// calls ReloadResult(err).
 func (r *Recorder) ReloadResult(err error) {
 	if err != nil {
 		r.reloads.WithLabelValues("failure").Inc()
