@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -75,10 +76,13 @@ func parseClientHello(buf []byte) (serverName []byte, err error) {
 		case msg == nil:
 			msg = frag
 		case !copied:
-			msg = append(make([]byte, 0, 2*(len(msg)+len(frag))), msg...)
+			msg = append(make([]byte, 0, helloCap(msg, len(frag))), msg...)
 			copied = true
 			fallthrough
 		default:
+			if len(msg) < 4 && len(msg)+len(frag) >= 4 {
+				msg = slices.Grow(msg, helloCap(append(msg, frag[:4-len(msg)]...), len(frag)))
+			}
 			msg = append(msg, frag...)
 		}
 		if err := checkHelloHeader(msg); err != nil {
@@ -97,6 +101,17 @@ func parseClientHello(buf []byte) (serverName []byte, err error) {
 			return helloServerName(msg[4:])
 		}
 	}
+}
+
+// helloCap is the capacity to gather a fragmented hello into: the whole
+// message once its header is known, so that it is copied only once.
+func helloCap(msg []byte, next int) int {
+	if len(msg) >= 4 {
+		if n := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])); n <= maxHelloBytes {
+			return max(n, len(msg)+next)
+		}
+	}
+	return len(msg) + next + 64
 }
 
 // checkHelloHeader checks what is there of a handshake message header.
