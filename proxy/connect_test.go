@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -195,3 +196,35 @@ func (c *captureConn) SetWriteDeadline(time.Time) error {
 func (c *captureConn) SetReadDeadline(time.Time) error { return nil }
 func (c *captureConn) LocalAddr() net.Addr             { return &net.TCPAddr{} }
 func (c *captureConn) RemoteAddr() net.Addr            { return &net.TCPAddr{} }
+
+// TestMonitorMode admits what the catalog denies and records would-deny,
+// but still enforces the destination check.
+func TestMonitorMode(t *testing.T) {
+	up := echoServer(t, echo)
+	port := portOf(t, up)
+	rec := &recorder{}
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, "listed.example.org")},
+		Hosts:     hostsFor("unlisted.example.org", "private.example.org"),
+		AllowDest: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Monitor:   true,
+		Recorder:  rec,
+	})
+	c, head := rawConnect(t, addr, fmt.Sprintf("unlisted.example.org:%d", port))
+	if !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		t.Fatalf("monitor CONNECT to an unlisted host = %q, want 200", head)
+	}
+	if err := roundTrip(c, "monitored"); err != nil {
+		t.Fatal(err)
+	}
+	if d := rec.lastDecision(t); d.Action != ActionWouldDeny || d.Reason != rules.ReasonNotInCatalog {
+		t.Errorf("decision = %s %s, want would-deny not-in-catalog", d.Action, d.Reason)
+	}
+	rec.mu.Lock()
+	rec.decisions = nil
+	rec.mu.Unlock()
+	_, head = rawConnect(t, addr, "bad..host.example.org:443")
+	if !strings.HasPrefix(head, "HTTP/1.1 403 ") || !strings.Contains(head, "invalid-host") {
+		t.Errorf("monitor CONNECT to an invalid host = %q, want 403 invalid-host", head)
+	}
+}

@@ -147,6 +147,30 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		waitEOF(t, c)
 	})
+	t.Run("stalled-reader-cut", func(t *testing.T) {
+		// The client half-closes and never reads; the upstream writes
+		// until the buffers are full. The watchdog must still cut it.
+		cut := make(chan error, 1)
+		up := echoServer(t, func(c net.Conn) {
+			defer c.Close()
+			buf := make([]byte, 64<<10)
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			for {
+				if _, err := c.Write(buf); err != nil {
+					cut <- err
+					return
+				}
+			}
+		})
+		target := fmt.Sprintf("flood.example.org:%d", portOf(t, up))
+		addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("flood.example.org"),
+			AllowDest: loopbackDest, IdleTimeout: 300 * time.Millisecond})
+		c := openTunnel(t, addr, target)
+		c.(*net.TCPConn).CloseWrite()
+		if err := <-cut; isTimeout(err) {
+			t.Fatal("upstream still written to after 20 s: stalled tunnel not cut")
+		}
+	})
 	t.Run("trickle-kept", func(t *testing.T) {
 		// A byte every 30 ms for three idle periods: never idle.
 		c := openTunnel(t, addr, target)

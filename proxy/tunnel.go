@@ -64,11 +64,12 @@ func (t *tunnel) close() {
 // The copies are io.Copy between the raw *net.TCPConn values, so on Linux
 // the kernel splices the data and no byte passes through user space. io.Copy
 // gives no progress callback, so idleness is measured by read deadlines:
-// each copy runs until its source's deadline, one tick ahead, and a copy
-// that moved anything stamps lastActive. When a deadline passes and
-// neither direction moved a byte for IdleTimeout, the tunnel is closed.
-// A tunnel therefore ends between IdleTimeout and IdleTimeout plus one
-// tick after its last byte.
+// each copy runs until its source's deadline, one tick (IdleTimeout/10,
+// within 10 ms and 1 min) ahead, and a copy that moved anything stamps
+// lastActive. A watchdog closes the tunnel when neither direction moved a
+// byte for IdleTimeout, so a tunnel ends between IdleTimeout and
+// IdleTimeout plus two ticks after its last byte. Each copy still splices:
+// the deadline interrupts a splice between reads, never inside one.
 func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 	start := time.Now()
 	defer t.close()
@@ -91,14 +92,48 @@ func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 		}
 	}
 	var up, down int64
-	done := make(chan struct{})
-	go t.pipeDown(&down, done)
-	t.pipe(t.upstream, t.client, &up)
-	<-done
+	upDone, downDone := make(chan struct{}), make(chan struct{})
+	go t.pipeUp(&up, upDone)
+	go t.pipeDown(&down, downDone)
+	t.watch(upDone, downDone)
 	st.Upstream += up
 	st.Downstream += down
 	st.Duration = time.Since(start)
 	return st
+}
+
+// tick is how often the copies come up for air and the watchdog looks.
+func (t *tunnel) tick() time.Duration {
+	return min(max(t.idle/10, 10*time.Millisecond), time.Minute)
+}
+
+// watch waits for both copies to end, and closes the tunnel once neither
+// has moved a byte for IdleTimeout. It is the watchdog rather than the
+// copies themselves because a copy can be stuck writing to a peer that
+// does not read (no write deadline is set: a splice cut in the middle of
+// a write would lose the bytes in its pipe), and a copy that ended at EOF
+// no longer looks at the clock.
+func (t *tunnel) watch(upDone, downDone <-chan struct{}) {
+	ticker := time.NewTicker(t.tick())
+	defer ticker.Stop()
+	for upDone != nil || downDone != nil {
+		select {
+		case <-upDone:
+			upDone = nil
+		case <-downDone:
+			downDone = nil
+		case now := <-ticker.C:
+			if now.Sub(time.Unix(0, t.lastActive.Load())) >= t.idle {
+				t.close()
+			}
+		}
+	}
+}
+
+// pipeUp is the goroutine copying client to upstream.
+func (t *tunnel) pipeUp(n *int64, done chan<- struct{}) {
+	defer close(done)
+	t.pipe(t.upstream, t.client, n)
 }
 
 // pipeDown is the goroutine copying upstream to client.
@@ -107,29 +142,25 @@ func (t *tunnel) pipeDown(n *int64, done chan<- struct{}) {
 	t.pipe(t.client, t.upstream, n)
 }
 
-// pipe copies src to dst until EOF, error or idleness and adds the bytes
-// to *n. On EOF it half-closes dst (the peer sees our EOF and
-// may still answer); on anything else it closes the whole tunnel, so that
-// the other direction ends too.
+// pipe copies src to dst until EOF or error and adds the bytes to *n. On
+// EOF it half-closes dst (the peer sees our EOF and may still answer); on
+// an error it closes the whole tunnel, so that the other direction ends
+// too. Each io.Copy runs until src's read deadline, one tick ahead, so
+// that bytes moved are stamped in lastActive at least once a tick.
 func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
-	tick := t.idle / 10
-	tick = min(max(tick, 10*time.Millisecond), time.Minute)
+	tick := t.tick()
 	for {
 		src.SetReadDeadline(time.Now().Add(tick))
 		w, err := io.Copy(dst, src)
 		*n += w
-		now := time.Now()
 		if w > 0 {
-			t.lastActive.Store(now.UnixNano())
+			t.lastActive.Store(time.Now().UnixNano())
 		}
 		switch {
 		case err == nil:
 			closeWrite(dst)
 			return
 		case !errors.Is(err, os.ErrDeadlineExceeded):
-			t.close()
-			return
-		case now.Sub(time.Unix(0, t.lastActive.Load())) >= t.idle:
 			t.close()
 			return
 		}
