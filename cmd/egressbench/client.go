@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// client opens tunnels to the upstream, through a proxy or directly.
+type client struct {
+	upstream *upstream
+	proxy    string        // proxy address; "" dials the upstream directly
+	direct   string        // upstream address, for direct dials
+	target   string        // host:port sent in CONNECT
+	host     string        // TLS server name
+	timeout  time.Duration // bounds each tunnel's setup
+	dialer   net.Dialer
+	tlsConfs map[string]*tls.Config // per mode
+}
+
+func newClient(proxy string, u *upstream, host string) *client {
+	c := &client{
+		upstream: u,
+		proxy:    proxy,
+		direct:   u.addr(),
+		target:   net.JoinHostPort(host, fmt.Sprint(u.port())),
+		host:     host,
+		timeout:  10 * time.Second,
+		tlsConfs: make(map[string]*tls.Config),
+	}
+	for _, m := range []string{modeShort, modeDown, modeUp, modeIdle} {
+		c.tlsConfs[m] = &tls.Config{
+			ServerName: host,
+			RootCAs:    u.pool,
+			MinVersion: tls.VersionTLS13,
+			NextProtos: []string{m},
+		}
+	}
+	return c
+}
+
+// connect opens a TCP connection and, through a proxy, sends CONNECT and
+// reads the reply. It returns the connection ready for the ClientHello and
+// the time from the start of the TCP connect to the end of the proxy's
+// reply (for a direct dial: to the end of the TCP connect).
+func (c *client) connect(ctx context.Context) (net.Conn, time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if c.proxy == "" {
+		conn, err := c.dialer.DialContext(ctx, "tcp", c.direct)
+		if err != nil {
+			return nil, 0, fmt.Errorf("dial upstream: %w", err)
+		}
+		return conn, time.Since(start), nil
+	}
+	conn, err := c.dialer.DialContext(ctx, "tcp", c.proxy)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dial proxy: %w", err)
+	}
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	req := "CONNECT " + c.target + " HTTP/1.1\r\nHost: " + c.target + "\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		conn.Close()
+		return nil, 0, fmt.Errorf("write CONNECT: %w", err)
+	}
+	rest, err := readConnectReply(conn)
+	if err != nil {
+		conn.Close()
+		return nil, 0, err
+	}
+	lat := time.Since(start)
+	conn.SetDeadline(time.Time{})
+	if len(rest) > 0 {
+		conn = &prefixConn{Conn: conn, prefix: rest}
+	}
+	return conn, lat, nil
+}
+
+// maxReplyHeader bounds the proxy's reply to CONNECT.
+const maxReplyHeader = 8 << 10
+
+// readConnectReply reads the proxy's reply header and reports an error
+// unless its status is 200. It returns any bytes read past the header.
+func readConnectReply(conn net.Conn) ([]byte, error) {
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) >= maxReplyHeader {
+				return nil, fmt.Errorf("CONNECT reply header longer than %d bytes", maxReplyHeader)
+			}
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+		n, err := conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
+			line, _, _ := bytes.Cut(buf, []byte("\r\n"))
+			// "HTTP/1.1 200 Connection established"
+			f := bytes.Fields(line)
+			if len(f) < 2 || !bytes.HasPrefix(f[0], []byte("HTTP/1.")) || string(f[1]) != "200" {
+				return nil, fmt.Errorf("CONNECT refused: %q", line)
+			}
+			return buf[end+4:], nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read CONNECT reply: %w", err)
+		}
+	}
+}
+
+// prefixConn replays bytes read past the proxy's reply header.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
+// handshake runs the TLS handshake in mode over conn.
+func (c *client) handshake(ctx context.Context, conn net.Conn, mode string) (*tls.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	tc := tls.Client(conn, c.tlsConfs[mode])
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	if got := tc.ConnectionState().NegotiatedProtocol; got != mode {
+		return nil, fmt.Errorf("TLS handshake: upstream chose ALPN %q, want %q", got, mode)
+	}
+	return tc, nil
+}
+
+// shortTunnel is one full tunnel: connect, CONNECT, TLS handshake, read the
+// short reply, close. It returns the CONNECT latency.
+func (c *client) shortTunnel(ctx context.Context) (time.Duration, error) {
+	conn, lat, err := c.connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	tc, err := c.handshake(ctx, conn, modeShort)
+	if err != nil {
+		return 0, err
+	}
+	conn.SetDeadline(time.Now().Add(c.timeout))
+	got, err := io.ReadAll(io.LimitReader(tc, int64(len(shortReply))+1))
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return 0, fmt.Errorf("read reply: %w", err)
+	}
+	if !bytes.Equal(got, shortReply) {
+		return 0, fmt.Errorf("read reply: got %q, want %q", got, shortReply)
+	}
+	return lat, nil
+}
+
+// rawTunnel opens a tunnel in one of the raw modes and returns the
+// underlying connection once the upstream's goByte has arrived.
+func (c *client) rawTunnel(ctx context.Context, mode string) (net.Conn, error) {
+	conn, _, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := c.handshake(ctx, conn, mode)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	raw := tc.NetConn()
+	raw.SetReadDeadline(time.Now().Add(c.timeout))
+	var g [1]byte
+	if _, err := io.ReadFull(raw, g[:]); err != nil || g[0] != goByte {
+		conn.Close()
+		return nil, fmt.Errorf("waiting for upstream go byte: %q, %v", g[:], err)
+	}
+	raw.SetReadDeadline(time.Time{})
+	return raw, nil
+}
+
+// download reads zeros from conn until deadline or until budget bytes have
+// been read (budget is shared by all tunnels of a measurement and counts
+// down). It returns the bytes read.
+func download(conn net.Conn, deadline time.Time, budget *budget) (int64, error) {
+	conn.SetReadDeadline(deadline)
+	buf := make([]byte, bulkBuf)
+	var n int64
+	for budget.take(bulkBuf) {
+		m, err := conn.Read(buf)
+		n += int64(m)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// upload writes zeros to conn until deadline or budget runs out, then
+// endByte, and waits for the upstream's count of what it received, which it
+// returns.
+func upload(conn net.Conn, deadline time.Time, budget *budget) (int64, error) {
+	buf := make([]byte, bulkBuf)
+	for time.Now().Before(deadline) && budget.take(bulkBuf) {
+		if _, err := conn.Write(buf); err != nil {
+			return 0, fmt.Errorf("upload: %w", err)
+		}
+	}
+	if _, err := conn.Write([]byte{endByte}); err != nil {
+		return 0, fmt.Errorf("upload end: %w", err)
+	}
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var ack [8]byte
+	if _, err := io.ReadFull(conn, ack[:]); err != nil {
+		return 0, fmt.Errorf("upload ack: %w", err)
+	}
+	return int64(binary.BigEndian.Uint64(ack[:])), nil
+}
+
+// budget is a byte count shared by the tunnels of one bulk measurement.
+type budget struct{ left atomic.Int64 }
+
+func newBudget(n int64) *budget {
+	b := &budget{}
+	b.left.Store(n)
+	return b
+}
+
+// take reports whether n more bytes may be moved, and counts them.
+func (b *budget) take(n int64) bool { return b.left.Add(-n) >= -n+1 }

@@ -1,0 +1,399 @@
+// Command egressbench measures CONNECT proxies on loopback: egressgate
+// against Squid, and both against no proxy at all (direct, the limit).
+//
+// Every tunnel is what a real client does: TCP connect, CONNECT, a real
+// TLS ClientHello and handshake with the tool's own upstream, a short reply,
+// close. It reports tunnels per second at 1, 16 and 128 concurrent clients
+// with p50/p99 CONNECT latency, bulk MB/s through one and eight tunnels in
+// each direction, the proxy's CPU seconds per 1,000 tunnels and per GiB
+// (/proc/PID/stat), and its RSS per idle tunnel with thousands open
+// (/proc/PID/status). Targets are measured interleaved, round by round, and
+// the report gives medians, the ratios egressgate/Squid and
+// egressgate/direct, and PASS/MISS against the targets of issue 6.
+//
+// Usage:
+//
+//	egressbench [--quick] [--rounds 3] [--targets direct,egressgate,squid] [--json FILE]
+//
+// "make bench" runs it with Squid installed. Traffic stays on loopback.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// benchHost is the name tunnels ask for; the hosts file of each proxy maps
+// it to 127.0.0.1.
+const benchHost = "bench.example.org"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are the command line.
+type options struct {
+	rounds     int
+	quick      bool
+	targets    []string
+	external   []external
+	subject    string
+	baseline   string
+	clients    []int
+	bulkConns  []int
+	lim        limits
+	egBin      string
+	egArgs     string
+	squidBin   string
+	squidLog   bool
+	jsonPath   string
+	workDir    string
+	keep       bool
+	cpuProfile string
+}
+
+// external is a proxy the tool does not start: name=host:port[,pid=N].
+type external struct {
+	name, addr string
+	pid        int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("egressbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every scenario on every target")
+	fs.BoolVar(&o.quick, "quick", false, "short phases and fewer idle tunnels: a run of about a minute")
+	targets := fs.String("targets", "direct,egressgate,squid", "targets to measure, in order: direct, egressgate, squid, and names given with --external")
+	fs.Func("external", "a running proxy to measure too: `name=host:port[,pid=N]` (repeatable; without pid no CPU or RSS)", func(s string) error {
+		e, err := parseExternal(s)
+		if err == nil {
+			o.external = append(o.external, e)
+		}
+		return err
+	})
+	fs.StringVar(&o.subject, "subject", "egressgate", "target the checks are about")
+	fs.StringVar(&o.baseline, "baseline", "squid", "target the subject is compared with")
+	clients := fs.String("clients", "1,16,128", "concurrent clients of the tunnel-rate scenarios")
+	bulk := fs.String("bulk-tunnels", "1,8", "tunnels of the bulk scenarios")
+	fs.DurationVar(&o.lim.RateTime, "rate-time", 3*time.Second, "length of each tunnel-rate measurement")
+	fs.IntVar(&o.lim.RateMax, "rate-max", 30000, "most tunnels in one tunnel-rate measurement")
+	fs.DurationVar(&o.lim.BulkTime, "bulk-time", 3*time.Second, "length of each bulk measurement")
+	bulkMiB := fs.Int64("bulk-max-mib", 4096, "most MiB moved in one bulk measurement")
+	fs.IntVar(&o.lim.IdleTunnel, "idle", 2000, "idle tunnels opened to measure RSS per tunnel (0: skip)")
+	fs.DurationVar(&o.lim.Settle, "settle", 300*time.Millisecond, "pause between measurements")
+	fs.StringVar(&o.egBin, "egressgate", "", "egressgate binary (default: go build ./cmd/egressgate)")
+	fs.StringVar(&o.egArgs, "egressgate-args", defaultEgressgateArgs, "egressgate's arguments; {listen} {config} {hosts} {dir} are filled in")
+	fs.StringVar(&o.squidBin, "squid", "", "squid binary (default: squid from PATH, or /usr/sbin/squid)")
+	fs.BoolVar(&o.squidLog, "squid-access-log", true, "let Squid write its access log, as it does by default")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `FILE`")
+	fs.StringVar(&o.workDir, "workdir", "", "directory for configs and proxy logs (default: a new temporary one)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (client and upstream) to `FILE`")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["rate-time"] {
+			o.lim.RateTime = 700 * time.Millisecond
+		}
+		if !set["bulk-time"] {
+			o.lim.BulkTime = 700 * time.Millisecond
+		}
+		if !set["idle"] {
+			o.lim.IdleTunnel = 500
+		}
+	}
+	o.lim.BulkMax = *bulkMiB << 20
+	o.targets = strings.Split(*targets, ",")
+	for _, e := range o.external {
+		if !slices.Contains(o.targets, e.name) {
+			o.targets = append(o.targets, e.name)
+		}
+	}
+	var err error
+	if o.clients, err = parseInts(*clients); err != nil {
+		return nil, fmt.Errorf("--clients: %w", err)
+	}
+	if o.bulkConns, err = parseInts(*bulk); err != nil {
+		return nil, fmt.Errorf("--bulk-tunnels: %w", err)
+	}
+	if o.rounds < 1 {
+		return nil, fmt.Errorf("--rounds %d: want at least 1", o.rounds)
+	}
+	return o, nil
+}
+
+func parseExternal(s string) (external, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return external{}, fmt.Errorf("%q: want name=host:port[,pid=N]", s)
+	}
+	addr, pidPart, _ := strings.Cut(rest, ",")
+	e := external{name: name, addr: addr}
+	if pidPart != "" {
+		p, ok := strings.CutPrefix(pidPart, "pid=")
+		n, err := strconv.Atoi(p)
+		if !ok || err != nil {
+			return external{}, fmt.Errorf("%q: %q is not pid=N", s, pidPart)
+		}
+		e.pid = n
+	}
+	return e, nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// target is one thing to measure: direct, or a proxy.
+type target struct {
+	name string
+	// launch starts a fresh instance; nil for direct and external
+	// proxies, which have one instance for the whole run.
+	launch func() (*instance, error)
+	inst   *instance // the instance used for every scenario but idle
+	client *client
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "egressbench:", err)
+		return 2
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "egressbench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "egressbench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	r, err := bench(ctx, o, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "egressbench:", err)
+		return 1
+	}
+	r.print(stdout)
+	if o.jsonPath != "" {
+		if err := r.writeJSON(o.jsonPath); err != nil {
+			fmt.Fprintln(stderr, "egressbench:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// bench sets up the upstream and the targets and runs every round.
+func bench(ctx context.Context, o *options, progress io.Writer) (*report, error) {
+	nofile, err := raiseFileLimit()
+	if err != nil {
+		return nil, err
+	}
+	if need := uint64(4*o.lim.IdleTunnel + 1000); nofile < need {
+		return nil, fmt.Errorf("open-file limit %d is below the %d that %d idle tunnels need; lower --idle", nofile, need, o.lim.IdleTunnel)
+	}
+	dir := o.workDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "egressbench-"); err != nil {
+			return nil, err
+		}
+		if !o.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	up, err := startUpstream(benchHost)
+	if err != nil {
+		return nil, err
+	}
+	defer up.close()
+
+	r := &report{
+		Env:      environment(o),
+		Limits:   o.lim,
+		Rounds:   o.rounds,
+		Targets:  o.targets,
+		Subject:  o.subject,
+		Baseline: o.baseline,
+	}
+	for _, n := range o.clients {
+		r.Scenarios = append(r.Scenarios, scenario{fmt.Sprintf("rate-%d", n), kindRate, n})
+	}
+	for _, n := range o.bulkConns {
+		r.Scenarios = append(r.Scenarios,
+			scenario{fmt.Sprintf("bulk-down-%d", n), kindBulkDown, n},
+			scenario{fmt.Sprintf("bulk-up-%d", n), kindBulkUp, n})
+	}
+	if o.lim.IdleTunnel > 0 {
+		r.Scenarios = append(r.Scenarios, scenario{"idle", kindIdle, o.lim.IdleTunnel})
+	}
+
+	targets, err := setUpTargets(o, dir, up, r.Env, progress)
+	defer func() {
+		for _, t := range targets {
+			if t.inst != nil && t.inst.stop != nil {
+				t.inst.stop()
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range targets {
+		fmt.Fprintf(progress, "warming up %s\n", t.name)
+		warm(ctx, t.client, t.inst)
+	}
+
+	for round := 1; round <= o.rounds; round++ {
+		for _, sc := range r.Scenarios {
+			// Rotate the order of targets each round so none always goes
+			// first after a pause or last after the others heated the
+			// machine.
+			for i := range targets {
+				t := targets[(i+round-1)%len(targets)]
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				s, err := measure(ctx, t, sc, o.lim)
+				if err != nil {
+					return nil, fmt.Errorf("round %d %s %s: %w", round, sc.Name, t.name, err)
+				}
+				s.Round, s.Scenario, s.Target = round, sc.Name, t.name
+				fmt.Fprintln(progress, s)
+				if t.inst.alive != nil {
+					if err := t.inst.alive(); err != nil {
+						return nil, err
+					}
+				}
+				r.Samples = append(r.Samples, s)
+				// Let sockets in TIME_WAIT and the proxies' deferred work
+				// settle between measurements.
+				time.Sleep(o.lim.Settle)
+			}
+		}
+	}
+	r.summarize()
+	return r, nil
+}
+
+// setUpTargets starts every proxy target once for the run.
+func setUpTargets(o *options, dir string, up *upstream, env map[string]string, progress io.Writer) ([]*target, error) {
+	var out []*target
+	for _, name := range o.targets {
+		t := &target{name: name}
+		switch name {
+		case "direct":
+			t.inst = &instance{}
+		case "egressgate":
+			bin := o.egBin
+			if bin == "" {
+				fmt.Fprintln(progress, "building egressgate")
+				var err error
+				if bin, err = buildEgressgate(dir); err != nil {
+					return out, err
+				}
+			}
+			eg, err := newEgressgate(bin, filepath.Join(dir, "egressgate"), o.egArgs, benchHost, up.port())
+			if err != nil {
+				return out, err
+			}
+			t.launch = eg.launch
+		case "squid":
+			bin, err := findSquid(o.squidBin)
+			if err != nil {
+				return out, err
+			}
+			if v, err := squidVersion(bin); err == nil {
+				env["squid"] = v
+			}
+			sq, err := newSquid(bin, filepath.Join(dir, "squid"), benchHost, up.port(), o.squidLog)
+			if err != nil {
+				return out, err
+			}
+			t.launch = sq.launch
+		default:
+			i := slices.IndexFunc(o.external, func(e external) bool { return e.name == name })
+			if i < 0 {
+				return out, fmt.Errorf("unknown target %q: want direct, egressgate, squid or a name given with --external", name)
+			}
+			t.inst = &instance{addr: o.external[i].addr, pid: o.external[i].pid}
+		}
+		if t.launch != nil {
+			fmt.Fprintf(progress, "starting %s\n", name)
+			inst, err := t.launch()
+			if err != nil {
+				return out, err
+			}
+			t.inst = inst
+		}
+		t.client = newClient(t.inst.addr, up, benchHost)
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// measure runs one scenario on one target.
+func measure(ctx context.Context, t *target, sc scenario, lim limits) (sample, error) {
+	switch sc.Kind {
+	case kindRate:
+		return measureRate(ctx, t.client, t.inst, sc.Clients, lim), nil
+	case kindBulkDown:
+		return measureBulk(ctx, t.client, t.inst, modeDown, sc.Clients, lim), nil
+	case kindBulkUp:
+		return measureBulk(ctx, t.client, t.inst, modeUp, sc.Clients, lim), nil
+	case kindIdle:
+		if t.launch == nil {
+			return measureIdle(ctx, t.client, t.inst, sc.Clients), nil
+		}
+		inst, err := t.launch()
+		if err != nil {
+			return sample{}, err
+		}
+		defer inst.stop()
+		return measureIdle(ctx, newClient(inst.addr, t.client.upstream, benchHost), inst, sc.Clients), nil
+	}
+	return sample{}, fmt.Errorf("unknown scenario kind %q", sc.Kind)
+}
+
+// warm sends a few hundred tunnels and a little bulk through a fresh
+// target so the first measurement does not pay for start-up.
+func warm(ctx context.Context, cl *client, inst *instance) {
+	measureRate(ctx, cl, inst, 8, lim1(300))
+	measureBulk(ctx, cl, inst, modeDown, 1, limits{BulkTime: 200 * time.Millisecond, BulkMax: 64 << 20})
+}

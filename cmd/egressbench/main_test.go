@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestRunTiny runs the whole tool in a tiny mode against direct and a
+// minimal CONNECT proxy inside the test, and checks the report parses and
+// holds every scenario for both. No timing is asserted: the machine is
+// shared.
+func TestRunTiny(t *testing.T) {
+	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
+	t.Cleanup(proxy.Close)
+	jsonPath := filepath.Join(t.TempDir(), "report.json")
+	args := []string{
+		"--targets", "direct",
+		"--external", fmt.Sprintf("mini=%s,pid=%d", proxy.Listener.Addr(), os.Getpid()),
+		"--subject", "mini", "--baseline", "direct",
+		"--rounds", "1", "--clients", "1,4", "--bulk-tunnels", "1,2",
+		"--rate-time", "200ms", "--bulk-time", "200ms", "--idle", "20", "--settle", "10ms",
+		"--json", jsonPath,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
+	}
+	for _, want := range []string{"tunnels/s", "MB/s", "p99 CONNECT ms", "mini/direct"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		}
+	}
+
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r report
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("report JSON does not parse: %v\n%s", err, b)
+	}
+	got := map[string]sample{}
+	for _, s := range r.Samples {
+		got[s.Target+" "+s.Scenario] = s
+	}
+	for _, target := range []string{"direct", "mini"} {
+		for _, sc := range []string{"rate-1", "rate-4", "bulk-down-1", "bulk-up-1", "bulk-down-2", "bulk-up-2", "idle"} {
+			s, ok := got[target+" "+sc]
+			switch {
+			case !ok:
+				t.Errorf("no sample for %s %s", target, sc)
+			case s.Errors > 0:
+				t.Errorf("%s %s: %d errors, first: %s", target, sc, s.Errors, s.FirstError)
+			case sc != "idle" && s.Tunnels == 0:
+				t.Errorf("%s %s: no tunnels", target, sc)
+			case strings.HasPrefix(sc, "bulk") && s.Bytes == 0:
+				t.Errorf("%s %s: no bytes moved", target, sc)
+			}
+		}
+	}
+	if s := got["mini idle"]; s.RSSPerTunnelKiB == nil {
+		t.Errorf("mini idle: no RSS per tunnel; sample %+v", s)
+	}
+	if len(r.Checks) != len(checks) {
+		t.Errorf("report has %d checks, want %d", len(r.Checks), len(checks))
+	}
+}
+
+func TestParseExternal(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    external
+		wantErr bool
+	}{
+		{"p=127.0.0.1:3128", external{name: "p", addr: "127.0.0.1:3128"}, false},
+		{"p=127.0.0.1:3128,pid=42", external{name: "p", addr: "127.0.0.1:3128", pid: 42}, false},
+		{"127.0.0.1:3128", external{}, true},
+		{"p=127.0.0.1:3128,pid=x", external{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseExternal(tt.in)
+		if got != tt.want || (err != nil) != tt.wantErr {
+			t.Errorf("parseExternal(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 2, 3}, 2.5},
+	}
+	for _, tt := range tests {
+		if got := median(tt.in); got == nil || *got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+	if got := median(nil); got != nil {
+		t.Errorf("median(nil) = %v, want nil", *got)
+	}
+}
+
+// connectHandler is a minimal CONNECT proxy: it dials the requested port
+// on 127.0.0.1 whatever the host, and splices both ways until both are done.
+func connectHandler(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodConnect {
+		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
+		return
+	}
+	_, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	up, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer up.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		io.Copy(up, brw.Reader) // bytes the server buffered before the hijack come first
+		up.(*net.TCPConn).CloseWrite()
+	})
+	io.Copy(conn, up)
+	conn.(*net.TCPConn).CloseWrite()
+	wg.Wait()
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// report is a whole run: where it ran, what was measured, every sample,
+// and the medians, ratios and checks computed from them. It is written as
+// JSON with --json.
+type report struct {
+	Env       map[string]string `json:"env"`
+	Limits    limits            `json:"limits"`
+	Rounds    int               `json:"rounds"`
+	Targets   []string          `json:"targets"`
+	Subject   string            `json:"subject"`  // the proxy under test
+	Baseline  string            `json:"baseline"` // the proxy it is compared with
+	Scenarios []scenario        `json:"scenarios"`
+	Samples   []sample          `json:"samples"`
+	Rows      []row             `json:"rows"`
+	Checks    []checkResult     `json:"checks"`
+}
+
+// metric is one number a sample may carry.
+type metric struct {
+	name string
+	kind string // scenario kind it applies to
+	get  func(sample) *float64
+}
+
+var metrics = []metric{
+	{"tunnels/s", kindRate, func(s sample) *float64 { return s.TunnelsPerSec }},
+	{"p50 CONNECT ms", kindRate, func(s sample) *float64 { return s.P50ms }},
+	{"p99 CONNECT ms", kindRate, func(s sample) *float64 { return s.P99ms }},
+	{"CPU s/1000 tunnels", kindRate, func(s sample) *float64 { return s.CPUPer1000 }},
+	{"MB/s", kindBulkDown, func(s sample) *float64 { return s.MBps }},
+	{"CPU s/GiB", kindBulkDown, func(s sample) *float64 { return s.CPUPerGiB }},
+	{"MB/s", kindBulkUp, func(s sample) *float64 { return s.MBps }},
+	{"CPU s/GiB", kindBulkUp, func(s sample) *float64 { return s.CPUPerGiB }},
+	{"RSS KiB/idle tunnel", kindIdle, func(s sample) *float64 { return s.RSSPerTunnelKiB }},
+}
+
+// row is one metric of one scenario: the median over rounds per target and
+// the medians of the per-round ratios subject/baseline and subject/direct.
+type row struct {
+	Metric   string              `json:"metric"`
+	Scenario string              `json:"scenario"`
+	Median   map[string]*float64 `json:"median"`
+	VsBase   *float64            `json:"ratio_vs_baseline"`
+	VsDirect *float64            `json:"ratio_vs_direct"`
+}
+
+// check is a target the subject must meet.
+type check struct {
+	Metric   string  `json:"metric"`
+	Scenario string  `json:"scenario"`
+	Against  string  `json:"against"` // "baseline", "direct" or "" (absolute)
+	Op       string  `json:"op"`      // ">=" or "<="
+	Bound    float64 `json:"bound"`
+}
+
+// checkResult is a check and how the run fared: PASS, MISS or "n/a" when
+// the run did not measure it.
+type checkResult struct {
+	check
+	Value  *float64 `json:"value"`
+	Result string   `json:"result"`
+}
+
+// checks are the targets of issue 6.
+var checks = []check{
+	{"tunnels/s", "rate-1", "baseline", ">=", 1.0},
+	{"tunnels/s", "rate-16", "baseline", ">=", 1.5},
+	{"tunnels/s", "rate-128", "baseline", ">=", 2.0},
+	{"p99 CONNECT ms", "rate-1", "baseline", "<=", 1.0},
+	{"p99 CONNECT ms", "rate-16", "baseline", "<=", 1.0},
+	{"p99 CONNECT ms", "rate-128", "baseline", "<=", 1.0},
+	{"MB/s", "bulk-down-1", "direct", ">=", 0.60},
+	{"MB/s", "bulk-up-1", "direct", ">=", 0.60},
+	{"CPU s/GiB", "bulk-down-1", "", "<=", 0.3},
+	{"CPU s/GiB", "bulk-up-1", "", "<=", 0.3},
+	{"CPU s/GiB", "bulk-down-8", "", "<=", 0.3},
+	{"CPU s/GiB", "bulk-up-8", "", "<=", 0.3},
+	{"RSS KiB/idle tunnel", "idle", "", "<=", 16},
+}
+
+// summarize fills in Rows and Checks from Samples.
+func (r *report) summarize() {
+	r.Rows = nil
+	for _, sc := range r.Scenarios {
+		for _, m := range metrics {
+			if m.kind != sc.Kind {
+				continue
+			}
+			rw := row{Metric: m.name, Scenario: sc.Name, Median: map[string]*float64{}}
+			any := false
+			for _, t := range r.Targets {
+				rw.Median[t] = median(r.values(sc.Name, t, m.get))
+				any = any || rw.Median[t] != nil
+			}
+			if !any {
+				continue
+			}
+			rw.VsBase = median(r.ratios(sc.Name, r.Subject, r.Baseline, m.get))
+			rw.VsDirect = median(r.ratios(sc.Name, r.Subject, "direct", m.get))
+			r.Rows = append(r.Rows, rw)
+		}
+	}
+	r.Checks = nil
+	for _, c := range checks {
+		res := checkResult{check: c, Result: "n/a"}
+		for _, rw := range r.Rows {
+			if rw.Metric != c.Metric || rw.Scenario != c.Scenario {
+				continue
+			}
+			switch c.Against {
+			case "baseline":
+				res.Value = rw.VsBase
+			case "direct":
+				res.Value = rw.VsDirect
+			default:
+				res.Value = rw.Median[r.Subject]
+			}
+		}
+		if res.Value != nil {
+			ok := *res.Value >= c.Bound
+			if c.Op == "<=" {
+				ok = *res.Value <= c.Bound
+			}
+			res.Result = map[bool]string{true: "PASS", false: "MISS"}[ok]
+		}
+		r.Checks = append(r.Checks, res)
+	}
+}
+
+// values is a metric of a scenario on a target, one per round that has it.
+func (r *report) values(scen, target string, get func(sample) *float64) []float64 {
+	var out []float64
+	for _, s := range r.Samples {
+		if s.Scenario == scen && s.Target == target {
+			if v := get(s); v != nil {
+				out = append(out, *v)
+			}
+		}
+	}
+	return out
+}
+
+// ratios is a/b of a metric per round, for the rounds that have both.
+func (r *report) ratios(scen, a, b string, get func(sample) *float64) []float64 {
+	if a == "" || b == "" || a == b {
+		return nil
+	}
+	byRound := map[int]*float64{}
+	for _, s := range r.Samples {
+		if s.Scenario == scen && s.Target == b {
+			byRound[s.Round] = get(s)
+		}
+	}
+	var out []float64
+	for _, s := range r.Samples {
+		if s.Scenario != scen || s.Target != a {
+			continue
+		}
+		if av, bv := get(s), byRound[s.Round]; av != nil && bv != nil && *bv != 0 {
+			out = append(out, *av / *bv)
+		}
+	}
+	return out
+}
+
+// median of vs, nil when empty; the mean of the middle two for even counts.
+func median(vs []float64) *float64 {
+	if len(vs) == 0 {
+		return nil
+	}
+	vs = slices.Clone(vs)
+	slices.Sort(vs)
+	n := len(vs)
+	if n%2 == 1 {
+		return ptr(vs[n/2])
+	}
+	return ptr((vs[n/2-1] + vs[n/2]) / 2)
+}
+
+// print writes the tables for people.
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "\negressbench: %d round(s), medians over rounds; ratios are medians of per-round ratios\n", r.Rounds)
+	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "egressgate"} {
+		if v, ok := r.Env[k]; ok {
+			fmt.Fprintf(w, "  %-10s %s\n", k+":", v)
+		}
+	}
+	fmt.Fprintln(w, "  note:      client, upstream and proxy share the same cores; the client's and the")
+	fmt.Fprintln(w, "             upstream's CPU (TLS handshakes included) is the same for every target.")
+	fmt.Fprintln(w, "             CPU and RSS are the proxy process's own (/proc/PID); direct has none.")
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := []string{"metric", "scenario"}
+	header = append(header, r.Targets...)
+	vsBase := r.Subject + "/" + r.Baseline
+	vsDirect := r.Subject + "/direct"
+	header = append(header, vsBase, vsDirect, "")
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, rw := range r.Rows {
+		cells := []string{rw.Metric, rw.Scenario}
+		for _, t := range r.Targets {
+			cells = append(cells, fmtNum(rw.Median[t]))
+		}
+		cells = append(cells, fmtRatio(rw.VsBase), fmtRatio(rw.VsDirect), "")
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	tw.Flush()
+
+	fmt.Fprintf(w, "\ntargets for %s (issue 6):\n", r.Subject)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range r.Checks {
+		what := fmt.Sprintf("%s %s", c.Metric, c.Scenario)
+		var cond string
+		switch c.Against {
+		case "baseline":
+			cond = fmt.Sprintf("%s %s %.2f", vsBase, c.Op, c.Bound)
+		case "direct":
+			cond = fmt.Sprintf("%s %s %.2f", vsDirect, c.Op, c.Bound)
+		default:
+			cond = fmt.Sprintf("%s %s %g", r.Subject, c.Op, c.Bound)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", what, cond, fmtNum(c.Value), c.Result)
+	}
+	tw.Flush()
+
+	var errLines []string
+	for _, s := range r.Samples {
+		if s.Errors > 0 {
+			errLines = append(errLines, fmt.Sprintf("  round %d %s %s: %d failed tunnels, first: %s",
+				s.Round, s.Scenario, s.Target, s.Errors, s.FirstError))
+		}
+	}
+	if len(errLines) > 0 {
+		fmt.Fprintln(w, "\nerrors:")
+		fmt.Fprintln(w, strings.Join(errLines, "\n"))
+	}
+}
+
+func fmtNum(v *float64) string {
+	switch {
+	case v == nil:
+		return "-"
+	case *v >= 100 || *v <= -100:
+		return fmt.Sprintf("%.0f", *v)
+	case *v >= 10 || *v <= -10:
+		return fmt.Sprintf("%.1f", *v)
+	case *v >= 1 || *v <= -1:
+		return fmt.Sprintf("%.2f", *v)
+	default:
+		return fmt.Sprintf("%.3f", *v)
+	}
+}
+
+func fmtRatio(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", *v)
+}
+
+// writeJSON writes the report to path.
+func (r *report) writeJSON(path string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// environment describes the machine and the builds, for the report.
+func environment(o *options) map[string]string {
+	env := map[string]string{
+		"date":  time.Now().UTC().Format(time.RFC3339),
+		"cores": fmt.Sprint(runtime.NumCPU()),
+		"go":    runtime.Version(),
+	}
+	if h, err := os.Hostname(); err == nil {
+		env["host"] = h
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		env["kernel"] = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				env["cpu"] = strings.TrimSpace(strings.TrimLeft(v, " \t:"))
+				break
+			}
+		}
+	}
+	if slices.Contains(o.targets, "egressgate") {
+		v := o.egBin
+		if v == "" {
+			v = "built from the work tree"
+			if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+				v += " at " + strings.TrimSpace(string(out))
+			}
+		}
+		env["egressgate"] = v
+	}
+	return env
+}
