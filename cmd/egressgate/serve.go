@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/egressgate/egressgate/metrics"
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
@@ -45,6 +46,7 @@ type serveOptions struct {
 	logLevel     slog.Level
 	explicit     map[string]bool // flags given on the command line
 	cfg          proxy.Config    // everything but Rules, Recorder and Log
+	metrics      metrics.Options
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -133,6 +135,12 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most tunnels plus requests in flight; beyond, 503 (negative: no cap)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+	m := &o.metrics
+	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
+	fs.IntVar(&m.MissLogBurst, "miss-log-burst", metrics.DefaultMissLogBurst, "log at most this many misses per host and reason per interval, then fold")
+	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
+	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
+	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -196,7 +204,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io.Writer, onListen func(name, addr string)) error {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	var listening atomic.Bool
-	tel := newTelemetry(log, listening.Load)
+	tel := newTelemetry(log, listening.Load, o.metrics)
 
 	reloader, err := rules.NewReloader(o.configPath, log, tel.hooks)
 	if err != nil {
@@ -309,6 +317,7 @@ wait:
 	if err := srv.Shutdown(drainCtx); err != nil {
 		log.Warn("drain timeout reached: tunnels closed", "err", err)
 	}
+	tel.flush()
 	if adminSrv != nil {
 		adminSrv.Close()
 	}
