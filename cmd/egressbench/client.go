@@ -42,6 +42,10 @@ func newClient(proxy string, u *upstream, host string) *client {
 			RootCAs:    u.pool,
 			MinVersion: tls.VersionTLS13,
 			NextProtos: []string{m},
+			// X25519 alone: the ClientHello stays real, and the
+			// handshake costs the shared cores about a fifth less than
+			// with the post-quantum hybrid, leaving more to the proxies.
+			CurvePreferences: []tls.CurveID{tls.X25519},
 		}
 	}
 	return c

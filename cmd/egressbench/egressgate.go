@@ -10,8 +10,9 @@ import (
 
 // defaultEgressgateArgs is how egressgate is started; --egressgate-args
 // replaces it if serve's flags change. Placeholders: {listen}, {config},
-// {hosts}, {dir}.
-const defaultEgressgateArgs = "serve --listen {listen} --config {config} --hosts {hosts} --allow-dest 127.0.0.0/8 --admin 127.0.0.1:0"
+// {hosts}, {dir}, {port} (the upstream's). --sni-ports makes egressgate
+// read and check the ClientHello as it does on 443 in production.
+const defaultEgressgateArgs = "serve --listen {listen} --config {config} --hosts {hosts} --allow-dest 127.0.0.0/8 --admin 127.0.0.1:0 --sni-ports {port}"
 
 // egressgateConf is the config file of the run: no embedded catalog, one
 // plain-list catalog beside it.
@@ -22,10 +23,12 @@ catalogs:
 
 // egressgate starts egressgate with a catalog admitting only the upstream.
 type egressgate struct {
-	bin  string
-	dir  string
-	args string
-	n    int // instances started, to name logs
+	bin       string
+	dir       string
+	args      string
+	port      int  // upstream port
+	accessLog bool // add --access-log
+	n         int  // instances started, to name logs
 }
 
 // buildEgressgate builds ./cmd/egressgate into dir.
@@ -40,7 +43,7 @@ func buildEgressgate(dir string) (string, error) {
 }
 
 // newEgressgate writes the config, catalog and hosts file into dir.
-func newEgressgate(bin, dir, args, host string, port int) (*egressgate, error) {
+func newEgressgate(bin, dir, args, host string, port int, accessLog bool) (*egressgate, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -54,7 +57,7 @@ func newEgressgate(bin, dir, args, host string, port int) (*egressgate, error) {
 			return nil, err
 		}
 	}
-	return &egressgate{bin: bin, dir: dir, args: args}, nil
+	return &egressgate{bin: bin, dir: dir, args: args, port: port, accessLog: accessLog}, nil
 }
 
 // argv is the command line for an instance listening on listen.
@@ -64,8 +67,13 @@ func (e *egressgate) argv(listen string) []string {
 		"{config}", filepath.Join(e.dir, "config.yaml"),
 		"{hosts}", filepath.Join(e.dir, "hosts"),
 		"{dir}", e.dir,
+		"{port}", fmt.Sprint(e.port),
 	).Replace(e.args)
-	return append([]string{e.bin}, strings.Fields(args)...)
+	argv := append([]string{e.bin}, strings.Fields(args)...)
+	if e.accessLog {
+		argv = append(argv, "--access-log")
+	}
+	return argv
 }
 
 // launch starts a fresh egressgate.

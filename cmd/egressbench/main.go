@@ -59,7 +59,7 @@ type options struct {
 	egBin      string
 	egArgs     string
 	squidBin   string
-	squidLog   bool
+	accessLog  bool
 	jsonPath   string
 	workDir    string
 	keep       bool
@@ -97,9 +97,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.lim.IdleTunnel, "idle", 2000, "idle tunnels opened to measure RSS per tunnel (0: skip)")
 	fs.DurationVar(&o.lim.Settle, "settle", 300*time.Millisecond, "pause between measurements")
 	fs.StringVar(&o.egBin, "egressgate", "", "egressgate binary (default: go build ./cmd/egressgate)")
-	fs.StringVar(&o.egArgs, "egressgate-args", defaultEgressgateArgs, "egressgate's arguments; {listen} {config} {hosts} {dir} are filled in")
+	fs.StringVar(&o.egArgs, "egressgate-args", defaultEgressgateArgs, "egressgate's arguments; {listen} {config} {hosts} {dir} {port} are filled in")
 	fs.StringVar(&o.squidBin, "squid", "", "squid binary (default: squid from PATH, or /usr/sbin/squid)")
-	fs.BoolVar(&o.squidLog, "squid-access-log", true, "let Squid write its access log, as it does by default")
+	fs.BoolVar(&o.accessLog, "access-log", false, "have both proxies log every tunnel (Squid's access_log, egressgate's --access-log); off by default, as egressgate's is")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `FILE`")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for configs and proxy logs (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
@@ -329,7 +329,7 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 					return out, err
 				}
 			}
-			eg, err := newEgressgate(bin, filepath.Join(dir, "egressgate"), o.egArgs, benchHost, up.port())
+			eg, err := newEgressgate(bin, filepath.Join(dir, "egressgate"), o.egArgs, benchHost, up.port(), o.accessLog)
 			if err != nil {
 				return out, err
 			}
@@ -342,7 +342,7 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 			if v, err := squidVersion(bin); err == nil {
 				env["squid"] = v
 			}
-			sq, err := newSquid(bin, filepath.Join(dir, "squid"), benchHost, up.port(), o.squidLog)
+			sq, err := newSquid(bin, filepath.Join(dir, "squid"), benchHost, up.port(), o.accessLog)
 			if err != nil {
 				return out, err
 			}
