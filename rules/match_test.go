@@ -23,14 +23,32 @@ func testMatcher(t testing.TB, file string) *Matcher {
 	return rs.Matcher
 }
 
+// lookupCase is one row of a Lookup table: the entry the verdict must
+// name ("" for none) and its reason (ReasonNone: allowed).
+type lookupCase struct {
+	host   string
+	port   uint16
+	rule   string
+	reason Reason
+}
+
+func checkLookups(t *testing.T, m *Matcher, tests []lookupCase) {
+	t.Helper()
+	for _, tt := range tests {
+		v := m.Lookup(tt.host, tt.port)
+		var rule string
+		if v.Entry != nil {
+			rule = v.Entry.Pattern
+		}
+		if rule != tt.rule || v.Reason != tt.reason || v.Allow != (tt.reason == ReasonNone) {
+			t.Errorf("Lookup(%q, %d) = %q %v allow=%v, want %q %v", tt.host, tt.port, rule, v.Reason, v.Allow, tt.rule, tt.reason)
+		}
+	}
+}
+
 func TestLookup(t *testing.T) {
 	m := testMatcher(t, "testdata/match.txt")
-	tests := []struct {
-		host   string
-		port   uint16
-		rule   string // pattern of the entry named, "" for none
-		reason Reason
-	}{
+	tests := []lookupCase{
 		{"a.example.com", 443, "a.example.com", ReasonNone},
 		{"A.Example.COM.", 443, "a.example.com", ReasonNone},
 		{"x.example.com", 443, "*.example.com", ReasonNone},
@@ -66,16 +84,7 @@ func TestLookup(t *testing.T) {
 		{"ex..ample.com", 443, "", ReasonInvalidHost},
 		{"", 443, "", ReasonInvalidHost},
 	}
-	for _, tt := range tests {
-		v := m.Lookup(tt.host, tt.port)
-		var rule string
-		if v.Entry != nil {
-			rule = v.Entry.Pattern
-		}
-		if rule != tt.rule || v.Reason != tt.reason || v.Allow != (tt.reason == ReasonNone) {
-			t.Errorf("Lookup(%q, %d) = %q %v allow=%v, want %q %v", tt.host, tt.port, rule, tt.reason, v.Allow, tt.rule, tt.reason)
-		}
-	}
+	checkLookups(t, m, tests)
 }
 
 func TestLookupDefaultCatalog(t *testing.T) {
@@ -84,12 +93,7 @@ func TestLookupDefaultCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := rs.Matcher
-	tests := []struct {
-		host   string
-		port   uint16
-		rule   string
-		reason Reason
-	}{
+	tests := []lookupCase{
 		{"central.sophos.com", 443, "central.sophos.com", ReasonNone},
 		{"sophos.com", 443, "sophos.com", ReasonNone},
 		{"foo.sophos.com", 443, "*.sophos.com", ReasonNone},
@@ -106,16 +110,7 @@ func TestLookupDefaultCatalog(t *testing.T) {
 		{"x.apu.sophos.com", 22, "*.sophos.com", ReasonPortNotAllowed},
 		{"example.org", 443, "", ReasonNotInCatalog},
 	}
-	for _, tt := range tests {
-		v := m.Lookup(tt.host, tt.port)
-		var rule string
-		if v.Entry != nil {
-			rule = v.Entry.Pattern
-		}
-		if rule != tt.rule || v.Reason != tt.reason {
-			t.Errorf("Lookup(%q, %d) = %q %v, want %q %v", tt.host, tt.port, rule, v.Reason, tt.rule, tt.reason)
-		}
-	}
+	checkLookups(t, m, tests)
 }
 
 // TestLookupAllocs pins the zero-allocation paths of Lookup.
