@@ -21,9 +21,6 @@ const (
 	DefaultReloadPoll     = 30 * time.Second
 )
 
-// newWatcher is fsnotify.NewWatcher; tests replace it to see Run poll.
-var newWatcher = fsnotify.NewWatcher
-
 // ReloadHooks are called after each reload attempt. Nil funcs are skipped.
 // They run with the Reloader's reload lock held, one at a time and in the
 // order of the attempts, so they must not call Reload.
@@ -51,6 +48,9 @@ type Reloader struct {
 
 	mu      sync.Mutex // serialises Reload; lookups never take it
 	lastErr string     // text of the last failure logged; "" after a success
+
+	// newWatcher creates Run's watcher; nil means fsnotify.NewWatcher.
+	newWatcher func() (*fsnotify.Watcher, error)
 }
 
 // NewReloader loads the config at path ("" for the built-in default) and
@@ -149,6 +149,10 @@ func shortDigest(rs *Ruleset) string { return hex.EncodeToString(rs.Digest[:6]) 
 func (r *Reloader) Run(ctx context.Context) error {
 	var events <-chan fsnotify.Event
 	var watchErrs <-chan error
+	newWatcher := r.newWatcher
+	if newWatcher == nil {
+		newWatcher = fsnotify.NewWatcher
+	}
 	w, err := newWatcher()
 	if err != nil {
 		r.log.Warn("cannot watch rules files; falling back to polling", "err", err, "poll", r.PollInterval)

@@ -465,15 +465,12 @@ func TestReloadWatchDirectoryRemoved(t *testing.T) {
 
 // Without a watcher, the poll still reloads.
 func TestReloadPollOnly(t *testing.T) {
-	saved := newWatcher
-	newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("no inotify here") }
-	t.Cleanup(func() { newWatcher = saved })
-
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfg, testConfig("local.txt"))
 	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
 	r, _, lb := newTestReloader(t, cfg)
+	r.newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("no inotify here") }
 	startRun(t, r, lb, fast, 20*time.Millisecond)
 	if !strings.Contains(lb.String(), "falling back to polling") {
 		t.Errorf("the fallback is not logged:\n%s", lb)
