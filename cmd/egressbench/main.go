@@ -64,6 +64,7 @@ type options struct {
 	workDir    string
 	keep       bool
 	cpuProfile string
+	upPort     int
 }
 
 // external is a proxy the tool does not start: name=host:port[,pid=N].
@@ -103,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `FILE`")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for configs and proxy logs (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	fs.IntVar(&o.upPort, "upstream-port", 0, "loopback port of the tool's upstream (0: any free one); fix it when an --external proxy's allowlist must name it")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (client and upstream) to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -238,7 +240,7 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 			defer os.RemoveAll(dir)
 		}
 	}
-	up, err := startUpstream(benchHost)
+	up, err := startUpstream(benchHost, o.upPort)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -55,13 +56,14 @@ type upstream struct {
 	conns map[net.Conn]struct{}
 }
 
-// startUpstream listens on 127.0.0.1 on a random port and serves host.
-func startUpstream(host string) (*upstream, error) {
+// startUpstream listens on 127.0.0.1:port (0: any free port) and serves
+// host.
+func startUpstream(host string, port int) (*upstream, error) {
 	cert, pool, err := selfSigned(host)
 	if err != nil {
 		return nil, fmt.Errorf("generating certificate: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("upstream listen: %w", err)
 	}
