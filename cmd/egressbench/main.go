@@ -65,6 +65,7 @@ type options struct {
 	keep       bool
 	cpuProfile string
 	upPort     int
+	only       []string
 }
 
 // external is a proxy the tool does not start: name=host:port[,pid=N].
@@ -104,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `FILE`")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for configs and proxy logs (default: a new temporary one)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
+	only := fs.String("scenarios", "", "measure only these scenarios (comma-separated names such as rate-16,bulk-down-1,idle; default all)")
 	fs.IntVar(&o.upPort, "upstream-port", 0, "loopback port of the tool's upstream (0: any free one); fix it when an --external proxy's allowlist must name it")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (client and upstream) to `FILE`")
 	if err := fs.Parse(args); err != nil {
@@ -127,6 +129,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	o.lim.BulkMax = *bulkMiB << 20
 	o.targets = strings.Split(*targets, ",")
+	if *only != "" {
+		o.only = strings.Split(*only, ",")
+	}
 	for _, e := range o.external {
 		if !slices.Contains(o.targets, e.name) {
 			o.targets = append(o.targets, e.name)
@@ -264,6 +269,12 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 	}
 	if o.lim.IdleTunnel > 0 {
 		r.Scenarios = append(r.Scenarios, scenario{"idle", kindIdle, o.lim.IdleTunnel})
+	}
+	if o.only != nil {
+		r.Scenarios = slices.DeleteFunc(r.Scenarios, func(sc scenario) bool { return !slices.Contains(o.only, sc.Name) })
+		if len(r.Scenarios) == 0 {
+			return nil, fmt.Errorf("--scenarios %q names none of the scenarios", strings.Join(o.only, ","))
+		}
 	}
 
 	targets, err := setUpTargets(o, dir, up, r.Env, progress)

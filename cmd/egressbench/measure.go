@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,11 @@ type sample struct {
 	CPUPer1000      *float64 `json:"cpu_sec_per_1000_tunnels,omitempty"`
 	CPUPerGiB       *float64 `json:"cpu_sec_per_gib,omitempty"`
 	RSSPerTunnelKiB *float64 `json:"rss_kib_per_idle_tunnel,omitempty"`
+
+	// The tool's own CPU (client and upstream) for the same work: what
+	// the two ends of the tunnel cost, to weigh the proxy's figure against.
+	SelfCPUPer1000 *float64 `json:"tool_cpu_sec_per_1000_tunnels,omitempty"`
+	SelfCPUPerGiB  *float64 `json:"tool_cpu_sec_per_gib,omitempty"`
 }
 
 // errorTally counts failed tunnels and keeps the first error.
@@ -111,7 +117,7 @@ func measureRate(ctx context.Context, cl *client, inst *instance, clients int, l
 		lats    []time.Duration
 		wg      sync.WaitGroup
 	)
-	cpu := startCPU(inst.pid)
+	cpu, self := startCPU(inst.pid), startCPU(os.Getpid())
 	start := time.Now()
 	deadline := start.Add(lim.RateTime)
 	for range clients {
@@ -141,6 +147,9 @@ func measureRate(ctx context.Context, cl *client, inst *instance, clients int, l
 		s.P99ms = ptr(ms(percentile(lats, 0.99)))
 		if c := cpu.used(); c != nil {
 			s.CPUPer1000 = ptr(*c / float64(len(lats)) * 1000)
+		}
+		if c := self.used(); c != nil {
+			s.SelfCPUPer1000 = ptr(*c / float64(len(lats)) * 1000)
 		}
 	}
 	return s
@@ -172,7 +181,7 @@ func measureBulk(ctx context.Context, cl *client, inst *instance, mode string, t
 		wg    sync.WaitGroup
 	)
 	b := newBudget(lim.BulkMax)
-	cpu := startCPU(inst.pid)
+	cpu, self := startCPU(inst.pid), startCPU(os.Getpid())
 	start := time.Now()
 	deadline := start.Add(lim.BulkTime)
 	for _, c := range raws {
@@ -195,8 +204,13 @@ func measureBulk(ctx context.Context, cl *client, inst *instance, mode string, t
 	s.Seconds, s.Tunnels, s.Bytes = secs, tunnels, total.Load()
 	s.Errors, s.FirstError = errs.n, errs.first
 	s.MBps = ptr(float64(s.Bytes) / secs / 1e6)
-	if c := cpu.used(); c != nil && s.Bytes > 0 {
-		s.CPUPerGiB = ptr(*c / (float64(s.Bytes) / (1 << 30)))
+	if gib := float64(s.Bytes) / (1 << 30); gib > 0 {
+		if c := cpu.used(); c != nil {
+			s.CPUPerGiB = ptr(*c / gib)
+		}
+		if c := self.used(); c != nil {
+			s.SelfCPUPerGiB = ptr(*c / gib)
+		}
 	}
 	return s
 }
