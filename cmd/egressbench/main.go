@@ -118,13 +118,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["rate-time"] {
-			o.lim.RateTime = 700 * time.Millisecond
+			o.lim.RateTime = 500 * time.Millisecond
 		}
 		if !set["bulk-time"] {
-			o.lim.BulkTime = 700 * time.Millisecond
+			o.lim.BulkTime = 500 * time.Millisecond
 		}
 		if !set["idle"] {
 			o.lim.IdleTunnel = 500
+		}
+		if !set["settle"] {
+			o.lim.Settle = 150 * time.Millisecond
 		}
 	}
 	o.lim.BulkMax = *bulkMiB << 20
