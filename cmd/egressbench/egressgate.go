@@ -33,7 +33,7 @@ type egressgate struct {
 
 // buildEgressgate builds ./cmd/egressgate into dir.
 func buildEgressgate(dir string) (string, error) {
-	bin := filepath.Join(dir, "egressgate")
+	bin := filepath.Join(dir, "egressgate.bin")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/egressgate/egressgate/cmd/egressgate")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
