@@ -196,16 +196,16 @@ func (c *client) rawTunnel(ctx context.Context, mode string) (net.Conn, error) {
 	return raw, nil
 }
 
-// download reads zeros from conn until deadline or until budget bytes have
-// been read (budget is shared by all tunnels of a measurement and counts
-// down). It returns the bytes read.
+// download reads zeros from conn until deadline or until the budget shared
+// by all tunnels of the measurement is spent. It returns the bytes read.
 func download(conn net.Conn, deadline time.Time, budget *budget) (int64, error) {
 	conn.SetReadDeadline(deadline)
 	buf := make([]byte, bulkBuf)
 	var n int64
-	for budget.take(bulkBuf) {
+	for budget.left.Load() > 0 {
 		m, err := conn.Read(buf)
 		n += int64(m)
+		budget.left.Add(-int64(m))
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return n, nil
@@ -216,13 +216,15 @@ func download(conn net.Conn, deadline time.Time, budget *budget) (int64, error) 
 	return n, nil
 }
 
-// upload writes zeros to conn until deadline or budget runs out, then
+// upload writes zeros to conn until deadline or the budget is spent, then
 // endByte, and waits for the upstream's count of what it received, which it
 // returns.
 func upload(conn net.Conn, deadline time.Time, budget *budget) (int64, error) {
 	buf := make([]byte, bulkBuf)
-	for time.Now().Before(deadline) && budget.take(bulkBuf) {
-		if _, err := conn.Write(buf); err != nil {
+	for time.Now().Before(deadline) && budget.left.Load() > 0 {
+		m, err := conn.Write(buf)
+		budget.left.Add(-int64(m))
+		if err != nil {
 			return 0, fmt.Errorf("upload: %w", err)
 		}
 	}
@@ -245,6 +247,3 @@ func newBudget(n int64) *budget {
 	b.left.Store(n)
 	return b
 }
-
-// take reports whether n more bytes may be moved, and counts them.
-func (b *budget) take(n int64) bool { return b.left.Add(-n) >= -n+1 }
