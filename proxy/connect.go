@@ -24,7 +24,18 @@ var established = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
 // final: at once for a deny, after the SNI check for an admitted tunnel to
 // an SNI port (the upstream is connected by then but has not been sent a byte; a
 // mismatch closes it unwritten).
+//
+// serveConnect owns the caller's work unit and connection slot: it gives
+// them back when it answers, or hands them with the hijacked connection to
+// the tunnel's goroutine, so that the handler returns and net/http's
+// connection state and buffers are freed while the tunnel lives.
 func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.finish()
+		}
+	}()
 	d := &Decision{Time: time.Now(), Listener: ListenerConnect, Client: client}
 	host, port, err := parseTarget(r.RequestURI)
 	if err != nil {
@@ -68,6 +79,15 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 		s.cfg.Log.Error("hijacking CONNECT connection", "client", client, "err", err)
 		return
 	}
+	handedOff = true
+	go s.tunnelConnect(d, conn, upstream, early, pending, rt.lookup, dialTook)
+}
+
+// tunnelConnect is the goroutine of an admitted CONNECT from the 200 on:
+// ClientHello check on SNI ports, record, splice. It gives back the work
+// unit and slot serveConnect handed it.
+func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pending []byte, lookup, dialTook time.Duration) {
+	defer s.finish()
 	t := s.track(conn)
 	defer s.untrack(t)
 	if !t.setUpstream(upstream) {
@@ -78,7 +98,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 	}
 
 	toUpstream := early
-	if slices.Contains(s.cfg.SNIPorts, port) {
+	if slices.Contains(s.cfg.SNIPorts, d.Port) {
 		hello, name, _ := readHello(conn, early, s.cfg.SNITimeout)
 		toUpstream = hello
 		var reason rules.Reason
@@ -93,7 +113,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 	}
 
 	s.rec.Decided(d)
-	s.rec.Dialed(d, rt.lookup, dialTook, DialOK)
+	s.rec.Dialed(d, lookup, dialTook, DialOK)
 	s.rec.TunnelOpened(d)
 	stats := t.relay(toUpstream, pending)
 	s.rec.TunnelClosed(d, stats)

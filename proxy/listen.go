@@ -127,17 +127,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer{http.StatusServiceUnavailable, ReasonOverloaded, "egressgate: shutting down"}.write(w)
 		return
 	}
-	defer s.work.Done()
 	if !s.acquire() {
+		s.work.Done()
 		overloaded(s.cfg.MaxConns).write(w)
 		return
 	}
-	defer s.release()
 	if r.Method == http.MethodConnect {
-		s.serveConnect(w, r, client)
+		s.serveConnect(w, r, client) // gives the slot back itself, maybe later
 		return
 	}
+	defer s.finish()
 	s.serveForward(w, r, client)
+}
+
+// finish gives back the slot and the work unit of one request or tunnel.
+func (s *Server) finish() {
+	s.release()
+	s.work.Done()
 }
 
 // begin counts one unit of work that Shutdown must wait for. It reports

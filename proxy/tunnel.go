@@ -10,9 +10,6 @@ import (
 	"time"
 )
 
-// errIdle ends a tunnel that moved no byte for Config.IdleTimeout.
-var errIdle = errors.New("tunnel idle")
-
 // tunnel is one client connection taken over from net/http (CONNECT) or
 // accepted raw (SNI), and the upstream connection it is relayed to. The
 // Server tracks every tunnel so that Shutdown can drain and then close
@@ -22,7 +19,8 @@ type tunnel struct {
 	idle   time.Duration
 
 	mu       sync.Mutex
-	upstream net.Conn // nil until dialed
+	upstream net.Conn    // nil until dialed
+	watchdog *time.Timer // nil until relay starts
 	closed   bool
 
 	lastActive atomic.Int64 // unix nanoseconds of the last chunk moved
@@ -50,6 +48,9 @@ func (t *tunnel) close() {
 		return
 	}
 	t.closed = true
+	if t.watchdog != nil {
+		t.watchdog.Stop()
+	}
 	t.client.Close()
 	if t.upstream != nil {
 		t.upstream.Close()
@@ -66,10 +67,13 @@ func (t *tunnel) close() {
 // gives no progress callback, so idleness is measured by read deadlines:
 // each copy runs until its source's deadline, one tick (IdleTimeout/10,
 // within 10 ms and 1 min) ahead, and a copy that moved anything stamps
-// lastActive. A watchdog closes the tunnel when neither direction moved a
-// byte for IdleTimeout, so a tunnel ends between IdleTimeout and
+// lastActive. A watchdog timer closes the tunnel when neither direction
+// moved a byte for IdleTimeout, so a tunnel ends between IdleTimeout and
 // IdleTimeout plus two ticks after its last byte. Each copy still splices:
 // the deadline interrupts a splice between reads, never inside one.
+//
+// An idle tunnel costs two goroutines: the caller's, which copies client
+// to upstream, and one copying the other way; the watchdog is a timer.
 func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 	start := time.Now()
 	defer t.close()
@@ -92,48 +96,48 @@ func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 		}
 	}
 	var up, down int64
-	upDone, downDone := make(chan struct{}), make(chan struct{})
-	go t.pipeUp(&up, upDone)
+	downDone := make(chan struct{})
 	go t.pipeDown(&down, downDone)
-	t.watch(upDone, downDone)
+	t.startWatchdog()
+	t.pipe(t.upstream, t.client, &up)
+	<-downDone
 	st.Upstream += up
 	st.Downstream += down
 	st.Duration = time.Since(start)
 	return st
 }
 
-// tick is how often the copies come up for air and the watchdog looks.
+// tick is how often the copies come up for air to stamp lastActive.
 func (t *tunnel) tick() time.Duration {
 	return min(max(t.idle/10, 10*time.Millisecond), time.Minute)
 }
 
-// watch waits for both copies to end, and closes the tunnel once neither
-// has moved a byte for IdleTimeout. It is the watchdog rather than the
-// copies themselves because a copy can be stuck writing to a peer that
-// does not read (no write deadline is set: a splice cut in the middle of
-// a write would lose the bytes in its pipe), and a copy that ended at EOF
-// no longer looks at the clock.
-func (t *tunnel) watch(upDone, downDone <-chan struct{}) {
-	ticker := time.NewTicker(t.tick())
-	defer ticker.Stop()
-	for upDone != nil || downDone != nil {
-		select {
-		case <-upDone:
-			upDone = nil
-		case <-downDone:
-			downDone = nil
-		case now := <-ticker.C:
-			if now.Sub(time.Unix(0, t.lastActive.Load())) >= t.idle {
-				t.close()
-			}
-		}
+// startWatchdog arms the idle timer. It is the watchdog rather than the
+// copies themselves that closes an idle tunnel, because a copy can be stuck
+// writing to a peer that does not read (no write deadline is set: a splice
+// cut in the middle of a write would lose the bytes in its pipe), and a
+// copy that ended at EOF no longer looks at the clock.
+func (t *tunnel) startWatchdog() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.watchdog = time.AfterFunc(t.idle, t.checkIdle)
 	}
 }
 
-// pipeUp is the goroutine copying client to upstream.
-func (t *tunnel) pipeUp(n *int64, done chan<- struct{}) {
-	defer close(done)
-	t.pipe(t.upstream, t.client, n)
+// checkIdle runs when the idle timer fires: it closes the tunnel if no byte
+// moved for IdleTimeout, or re-arms the timer for the time left.
+func (t *tunnel) checkIdle() {
+	idleFor := time.Since(time.Unix(0, t.lastActive.Load()))
+	if idleFor >= t.idle {
+		t.close()
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.closed {
+		t.watchdog.Reset(t.idle - idleFor)
+	}
 }
 
 // pipeDown is the goroutine copying upstream to client.

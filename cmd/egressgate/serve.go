@@ -47,6 +47,7 @@ type serveOptions struct {
 	explicit     map[string]bool // flags given on the command line
 	cfg          proxy.Config    // everything but Rules, Recorder and Log
 	metrics      metrics.Options
+	pprof        bool
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -135,6 +136,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most tunnels plus requests in flight; beyond, 503 (negative: no cap)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
 	fs.IntVar(&m.MissLogBurst, "miss-log-burst", metrics.DefaultMissLogBurst, "log at most this many misses per host and reason per interval, then fold")
@@ -204,7 +206,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io.Writer, onListen func(name, addr string)) error {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	var listening atomic.Bool
-	tel := newTelemetry(log, listening.Load, o.metrics)
+	tel := newTelemetry(log, listening.Load, o.metrics, o.pprof)
 
 	reloader, err := rules.NewReloader(o.configPath, log, tel.hooks)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,13 +26,28 @@ type telemetry struct {
 
 // newTelemetry builds the metrics on a registry of their own. ready
 // reports whether the proxy listeners are up, for /readyz.
-func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options) telemetry {
+//
+// With withPprof, the admin listener also serves the Go profiler under
+// /debug/pprof/: off by default, since profiles show internals and cost
+// CPU while they run.
+func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options, withPprof bool) telemetry {
 	reg := prometheus.NewRegistry()
 	opts.Version = version
 	m := metrics.New(reg, log, opts)
+	var admin http.Handler = m.AdminHandler(reg, ready)
+	if withPprof {
+		mux := http.NewServeMux()
+		mux.Handle("/", admin)
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		admin = mux
+	}
 	return telemetry{
 		recorder: m,
-		admin:    m.AdminHandler(reg, ready),
+		admin:    admin,
 		hooks: rules.ReloadHooks{
 			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.ReloadResult(nil) },
 			OnError: m.ReloadResult,
