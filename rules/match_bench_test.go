@@ -71,6 +71,8 @@ func (ls linearScan) match(host string) int {
 	return -1
 }
 
+// BenchmarkLinearScan is BenchmarkLookup's hosts through linearScan, for
+// the ratio.
 func BenchmarkLinearScan(b *testing.B) {
 	ls := newLinearScan(benchDefault(b).Entries())
 	for _, h := range benchHosts[:4] {
@@ -116,8 +118,10 @@ func BenchmarkLookup100k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Hits are taken from the middle of the list: the average case of
+	// the linear scan, which stops at its first match.
 	hosts := map[string]string{"miss": "www.d1.example1.com"}
-	for _, e := range entries {
+	for _, e := range entries[len(entries)/2:] {
 		switch {
 		case e.Kind == KindExact && hosts["exact"] == "":
 			hosts["exact"] = e.Pattern
