@@ -1,5 +1,8 @@
 // Command egressbench measures CONNECT proxies on loopback: egressgate
-// against Squid, and both against no proxy at all (direct, the limit).
+// against Squid, against an unfiltered goproxy (the reference: what a Go
+// proxy that splices its tunnels and checks nothing does on the same
+// machine, see ./baseline), and all against no proxy at all (direct, the
+// limit).
 //
 // Every tunnel is what a real client does: TCP connect, CONNECT, a real
 // TLS ClientHello and handshake with the tool's own upstream, a short reply,
@@ -8,12 +11,13 @@
 // each direction, the proxy's CPU seconds per 1,000 tunnels and per GiB
 // (/proc/PID/stat), and its RSS per idle tunnel with thousands open
 // (/proc/PID/status). Targets are measured interleaved, round by round, and
-// the report gives medians, the ratios egressgate/Squid and
-// egressgate/direct, and PASS/MISS against the targets of issue 6.
+// the report gives medians, the ratios egressgate/Squid, egressgate/direct
+// and egressgate/goproxy, and PASS/MISS against the targets of issue 6
+// beside what goproxy scores on the same checks.
 //
 // Usage:
 //
-//	egressbench [--quick] [--rounds 3] [--targets direct,egressgate,squid] [--json FILE]
+//	egressbench [--quick] [--rounds 3] [--targets direct,egressgate,squid,goproxy] [--json FILE]
 //
 // "make bench" runs it with Squid installed. Traffic stays on loopback.
 package main
@@ -53,12 +57,14 @@ type options struct {
 	external   []external
 	subject    string
 	baseline   string
+	reference  string
 	clients    []int
 	bulkConns  []int
 	lim        limits
 	egBin      string
 	egArgs     string
 	squidBin   string
+	goproxyBin string
 	accessLog  bool
 	jsonPath   string
 	workDir    string
@@ -80,7 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every scenario on every target")
 	fs.BoolVar(&o.quick, "quick", false, "short phases and fewer idle tunnels: a run of about a minute")
-	targets := fs.String("targets", "direct,egressgate,squid", "targets to measure, in order: direct, egressgate, squid, and names given with --external")
+	targets := fs.String("targets", "direct,egressgate,squid,goproxy", "targets to measure, in order: direct, egressgate, squid, goproxy (unfiltered reference), and names given with --external")
 	fs.Func("external", "a running proxy to measure too: `name=host:port[,pid=N]` (repeatable; without pid no CPU or RSS)", func(s string) error {
 		e, err := parseExternal(s)
 		if err == nil {
@@ -90,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	})
 	fs.StringVar(&o.subject, "subject", "egressgate", "target the checks are about")
 	fs.StringVar(&o.baseline, "baseline", "squid", "target the subject is compared with")
+	fs.StringVar(&o.reference, "reference", "goproxy", "second target the subject is compared with, and scored on the same checks (\"\": none)")
 	clients := fs.String("clients", "1,16,128", "concurrent clients of the tunnel-rate scenarios")
 	bulk := fs.String("bulk-tunnels", "1,8", "tunnels of the bulk scenarios")
 	fs.DurationVar(&o.lim.RateTime, "rate-time", 3*time.Second, "length of each tunnel-rate measurement")
@@ -101,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.egBin, "egressgate", "", "egressgate binary (default: go build ./cmd/egressgate)")
 	fs.StringVar(&o.egArgs, "egressgate-args", defaultEgressgateArgs, "egressgate's arguments; {listen} {config} {hosts} {dir} {port} are filled in")
 	fs.StringVar(&o.squidBin, "squid", "", "squid binary (default: squid from PATH, or /usr/sbin/squid)")
+	fs.StringVar(&o.goproxyBin, "goproxy", "", "goproxy reference binary (default: go build ./cmd/egressbench/baseline)")
 	fs.BoolVar(&o.accessLog, "access-log", false, "have both proxies log every tunnel (Squid's access_log, egressgate's --access-log); off by default, as egressgate's is")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to `FILE`")
 	fs.StringVar(&o.workDir, "workdir", "", "directory for configs and proxy logs (default: a new temporary one)")
@@ -262,6 +270,9 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 		Subject:  o.subject,
 		Baseline: o.baseline,
 	}
+	if slices.Contains(o.targets, o.reference) && o.reference != o.subject && o.reference != o.baseline {
+		r.Reference = o.reference
+	}
 	for _, n := range o.clients {
 		r.Scenarios = append(r.Scenarios, scenario{fmt.Sprintf("rate-%d", n), kindRate, n})
 	}
@@ -363,10 +374,27 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 				return out, err
 			}
 			t.launch = sq.launch
+		case "goproxy":
+			bin := o.goproxyBin
+			if bin == "" {
+				fmt.Fprintln(progress, "building goproxy baseline")
+				var err error
+				if bin, err = buildGoproxy(dir); err != nil {
+					return out, err
+				}
+			}
+			if v, err := goproxyVersion(bin); err == nil {
+				env["goproxy"] = v
+			}
+			gp, err := newGoproxy(bin, filepath.Join(dir, "goproxy"), benchHost)
+			if err != nil {
+				return out, err
+			}
+			t.launch = gp.launch
 		default:
 			i := slices.IndexFunc(o.external, func(e external) bool { return e.name == name })
 			if i < 0 {
-				return out, fmt.Errorf("unknown target %q: want direct, egressgate, squid or a name given with --external", name)
+				return out, fmt.Errorf("unknown target %q: want direct, egressgate, squid, goproxy or a name given with --external", name)
 			}
 			t.inst = &instance{addr: o.external[i].addr, pid: o.external[i].pid}
 		}

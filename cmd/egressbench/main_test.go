@@ -18,17 +18,20 @@ import (
 )
 
 // TestRunTiny runs the whole tool in a tiny mode against direct and a
-// minimal CONNECT proxy inside the test, and checks the report parses and
-// holds every scenario for both. No timing is asserted: the machine is
-// shared.
+// minimal CONNECT proxy inside the test (and a second one as the
+// reference), and checks the report parses and holds every scenario for
+// each. No timing is asserted: the machine is shared.
 func TestRunTiny(t *testing.T) {
 	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
 	t.Cleanup(proxy.Close)
+	ref := httptest.NewServer(http.HandlerFunc(connectHandler))
+	t.Cleanup(ref.Close)
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	args := []string{
 		"--targets", "direct",
 		"--external", fmt.Sprintf("mini=%s,pid=%d", proxy.Listener.Addr(), os.Getpid()),
-		"--subject", "mini", "--baseline", "direct",
+		"--external", fmt.Sprintf("ref=%s", ref.Listener.Addr()),
+		"--subject", "mini", "--baseline", "direct", "--reference", "ref",
 		"--rounds", "1", "--clients", "1,4", "--bulk-tunnels", "1,2",
 		"--rate-time", "200ms", "--bulk-time", "200ms", "--idle", "20", "--settle", "10ms",
 		"--json", jsonPath,
@@ -39,7 +42,7 @@ func TestRunTiny(t *testing.T) {
 	if code := run(ctx, args, &stdout, &stderr); code != 0 {
 		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
 	}
-	for _, want := range []string{"tunnels/s", "MB/s", "p99 CONNECT ms", "mini/direct"} {
+	for _, want := range []string{"tunnels/s", "MB/s", "p99 CONNECT ms", "mini/direct", "mini/ref", "ref/direct", "ref: "} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, stdout.String())
 		}
@@ -57,7 +60,10 @@ func TestRunTiny(t *testing.T) {
 	for _, s := range r.Samples {
 		got[s.Target+" "+s.Scenario] = s
 	}
-	for _, target := range []string{"direct", "mini"} {
+	if r.Reference != "ref" {
+		t.Errorf("report's reference is %q, want ref", r.Reference)
+	}
+	for _, target := range []string{"direct", "mini", "ref"} {
 		for _, sc := range []string{"rate-1", "rate-4", "bulk-down-1", "bulk-up-1", "bulk-down-2", "bulk-up-2", "idle"} {
 			s, ok := got[target+" "+sc]
 			switch {
@@ -77,6 +83,11 @@ func TestRunTiny(t *testing.T) {
 	}
 	if len(r.Checks) != len(checks) {
 		t.Errorf("report has %d checks, want %d", len(r.Checks), len(checks))
+	}
+	for _, c := range r.Checks {
+		if c.Against == "direct" && (c.Reference == nil || c.RefResult == "n/a") {
+			t.Errorf("check %s %s: no value for the reference", c.Metric, c.Scenario)
+		}
 	}
 }
 

@@ -17,16 +17,20 @@ import (
 // and the medians, ratios and checks computed from them. It is written as
 // JSON with --json.
 type report struct {
-	Env       map[string]string `json:"env"`
-	Limits    limits            `json:"limits"`
-	Rounds    int               `json:"rounds"`
-	Targets   []string          `json:"targets"`
-	Subject   string            `json:"subject"`  // the proxy under test
-	Baseline  string            `json:"baseline"` // the proxy it is compared with
-	Scenarios []scenario        `json:"scenarios"`
-	Samples   []sample          `json:"samples"`
-	Rows      []row             `json:"rows"`
-	Checks    []checkResult     `json:"checks"`
+	Env      map[string]string `json:"env"`
+	Limits   limits            `json:"limits"`
+	Rounds   int               `json:"rounds"`
+	Targets  []string          `json:"targets"`
+	Subject  string            `json:"subject"`  // the proxy under test
+	Baseline string            `json:"baseline"` // the proxy it is compared with
+	// Reference is a second proxy the subject is compared with (the
+	// unfiltered goproxy); "" when not measured. It is scored on the same
+	// checks, to show what this setup allows a proxy without policy.
+	Reference string        `json:"reference,omitempty"`
+	Scenarios []scenario    `json:"scenarios"`
+	Samples   []sample      `json:"samples"`
+	Rows      []row         `json:"rows"`
+	Checks    []checkResult `json:"checks"`
 }
 
 // metric is one number a sample may carry.
@@ -52,13 +56,19 @@ var metrics = []metric{
 }
 
 // row is one metric of one scenario: the median over rounds per target and
-// the medians of the per-round ratios subject/baseline and subject/direct.
+// the medians of the per-round ratios subject/baseline, subject/direct,
+// subject/reference, reference/baseline and reference/direct.
 type row struct {
 	Metric   string              `json:"metric"`
 	Scenario string              `json:"scenario"`
 	Median   map[string]*float64 `json:"median"`
 	VsBase   *float64            `json:"ratio_vs_baseline"`
 	VsDirect *float64            `json:"ratio_vs_direct"`
+	VsRef    *float64            `json:"ratio_vs_reference,omitempty"`
+	// RefVsBase and RefVsDirect are the reference's own ratios: what a
+	// proxy without policy reaches here.
+	RefVsBase   *float64 `json:"reference_vs_baseline,omitempty"`
+	RefVsDirect *float64 `json:"reference_vs_direct,omitempty"`
 	// Ceiling is direct/baseline: on shared cores the client and upstream
 	// cost the same for every target, so no proxy, however cheap, beats
 	// the baseline on tunnel rate by more than direct does.
@@ -83,6 +93,10 @@ type checkResult struct {
 	// baseline: direct/baseline (see row.Ceiling).
 	Ceiling *float64 `json:"ceiling,omitempty"`
 	Result  string   `json:"result"`
+	// Reference is the reference proxy's value on the same check, and
+	// RefResult how it would fare; "" without a reference.
+	Reference *float64 `json:"reference_value,omitempty"`
+	RefResult string   `json:"reference_result,omitempty"`
 }
 
 // checks are the targets of issue 6.
@@ -122,6 +136,9 @@ func (r *report) summarize() {
 			rw.VsBase = median(r.ratios(sc.Name, r.Subject, r.Baseline, m.get))
 			rw.VsDirect = median(r.ratios(sc.Name, r.Subject, "direct", m.get))
 			rw.Ceiling = median(r.ratios(sc.Name, "direct", r.Baseline, m.get))
+			rw.VsRef = median(r.ratios(sc.Name, r.Subject, r.Reference, m.get))
+			rw.RefVsBase = median(r.ratios(sc.Name, r.Reference, r.Baseline, m.get))
+			rw.RefVsDirect = median(r.ratios(sc.Name, r.Reference, "direct", m.get))
 			r.Rows = append(r.Rows, rw)
 		}
 	}
@@ -134,22 +151,34 @@ func (r *report) summarize() {
 			}
 			switch c.Against {
 			case "baseline":
-				res.Value, res.Ceiling = rw.VsBase, rw.Ceiling
+				res.Value, res.Ceiling, res.Reference = rw.VsBase, rw.Ceiling, rw.RefVsBase
 			case "direct":
-				res.Value = rw.VsDirect
+				res.Value, res.Reference = rw.VsDirect, rw.RefVsDirect
 			default:
 				res.Value = rw.Median[r.Subject]
+				if r.Reference != "" {
+					res.Reference = rw.Median[r.Reference]
+				}
 			}
 		}
-		if res.Value != nil {
-			ok := *res.Value >= c.Bound
-			if c.Op == "<=" {
-				ok = *res.Value <= c.Bound
-			}
-			res.Result = map[bool]string{true: "PASS", false: "MISS"}[ok]
+		res.Result = c.judge(res.Value)
+		if r.Reference != "" {
+			res.RefResult = c.judge(res.Reference)
 		}
 		r.Checks = append(r.Checks, res)
 	}
+}
+
+// judge is PASS or MISS for v, "n/a" when v is nil.
+func (c check) judge(v *float64) string {
+	if v == nil {
+		return "n/a"
+	}
+	ok := *v >= c.Bound
+	if c.Op == "<=" {
+		ok = *v <= c.Bound
+	}
+	return map[bool]string{true: "PASS", false: "MISS"}[ok]
 }
 
 // values is a metric of a scenario on a target, one per round that has it.
@@ -205,7 +234,7 @@ func median(vs []float64) *float64 {
 // print writes the tables for people.
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\negressbench: %d round(s), medians over rounds; ratios are medians of per-round ratios\n", r.Rounds)
-	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "egressgate"} {
+	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "goproxy", "egressgate"} {
 		if v, ok := r.Env[k]; ok {
 			fmt.Fprintf(w, "  %-10s %s\n", k+":", v)
 		}
@@ -222,19 +251,33 @@ func (r *report) print(w io.Writer) {
 	header = append(header, r.Targets...)
 	vsBase := r.Subject + "/" + r.Baseline
 	vsDirect := r.Subject + "/direct"
-	header = append(header, vsBase, vsDirect, "")
+	header = append(header, vsBase, vsDirect)
+	vsRef, refVsBase := "", ""
+	if r.Reference != "" {
+		vsRef = r.Subject + "/" + r.Reference
+		refVsBase = r.Reference + "/" + r.Baseline
+		header = append(header, vsRef, refVsBase)
+	}
+	header = append(header, "")
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, rw := range r.Rows {
 		cells := []string{rw.Metric, rw.Scenario}
 		for _, t := range r.Targets {
 			cells = append(cells, fmtNum(rw.Median[t]))
 		}
-		cells = append(cells, fmtRatio(rw.VsBase), fmtRatio(rw.VsDirect), "")
+		cells = append(cells, fmtRatio(rw.VsBase), fmtRatio(rw.VsDirect))
+		if r.Reference != "" {
+			cells = append(cells, fmtRatio(rw.VsRef), fmtRatio(rw.RefVsBase))
+		}
+		cells = append(cells, "")
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 
 	fmt.Fprintf(w, "\ntargets for %s (issue 6):\n", r.Subject)
+	if r.Reference != "" {
+		fmt.Fprintf(w, "  (last columns: %s, unfiltered, scored on the same check)\n", r.Reference)
+	}
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, c := range r.Checks {
 		what := fmt.Sprintf("%s %s", c.Metric, c.Scenario)
@@ -251,7 +294,11 @@ func (r *report) print(w io.Writer) {
 		if c.Ceiling != nil && c.Metric == "tunnels/s" {
 			ceiling = fmt.Sprintf("(direct/%s %.2f)", r.Baseline, *c.Ceiling)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", what, cond, fmtNum(c.Value), c.Result, ceiling)
+		ref := ""
+		if r.Reference != "" {
+			ref = fmt.Sprintf("\t%s: %s\t%s", r.Reference, fmtNum(c.Reference), c.RefResult)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s%s\n", what, cond, fmtNum(c.Value), c.Result, ceiling, ref)
 	}
 	tw.Flush()
 
@@ -329,6 +376,13 @@ func environment(o *options) map[string]string {
 			}
 		}
 		env["egressgate"] = v
+	}
+	if slices.Contains(o.targets, "goproxy") {
+		v := o.goproxyBin
+		if v == "" {
+			v = "./cmd/egressbench/baseline built from the work tree"
+		}
+		env["goproxy"] = v
 	}
 	return env
 }
