@@ -24,6 +24,9 @@ type client struct {
 	timeout  time.Duration // bounds each tunnel's setup
 	dialer   net.Dialer
 	tlsConfs map[string]*tls.Config // per mode
+	// replay, when set, is a ClientHello recorded once that short tunnels
+	// send instead of doing a handshake (--handshake replay).
+	replay []byte
 }
 
 func newClient(proxy string, u *upstream, host string) *client {
@@ -121,6 +124,23 @@ func readConnectReply(conn net.Conn) ([]byte, error) {
 	}
 }
 
+// recordHello is the first TLS record crypto/tls sends as a client for
+// host offering ALPN modeReplay: a real ClientHello (SNI, X25519 key
+// share), recorded once and sent by every replayed tunnel.
+func recordHello(host string) ([]byte, error) {
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		tls.Client(a, &tls.Config{
+			ServerName: host, MinVersion: tls.VersionTLS13,
+			NextProtos: []string{modeReplay}, CurvePreferences: []tls.CurveID{tls.X25519},
+		}).Handshake()
+		a.Close()
+	}()
+	b.SetDeadline(time.Now().Add(10 * time.Second))
+	return readRecord(b)
+}
+
 // prefixConn replays bytes read past the proxy's reply header.
 type prefixConn struct {
 	net.Conn
@@ -151,13 +171,26 @@ func (c *client) handshake(ctx context.Context, conn net.Conn, mode string) (*tl
 }
 
 // shortTunnel is one full tunnel: connect, CONNECT, TLS handshake, read the
-// short reply, close. It returns the CONNECT latency.
+// short reply, close. It returns the CONNECT latency. With a recorded
+// hello it sends that instead of handshaking and reads the reply in the
+// clear.
 func (c *client) shortTunnel(ctx context.Context) (time.Duration, error) {
 	conn, lat, err := c.connect(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
+	if c.replay != nil {
+		conn.SetDeadline(time.Now().Add(c.timeout))
+		if _, err := conn.Write(c.replay); err != nil {
+			return 0, fmt.Errorf("write hello: %w", err)
+		}
+		got, err := io.ReadAll(io.LimitReader(conn, int64(len(shortReply))+1))
+		if err != nil || !bytes.Equal(got, shortReply) {
+			return 0, fmt.Errorf("read reply: got %q, want %q (%v)", got, shortReply, err)
+		}
+		return lat, nil
+	}
 	tc, err := c.handshake(ctx, conn, modeShort)
 	if err != nil {
 		return 0, err

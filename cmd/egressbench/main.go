@@ -72,6 +72,7 @@ type options struct {
 	cpuProfile string
 	upPort     int
 	only       []string
+	replay     bool // --handshake replay
 }
 
 // external is a proxy the tool does not start: name=host:port[,pid=N].
@@ -115,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	only := fs.String("scenarios", "", "measure only these scenarios (comma-separated names such as rate-16,bulk-down-1,idle; default all)")
 	fs.IntVar(&o.upPort, "upstream-port", 0, "loopback port of the tool's upstream (0: any free one); fix it when an --external proxy's allowlist must name it")
+	handshake := fs.String("handshake", "full", "short tunnels (rate scenarios) do a `full` TLS 1.3 handshake, or `replay` a ClientHello recorded once and get the reply in the clear: the proxy's work is the same, the tool's crypto is gone")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (client and upstream) to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -137,6 +139,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		if !set["settle"] {
 			o.lim.Settle = 150 * time.Millisecond
 		}
+	}
+	switch *handshake {
+	case "full":
+	case "replay":
+		o.replay = true
+	default:
+		return nil, fmt.Errorf("--handshake %q: want full or replay", *handshake)
 	}
 	o.lim.BulkMax = *bulkMiB << 20
 	o.targets = strings.Split(*targets, ",")
@@ -407,6 +416,13 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 			t.inst = inst
 		}
 		t.client = newClient(t.inst.addr, up, benchHost)
+		if o.replay {
+			hello, err := recordHello(benchHost)
+			if err != nil {
+				return out, fmt.Errorf("recording a ClientHello: %w", err)
+			}
+			t.client.replay = hello
+		}
 		out = append(out, t)
 	}
 	return out, nil
@@ -430,7 +446,9 @@ func measure(ctx context.Context, t *target, sc scenario, lim limits) (sample, e
 			return sample{}, err
 		}
 		defer inst.stop()
-		return measureIdle(ctx, newClient(inst.addr, t.client.upstream, benchHost), inst, sc.Clients), nil
+		ic := newClient(inst.addr, t.client.upstream, benchHost)
+		ic.replay = t.client.replay
+		return measureIdle(ctx, ic, inst, sc.Clients), nil
 	}
 	return sample{}, fmt.Errorf("unknown scenario kind %q", sc.Kind)
 }

@@ -164,3 +164,27 @@ func connectHandler(w http.ResponseWriter, r *http.Request) {
 	conn.(*net.TCPConn).CloseWrite()
 	wg.Wait()
 }
+
+// TestRunReplay runs a rate scenario with --handshake replay: tunnels send
+// a recorded ClientHello and get the reply in the clear, through a proxy
+// and directly.
+func TestRunReplay(t *testing.T) {
+	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
+	t.Cleanup(proxy.Close)
+	args := []string{
+		"--targets", "direct",
+		"--external", fmt.Sprintf("mini=%s", proxy.Listener.Addr()),
+		"--subject", "mini", "--baseline", "direct", "--handshake", "replay",
+		"--rounds", "1", "--scenarios", "rate-4", "--clients", "4",
+		"--rate-time", "200ms", "--settle", "10ms",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
+	}
+	if strings.Contains(stdout.String(), "errors:") || !strings.Contains(stdout.String(), "replay") {
+		t.Errorf("report has errors or does not say replay:\n%s", stdout.String())
+	}
+}

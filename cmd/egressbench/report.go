@@ -234,7 +234,7 @@ func median(vs []float64) *float64 {
 // print writes the tables for people.
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\negressbench: %d round(s), medians over rounds; ratios are medians of per-round ratios\n", r.Rounds)
-	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "goproxy", "egressgate"} {
+	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "goproxy", "egressgate", "handshake"} {
 		if v, ok := r.Env[k]; ok {
 			fmt.Fprintf(w, "  %-10s %s\n", k+":", v)
 		}
@@ -376,6 +376,9 @@ func environment(o *options) map[string]string {
 			}
 		}
 		env["egressgate"] = v
+	}
+	if o.replay {
+		env["handshake"] = "replay: short tunnels send one recorded ClientHello, no TLS handshake, reply in the clear"
 	}
 	if slices.Contains(o.targets, "goproxy") {
 		v := o.goproxyBin

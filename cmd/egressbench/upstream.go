@@ -27,6 +27,10 @@ const (
 	modeDown  = "egressbench-down"  // raw: 'G', then zeros until the client closes
 	modeUp    = "egressbench-up"    // raw: 'G', then sink until a 0x01 byte, answer the count
 	modeIdle  = "egressbench-idle"  // raw: 'G', then wait for the client to close
+	// modeReplay is not negotiated: a client with --handshake replay sends
+	// a ClientHello recorded once (offering this ALPN) and no handshake
+	// follows; the upstream answers shortReply in the clear and closes.
+	modeReplay = "egressbench-replay"
 )
 
 // shortReply is what the upstream writes in modeShort.
@@ -133,8 +137,16 @@ func (u *upstream) serveConn(c net.Conn) {
 		delete(u.conns, c)
 		u.mu.Unlock()
 	}()
-	tc := tls.Server(c, u.conf)
 	c.SetDeadline(time.Now().Add(10 * time.Second))
+	hello, err := readRecord(c)
+	if err != nil {
+		return
+	}
+	if bytes.Contains(hello, []byte(modeReplay)) {
+		c.Write(shortReply)
+		return
+	}
+	tc := tls.Server(&prefixConn{Conn: c, prefix: hello}, u.conf)
 	if err := tc.Handshake(); err != nil {
 		return
 	}
@@ -152,6 +164,18 @@ func (u *upstream) serveConn(c net.Conn) {
 			io.Copy(io.Discard, c)
 		}
 	}
+}
+
+// readRecord reads one TLS record (the ClientHello), header included.
+func readRecord(c net.Conn) ([]byte, error) {
+	var h [5]byte
+	if _, err := io.ReadFull(c, h[:]); err != nil {
+		return nil, err
+	}
+	rec := make([]byte, 5+int(binary.BigEndian.Uint16(h[3:])))
+	copy(rec, h[:])
+	_, err := io.ReadFull(c, rec[5:])
+	return rec, err
 }
 
 // sourceZeros writes goByte and then zeros until the peer goes away.
