@@ -238,6 +238,11 @@ func (r *wireReader) skipVec16(unit int) bool {
 // handshake plus room for the headers of a hello cut into many records.
 const helloBufLen = maxHelloBytes + 1024
 
+// helloBufStart is readHello's first buffer: real ClientHellos are 0.2 to
+// 2 KiB, and allocating (and zeroing) the most a hello may take for every
+// tunnel was the largest share of the bytes a tunnel allocated.
+const helloBufStart = 2048
+
 // alertAccessDenied is a fatal TLS alert, access_denied (RFC 8446
 // section 6), sent before closing a tunnel denied after the client's
 // ClientHello, so that the client says "access denied" rather than
@@ -250,7 +255,7 @@ var alertAccessDenied = []byte{21, 3, 3, 0, 2, 2, 49}
 // server name, nil when there is none or the bytes are not a ClientHello.
 // It leaves c without a read deadline.
 func readHello(c net.Conn, early []byte, timeout time.Duration) (read, serverName []byte, err error) {
-	buf := make([]byte, 0, max(helloBufLen, len(early)))
+	buf := make([]byte, 0, max(helloBufStart, len(early)))
 	buf = append(buf, early...)
 	c.SetReadDeadline(time.Now().Add(timeout))
 	defer c.SetReadDeadline(time.Time{})
@@ -260,7 +265,10 @@ func readHello(c net.Conn, early []byte, timeout time.Duration) (read, serverNam
 			return buf, name, err
 		}
 		if len(buf) == cap(buf) {
-			return buf, nil, errHelloTooLarge
+			if cap(buf) >= helloBufLen {
+				return buf, nil, errHelloTooLarge
+			}
+			buf = append(make([]byte, 0, min(2*cap(buf), helloBufLen)), buf...)
 		}
 		n, rerr := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"net"
 	"testing"
+	"time"
 )
 
 // helloFor returns crypto/tls's first flight for sni with TLS versions up
@@ -182,5 +184,44 @@ func BenchmarkParseClientHello(b *testing.B) {
 		if _, err := parseClientHello(hello); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestReadHelloGrows feeds readHello hellos larger than its first buffer,
+// cut into small records, and one larger than it accepts at all.
+func TestReadHelloGrows(t *testing.T) {
+	padding := func(n int) []byte { // extension 21, padding (RFC 7685)
+		return append([]byte{0, 21, byte(n >> 8), byte(n)}, make([]byte, n)...)
+	}
+	tests := []struct {
+		name    string
+		pad     int
+		sni     string
+		wantErr error
+	}{
+		{"small", 0, "a.example.org", nil},
+		{"5KiB", 5000, "b.example.org", nil},
+		{"15KiB", 15000, "c.example.org", nil},
+		{"too-large", 17000, "", errHelloTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exts := append(sniExt("x"), padding(tt.pad)...)
+			if tt.sni != "" {
+				exts = append(sniExt(tt.sni), padding(tt.pad)...)
+			}
+			wire := record(recordTypeHandshake, helloBody(exts), 1000)
+			client, server := net.Pipe()
+			defer client.Close()
+			defer server.Close()
+			go client.Write(wire) // net.Pipe: unblocks when read or closed
+			read, name, err := readHello(server, nil, 5*time.Second)
+			if !errors.Is(err, tt.wantErr) || string(name) != tt.sni {
+				t.Fatalf("readHello = %q, %v; want %q, %v", name, err, tt.sni, tt.wantErr)
+			}
+			if err == nil && !bytes.Equal(read, wire) {
+				t.Errorf("readHello read %d bytes, not the %d-byte hello", len(read), len(wire))
+			}
+		})
 	}
 }
