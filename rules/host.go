@@ -78,16 +78,23 @@ func classifyHost(host string) (name string, addr netip.Addr, kind hostKind) {
 		return "", a, hostAddr
 	}
 	host = strings.TrimSuffix(host, ".")
-	if a, ok := parseIPLiteral(host); ok {
-		return "", a, hostAddr
-	}
 	switch checkName(host, false) {
 	case nameOK:
+		// A valid name whose last label ends in a digit may be an IPv4
+		// literal; no top-level domain is numeric.
+		if c := host[len(host)-1]; '0' <= c && c <= '9' {
+			if a, ok := parseIPLiteral(host); ok {
+				return "", a, hostAddr
+			}
+		}
 		return host, netip.Addr{}, hostName
 	case nameNeedsFold:
 		return host, netip.Addr{}, hostFold
 	case nameNonASCII:
 		return host, netip.Addr{}, hostUnicode
+	}
+	if a, ok := parseIPLiteral(host); ok { // IPv6: its colons fail checkName
+		return "", a, hostAddr
 	}
 	return host, netip.Addr{}, hostBad
 }
@@ -174,9 +181,12 @@ func checkName(s string, star bool) nameCheck {
 	}
 	res := nameOK
 	labelStart := 0
-	for i := 0; i < len(s); i++ {
-		switch byteClass[s[i]] {
-		case cLower, cHyphen:
+	for i := range len(s) {
+		cls := byteClass[s[i]]
+		if cls == cLower || cls == cHyphen { // the common byte: one compare
+			continue
+		}
+		switch cls {
 		case cDot:
 			if !labelOK(s, labelStart, i) && res != nameNonASCII {
 				return nameBad

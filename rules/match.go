@@ -21,6 +21,10 @@ type Matcher struct {
 	version uint64
 	entries []*Entry
 	exact   map[string][]*Entry // exact names, to answer the common hit with one hash
+	// exactLen[n] says whether some exact name is n bytes long: names of
+	// other lengths skip the hash (a long glob or wildcard hit would
+	// otherwise hash and compare it for nothing).
+	exactLen [maxNameLen + 1]bool
 	root    *node
 	cidrs   []*Entry // KindCIDR entries, longest prefix first
 }
@@ -68,6 +72,7 @@ func Compile(entries []*Entry) (*Matcher, error) {
 			n := m.root.insert(e.Pattern)
 			n.exact = append(n.exact, e)
 			m.exact[e.Pattern] = n.exact
+			m.exactLen[len(e.Pattern)] = true
 		case KindWildcard:
 			n := m.root.insert(e.Pattern[2:])
 			n.wild = append(n.wild, e)
@@ -92,7 +97,7 @@ func Compile(entries []*Entry) (*Matcher, error) {
 
 // maxKids is the most children a node keeps in its slice before it
 // switches to a map.
-const maxKids = 8
+const maxKids = 16
 
 type kid struct {
 	label string
@@ -200,7 +205,7 @@ func (m *Matcher) lookupAddr(a netip.Addr, port uint16) Verdict {
 // With fold set, name has upper-case letters: each label is lowered into a
 // stack buffer for the trie, so only a glob test needs a lowered copy.
 func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
-	if !fold {
+	if !fold && m.exactLen[len(name)] {
 		for _, e := range m.exact[name] { // the common hit: one hash
 			if e.AllowsPort(port) {
 				return Verdict{Allow: true, Entry: e}
