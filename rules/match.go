@@ -25,8 +25,8 @@ type Matcher struct {
 	// other lengths skip the hash (a long glob or wildcard hit would
 	// otherwise hash and compare it for nothing).
 	exactLen [maxNameLen + 1]bool
-	root    *node
-	cidrs   []*Entry // KindCIDR entries, longest prefix first
+	root     *node
+	cidrs    []*Entry // KindCIDR entries, longest prefix first
 }
 
 // node is a name in the reversed-label trie.
