@@ -38,3 +38,11 @@ fuzz:
 check:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
+
+# egressgate vs Squid vs goproxy (unfiltered reference) vs direct, on
+# loopback (README, Performance). Installs Squid when missing. A full run
+# takes about 6 minutes; BENCHFLAGS=--quick about one.
+bench:
+	command -v squid >/dev/null || test -x /usr/sbin/squid || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq squid)
+	mkdir -p bench-out
+	$(GO) run ./cmd/egressbench --json bench-out/bench.json $(BENCHFLAGS)
