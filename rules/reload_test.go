@@ -174,10 +174,7 @@ func waitAllows(t *testing.T, r *Reloader, host string, want bool) {
 }
 
 func TestReloadDirect(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	r, h, lb := newTestReloader(t, cfg)
 	first := r.Current()
 	if swaps, errs := h.counts(); swaps != 1 || errs != 0 {
@@ -277,10 +274,7 @@ func TestReloaderFirstLoadFails(t *testing.T) {
 }
 
 func TestReloadWatchEditInPlace(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	writeFile(t, filepath.Join(dir, "other.txt"), hostList("b.example.com"))
 	r, h, lb := newTestReloader(t, cfg)
 	startRun(t, r, lb, fast, 0)
@@ -364,10 +358,7 @@ func TestReloadWatchConfigMap(t *testing.T) {
 }
 
 func TestReloadWatchSyntaxErrorThenFix(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
+	_, cfg := writeLocalConfig(t, "a.example.com")
 	r, h, lb := newTestReloader(t, cfg)
 	startRun(t, r, lb, fast, 0)
 	good := r.Current()
@@ -422,10 +413,7 @@ func TestReloadWatchDeleteAndRestore(t *testing.T) {
 // A catalog named by the config is watched too, including one in a
 // directory the config names only after Run started.
 func TestReloadWatchCatalog(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	writeFile(t, filepath.Join(dir, "extra", "more.txt"), hostList("m1.example.com"))
 	r, _, lb := newTestReloader(t, cfg)
 	startRun(t, r, lb, fast, 0)
@@ -465,10 +453,7 @@ func TestReloadWatchDirectoryRemoved(t *testing.T) {
 
 // Without a watcher, the poll still reloads.
 func TestReloadPollOnly(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	r, _, lb := newTestReloader(t, cfg)
 	r.newWatcher = func() (*fsnotify.Watcher, error) { return nil, errors.New("no inotify here") }
 	startRun(t, r, lb, fast, 20*time.Millisecond)
@@ -567,10 +552,7 @@ func TestReloadConcurrentLookups(t *testing.T) {
 
 // Run leaves no goroutine behind once its context is cancelled.
 func TestReloadRunNoLeak(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, filepath.Join(dir, "local.txt"), hostList("a.example.com"))
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	r, _, _ := newTestReloader(t, cfg)
 	r.Debounce = 10 * time.Millisecond
 	r.PollInterval = 10 * time.Millisecond
@@ -622,4 +604,16 @@ func TestReloadEventFilter(t *testing.T) {
 			t.Errorf("relevant(%s) = %v, want %v", name, got, want)
 		}
 	}
+}
+
+// writeLocalConfig writes, in a new directory, a config.yaml whose only
+// catalog is local.txt allowing hosts, and returns the directory and the
+// config's path.
+func writeLocalConfig(t *testing.T, hosts ...string) (dir, cfg string) {
+	t.Helper()
+	dir = t.TempDir()
+	cfg = filepath.Join(dir, "config.yaml")
+	writeFile(t, cfg, testConfig("local.txt"))
+	writeFile(t, filepath.Join(dir, "local.txt"), hostList(hosts...))
+	return dir, cfg
 }
