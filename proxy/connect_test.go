@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -90,16 +89,7 @@ func TestConnectGoTransportTLS(t *testing.T) {
 		SNIPorts:  []uint16{port},
 		Recorder:  rec,
 	})
-	tr := srv.Client().Transport.(*http.Transport).Clone()
-	tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: addr})
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	resp, err := client.Get(fmt.Sprintf("https://api.example.com:%d/", port))
-	if err != nil {
-		t.Fatalf("GET through tunnel: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := getViaProxy(t, srv, addr, fmt.Sprintf("https://api.example.com:%d/", port))
 	if want := fmt.Sprintf("hello from api.example.com:%d", port); string(body) != want {
 		t.Errorf("body = %q, want %q", body, want)
 	}

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -217,4 +220,20 @@ func readHead(c net.Conn) (string, error) {
 		}
 	}
 	return string(b), errors.New("header too long")
+}
+
+// getViaProxy GETs u with a client that trusts srv's certificate and uses
+// the proxy at proxyAddr, and returns the body.
+func getViaProxy(t *testing.T, srv *httptest.Server, proxyAddr, u string) string {
+	t.Helper()
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr})
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(u)
+	if err != nil {
+		t.Fatalf("GET %s via %s: %v", u, proxyAddr, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }

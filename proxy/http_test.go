@@ -107,16 +107,7 @@ func TestUpstreamProxy(t *testing.T) {
 		Recorder:      rec,
 	})
 
-	tr := srv.Client().Transport.(*http.Transport).Clone()
-	tr.Proxy = http.ProxyURL(&url.URL{Scheme: "http", Host: childAddr})
-	t.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	resp, err := client.Get(fmt.Sprintf("https://api.example.com:%d/", tlsPort))
-	if err != nil {
-		t.Fatalf("CONNECT via parent: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := getViaProxy(t, srv, childAddr, fmt.Sprintf("https://api.example.com:%d/", tlsPort))
 	if !strings.HasPrefix(string(body), "hello from api.example.com") {
 		t.Errorf("CONNECT via parent: body %q", body)
 	}
