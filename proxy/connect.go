@@ -79,11 +79,18 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 		s.cfg.Log.Error("hijacking CONNECT connection", "client", client, "err", err)
 		return
 	}
+	// The 200 goes out from here, not from the tunnel's goroutine, so the
+	// client's wait does not include that goroutine's start.
+	if _, err := conn.Write(established); err != nil {
+		conn.Close()
+		upstream.Close()
+		return
+	}
 	handedOff = true
 	go s.tunnelConnect(d, conn, upstream, early, pending, rt.lookup, dialTook)
 }
 
-// tunnelConnect is the goroutine of an admitted CONNECT from the 200 on:
+// tunnelConnect is the goroutine of an admitted CONNECT after the 200:
 // ClientHello check on SNI ports, record, splice. It gives back the work
 // unit and slot serveConnect handed it.
 func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pending []byte, lookup, dialTook time.Duration) {
@@ -92,9 +99,6 @@ func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pend
 	defer s.untrack(t)
 	if !t.setUpstream(upstream) {
 		return // Shutdown cut it
-	}
-	if _, err := conn.Write(established); err != nil {
-		return
 	}
 
 	toUpstream := early
