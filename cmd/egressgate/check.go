@@ -41,7 +41,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 // writeSummary prints the policy, then one line per group of every catalog
-// with its state and its number of entries in the compiled matcher.
+// with its state, its entries in force (after mode and OS) and its entries
+// in the catalog.
 func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	pol := rs.Config.Policy
 	oses := pol.OS
@@ -53,16 +54,23 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 		src = "built-in default"
 	}
 	fmt.Fprintf(w, "config: %s\nmode: %s\nos: %s\n", src, pol.Mode, strings.Join(oses, ", "))
-	inMatcher := map[*rules.Group]int{}
+	inMatcher, inCatalog := map[*rules.Group]int{}, map[*rules.Group]int{}
 	for _, e := range rs.Matcher.Entries() {
 		for _, g := range e.Groups {
 			inMatcher[g]++
 		}
 	}
+	for _, c := range rs.Catalogs {
+		for _, e := range c.Entries {
+			for _, g := range e.Groups {
+				inCatalog[g]++
+			}
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range rs.Catalogs {
 		fmt.Fprintf(tw, "\ncatalog %s (%s): %d entries\n", c.Name, c.Path, len(c.Entries))
-		fmt.Fprintf(tw, "  GROUP\tSECTION\tSTATE\tENTRIES\tTITLE\n")
+		fmt.Fprintf(tw, "  GROUP\tSECTION\tSTATE\tIN FORCE\tIN CATALOG\tTITLE\n")
 		for _, g := range c.Groups {
 			state := "off"
 			if slices.Contains(rs.Enabled, g) {
@@ -72,7 +80,7 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 			if g.Section != nil {
 				sec = g.Section.ID
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", g.ID, sec, state, inMatcher[g], g.Title)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", g.ID, sec, state, inMatcher[g], inCatalog[g], g.Title)
 		}
 	}
 	tw.Flush()
