@@ -13,8 +13,7 @@ import (
 //go:embed catalogs/*.yaml
 var embeddedFS embed.FS
 
-// DefaultCatalog is the name of the catalog used when no config says
-// otherwise.
+// DefaultCatalog is the name of the built-in Sophos Central catalog.
 const DefaultCatalog = "sophos-central"
 
 // EmbeddedNames lists the built-in catalogs, sorted.
@@ -37,9 +36,4 @@ func Embedded(name string) (*Catalog, error) {
 		return nil, fmt.Errorf("no built-in catalog %q (have %s)", name, strings.Join(EmbeddedNames(), ", "))
 	}
 	return ParseYAML("embedded:"+p, data)
-}
-
-// EmbeddedSource returns the YAML text of a built-in catalog.
-func EmbeddedSource(name string) ([]byte, error) {
-	return embeddedFS.ReadFile(path.Join("catalogs", name+".yaml"))
 }

@@ -304,10 +304,15 @@ type step struct {
 
 // String summarises the matcher for logs.
 func (m *Matcher) String() string {
-	kinds := map[Kind]int{}
+	return fmt.Sprintf("matcher v%d: %s", m.version, m.Summary())
+}
+
+// Summary counts the matcher's entries by kind.
+func (m *Matcher) Summary() string {
+	var kinds [KindCIDR + 1]int
 	for _, e := range m.entries {
 		kinds[e.Kind]++
 	}
-	return fmt.Sprintf("matcher v%d: %d entries (%d exact, %d wildcard, %d glob, %d cidr)",
-		m.version, len(m.entries), kinds[KindExact], kinds[KindWildcard], kinds[KindGlob], kinds[KindCIDR])
+	return fmt.Sprintf("%d entries (%d exact, %d wildcard, %d glob, %d cidr)",
+		len(m.entries), kinds[KindExact], kinds[KindWildcard], kinds[KindGlob], kinds[KindCIDR])
 }

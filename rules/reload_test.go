@@ -135,20 +135,8 @@ func startRun(t *testing.T, r *Reloader, lb *logBuf, debounce, poll time.Duratio
 	t.Helper()
 	r.Debounce = debounce
 	r.PollInterval = poll
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(waitDeadline):
-			t.Error("Run did not return after its context was cancelled")
-		}
-	})
+	stop := goRun(r)
+	t.Cleanup(func() { stop(t) })
 	// Run reloads once after it set its watches up, so that a change made
 	// before is not missed. Wait for that reload: a change after it can
 	// only be seen by the watcher.
@@ -558,20 +546,10 @@ func TestReloadRunNoLeak(t *testing.T) {
 	r.PollInterval = 10 * time.Millisecond
 
 	before := runtime.NumGoroutine()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	stop := goRun(r)
 	writeFile(t, filepath.Join(dir, "local.txt"), hostList("b.example.com"))
 	waitAllows(t, r, "b.example.com", true)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run returned %v", err)
-		}
-	case <-time.After(waitDeadline):
-		t.Fatal("Run did not return after its context was cancelled")
-	}
+	stop(t)
 	waitFor(t, fmt.Sprintf("goroutines back to %d", before), func() bool { return runtime.NumGoroutine() <= before })
 }
 
@@ -616,4 +594,24 @@ func writeLocalConfig(t *testing.T, hosts ...string) (dir, cfg string) {
 	writeFile(t, cfg, testConfig("local.txt"))
 	writeFile(t, filepath.Join(dir, "local.txt"), hostList(hosts...))
 	return dir, cfg
+}
+
+// goRun starts r.Run; the returned func cancels it and checks that Run
+// returns nil within waitDeadline.
+func goRun(r *Reloader) (stop func(t *testing.T)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return func(t *testing.T) {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v", err)
+			}
+		case <-time.After(waitDeadline):
+			t.Error("Run did not return after its context was cancelled")
+		}
+	}
 }

@@ -84,10 +84,5 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 		}
 	}
 	tw.Flush()
-	kinds := map[rules.Kind]int{}
-	for _, e := range rs.Matcher.Entries() {
-		kinds[e.Kind]++
-	}
-	fmt.Fprintf(w, "\nallowed: %d entries (%d exact, %d wildcard, %d glob, %d cidr)\n", len(rs.Matcher.Entries()),
-		kinds[rules.KindExact], kinds[rules.KindWildcard], kinds[rules.KindGlob], kinds[rules.KindCIDR])
+	fmt.Fprintf(w, "\nallowed: %s\n", rs.Matcher.Summary())
 }
