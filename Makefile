@@ -12,20 +12,11 @@ run:
 test: deps
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# Installs what the tests use from Debian's packages: curl and openssl as
-# real proxy clients, chromium for the /rules page, prometheus and
-# promtool for the dashboards and alerts. Needs root; skips what is there.
+# Installs what the tests drive from Debian's packages (.ci/deps says
+# which, and how: lock wait, no service started). Needs root; without it
+# nothing is installed and the tests that need a missing tool skip.
 deps:
-	@missing=""; \
-	command -v curl >/dev/null || missing="$$missing curl"; \
-	command -v openssl >/dev/null || missing="$$missing openssl"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing ca-certificates; \
-	fi
+	@./.ci/deps
 
 build:
 	$(GO) build -o egressgate ./cmd/egressgate
