@@ -18,8 +18,7 @@ const (
 	DefaultSNITimeout     = 5 * time.Second
 	DefaultDialTimeout    = 10 * time.Second
 	DefaultHeaderTimeout  = 10 * time.Second
-	DefaultIdleTimeout    = 10 * time.Minute
-	DefaultMaxConns       = 4096
+	DefaultKeepAlive      = time.Minute
 	DefaultMaxHeaderBytes = 32 << 10
 )
 
@@ -105,15 +104,44 @@ type Config struct {
 	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
 	// IdleTimeout closes a tunnel after this long without a byte in
-	// either direction. Zero means DefaultIdleTimeout.
+	// either direction. Zero means never: an endpoint's long-lived
+	// channel to its vendor may be quiet for hours, and a dead peer is
+	// found by KeepAlive instead.
 	IdleTimeout time.Duration
+	// KeepAlive is the TCP keepalive idle time on both sockets of a
+	// tunnel: after this long without a packet the kernel probes the
+	// peer every keepAliveInterval and drops the connection after
+	// keepAliveProbes unanswered probes, which ends the tunnel. Zero
+	// means DefaultKeepAlive; negative turns keepalive off.
+	KeepAlive time.Duration
 	// MaxConns caps tunnels plus requests in flight; beyond it the proxy
 	// answers 503 and the SNI listener closes. Zero means
-	// DefaultMaxConns; negative means no cap.
+	// DefaultMaxConns(), derived from the descriptor limit; negative
+	// means no cap.
 	MaxConns int
 	// MaxHeaderBytes caps a request header. Zero means
 	// DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
+}
+
+// Keepalive probing once KeepAlive has passed: a peer that answers none
+// of keepAliveProbes probes, keepAliveInterval apart, is dead.
+const (
+	keepAliveInterval = 15 * time.Second
+	keepAliveProbes   = 4
+)
+
+// forwardResponseTimeout bounds the wait for a plain-HTTP upstream's
+// response header. Plain HTTP here is OCSP and CRL fetches, never a
+// long poll.
+const forwardResponseTimeout = 2 * time.Minute
+
+// keepAliveConfig is the TCP keepalive of a tunnel's sockets.
+func (cfg *Config) keepAliveConfig() net.KeepAliveConfig {
+	if cfg.KeepAlive < 0 {
+		return net.KeepAliveConfig{Enable: false}
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: keepAliveInterval, Count: keepAliveProbes}
 }
 
 // DefaultClients are the sources served when Config.Clients is empty:
@@ -165,9 +193,14 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.SNITimeout, DefaultSNITimeout)
 	def(&cfg.DialTimeout, DefaultDialTimeout)
 	def(&cfg.HeaderTimeout, DefaultHeaderTimeout)
-	def(&cfg.IdleTimeout, DefaultIdleTimeout)
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = DefaultKeepAlive
+	}
+	if cfg.IdleTimeout < 0 {
+		cfg.IdleTimeout = 0
+	}
 	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
+		cfg.MaxConns = DefaultMaxConns()
 	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes

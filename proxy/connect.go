@@ -69,6 +69,12 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 	if err != nil {
 		s.rec.Decided(d)
 		s.rec.Dialed(d, rt.lookup, dialTook, classifyDialError(err))
+		if isOutOfDescriptors(err) {
+			s.noFDs.Add(1)
+			s.refusedNoFDs.Add(1)
+			noDescriptors().write(w)
+			return
+		}
 		upstreamAnswer(host, port, err).write(w)
 		return
 	}

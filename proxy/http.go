@@ -38,7 +38,7 @@ func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
 		DisableKeepAlives:      true,
 		DisableCompression:     true, // pass the client's Accept-Encoding through untouched
 		MaxResponseHeaderBytes: 1 << 20,
-		ResponseHeaderTimeout:  s.cfg.IdleTimeout,
+		ResponseHeaderTimeout:  forwardResponseTimeout,
 	}
 	if u := s.cfg.UpstreamProxy; u != nil {
 		tr.Proxy = http.ProxyURL(u)

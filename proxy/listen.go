@@ -35,6 +35,10 @@ type Server struct {
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
 
+	refusedMax   atomic.Int64 // 503 max-conns
+	refusedNoFDs atomic.Int64 // 503 out-of-descriptors
+	noFDs        atomic.Int64 // EMFILE/ENFILE met
+
 	mu        sync.Mutex
 	closing   bool // Shutdown began: no new work
 	cut       bool // Shutdown's drain time is over: close new tunnels at once
@@ -78,8 +82,11 @@ func New(cfg Config) (*Server, error) {
 
 // Serve accepts forward-proxy connections on ln until Shutdown. It
 // returns nil after Shutdown, or the listener's error. The connections ln
-// returns should be *net.TCPConn, or tunnels lose splice.
+// returns should be *net.TCPConn, or tunnels lose splice. A client that
+// arrives when the process is out of descriptors is answered 503
+// out-of-descriptors (see spareListener).
 func (s *Server) Serve(ln net.Listener) error {
+	ln = newSpareListener(ln, s)
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,
@@ -129,6 +136,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.acquire() {
 		s.work.Done()
+		s.refusedMax.Add(1)
 		overloaded(s.cfg.MaxConns).write(w)
 		return
 	}
@@ -179,7 +187,7 @@ func (s *Server) release() {
 
 // track registers a tunnel for Shutdown; untrack forgets it.
 func (s *Server) track(client net.Conn) *tunnel {
-	t := &tunnel{client: client, idle: s.cfg.IdleTimeout}
+	t := &tunnel{client: client, idle: s.cfg.IdleTimeout, keepAlive: s.cfg.keepAliveConfig()}
 	s.mu.Lock()
 	s.tunnels[t] = struct{}{}
 	if s.cut {

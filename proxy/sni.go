@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/egressgate/egressgate/rules"
@@ -36,7 +35,10 @@ func (s *Server) ServeSNI(ln net.Listener) error {
 				return nil
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			if isOutOfDescriptors(err) {
+				s.noFDs.Add(1)
+			}
+			if errors.As(err, &ne) && ne.Timeout() || isOutOfDescriptors(err) {
 				// Out of descriptors: wait, as net/http does, rather
 				// than spin.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -68,6 +70,7 @@ func (s *Server) serveSNIConn(c net.Conn) {
 		return
 	}
 	if !s.acquire() {
+		s.refusedMax.Add(1)
 		s.cfg.Log.Warn("connection limit reached", "client", client.Addr(), "listener", ListenerSNI, "max_conns", s.cfg.MaxConns)
 		c.Close()
 		return

@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +13,9 @@ import (
 // Server tracks every tunnel so that Shutdown can drain and then close
 // them: http.Server.Shutdown forgets a connection once it is hijacked.
 type tunnel struct {
-	client net.Conn
-	idle   time.Duration
+	client    net.Conn
+	idle      time.Duration       // Config.IdleTimeout; 0: never cut for idleness
+	keepAlive net.KeepAliveConfig // for both sockets
 
 	mu       sync.Mutex
 	upstream net.Conn    // nil until dialed
@@ -62,22 +61,22 @@ func (t *tunnel) close() {
 // ways until both directions have ended, propagating each EOF as a
 // half-close. It closes both connections before it returns.
 //
-// The copies are io.Copy between the raw *net.TCPConn values, so on Linux
-// the kernel splices the data and no byte passes through user space. io.Copy
-// gives no progress callback, so idleness is measured by read deadlines:
-// each copy runs until its source's deadline, one tick (IdleTimeout/10,
-// within 10 ms and 1 min) ahead, and a copy that moved anything stamps
-// lastActive. A watchdog timer closes the tunnel when neither direction
-// moved a byte for IdleTimeout, so a tunnel ends between IdleTimeout and
-// IdleTimeout plus two ticks after its last byte. Each copy still splices:
-// the deadline interrupts a splice between reads, never inside one.
+// Each direction is a pipe: on Linux between TCP sockets it splices, in
+// bursts, so that no byte passes through user space and an idle tunnel
+// holds its two sockets and no pipe (relay_linux.go). Each burst stamps
+// lastActive. When IdleTimeout is set, a watchdog timer closes the tunnel
+// once neither direction moved a byte for that long; by default there is
+// none, and a dead peer is found by TCP keepalive instead.
 //
-// An idle tunnel costs two goroutines: the caller's, which copies client
-// to upstream, and one copying the other way; the watchdog is a timer.
+// An idle tunnel costs two goroutines, each parked in the poller: the
+// caller's, which copies client to upstream, and one copying the other
+// way; the watchdog, when set, is a timer.
 func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 	start := time.Now()
 	defer t.close()
 	t.lastActive.Store(start.UnixNano())
+	setKeepAlive(t.client, t.keepAlive)
+	setKeepAlive(t.upstream, t.keepAlive)
 	var st TunnelStats
 	if len(toUpstream) > 0 {
 		n, err := t.upstream.Write(toUpstream)
@@ -107,17 +106,15 @@ func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 	return st
 }
 
-// tick is how often the copies come up for air to stamp lastActive.
-func (t *tunnel) tick() time.Duration {
-	return min(max(t.idle/10, 10*time.Millisecond), time.Minute)
-}
-
 // startWatchdog arms the idle timer. It is the watchdog rather than the
 // copies themselves that closes an idle tunnel, because a copy can be stuck
 // writing to a peer that does not read (no write deadline is set: a splice
 // cut in the middle of a write would lose the bytes in its pipe), and a
 // copy that ended at EOF no longer looks at the clock.
 func (t *tunnel) startWatchdog() {
+	if t.idle <= 0 {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.closed {
@@ -146,28 +143,39 @@ func (t *tunnel) pipeDown(n *int64, done chan<- struct{}) {
 	t.pipe(t.client, t.upstream, n)
 }
 
-// pipe copies src to dst until EOF or error and adds the bytes to *n. On
-// EOF it half-closes dst (the peer sees our EOF and may still answer); on
-// an error it closes the whole tunnel, so that the other direction ends
-// too. Each io.Copy runs until src's read deadline, one tick ahead, so
-// that bytes moved are stamped in lastActive at least once a tick.
-func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
-	tick := t.tick()
+// copyChunks is pipe for connections that cannot splice (not TCP, or
+// not Linux): a user-space copy through a buffer of its own that stamps
+// lastActive for each chunk.
+func (t *tunnel) copyChunks(dst, src net.Conn, n *int64) {
+	buf := make([]byte, 32<<10)
 	for {
-		src.SetReadDeadline(time.Now().Add(tick))
-		w, err := io.Copy(dst, src)
-		*n += w
-		if w > 0 {
+		r, err := src.Read(buf)
+		if r > 0 {
+			w, werr := dst.Write(buf[:r])
+			*n += int64(w)
 			t.lastActive.Store(time.Now().UnixNano())
+			if werr != nil {
+				t.close()
+				return
+			}
 		}
 		switch {
-		case err == nil:
+		case err == io.EOF:
 			closeWrite(dst)
 			return
-		case !errors.Is(err, os.ErrDeadlineExceeded):
+		case err != nil:
 			t.close()
 			return
 		}
+	}
+}
+
+// setKeepAlive sets TCP keepalive on c when it is TCP. A peer that
+// vanished (power cut, NAT state dropped) then fails the probes, the
+// kernel resets the socket, and the copy waiting on it ends the tunnel.
+func setKeepAlive(c net.Conn, ka net.KeepAliveConfig) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetKeepAliveConfig(ka)
 	}
 }
 

@@ -132,9 +132,10 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&c.SNITimeout, "sni-timeout", proxy.DefaultSNITimeout, "wait at most this long for a ClientHello")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "resolve and connect to an upstream within this time")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "close a tunnel idle this long in both directions")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close a tunnel idle this long in both directions (0: never; dead peers are found by --tcp-keepalive)")
+	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet; 4 unanswered probes 15 s apart end it (negative: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
-	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most tunnels plus requests in flight; beyond, 503 (negative: no cap)")
+	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns(), "most tunnels plus requests in flight; beyond, 503 (negative: no cap; default from the descriptor limit: (nofile - 256 - nofile/16) / 2)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
@@ -227,6 +228,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	if err != nil {
 		return err
 	}
+	tel.limits(srv.Limits)
 
 	proxyAddr := o.listenAddr("listen", o.listen, lcfg.Proxy)
 	sniAddr := o.listenAddr("sni-listen", o.sniListen, lcfg.SNI)

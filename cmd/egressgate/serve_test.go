@@ -31,7 +31,7 @@ func TestParseServeFlags(t *testing.T) {
 			c := o.cfg
 			return o.listen == ":3128" && o.sniListen == "off" && o.admin == "127.0.0.1:9128" &&
 				!c.AllowNoSNI && slices.Equal(c.SNIPorts, []uint16{443}) && c.SNIDestPort == 443 &&
-				c.MaxConns == proxy.DefaultMaxConns && c.IdleTimeout == proxy.DefaultIdleTimeout &&
+				c.MaxConns == proxy.DefaultMaxConns() && c.IdleTimeout == 0 && c.KeepAlive == proxy.DefaultKeepAlive &&
 				c.Clients == nil && c.AllowDest == nil && o.drainTimeout == 30*time.Second
 		}},
 		{name: "repeatable-cidrs", args: []string{"--clients", "10.0.0.0/8", "--clients", "192.0.2.7", "--allow-dest", "127.0.0.0/8,::1/128"}, check: func(o *serveOptions) bool {

@@ -22,6 +22,9 @@ type telemetry struct {
 	admin    http.Handler      // served on --admin
 	hooks    rules.ReloadHooks // passed to rules.NewReloader
 	flush    func()
+	// limits exports the proxy's connection cap and refusals, read from
+	// the Server once it exists.
+	limits func(func() proxy.Limits)
 }
 
 // newTelemetry builds the metrics on a registry of their own. ready
@@ -52,6 +55,7 @@ func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options, wit
 			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.ReloadResult(nil) },
 			OnError: m.ReloadResult,
 		},
-		flush: m.Flush,
+		flush:  m.Flush,
+		limits: func(l func() proxy.Limits) { metrics.RegisterLimits(reg, l) },
 	}
 }

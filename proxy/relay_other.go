@@ -1,0 +1,11 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+// pipe copies src to dst until EOF or error and adds the bytes to *n; see
+// copyChunks. Only Linux has the splicing relay (relay_linux.go).
+func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
+	t.copyChunks(dst, src, n)
+}

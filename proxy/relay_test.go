@@ -1,0 +1,200 @@
+//go:build linux
+
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// copyEcho echoes through a user-space buffer, so that the upstream's
+// own descriptors stay at one per connection (io.Copy would splice and
+// hold a pipe pair of its own while idle).
+func copyEcho(c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			c.(*net.TCPConn).CloseWrite()
+			return
+		}
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("counting descriptors needs /proc: %v", err)
+	}
+	return len(ents)
+}
+
+// TestIdleTunnelDescriptors pins the relay's descriptor cost: a tunnel
+// that has carried bytes both ways and is now idle holds its two sockets
+// and no splice pipe. Go's io.Copy between TCP sockets keeps a pipe pair
+// per direction for as long as the copy runs, 6 descriptors per idle
+// tunnel (issue 12).
+func TestIdleTunnelDescriptors(t *testing.T) {
+	up := echoServer(t, copyEcho)
+	target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))
+	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("echo.example.org"), AllowDest: loopbackDest})
+
+	// One tunnel first, so that listeners, the poller and Go's pipe
+	// pool are already counted in the base.
+	warm := openTunnel(t, addr, target)
+	if err := roundTrip(warm, strings.Repeat("w", 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	base := openFDs(t)
+	for i := range n {
+		c := openTunnel(t, addr, target)
+		// 100 KiB each way: more than one burst, through the splice pipes.
+		if err := roundTrip(c, strings.Repeat(string(rune('a'+i%26)), 100<<10)); err != nil {
+			t.Fatalf("tunnel %d: %v", i, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the last bursts give their pipes back
+	// Per tunnel in this process: the test's client socket, the proxy's
+	// two, the upstream's one. The slack covers Go's pooled pipes.
+	const perTunnel, slack = 4, 40
+	if got := openFDs(t) - base; got > perTunnel*n+slack {
+		t.Errorf("%d idle tunnels opened %d descriptors, want at most %d (%d per tunnel + %d): the relay holds pipes while idle",
+			n, got, perTunnel*n+slack, perTunnel, slack)
+	} else {
+		t.Logf("%d idle tunnels: %d descriptors in this process (%.2f per tunnel, proxy's share 2)", n, got, float64(got)/n)
+	}
+}
+
+// sockopt reads an integer socket option of c.
+func sockopt(t *testing.T, c net.Conn, level, opt int) int {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	rc.Control(func(fd uintptr) { v, gerr = syscall.GetsockoptInt(int(fd), level, opt) })
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return v
+}
+
+// tunnelConns returns the proxy-side sockets of srv's only tunnel.
+func tunnelConns(t *testing.T, srv *Server) (client, upstream net.Conn) {
+	t.Helper()
+	for range 200 {
+		srv.mu.Lock()
+		for tn := range srv.tunnels {
+			tn.mu.Lock()
+			client, upstream = tn.client, tn.upstream
+			tn.mu.Unlock()
+		}
+		srv.mu.Unlock()
+		if upstream != nil {
+			return client, upstream
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no tunnel")
+	return nil, nil
+}
+
+// TestTunnelKeepAlive checks that both sockets of a tunnel probe their
+// peer as configured, which is how a dead peer ends a tunnel that is
+// never cut for idleness.
+func TestTunnelKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		keepAlive time.Duration
+		on        bool
+		idleSecs  int
+	}{
+		{"default", 0, true, int(DefaultKeepAlive / time.Second)},
+		{"custom", 7 * time.Second, true, 7},
+		{"off", -1, false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, target, srv := echoProxy(t, Config{KeepAlive: tc.keepAlive})
+			c := openTunnel(t, addr, target)
+			if err := roundTrip(c, "k"); err != nil {
+				t.Fatal(err)
+			}
+			client, upstream := tunnelConns(t, srv)
+			for side, sc := range map[string]net.Conn{"client": client, "upstream": upstream} {
+				on := sockopt(t, sc, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE) != 0
+				if on != tc.on {
+					t.Errorf("%s SO_KEEPALIVE = %v, want %v", side, on, tc.on)
+				}
+				if !tc.on {
+					continue
+				}
+				for _, o := range []struct {
+					name      string
+					opt, want int
+				}{
+					{"TCP_KEEPIDLE", syscall.TCP_KEEPIDLE, tc.idleSecs},
+					{"TCP_KEEPINTVL", syscall.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
+					{"TCP_KEEPCNT", syscall.TCP_KEEPCNT, keepAliveProbes},
+				} {
+					if got := sockopt(t, sc, syscall.IPPROTO_TCP, o.opt); got != o.want {
+						t.Errorf("%s %s = %d, want %d", side, o.name, got, o.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestIdleTunnelNotCutByDefault: with no IdleTimeout, a quiet tunnel
+// has no watchdog and still carries bytes after a pause.
+func TestIdleTunnelNotCutByDefault(t *testing.T) {
+	addr, target, srv := echoProxy(t, Config{})
+	c := openTunnel(t, addr, target)
+	if err := roundTrip(c, "before"); err != nil {
+		t.Fatal(err)
+	}
+	tunnelConns(t, srv)
+	srv.mu.Lock()
+	for tn := range srv.tunnels {
+		tn.mu.Lock()
+		if tn.watchdog != nil {
+			t.Error("idle watchdog armed although IdleTimeout is 0")
+		}
+		tn.mu.Unlock()
+	}
+	srv.mu.Unlock()
+	time.Sleep(1500 * time.Millisecond)
+	if err := roundTrip(c, "after"); err != nil {
+		t.Fatalf("tunnel after 1.5 s idle: %v", err)
+	}
+}
+
+func TestMaxConnsFor(t *testing.T) {
+	for _, tc := range []struct{ limit, want int }{
+		{1024, 352},
+		{20000, 9247},
+		{65536, 30592},
+		{1048576, 491392},
+		{100, minDefaultConn},
+	} {
+		if got := maxConnsFor(tc.limit); got != tc.want {
+			t.Errorf("maxConnsFor(%d) = %d, want %d", tc.limit, got, tc.want)
+		}
+	}
+}
