@@ -27,6 +27,8 @@ type client struct {
 	// replay, when set, is a ClientHello recorded once that short tunnels
 	// send instead of doing a handshake (--handshake replay).
 	replay []byte
+	// holdHello is the recorded ClientHello of held tunnels.
+	holdHello []byte
 }
 
 func newClient(proxy string, u *upstream, host string) *client {
@@ -128,12 +130,17 @@ func readConnectReply(conn net.Conn) ([]byte, error) {
 // host offering ALPN modeReplay: a real ClientHello (SNI, X25519 key
 // share), recorded once and sent by every replayed tunnel.
 func recordHello(host string) ([]byte, error) {
+	return recordHelloALPN(host, modeReplay)
+}
+
+// recordHelloALPN is recordHello offering ALPN mode.
+func recordHelloALPN(host, mode string) ([]byte, error) {
 	a, b := net.Pipe()
 	defer b.Close()
 	go func() {
 		tls.Client(a, &tls.Config{
 			ServerName: host, MinVersion: tls.VersionTLS13,
-			NextProtos: []string{modeReplay}, CurvePreferences: []tls.CurveID{tls.X25519},
+			NextProtos: []string{mode}, CurvePreferences: []tls.CurveID{tls.X25519},
 		}).Handshake()
 		a.Close()
 	}()

@@ -105,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.lim.BulkTime, "bulk-time", 3*time.Second, "length of each bulk measurement")
 	bulkMiB := fs.Int64("bulk-max-mib", 4096, "most MiB moved in one bulk measurement")
 	fs.IntVar(&o.lim.IdleTunnel, "idle", 2000, "idle tunnels opened to measure RSS per tunnel (0: skip)")
+	fs.IntVar(&o.lim.HoldTunnels, "hold", 9000, "tunnels held open at once in the hold scenario, each from its own 127.1.y.z source (0: skip)")
+	fs.DurationVar(&o.lim.HoldIdle, "hold-idle", 20*time.Second, "window over which the CPU of a proxy holding --hold idle tunnels is measured")
+	fs.IntVar(&o.lim.HoldClients, "hold-clients", 16, "clients of the tunnel rate measured before and while holding")
 	fs.DurationVar(&o.lim.Settle, "settle", 300*time.Millisecond, "pause between measurements")
 	fs.StringVar(&o.egBin, "egressgate", "", "egressgate binary (default: go build ./cmd/egressgate)")
 	fs.StringVar(&o.egArgs, "egressgate-args", defaultEgressgateArgs, "egressgate's arguments; {listen} {config} {hosts} {dir} {port} are filled in")
@@ -116,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory")
 	only := fs.String("scenarios", "", "measure only these scenarios (comma-separated names such as rate-16,bulk-down-1,idle; default all)")
 	fs.IntVar(&o.upPort, "upstream-port", 0, "loopback port of the tool's upstream (0: any free one); fix it when an --external proxy's allowlist must name it")
-	handshake := fs.String("handshake", "full", "short tunnels (rate scenarios) do a `full` TLS 1.3 handshake, or `replay` a ClientHello recorded once and get the reply in the clear: the proxy's work is the same, the tool's crypto is gone")
+	handshake := fs.String("handshake", "replay", "short tunnels (rate scenarios) do a `full` TLS 1.3 handshake, or `replay` a ClientHello recorded once and get the reply in the clear: the proxy's work is the same, the tool's crypto is gone")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile (client and upstream) to `FILE`")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -135,6 +138,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		if !set["idle"] {
 			o.lim.IdleTunnel = 500
+		}
+		if !set["hold"] {
+			o.lim.HoldTunnels = 2000
+		}
+		if !set["hold-idle"] {
+			o.lim.HoldIdle = 3 * time.Second
 		}
 		if !set["settle"] {
 			o.lim.Settle = 150 * time.Millisecond
@@ -256,6 +265,14 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 	if need := uint64(4*o.lim.IdleTunnel + 1000); nofile < need {
 		return nil, fmt.Errorf("open-file limit %d is below the %d that %d idle tunnels need; lower --idle", nofile, need, o.lim.IdleTunnel)
 	}
+	// Held tunnels cost the tool two descriptors each (client and
+	// upstream end); the proxy, a process of its own, has its own limit.
+	if need := uint64(2*o.lim.HoldTunnels + 1000); nofile < need {
+		return nil, fmt.Errorf("open-file limit %d is below the %d that %d held tunnels need in the tool; lower --hold", nofile, need, o.lim.HoldTunnels)
+	}
+	if o.lim.HoldTunnels > 250*256 {
+		return nil, fmt.Errorf("--hold %d: at most %d (one source address each in 127.1.0.0/16)", o.lim.HoldTunnels, 250*256)
+	}
 	dir := o.workDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "egressbench-"); err != nil {
@@ -293,6 +310,9 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 	if o.lim.IdleTunnel > 0 {
 		r.Scenarios = append(r.Scenarios, scenario{"idle", kindIdle, o.lim.IdleTunnel})
 	}
+	if o.lim.HoldTunnels > 0 {
+		r.Scenarios = append(r.Scenarios, scenario{"hold", kindHold, o.lim.HoldTunnels})
+	}
 	if o.only != nil {
 		r.Scenarios = slices.DeleteFunc(r.Scenarios, func(sc scenario) bool { return !slices.Contains(o.only, sc.Name) })
 		if len(r.Scenarios) == 0 {
@@ -318,6 +338,9 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 
 	for round := 1; round <= o.rounds; round++ {
 		for _, sc := range r.Scenarios {
+			if sc.Kind == kindHold && round > 1 {
+				continue // one fresh instance per target per run: it takes a minute each
+			}
 			// Rotate the order of targets each round so none always goes
 			// first after a pause or last after the others heated the
 			// machine.
@@ -423,6 +446,11 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 			}
 			t.client.replay = hello
 		}
+		hold, err := holdHelloFor(benchHost)
+		if err != nil {
+			return out, fmt.Errorf("recording a ClientHello: %w", err)
+		}
+		t.client.holdHello = hold
 		out = append(out, t)
 	}
 	return out, nil
@@ -449,6 +477,21 @@ func measure(ctx context.Context, t *target, sc scenario, lim limits) (sample, e
 		ic := newClient(inst.addr, t.client.upstream, benchHost)
 		ic.replay = t.client.replay
 		return measureIdle(ctx, ic, inst, sc.Clients), nil
+	case kindHold:
+		if t.launch == nil {
+			if t.inst.pid <= 0 {
+				return sample{}, nil // direct, or external without pid: nothing to hold in
+			}
+			return measureHold(ctx, t.client, t.inst, sc.Clients, lim), nil
+		}
+		inst, err := t.launch()
+		if err != nil {
+			return sample{}, err
+		}
+		defer inst.stop()
+		hc := newClient(inst.addr, t.client.upstream, benchHost)
+		hc.replay, hc.holdHello = t.client.replay, t.client.holdHello
+		return measureHold(ctx, hc, inst, sc.Clients, lim), nil
 	}
 	return sample{}, fmt.Errorf("unknown scenario kind %q", sc.Kind)
 }

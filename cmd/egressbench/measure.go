@@ -34,6 +34,11 @@ type limits struct {
 	BulkTime   time.Duration `json:"bulk_time_ns"`
 	BulkMax    int64         `json:"bulk_max_bytes"`
 	IdleTunnel int           `json:"idle_tunnels"`
+	// Hold scenario: tunnels held, the window their CPU at rest is
+	// measured over, and the clients of the rate measured while holding.
+	HoldTunnels int           `json:"hold_tunnels"`
+	HoldIdle    time.Duration `json:"hold_idle_ns"`
+	HoldClients int           `json:"hold_clients"`
 	Settle     time.Duration `json:"settle_ns"` // pause between measurements
 }
 
@@ -56,6 +61,17 @@ type sample struct {
 	CPUPer1000      *float64 `json:"cpu_sec_per_1000_tunnels,omitempty"`
 	CPUPerGiB       *float64 `json:"cpu_sec_per_gib,omitempty"`
 	RSSPerTunnelKiB *float64 `json:"rss_kib_per_idle_tunnel,omitempty"`
+
+	// Hold scenario (TunnelsPerSec and P99ms are then those of the rate
+	// measured while holding).
+	Held                *float64 `json:"held_tunnels,omitempty"`
+	FDsPerHeld          *float64 `json:"fds_per_held_tunnel,omitempty"`
+	RSSPerHeldKiB       *float64 `json:"rss_kib_per_held_tunnel,omitempty"`
+	KernelTCPKiBPerHeld *float64 `json:"kernel_tcp_kib_per_held_tunnel,omitempty"`
+	SlabKiBPerHeld      *float64 `json:"slab_kib_per_held_tunnel,omitempty"`
+	IdleCPUPct          *float64 `json:"idle_cpu_percent_of_core,omitempty"`
+	P99NoHoldms         *float64 `json:"p99_connect_ms_no_hold,omitempty"`
+	P99HeldRatio        *float64 `json:"p99_held_over_no_hold,omitempty"`
 
 	// The tool's own CPU (client and upstream) for the same work: what
 	// the two ends of the tunnel cost, to weigh the proxy's figure against.
@@ -306,6 +322,13 @@ func (s sample) String() string {
 	add("cpu/1000", s.CPUPer1000, "%.3f")
 	add("cpu/GiB", s.CPUPerGiB, "%.3f")
 	add("KiB/idle", s.RSSPerTunnelKiB, "%.1f")
+	add("held", s.Held, "%.0f")
+	add("fds/held", s.FDsPerHeld, "%.2f")
+	add("KiB/held", s.RSSPerHeldKiB, "%.1f")
+	add("kTCP KiB/held", s.KernelTCPKiBPerHeld, "%.2f")
+	add("slab KiB/held", s.SlabKiBPerHeld, "%.2f")
+	add("idle CPU%", s.IdleCPUPct, "%.2f")
+	add("p99 held/none", s.P99HeldRatio, "%.2f")
 	if s.Errors > 0 {
 		out += fmt.Sprintf("  errors %d (first: %s)", s.Errors, s.FirstError)
 	}

@@ -31,6 +31,9 @@ type report struct {
 	Samples   []sample      `json:"samples"`
 	Rows      []row         `json:"rows"`
 	Checks    []checkResult `json:"checks"`
+	// Warnings say where the run cannot be trusted, such as a tunnel
+	// rate limited by the tool rather than the proxies.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // metric is one number a sample may carry.
@@ -53,6 +56,16 @@ var metrics = []metric{
 	{"tool CPU s/GiB", kindBulkDown, func(s sample) *float64 { return s.SelfCPUPerGiB }},
 	{"tool CPU s/GiB", kindBulkUp, func(s sample) *float64 { return s.SelfCPUPerGiB }},
 	{"RSS KiB/idle tunnel", kindIdle, func(s sample) *float64 { return s.RSSPerTunnelKiB }},
+	{"held tunnels", kindHold, func(s sample) *float64 { return s.Held }},
+	{"fds/held tunnel", kindHold, func(s sample) *float64 { return s.FDsPerHeld }},
+	{"RSS KiB/held tunnel", kindHold, func(s sample) *float64 { return s.RSSPerHeldKiB }},
+	{"kernel TCP KiB/held", kindHold, func(s sample) *float64 { return s.KernelTCPKiBPerHeld }},
+	{"kernel slab KiB/held", kindHold, func(s sample) *float64 { return s.SlabKiBPerHeld }},
+	{"idle CPU % of a core", kindHold, func(s sample) *float64 { return s.IdleCPUPct }},
+	{"tunnels/s while holding", kindHold, func(s sample) *float64 { return s.TunnelsPerSec }},
+	{"p99 ms, none held", kindHold, func(s sample) *float64 { return s.P99NoHoldms }},
+	{"p99 ms while holding", kindHold, func(s sample) *float64 { return s.P99ms }},
+	{"p99 held/none", kindHold, func(s sample) *float64 { return s.P99HeldRatio }},
 }
 
 // row is one metric of one scenario: the median over rounds per target and
@@ -77,9 +90,10 @@ type row struct {
 
 // check is a target the subject must meet.
 type check struct {
+	Issue    int     `json:"issue"` // the issue that set it
 	Metric   string  `json:"metric"`
 	Scenario string  `json:"scenario"`
-	Against  string  `json:"against"` // "baseline", "direct" or "" (absolute)
+	Against  string  `json:"against"` // "baseline", "direct", "reference" or "" (absolute)
 	Op       string  `json:"op"`      // ">=" or "<="
 	Bound    float64 `json:"bound"`
 }
@@ -99,22 +113,42 @@ type checkResult struct {
 	RefResult string   `json:"reference_result,omitempty"`
 }
 
-// checks are the targets of issue 6.
+// checks are the targets of issues 6 and 12. The bound of "held
+// tunnels" is --hold, filled in by summarize.
 var checks = []check{
-	{"tunnels/s", "rate-1", "baseline", ">=", 1.0},
-	{"tunnels/s", "rate-16", "baseline", ">=", 1.5},
-	{"tunnels/s", "rate-128", "baseline", ">=", 2.0},
-	{"p99 CONNECT ms", "rate-1", "baseline", "<=", 1.0},
-	{"p99 CONNECT ms", "rate-16", "baseline", "<=", 1.0},
-	{"p99 CONNECT ms", "rate-128", "baseline", "<=", 1.0},
-	{"MB/s", "bulk-down-1", "direct", ">=", 0.60},
-	{"MB/s", "bulk-up-1", "direct", ">=", 0.60},
-	{"CPU s/GiB", "bulk-down-1", "", "<=", 0.3},
-	{"CPU s/GiB", "bulk-up-1", "", "<=", 0.3},
-	{"CPU s/GiB", "bulk-down-8", "", "<=", 0.3},
-	{"CPU s/GiB", "bulk-up-8", "", "<=", 0.3},
-	{"RSS KiB/idle tunnel", "idle", "", "<=", 16},
+	{6, "tunnels/s", "rate-1", "baseline", ">=", 1.0},
+	{6, "tunnels/s", "rate-16", "baseline", ">=", 1.5},
+	{6, "tunnels/s", "rate-128", "baseline", ">=", 2.0},
+	{6, "p99 CONNECT ms", "rate-1", "baseline", "<=", 1.0},
+	{6, "p99 CONNECT ms", "rate-16", "baseline", "<=", 1.0},
+	{6, "p99 CONNECT ms", "rate-128", "baseline", "<=", 1.0},
+	{6, "MB/s", "bulk-down-1", "direct", ">=", 0.60},
+	{6, "MB/s", "bulk-up-1", "direct", ">=", 0.60},
+	{6, "CPU s/GiB", "bulk-down-1", "", "<=", 0.3},
+	{6, "CPU s/GiB", "bulk-up-1", "", "<=", 0.3},
+	{6, "CPU s/GiB", "bulk-down-8", "", "<=", 0.3},
+	{6, "CPU s/GiB", "bulk-up-8", "", "<=", 0.3},
+	{6, "RSS KiB/idle tunnel", "idle", "", "<=", 16},
+	{12, "tunnels/s", "rate-1", "reference", ">=", 1.0},
+	{12, "tunnels/s", "rate-16", "reference", ">=", 1.1},
+	{12, "tunnels/s", "rate-128", "reference", ">=", 1.1},
+	{12, "p99 CONNECT ms", "rate-1", "reference", "<=", 1.0},
+	{12, "p99 CONNECT ms", "rate-16", "reference", "<=", 1.0},
+	{12, "p99 CONNECT ms", "rate-128", "reference", "<=", 1.0},
+	{12, "MB/s", "bulk-down-1", "reference", ">=", 1.0},
+	{12, "MB/s", "bulk-up-1", "reference", ">=", 1.0},
+	{12, "CPU s/GiB", "bulk-down-1", "reference", "<=", 1.0},
+	{12, "CPU s/GiB", "bulk-up-1", "reference", "<=", 1.0},
+	{12, "held tunnels", "hold", "", ">=", 0},
+	{12, "fds/held tunnel", "hold", "", "<=", 2.2},
+	{12, "RSS KiB/held tunnel", "hold", "", "<=", 8},
+	{12, "idle CPU % of a core", "hold", "", "<=", 1},
+	{12, "p99 held/none", "hold", "", "<=", 1.5},
 }
+
+// toolBound is how much faster than the fastest proxy direct must be for
+// a tunnel rate to be the proxies': below it the tool is the bottleneck.
+const toolBound = 3.0
 
 // summarize fills in Rows and Checks from Samples.
 func (r *report) summarize() {
@@ -144,6 +178,9 @@ func (r *report) summarize() {
 	}
 	r.Checks = nil
 	for _, c := range checks {
+		if c.Metric == "held tunnels" {
+			c.Bound = float64(r.Limits.HoldTunnels)
+		}
 		res := checkResult{check: c, Result: "n/a"}
 		for _, rw := range r.Rows {
 			if rw.Metric != c.Metric || rw.Scenario != c.Scenario {
@@ -154,6 +191,8 @@ func (r *report) summarize() {
 				res.Value, res.Ceiling, res.Reference = rw.VsBase, rw.Ceiling, rw.RefVsBase
 			case "direct":
 				res.Value, res.Reference = rw.VsDirect, rw.RefVsDirect
+			case "reference":
+				res.Value = rw.VsRef
 			default:
 				res.Value = rw.Median[r.Subject]
 				if r.Reference != "" {
@@ -162,10 +201,27 @@ func (r *report) summarize() {
 			}
 		}
 		res.Result = c.judge(res.Value)
-		if r.Reference != "" {
+		if r.Reference != "" && c.Against != "reference" {
 			res.RefResult = c.judge(res.Reference)
 		}
 		r.Checks = append(r.Checks, res)
+	}
+	r.Warnings = nil
+	for _, rw := range r.Rows {
+		if rw.Metric != "tunnels/s" || rw.Median["direct"] == nil {
+			continue
+		}
+		fastest, name := 0.0, ""
+		for t, v := range rw.Median {
+			if t != "direct" && v != nil && *v > fastest {
+				fastest, name = *v, t
+			}
+		}
+		if d := *rw.Median["direct"]; fastest > 0 && d < toolBound*fastest {
+			r.Warnings = append(r.Warnings, fmt.Sprintf(
+				"%s: direct %.0f/s is only %.1fx the fastest proxy (%s %.0f/s), under %.0fx: the run measured the tool, not the proxies",
+				rw.Scenario, d, d/fastest, name, fastest, toolBound))
+		}
 	}
 }
 
@@ -274,7 +330,7 @@ func (r *report) print(w io.Writer) {
 	}
 	tw.Flush()
 
-	fmt.Fprintf(w, "\ntargets for %s (issue 6):\n", r.Subject)
+	fmt.Fprintf(w, "\ntargets for %s (issues 6 and 12):\n", r.Subject)
 	if r.Reference != "" {
 		fmt.Fprintf(w, "  (last columns: %s, unfiltered, scored on the same check)\n", r.Reference)
 	}
@@ -287,6 +343,8 @@ func (r *report) print(w io.Writer) {
 			cond = fmt.Sprintf("%s %s %.2f", vsBase, c.Op, c.Bound)
 		case "direct":
 			cond = fmt.Sprintf("%s %s %.2f", vsDirect, c.Op, c.Bound)
+		case "reference":
+			cond = fmt.Sprintf("%s %s %.2f", vsRef, c.Op, c.Bound)
 		default:
 			cond = fmt.Sprintf("%s %s %g", r.Subject, c.Op, c.Bound)
 		}
@@ -298,9 +356,19 @@ func (r *report) print(w io.Writer) {
 		if r.Reference != "" {
 			ref = fmt.Sprintf("\t%s: %s\t%s", r.Reference, fmtNum(c.Reference), c.RefResult)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s%s\n", what, cond, fmtNum(c.Value), c.Result, ceiling, ref)
+		if c.Against == "reference" {
+			ref = ""
+		}
+		fmt.Fprintf(tw, "  #%d %s\t%s\t%s\t%s\t%s%s\n", c.Issue, what, cond, fmtNum(c.Value), c.Result, ceiling, ref)
 	}
 	tw.Flush()
+
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(w, "\nwarnings:")
+		for _, l := range r.Warnings {
+			fmt.Fprintln(w, "  "+l)
+		}
+	}
 
 	var errLines []string
 	for _, s := range r.Samples {

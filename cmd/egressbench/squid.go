@@ -29,7 +29,7 @@ cache_mem 8 MB
 hosts_file {dir}/hosts
 dns_nameservers 127.0.0.1
 pinger_enable off
-max_filedescriptors 16384
+max_filedescriptors 20000
 shutdown_lifetime 0 seconds
 
 pid_filename {dir}/squid-{n}.pid

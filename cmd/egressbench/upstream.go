@@ -31,6 +31,10 @@ const (
 	// a ClientHello recorded once (offering this ALPN) and no handshake
 	// follows; the upstream answers shortReply in the clear and closes.
 	modeReplay = "egressbench-replay"
+	// modeHold is not negotiated either: a held tunnel (the hold
+	// scenario) sends a recorded ClientHello offering it; the upstream
+	// answers goByte in the clear and waits for the client to close.
+	modeHold = "egressbench-hold"
 )
 
 // shortReply is what the upstream writes in modeShort.
@@ -144,6 +148,18 @@ func (u *upstream) serveConn(c net.Conn) {
 	}
 	if bytes.Contains(hello, []byte(modeReplay)) {
 		c.Write(shortReply)
+		return
+	}
+	if bytes.Contains(hello, []byte(modeHold)) {
+		c.SetDeadline(time.Time{})
+		if _, err := c.Write([]byte{goByte}); err == nil {
+			var b [64]byte
+			for { // until the client closes; no buffer held while waiting
+				if _, err := c.Read(b[:]); err != nil {
+					return
+				}
+			}
+		}
 		return
 	}
 	tc := tls.Server(&prefixConn{Conn: c, prefix: hello}, u.conf)
