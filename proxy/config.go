@@ -138,10 +138,36 @@ const forwardResponseTimeout = 2 * time.Minute
 
 // keepAliveConfig is the TCP keepalive of a tunnel's sockets.
 func (cfg *Config) keepAliveConfig() net.KeepAliveConfig {
-	if cfg.KeepAlive < 0 {
+	switch {
+	case cfg.KeepAlive < 0:
 		return net.KeepAliveConfig{Enable: false}
+	case cfg.KeepAlive == 0:
+		return net.KeepAliveConfig{Enable: true, Idle: DefaultKeepAlive, Interval: keepAliveInterval, Count: keepAliveProbes}
 	}
 	return net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: keepAliveInterval, Count: keepAliveProbes}
+}
+
+// ListenConfig is how to create the listeners given to Serve and
+// ServeSNI: their connections get Config.KeepAlive as they are accepted,
+// in the same system calls that would otherwise set Go's default (15 s
+// idle). Listeners made otherwise keep their own keepalive settings.
+func (cfg Config) ListenConfig() net.ListenConfig {
+	ka := cfg.keepAliveConfig()
+	lc := net.ListenConfig{KeepAliveConfig: ka}
+	if !ka.Enable {
+		lc.KeepAlive = -1
+	}
+	return lc
+}
+
+// dialer is the net.Dialer of upstream connections, with Config.KeepAlive.
+func (cfg *Config) dialer() net.Dialer {
+	ka := cfg.keepAliveConfig()
+	d := net.Dialer{KeepAliveConfig: ka}
+	if !ka.Enable {
+		d.KeepAlive = -1
+	}
+	return d
 }
 
 // DefaultClients are the sources served when Config.Clients is empty:

@@ -96,7 +96,7 @@ func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Du
 // belong to the client. ctx bounds everything.
 func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (*net.TCPConn, []byte, time.Duration, error) {
 	start := time.Now()
-	c, err := dialAddrs(ctx, rt.addrs)
+	c, err := s.dialAddrs(ctx, rt.addrs)
 	if err != nil || !rt.parent {
 		return c, nil, time.Since(start), err
 	}
@@ -111,10 +111,11 @@ func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (
 // dialAddrs connects to each address in turn (IPv6 and IPv4 as the
 // resolver ordered them; no Happy Eyeballs) and returns the first
 // connection, or the first error.
-func dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
+func (s *Server) dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	var firstErr error
+	d := s.cfg.dialer()
 	for _, a := range addrs {
-		c, err := dialTCPContext(ctx, a)
+		c, err := dialTCPContext(ctx, &d, a)
 		if err == nil {
 			return c, nil
 		}
@@ -132,8 +133,7 @@ func dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error
 }
 
 // dialTCPContext dials one address with ctx.
-func dialTCPContext(ctx context.Context, a netip.AddrPort) (*net.TCPConn, error) {
-	var d net.Dialer
+func dialTCPContext(ctx context.Context, d *net.Dialer, a netip.AddrPort) (*net.TCPConn, error) {
 	c, err := d.DialContext(ctx, "tcp", a.String())
 	if err != nil {
 		return nil, err

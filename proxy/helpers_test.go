@@ -63,7 +63,8 @@ func startProxy(t testing.TB, cfg Config) (string, *Server) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	lc := cfg.ListenConfig()
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

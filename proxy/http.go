@@ -148,7 +148,7 @@ func (s *Server) dialForward(ctx context.Context, _, _ string) (net.Conn, error)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
 	start := time.Now()
-	c, err := dialAddrs(ctx, f.rt.addrs)
+	c, err := s.dialAddrs(ctx, f.rt.addrs)
 	s.rec.Dialed(f.d, f.rt.lookup, time.Since(start), classifyDialError(err))
 	if err != nil {
 		return nil, err

@@ -187,7 +187,7 @@ func (s *Server) release() {
 
 // track registers a tunnel for Shutdown; untrack forgets it.
 func (s *Server) track(client net.Conn) *tunnel {
-	t := &tunnel{client: client, idle: s.cfg.IdleTimeout, keepAlive: s.cfg.keepAliveConfig()}
+	t := &tunnel{client: client, idle: s.cfg.IdleTimeout}
 	s.mu.Lock()
 	s.tunnels[t] = struct{}{}
 	if s.cut {

@@ -74,20 +74,12 @@ type readyWaiter struct {
 }
 
 // ready is called by RawConn.Read, first at once and then each time the
-// poller sees the socket readable; false sends it back to wait.
+// poller sees the socket readable; false sends it back to wait. A
+// one-byte peek tells "not yet", EOF and failure apart in one system call
+// (the common cases: a tunnel waiting, a tunnel ending); only when bytes
+// are there does SIOCINQ count them.
 func (w *readyWaiter) ready(fd uintptr) bool {
 	for {
-		q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			w.err = err
-			return true
-		}
-		if q > 0 {
-			w.queued = q
-			return true
-		}
-		// Nothing queued: EOF, an error, or not yet. A one-byte peek
-		// tells them apart without taking anything.
 		var b byte
 		r, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b)), 1,
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
@@ -103,6 +95,11 @@ func (w *readyWaiter) ready(fd uintptr) bool {
 			w.eof = true
 			return true
 		}
-		// A byte arrived between the ioctl and the peek: count again.
+		q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil {
+			w.err = err
+		}
+		w.queued = max(q, 1)
+		return true
 	}
 }

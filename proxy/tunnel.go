@@ -15,7 +15,6 @@ import (
 type tunnel struct {
 	client    net.Conn
 	idle      time.Duration       // Config.IdleTimeout; 0: never cut for idleness
-	keepAlive net.KeepAliveConfig // for both sockets
 
 	mu       sync.Mutex
 	upstream net.Conn    // nil until dialed
@@ -75,8 +74,6 @@ func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
 	start := time.Now()
 	defer t.close()
 	t.lastActive.Store(start.UnixNano())
-	setKeepAlive(t.client, t.keepAlive)
-	setKeepAlive(t.upstream, t.keepAlive)
 	var st TunnelStats
 	if len(toUpstream) > 0 {
 		n, err := t.upstream.Write(toUpstream)
@@ -167,15 +164,6 @@ func (t *tunnel) copyChunks(dst, src net.Conn, n *int64) {
 			t.close()
 			return
 		}
-	}
-}
-
-// setKeepAlive sets TCP keepalive on c when it is TCP. A peer that
-// vanished (power cut, NAT state dropped) then fails the probes, the
-// kernel resets the socket, and the copy waiting on it ends the tunnel.
-func setKeepAlive(c net.Conn, ka net.KeepAliveConfig) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetKeepAliveConfig(ka)
 	}
 }
 

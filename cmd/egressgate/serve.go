@@ -243,8 +243,11 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			ln.Close()
 		}
 	}
-	listen := func(name, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
+	// The proxy's listeners set --tcp-keepalive on each connection as it
+	// is accepted; the admin listener keeps Go's default.
+	proxyLC, adminLC := cfg.ListenConfig(), net.ListenConfig{}
+	listen := func(name, addr string, lc net.ListenConfig) (net.Listener, error) {
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("%s listener: %w", name, err)
@@ -256,18 +259,18 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		}
 		return ln, nil
 	}
-	proxyLn, err := listen("proxy", proxyAddr)
+	proxyLn, err := listen("proxy", proxyAddr, proxyLC)
 	if err != nil {
 		return err
 	}
 	var sniLn, adminLn net.Listener
 	if sniAddr != listenOff && sniAddr != "" {
-		if sniLn, err = listen("sni", sniAddr); err != nil {
+		if sniLn, err = listen("sni", sniAddr, proxyLC); err != nil {
 			return err
 		}
 	}
 	if adminAddr != listenOff && adminAddr != "" {
-		if adminLn, err = listen("admin", adminAddr); err != nil {
+		if adminLn, err = listen("admin", adminAddr, adminLC); err != nil {
 			return err
 		}
 	}
