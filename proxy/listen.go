@@ -45,6 +45,7 @@ type Server struct {
 	servers   map[*http.Server]struct{}
 	listeners map[net.Listener]struct{} // SNI listeners
 	tunnels   map[*tunnel]struct{}
+	fronts    map[net.Conn]struct{} // connections whose first request head is being read
 	work      sync.WaitGroup // requests, tunnels and SNI connections
 }
 
@@ -68,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		servers:   map[*http.Server]struct{}{},
 		listeners: map[net.Listener]struct{}{},
 		tunnels:   map[*tunnel]struct{}{},
+		fronts:    map[net.Conn]struct{}{},
 	}
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
@@ -84,9 +86,10 @@ func New(cfg Config) (*Server, error) {
 // returns nil after Shutdown, or the listener's error. The connections ln
 // returns should be *net.TCPConn, or tunnels lose splice. A client that
 // arrives when the process is out of descriptors is answered 503
-// out-of-descriptors (see spareListener).
+// out-of-descriptors (see spareListener). A connection that opens with
+// CONNECT is read by the front end (front.go); the rest by net/http.
 func (s *Server) Serve(ln net.Listener) error {
-	ln = newSpareListener(ln, s)
+	h := newHandoff(newSpareListener(ln, s))
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,
@@ -101,8 +104,14 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.servers[hs] = struct{}{}
 	s.mu.Unlock()
-	err := hs.Serve(ln)
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(h) }()
+	err := s.acceptFront(h.ln, h)
+	herr := <-served
 	if errors.Is(err, http.ErrServerClosed) {
+		if herr != nil && !errors.Is(herr, http.ErrServerClosed) {
+			return herr
+		}
 		return nil
 	}
 	return err
@@ -212,6 +221,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	for ln := range s.listeners {
 		ln.Close()
+	}
+	for c := range s.fronts { // no request yet: nothing to drain
+		c.Close()
 	}
 	servers := make([]*http.Server, 0, len(s.servers))
 	for hs := range s.servers {

@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// The forward proxy's front end. A CONNECT that opens a connection, which
+// is nearly every client's first and only request, is read here and
+// handed to ServeHTTP without net/http's per-connection machinery (its
+// connection state, contexts, the background read it starts and then
+// aborts on hijack); profiles of the CONNECT path show that machinery
+// as the part of the proxy's own work that goproxy, the reference, does
+// not also pay in kind. Everything else — a first request that is not
+// CONNECT, and whatever follows a CONNECT answered without a tunnel — is
+// given to an http.Server, which serves it as before.
+
+// connectPrefix starts every CONNECT request line.
+var connectPrefix = []byte("CONNECT ")
+
+// frontReaders pools the readers of request heads; a tunnel keeps none.
+var frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// handoff is the net.Listener an http.Server serves the front end's
+// non-CONNECT connections from. Closing it closes the real listener too,
+// which ends the front end's accept loop.
+type handoff struct {
+	ln    net.Listener
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newHandoff(ln net.Listener) *handoff {
+	return &handoff{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (h *handoff) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// give passes c to the http.Server; it closes c if the server is gone.
+func (h *handoff) give(c net.Conn) {
+	select {
+	case h.conns <- c:
+	case <-h.done:
+		c.Close()
+	}
+}
+
+func (h *handoff) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return h.ln.Close()
+}
+
+func (h *handoff) Addr() net.Addr { return h.ln.Addr() }
+
+// acceptFront accepts on ln until it fails, and serves each connection on
+// a goroutine of its own. It backs off on temporary errors as net/http
+// does (descriptor exhaustion is answered by the spareListener below it).
+func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-h.done:
+				return http.ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			h.Close()
+			return err
+		}
+		backoff = 0
+		go s.serveFront(c, h)
+	}
+}
+
+// serveFront reads the first request head of c. A CONNECT is served
+// here, through ServeHTTP; anything else, and anything after a CONNECT
+// that did not become a tunnel, goes to the http.Server with the bytes
+// already read.
+func (s *Server) serveFront(c net.Conn, h *handoff) {
+	if !s.trackFront(c) {
+		c.Close()
+		return
+	}
+	br := frontReaders.Get().(*bufio.Reader)
+	limit := &io.LimitedReader{R: c, N: int64(s.cfg.MaxHeaderBytes) + 4096} // net/http's allowance
+	br.Reset(limit)
+	release := func() {
+		br.Reset(nil)
+		frontReaders.Put(br)
+	}
+	c.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
+	if p, err := br.Peek(len(connectPrefix)); err != nil || !bytes.Equal(p, connectPrefix) {
+		s.untrackFront(c)
+		if err != nil && br.Buffered() == 0 {
+			release()
+			c.Close() // timed out or closed before a byte: as net/http does
+			return
+		}
+		c.SetReadDeadline(time.Time{})
+		h.give(withBuffered(c, br))
+		release()
+		return
+	}
+	r, err := http.ReadRequest(br)
+	s.untrackFront(c)
+	if err == nil {
+		err = checkHead(r)
+	}
+	if err != nil {
+		release()
+		badHead(c, err, limit.N == 0)
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	r.RemoteAddr = c.RemoteAddr().String()
+	w := &frontWriter{conn: c, br: br, header: http.Header{}}
+	s.ServeHTTP(w, r)
+	if w.hijacked {
+		release() // hijack copied what the tunnel needs
+		return
+	}
+	if err := w.finish(); err != nil || w.closeAfter {
+		release()
+		c.Close()
+		return
+	}
+	h.give(withBuffered(c, br))
+	release()
+}
+
+// trackFront registers c, whose request head is being read, so Shutdown
+// can close it; it reports false once Shutdown has begun.
+func (s *Server) trackFront(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.fronts[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackFront(c net.Conn) {
+	s.mu.Lock()
+	delete(s.fronts, c)
+	s.mu.Unlock()
+}
+
+// withBuffered returns c with the bytes br holds put back in front.
+func withBuffered(c net.Conn, br *bufio.Reader) net.Conn {
+	n := br.Buffered()
+	if n == 0 {
+		return c
+	}
+	b, _ := br.Peek(n)
+	return &replayConn{Conn: c, pending: bytes.Clone(b)}
+}
+
+// replayConn reads pending before the connection itself.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// checkHead applies the checks net/http's server makes after parsing a
+// request, so a head is refused the same way whichever reads it.
+func checkHead(r *http.Request) error {
+	if hosts := r.Header["Host"]; len(hosts) > 1 {
+		return errors.New("too many Host headers")
+	} else if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
+		return errors.New("malformed Host header")
+	}
+	for k, vv := range r.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return errors.New("invalid header name")
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return errors.New("invalid header value")
+			}
+		}
+	}
+	return nil
+}
+
+// badHead answers a CONNECT head that does not parse as net/http does:
+// silence for a timeout or a client gone, 431 for a head over
+// MaxHeaderBytes, 400 otherwise; then closes.
+func badHead(c net.Conn, err error, tooLarge bool) {
+	defer c.Close()
+	var ne net.Error
+	if errors.Is(err, io.EOF) && !tooLarge || errors.Is(err, io.ErrUnexpectedEOF) && !tooLarge || errors.As(err, &ne) && ne.Timeout() {
+		return
+	}
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	if tooLarge {
+		io.WriteString(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")
+		return
+	}
+	io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")
+}
+
+// frontWriter is the http.ResponseWriter of a CONNECT read by the front
+// end: it buffers a short answer and writes it in one go, or hands the
+// connection over (Hijack).
+type frontWriter struct {
+	conn       net.Conn
+	br         *bufio.Reader
+	header     http.Header
+	buf        []byte
+	status     int
+	hijacked   bool
+	closeAfter bool // the answer said Connection: close, or had no length
+}
+
+func (w *frontWriter) Header() http.Header { return w.header }
+
+func (w *frontWriter) WriteHeader(code int) {
+	if w.status != 0 || w.hijacked {
+		return
+	}
+	w.status = code
+	w.buf = append(w.buf, "HTTP/1.1 "...)
+	w.buf = strconv.AppendInt(w.buf, int64(code), 10)
+	w.buf = append(w.buf, ' ')
+	w.buf = append(w.buf, http.StatusText(code)...)
+	w.buf = append(w.buf, "\r\n"...)
+	if w.header.Get("Content-Length") == "" || w.header.Get("Connection") == "close" {
+		w.closeAfter = true
+		w.header.Set("Connection", "close")
+	}
+	var hb bytes.Buffer
+	w.header.Write(&hb)
+	w.buf = append(w.buf, hb.Bytes()...)
+	w.buf = append(w.buf, "\r\n"...)
+}
+
+func (w *frontWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+// finish writes the buffered answer.
+func (w *frontWriter) finish() error {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	_, err := w.conn.Write(w.buf)
+	return err
+}
+
+// Hijack gives the connection to the caller, with the reader holding any
+// bytes the client sent after its request head.
+func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	w.hijacked = true
+	return w.conn, bufio.NewReadWriter(w.br, nil), nil
+}
+
+var (
+	_ http.ResponseWriter = (*frontWriter)(nil)
+	_ http.Hijacker       = (*frontWriter)(nil)
+	_ net.Listener        = (*handoff)(nil)
+)

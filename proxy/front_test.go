@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFrontEnd pins what the CONNECT front end must answer exactly as
+// net/http did before it: bad heads, a second request on a connection
+// whose CONNECT was refused, and a first request that is not CONNECT.
+func TestFrontEnd(t *testing.T) {
+	addr, target, _ := echoProxy(t, Config{MaxHeaderBytes: 1024})
+	send := func(t *testing.T, raw string) (net.Conn, string) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, raw)
+		head, _ := readHead(c)
+		return c, head
+	}
+	for _, tc := range []struct {
+		name, raw, status string
+	}{
+		{"no-version", "CONNECT " + target + "\r\n\r\n", "400"},
+		{"bad-version", "CONNECT " + target + " HTTP/9\r\n\r\n", "400"},
+		{"bad-authority", "CONNECT [name]:443 HTTP/1.1\r\n\r\n", "400"},
+		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
+		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400"},
+		{"head-too-large", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", "431"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, head := send(t, tc.raw)
+			if !strings.HasPrefix(head, "HTTP/1.1 "+tc.status+" ") {
+				t.Errorf("answer %q, want %s", head, tc.status)
+			}
+		})
+	}
+	t.Run("early-bytes", func(t *testing.T) {
+		// The client sends its first bytes with the CONNECT, before the 200.
+		c, head := send(t, fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\nearly", target, target))
+		if !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+			t.Fatalf("answer %q, want 200", head)
+		}
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "early" {
+			t.Fatalf("echo of early bytes = %q, %v", buf, err)
+		}
+	})
+	t.Run("second-request-after-refusal", func(t *testing.T) {
+		// A refused CONNECT leaves the connection open (Content-Length
+		// is set); the next CONNECT on it, now served by net/http, works.
+		c, head := send(t, "CONNECT denied.example.org:443 HTTP/1.1\r\nHost: denied.example.org:443\r\n\r\n")
+		if !strings.HasPrefix(head, "HTTP/1.1 403 ") {
+			t.Fatalf("answer %q, want 403", head)
+		}
+		var n int
+		fmt.Sscanf(head[strings.Index(head, "Content-Length: ")+len("Content-Length: "):], "%d", &n)
+		io.ReadFull(c, make([]byte, n))
+		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		head, err := readHead(c)
+		if err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+			t.Fatalf("second CONNECT = %q, %v; want 200", head, err)
+		}
+		if err := roundTrip(c, "second"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("slow-prefix", func(t *testing.T) {
+		// "CONN", a pause, then the rest: the front end waits for the method.
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "CONN")
+		time.Sleep(50 * time.Millisecond)
+		fmt.Fprintf(c, "ECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+		if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+			t.Fatalf("answer %q, %v; want 200", head, err)
+		}
+	})
+}
