@@ -46,7 +46,7 @@ type Server struct {
 	listeners map[net.Listener]struct{} // SNI listeners
 	tunnels   map[*tunnel]struct{}
 	fronts    map[net.Conn]struct{} // connections whose first request head is being read
-	work      sync.WaitGroup // requests, tunnels and SNI connections
+	work      sync.WaitGroup        // requests, tunnels and SNI connections
 }
 
 // parentProxy is Config.UpstreamProxy, split.

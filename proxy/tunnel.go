@@ -13,8 +13,8 @@ import (
 // Server tracks every tunnel so that Shutdown can drain and then close
 // them: http.Server.Shutdown forgets a connection once it is hijacked.
 type tunnel struct {
-	client    net.Conn
-	idle      time.Duration       // Config.IdleTimeout; 0: never cut for idleness
+	client net.Conn
+	idle   time.Duration // Config.IdleTimeout; 0: never cut for idleness
 
 	mu       sync.Mutex
 	upstream net.Conn    // nil until dialed

@@ -39,7 +39,7 @@ type limits struct {
 	HoldTunnels int           `json:"hold_tunnels"`
 	HoldIdle    time.Duration `json:"hold_idle_ns"`
 	HoldClients int           `json:"hold_clients"`
-	Settle     time.Duration `json:"settle_ns"` // pause between measurements
+	Settle      time.Duration `json:"settle_ns"` // pause between measurements
 }
 
 // sample is one scenario measured on one target in one round. Metrics
