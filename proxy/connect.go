@@ -97,13 +97,14 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 }
 
 // tunnelConnect is the goroutine of an admitted CONNECT after the 200:
-// ClientHello check on SNI ports, record, splice. It gives back the work
-// unit and slot serveConnect handed it.
+// ClientHello check on SNI ports, record, then the relay on a goroutine
+// of its own (runTunnel). It gives back the work unit and slot
+// serveConnect handed it, or hands them on to runTunnel.
 func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pending []byte, lookup, dialTook time.Duration) {
-	defer s.finish()
 	t := s.track(conn)
-	defer s.untrack(t)
 	if !t.setUpstream(upstream) {
+		s.untrack(t)
+		s.finish()
 		return // Shutdown cut it
 	}
 
@@ -118,6 +119,8 @@ func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pend
 			if isTLS(hello) {
 				conn.Write(alertAccessDenied)
 			}
+			s.untrack(t)
+			s.finish()
 			return
 		}
 	}
@@ -125,7 +128,17 @@ func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pend
 	s.rec.Decided(d)
 	s.rec.Dialed(d, lookup, dialTook, DialOK)
 	s.rec.TunnelOpened(d)
-	stats := t.relay(toUpstream, pending)
+	go s.runTunnel(d, t, toUpstream, pending, s.finish)
+}
+
+// runTunnel relays an established tunnel until both directions end,
+// records its close, and calls done. It runs on a fresh goroutine: the
+// goroutine that read the ClientHello and judged the tunnel has a stack
+// grown by that work, and an idle tunnel would otherwise keep it.
+func (s *Server) runTunnel(d *Decision, t *tunnel, toUpstream, toClient []byte, done func()) {
+	defer done()
+	defer s.untrack(t)
+	stats := t.relay(toUpstream, toClient)
 	s.rec.TunnelClosed(d, stats)
 }
 

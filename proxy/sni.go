@@ -59,7 +59,12 @@ func (s *Server) ServeSNI(ln net.Listener) error {
 // serveSNIConn handles one connection of the SNI listener, top to bottom:
 // client ACL, cap, ClientHello, verdict, resolve, dial, splice.
 func (s *Server) serveSNIConn(c net.Conn) {
-	defer s.work.Done()
+	handedOff := false // to runTunnel, with the work unit
+	defer func() {
+		if !handedOff {
+			s.work.Done()
+		}
+	}()
 	client := connAddrPort(c)
 	d := &Decision{Time: time.Now(), Listener: ListenerSNI, Client: client, Port: s.cfg.SNIDestPort}
 	if !s.acl.allows(client.Addr()) {
@@ -75,9 +80,13 @@ func (s *Server) serveSNIConn(c net.Conn) {
 		c.Close()
 		return
 	}
-	defer s.release()
 	t := s.track(c)
-	defer s.untrack(t)
+	defer func() {
+		if !handedOff {
+			s.untrack(t)
+			s.release()
+		}
+	}()
 
 	hello, name, _ := readHello(c, nil, s.cfg.SNITimeout)
 	if name == nil {
@@ -122,6 +131,6 @@ func (s *Server) serveSNIConn(c net.Conn) {
 	s.rec.Decided(d)
 	s.rec.Dialed(d, rt.lookup, dialTook, DialOK)
 	s.rec.TunnelOpened(d)
-	stats := t.relay(hello, pending)
-	s.rec.TunnelClosed(d, stats)
+	handedOff = true
+	go s.runTunnel(d, t, hello, pending, s.finish)
 }
