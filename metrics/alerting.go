@@ -348,12 +348,16 @@ func estateRoute(t EscalationTarget, o AlertmanagerOptions, tmpl *urlTemplate) (
 		}
 		rt.Routes = append(rt.Routes, step)
 	}
-	switch len(reports.Routes) {
-	case 0:
+	switch {
+	case len(t.Contacts) == 1 && len(reports.Routes) == 1:
+		// One contact, who takes reports: they go where everything else
+		// goes, and a reports route would only repeat that.
+		rt.Routes = rt.Routes[1:]
+	case len(reports.Routes) == 0:
 		// Everyone opted out: the reports stop here rather than falling
 		// through to the escalation below.
 		reports.Receiver = nobodyReceiver
-	case 1:
+	case len(reports.Routes) == 1:
 		reports.Receiver, reports.Routes = reports.Routes[0].Receiver, nil
 	default:
 		reports.Receiver = rt.Receiver
