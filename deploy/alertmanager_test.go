@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -400,5 +401,40 @@ func silence(t *testing.T, ctx context.Context, am, label, value string) {
 	msg, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("creating a silence: HTTP %d: %s", resp.StatusCode, msg)
+	}
+}
+
+// TestAlertingDoc keeps docs/alerting.md true: each YAML block is an
+// excerpt of the shipped example, and each `amtool config routes test`
+// line followed by a "# RECEIVERS" line gives those receivers on it.
+func TestAlertingDoc(t *testing.T) {
+	doc, err := os.ReadFile("../docs/alerting.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile(alertmanagerExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1)
+	if len(blocks) == 0 {
+		t.Fatal("docs/alerting.md has no yaml block")
+	}
+	for _, b := range blocks {
+		if !bytes.Contains(example, b[1]) {
+			t.Errorf("docs/alerting.md yaml block is not in %s:\n%s", alertmanagerExample, b[1])
+		}
+	}
+	routeTests := regexp.MustCompile(`(?m)^amtool config routes test --config.file=alertmanager.yml (.+)\n# (.+)$`).FindAllStringSubmatch(string(doc), -1)
+	if len(routeTests) == 0 {
+		t.Fatal("docs/alerting.md has no amtool config routes test example")
+	}
+	amtool := needAlertmanagerTool(t, "amtool")
+	for _, rt := range routeTests {
+		args := append([]string{"config", "routes", "test", "--config.file=" + alertmanagerExample}, strings.Fields(rt[1])...)
+		out, err := exec.Command(amtool, args...).Output()
+		if got := strings.TrimSpace(string(out)); err != nil || got != rt[2] {
+			t.Errorf("docs/alerting.md: amtool config routes test %s = %q (%v), the doc says %q", rt[1], got, err, rt[2])
+		}
 	}
 }
