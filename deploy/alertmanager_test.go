@@ -404,37 +404,51 @@ func silence(t *testing.T, ctx context.Context, am, label, value string) {
 	}
 }
 
-// TestAlertingDoc keeps docs/alerting.md true: each YAML block is an
-// excerpt of the shipped example, and each `amtool config routes test`
-// line followed by a "# RECEIVERS" line gives those receivers on it.
-func TestAlertingDoc(t *testing.T) {
-	doc, err := os.ReadFile("../docs/alerting.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestAlertingDocs keeps docs/alerting.md and alertmanager/README.md
+// true: a YAML block that starts with "alerting:" is a Prometheus config
+// fragment that promtool must accept, any other is an excerpt of the
+// shipped example; each `amtool config routes test` line followed by a
+// "# RECEIVERS" line gives those receivers on the example.
+func TestAlertingDocs(t *testing.T) {
 	example, err := os.ReadFile(alertmanagerExample)
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(doc, -1)
-	if len(blocks) == 0 {
-		t.Fatal("docs/alerting.md has no yaml block")
-	}
-	for _, b := range blocks {
-		if !bytes.Contains(example, b[1]) {
-			t.Errorf("docs/alerting.md yaml block is not in %s:\n%s", alertmanagerExample, b[1])
+	blockRE := regexp.MustCompile("(?s)```yaml\n(.*?)```")
+	routeRE := regexp.MustCompile(`(?m)^amtool config routes test --config.file=alertmanager.yml (.+)\n# (.+)$`)
+	for _, file := range []string{"../docs/alerting.md", "alertmanager/README.md"} {
+		doc, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	routeTests := regexp.MustCompile(`(?m)^amtool config routes test --config.file=alertmanager.yml (.+)\n# (.+)$`).FindAllStringSubmatch(string(doc), -1)
-	if len(routeTests) == 0 {
-		t.Fatal("docs/alerting.md has no amtool config routes test example")
-	}
-	amtool := needAlertmanagerTool(t, "amtool")
-	for _, rt := range routeTests {
-		args := append([]string{"config", "routes", "test", "--config.file=" + alertmanagerExample}, strings.Fields(rt[1])...)
-		out, err := exec.Command(amtool, args...).Output()
-		if got := strings.TrimSpace(string(out)); err != nil || got != rt[2] {
-			t.Errorf("docs/alerting.md: amtool config routes test %s = %q (%v), the doc says %q", rt[1], got, err, rt[2])
+		blocks := blockRE.FindAllSubmatch(doc, -1)
+		routeTests := routeRE.FindAllStringSubmatch(string(doc), -1)
+		if len(blocks) == 0 || len(routeTests) == 0 {
+			t.Errorf("%s: %d yaml blocks, %d routing examples; want some of each", file, len(blocks), len(routeTests))
+		}
+		for _, b := range blocks {
+			if bytes.HasPrefix(b[1], []byte("alerting:")) {
+				promtool := needTool(t, "promtool")
+				path := filepath.Join(t.TempDir(), "prometheus.yml")
+				if err := os.WriteFile(path, b[1], 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := run(t, 30*time.Second, ".", promtool, "check", "config", path); err != nil {
+					t.Errorf("%s: promtool check config on its alerting block: %v\n%s", file, err, out)
+				}
+				continue
+			}
+			if !bytes.Contains(example, b[1]) {
+				t.Errorf("%s: yaml block is not in %s:\n%s", file, alertmanagerExample, b[1])
+			}
+		}
+		amtool := needAlertmanagerTool(t, "amtool")
+		for _, rt := range routeTests {
+			args := append([]string{"config", "routes", "test", "--config.file=" + alertmanagerExample}, strings.Fields(rt[1])...)
+			out, err := exec.Command(amtool, args...).Output()
+			if got := strings.TrimSpace(string(out)); err != nil || got != rt[2] {
+				t.Errorf("%s: amtool config routes test %s = %q (%v), the doc says %q", file, rt[1], got, err, rt[2])
+			}
 		}
 	}
 }
