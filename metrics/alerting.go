@@ -405,8 +405,10 @@ func isLabelName(s string) bool {
 }
 
 // urlTemplate is a webhook URL with {placeholders}. A value replacing a
-// placeholder in the query is query-escaped, elsewhere path-escaped, so
-// that "+44 20" stays one value either way.
+// placeholder in the path is path-escaped; in the query, or before the
+// path (scheme, host, port), it is query-escaped, so that "+44 20" stays
+// one value and no value can add a user or move the webhook to another
+// host: an escaped '@' or ':' there makes the URL invalid instead.
 type urlTemplate struct {
 	parts []urlPart
 }
@@ -414,14 +416,14 @@ type urlTemplate struct {
 type urlPart struct {
 	literal string
 	field   string // placeholder name; "" for a literal
-	inQuery bool
+	strict  bool   // query-escape the value, else path-escape it
 }
 
 var templateFields = []string{"estate", "role", "name", "email", "phone"}
 
 func parseURLTemplate(s string) (*urlTemplate, error) {
 	t := &urlTemplate{}
-	inQuery := false
+	var prefix strings.Builder // the URL so far, placeholders as "x"
 	rest := s
 	for rest != "" {
 		open := strings.IndexByte(rest, '{')
@@ -433,7 +435,7 @@ func parseURLTemplate(s string) (*urlTemplate, error) {
 			return nil, fmt.Errorf("webhook URL %q: unmatched '}'", s)
 		}
 		t.parts = append(t.parts, urlPart{literal: lit})
-		inQuery = inQuery || strings.Contains(lit, "?")
+		prefix.WriteString(lit)
 		if open == len(rest) {
 			break
 		}
@@ -445,7 +447,8 @@ func parseURLTemplate(s string) (*urlTemplate, error) {
 		if !slices.Contains(templateFields, field) {
 			return nil, fmt.Errorf("webhook URL %q: unknown placeholder {%s}, want one of {%s}", s, field, strings.Join(templateFields, "}, {"))
 		}
-		t.parts = append(t.parts, urlPart{field: field, inQuery: inQuery})
+		t.parts = append(t.parts, urlPart{field: field, strict: inQueryOrAuthority(prefix.String())})
+		prefix.WriteString("x")
 		rest = rest[open+end+1:]
 	}
 	// Check the template's shape once, with sample values, so that a bad
@@ -455,6 +458,13 @@ func parseURLTemplate(s string) (*urlTemplate, error) {
 		return nil, fmt.Errorf("webhook URL %q: %w", s, err)
 	}
 	return t, nil
+}
+
+// inQueryOrAuthority reports whether a value appended to the URL prefix
+// would land in its query or before its path.
+func inQueryOrAuthority(prefix string) bool {
+	i := strings.Index(prefix, "://")
+	return i < 0 || !strings.ContainsAny(prefix[i+3:], "/?#") || strings.Contains(prefix, "?")
 }
 
 // expand fills the placeholders and checks that the result is a URL
@@ -473,7 +483,7 @@ func (t *urlTemplate) fill(values map[string]string) string {
 		switch {
 		case p.field == "":
 			b.WriteString(p.literal)
-		case p.inQuery:
+		case p.strict:
 			b.WriteString(url.QueryEscape(values[p.field]))
 		default:
 			b.WriteString(url.PathEscape(values[p.field]))

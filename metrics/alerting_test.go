@@ -197,6 +197,10 @@ func TestURLTemplate(t *testing.T) {
 		{"http://x.example.org/estate}", `webhook URL "http://x.example.org/estate}": unmatched '}'`},
 		{"/relative/{estate}", `webhook URL "/relative/{estate}": want an absolute http:// or https:// URL`},
 		{"ftp://x.example.org/{estate}", `webhook URL "ftp://x.example.org/{estate}": want an absolute http:// or https:// URL`},
+		{"http://{role}.example.org/", "http://secondary.example.org/"},
+		{"http://127.0.0.1:9095{name}/", `webhook URL "http://127.0.0.1:9095{name}/": parse "http://127.0.0.1:9095n/": invalid port ":9095n" after host`},
+		{"http://{email}/", `webhook URL "http://{email}/": parse "http://e%40example.org/": invalid URL escape "%40"`},
+		{"http://{name}.example.org/", `webhook URL "http://Ann+O%27Neil.example.org/": parse "http://Ann+O%27Neil.example.org/": invalid URL escape "%27"`},
 	}
 	values := map[string]string{"estate": "new york", "role": "secondary", "name": "Ann O'Neil", "email": "ann@example.org", "phone": "+44 20 7946 0000"}
 	for _, tt := range tests {
@@ -217,7 +221,7 @@ func TestURLTemplate(t *testing.T) {
 // FuzzURLTemplate checks that a template either fails to parse or
 // expands, for any values, to a URL that parses; and that when every
 // placeholder comes after the host, no value can move the webhook to
-// another scheme or host.
+// another scheme or host; nor, wherever it is, add a user.
 func FuzzURLTemplate(f *testing.F) {
 	f.Add("http://127.0.0.1:9000/{estate}/{role}", "london", "+44 20")
 	f.Add("https://sms.example.org/send?to={phone}&who={name}", "a/b?c#d", "@evil.example")
@@ -236,6 +240,13 @@ func FuzzURLTemplate(f *testing.F) {
 		u, err := url.Parse(got)
 		if err != nil {
 			t.Fatalf("expand(%q) = %q, which does not parse: %v", tmplText, got, err)
+		}
+		literalAt := false
+		for _, p := range tmpl.parts {
+			literalAt = literalAt || strings.Contains(p.literal, "@")
+		}
+		if u.User != nil && !literalAt {
+			t.Errorf("template %q with %q, %q expands to %q, which has a user %q the template does not", tmplText, v1, v2, got, u.User)
 		}
 		head := tmpl.parts[0].literal
 		scheme, rest, ok := strings.Cut(head, "://")
