@@ -138,7 +138,7 @@ func TestPromlint(t *testing.T) {
 			got = append(got, mf.GetName())
 		}
 	}
-	// Every metric the README lists, in the order Gather sorts them.
+	// Every metric docs/metrics.md lists, in the order Gather sorts them.
 	want := []string{
 		"egressgate_build_info",
 		"egressgate_catalog_entries",
