@@ -78,6 +78,11 @@ func parseAlertmanagerFlags(args []string, stderr io.Writer) (config string, opt
 		fmt.Fprintf(stderr, "egressgate alertmanager-config: unexpected argument %q\n", fs.Arg(0))
 		return "", opts, "", false
 	}
+	if opts.SecondaryAfter <= 0 || opts.TertiaryAfter <= 0 {
+		// 0 would mean the generator's default, not "at once".
+		fmt.Fprintf(stderr, "egressgate alertmanager-config: --secondary-after %v, --tertiary-after %v: delays must be positive\n", opts.SecondaryAfter, opts.TertiaryAfter)
+		return "", opts, "", false
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if set["smtp-smarthost"] || set["smtp-from"] || set["smtp-auth-username"] || set["smtp-auth-password-file"] || set["smtp-require-tls"] {

@@ -39,6 +39,7 @@ func TestParseAlertmanagerFlags(t *testing.T) {
 			SecondaryAfter: 15 * time.Minute, TertiaryAfter: 30 * time.Minute, GroupBy: []string{"..."},
 			SMTP: &metrics.SMTP{RequireTLS: &yes}}, "", ""},
 		{"bad duration", "--secondary-after soon", "", metrics.AlertmanagerOptions{}, "", `invalid value "soon" for flag -secondary-after`},
+		{"zero delay", "--secondary-after 0s", "", metrics.AlertmanagerOptions{}, "", "delays must be positive"},
 		{"argument", "--webhook-url http://127.0.0.1:9/ extra", "", metrics.AlertmanagerOptions{}, "", `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
