@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // copyEcho echoes through a user-space buffer, so that the upstream's
@@ -196,5 +198,61 @@ func TestMaxConnsFor(t *testing.T) {
 		if got := maxConnsFor(tc.limit); got != tc.want {
 			t.Errorf("maxConnsFor(%d) = %d, want %d", tc.limit, got, tc.want)
 		}
+	}
+}
+
+// vanish closes c without a FIN or RST, as a peer that lost power or
+// whose NAT state was dropped: in TCP repair mode (CAP_NET_ADMIN) close
+// sends nothing. Later packets to it are answered with a reset.
+func vanish(t *testing.T, c net.Conn) {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_TCP, unix.TCP_REPAIR, 1) })
+	if serr != nil {
+		t.Skipf("TCP_REPAIR needs CAP_NET_ADMIN: %v", serr)
+	}
+	c.Close()
+}
+
+// TestKeepAliveFindsVanishedPeer: an upstream that vanishes without a
+// FIN leaves an idle tunnel open forever unless keepalive probes it; with
+// a 1 s keepalive the probe is answered with a reset and the tunnel ends.
+func TestKeepAliveFindsVanishedPeer(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		keepAlive time.Duration
+		ends      bool
+	}{
+		{"keepalive-1s", time.Second, true},
+		{"keepalive-off", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conns := make(chan net.Conn, 1)
+			up := echoServer(t, func(c net.Conn) { conns <- c; copyEcho(c) })
+			target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))
+			addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("echo.example.org"),
+				AllowDest: loopbackDest, KeepAlive: tc.keepAlive})
+			c := openTunnel(t, addr, target)
+			if err := roundTrip(c, "hello"); err != nil {
+				t.Fatal(err)
+			}
+			vanish(t, <-conns)
+			wait := 4 * time.Second // keepalive idle 1 s, then a probe answered by a reset
+			if !tc.ends {
+				wait = 2500 * time.Millisecond
+			}
+			c.SetReadDeadline(time.Now().Add(wait))
+			_, err := c.Read(make([]byte, 1))
+			switch {
+			case tc.ends && isTimeout(err):
+				t.Fatalf("tunnel to a vanished upstream still open after %v with a 1 s keepalive", wait)
+			case !tc.ends && !isTimeout(err):
+				t.Fatalf("tunnel ended (%v) without keepalive: nothing should have told it", err)
+			}
+		})
 	}
 }
