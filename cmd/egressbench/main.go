@@ -5,8 +5,11 @@
 // limit).
 //
 // Every tunnel is what a real client does: TCP connect, CONNECT, a real
-// TLS ClientHello and handshake with the tool's own upstream, a short reply,
-// close. It reports tunnels per second at 1, 16 and 128 concurrent clients
+// TLS ClientHello (recorded once and replayed by default, so that the tool's
+// crypto does not cap the rate; --handshake full for real handshakes) to the
+// tool's own upstream, a short reply, close. The hold scenario keeps
+// thousands of tunnels open at once and measures the proxy holding them:
+// descriptors, memory, kernel memory, CPU at rest, and the rate meanwhile. It reports tunnels per second at 1, 16 and 128 concurrent clients
 // with p50/p99 CONNECT latency, bulk MB/s through one and eight tunnels in
 // each direction, the proxy's CPU seconds per 1,000 tunnels and per GiB
 // (/proc/PID/stat), and its RSS per idle tunnel with thousands open

@@ -34,6 +34,7 @@ func TestRunTiny(t *testing.T) {
 		"--subject", "mini", "--baseline", "direct", "--reference", "ref",
 		"--rounds", "1", "--clients", "1,4", "--bulk-tunnels", "1,2",
 		"--rate-time", "200ms", "--bulk-time", "200ms", "--idle", "20", "--settle", "10ms",
+		"--hold", "50", "--hold-idle", "100ms", "--hold-clients", "2",
 		"--json", jsonPath,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -80,6 +81,11 @@ func TestRunTiny(t *testing.T) {
 	}
 	if s := got["mini idle"]; s.RSSPerTunnelKiB == nil {
 		t.Errorf("mini idle: no RSS per tunnel; sample %+v", s)
+	}
+	// The hold scenario needs a PID: measured on mini (this process), not
+	// on direct or ref.
+	if s := got["mini hold"]; s.Held == nil || *s.Held != 50 || s.Errors > 0 || s.FDsPerHeld == nil || s.IdleCPUPct == nil || s.P99HeldRatio == nil {
+		t.Errorf("mini hold: want 50 held tunnels with descriptors, idle CPU and p99 ratio; sample %+v (first error %s)", s, s.FirstError)
 	}
 	if len(r.Checks) != len(checks) {
 		t.Errorf("report has %d checks, want %d", len(r.Checks), len(checks))

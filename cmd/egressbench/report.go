@@ -296,7 +296,7 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w, "  note:      client, upstream and proxy share the same cores; the client's and the")
-	fmt.Fprintln(w, "             upstream's CPU (TLS handshakes included) is the same for every target.")
+	fmt.Fprintln(w, "             upstream's CPU (with --handshake full, TLS handshakes too) is the same for every target.")
 	fmt.Fprintln(w, "             CPU and RSS are the proxy process's own (/proc/PID); direct has none;")
 	fmt.Fprintln(w, "             \"tool CPU\" is the client's and upstream's, for scale. A proxy's tunnel")
 	fmt.Fprintf(w, "             rate cannot beat %s's by more than direct does (shown as direct/%s).\n", r.Baseline, r.Baseline)
