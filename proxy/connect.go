@@ -97,9 +97,9 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 }
 
 // tunnelConnect is the goroutine of an admitted CONNECT after the 200:
-// ClientHello check on SNI ports, record, then the relay on a goroutine
-// of its own (runTunnel). It gives back the work unit and slot
-// serveConnect handed it, or hands them on to runTunnel.
+// ClientHello check on SNI ports, record, then the relay, which runs on
+// goroutines of its own. It gives back the work unit and slot
+// serveConnect handed it, or hands them on to the relay's end.
 func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pending []byte, lookup, dialTook time.Duration) {
 	t := s.track(conn)
 	if !t.setUpstream(upstream) {
@@ -128,18 +128,17 @@ func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pend
 	s.rec.Decided(d)
 	s.rec.Dialed(d, lookup, dialTook, DialOK)
 	s.rec.TunnelOpened(d)
-	go s.runTunnel(d, t, toUpstream, pending, s.finish)
+	t.relay(toUpstream, pending, s.endTunnel(d, t, s.finish))
 }
 
-// runTunnel relays an established tunnel until both directions end,
-// records its close, and calls done. It runs on a fresh goroutine: the
-// goroutine that read the ClientHello and judged the tunnel has a stack
-// grown by that work, and an idle tunnel would otherwise keep it.
-func (s *Server) runTunnel(d *Decision, t *tunnel, toUpstream, toClient []byte, done func()) {
-	defer done()
-	defer s.untrack(t)
-	stats := t.relay(toUpstream, toClient)
-	s.rec.TunnelClosed(d, stats)
+// endTunnel is the end of a relay (tunnel.relay): it records the close,
+// forgets the tunnel and calls done, which gives back what the tunnel held.
+func (s *Server) endTunnel(d *Decision, t *tunnel, done func()) func(TunnelStats) {
+	return func(st TunnelStats) {
+		s.rec.TunnelClosed(d, st)
+		s.untrack(t)
+		done()
+	}
 }
 
 // hijack takes the connection over from net/http and returns it with the

@@ -59,7 +59,7 @@ func (s *Server) ServeSNI(ln net.Listener) error {
 // serveSNIConn handles one connection of the SNI listener, top to bottom:
 // client ACL, cap, ClientHello, verdict, resolve, dial, splice.
 func (s *Server) serveSNIConn(c net.Conn) {
-	handedOff := false // to runTunnel, with the work unit
+	handedOff := false // to the relay, with the work unit
 	defer func() {
 		if !handedOff {
 			s.work.Done()
@@ -132,5 +132,5 @@ func (s *Server) serveSNIConn(c net.Conn) {
 	s.rec.Dialed(d, rt.lookup, dialTook, DialOK)
 	s.rec.TunnelOpened(d)
 	handedOff = true
-	go s.runTunnel(d, t, hello, pending, s.finish)
+	t.relay(hello, pending, s.endTunnel(d, t, s.finish))
 }

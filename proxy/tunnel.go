@@ -22,6 +22,12 @@ type tunnel struct {
 	closed   bool
 
 	lastActive atomic.Int64 // unix nanoseconds of the last chunk moved
+
+	// Set by relay, for its goroutines.
+	start              time.Time
+	end                func(TunnelStats)
+	upBytes, downBytes int64        // each written by one direction only
+	running            atomic.Int32 // directions still copying
 }
 
 // setUpstream attaches the upstream connection. It reports false, and
@@ -57,8 +63,10 @@ func (t *tunnel) close() {
 
 // relay writes toUpstream and toClient (bytes read before the relay
 // began: the ClientHello, a parent proxy's early bytes), then copies both
-// ways until both directions have ended, propagating each EOF as a
-// half-close. It closes both connections before it returns.
+// ways, on two goroutines of its own, until both directions have ended,
+// propagating each EOF as a half-close. It returns at once; end is called
+// once, from the goroutine of the direction that ended last, after both
+// connections are closed, with what the tunnel moved.
 //
 // Each direction is a pipe: on Linux between TCP sockets it splices, in
 // bursts, so that no byte passes through user space and an idle tunnel
@@ -67,40 +75,61 @@ func (t *tunnel) close() {
 // once neither direction moved a byte for that long; by default there is
 // none, and a dead peer is found by TCP keepalive instead.
 //
-// An idle tunnel costs two goroutines, each parked in the poller: the
-// caller's, which copies client to upstream, and one copying the other
-// way; the watchdog, when set, is a timer.
-func (t *tunnel) relay(toUpstream, toClient []byte) TunnelStats {
-	start := time.Now()
-	defer t.close()
-	t.lastActive.Store(start.UnixNano())
-	var st TunnelStats
+// An idle tunnel costs two goroutines, each parked in the poller, and
+// nothing else: both start fresh here, not on the goroutine that read and
+// judged the tunnel, whose stack that work has grown, and no third
+// goroutine waits for them. The watchdog, when set, is a timer.
+func (t *tunnel) relay(toUpstream, toClient []byte, end func(TunnelStats)) {
+	t.start = time.Now()
+	t.end = end
+	t.lastActive.Store(t.start.UnixNano())
 	if len(toUpstream) > 0 {
 		n, err := t.upstream.Write(toUpstream)
-		st.Upstream += int64(n)
+		t.upBytes += int64(n)
 		if err != nil {
-			st.Duration = time.Since(start)
-			return st
+			t.finish()
+			return
 		}
 	}
 	if len(toClient) > 0 {
 		n, err := t.client.Write(toClient)
-		st.Downstream += int64(n)
+		t.downBytes += int64(n)
 		if err != nil {
-			st.Duration = time.Since(start)
-			return st
+			t.finish()
+			return
 		}
 	}
-	var up, down int64
-	downDone := make(chan struct{})
-	go t.pipeDown(&down, downDone)
+	t.running.Store(2)
 	t.startWatchdog()
-	t.pipe(t.upstream, t.client, &up)
-	<-downDone
-	st.Upstream += up
-	st.Downstream += down
-	st.Duration = time.Since(start)
-	return st
+	go t.pipeUp()
+	go t.pipeDown()
+}
+
+// pipeUp is the goroutine copying client to upstream.
+func (t *tunnel) pipeUp() {
+	t.pipe(t.upstream, t.client, &t.upBytes)
+	t.directionDone()
+}
+
+// pipeDown is the goroutine copying upstream to client.
+func (t *tunnel) pipeDown() {
+	t.pipe(t.client, t.upstream, &t.downBytes)
+	t.directionDone()
+}
+
+// directionDone ends the tunnel when the second direction is done.
+func (t *tunnel) directionDone() {
+	if t.running.Add(-1) == 0 {
+		t.finish()
+	}
+}
+
+// finish closes the tunnel and calls end with its stats. The byte counts
+// are each written by one direction's goroutine only, and read here after
+// both have ended (or before either started).
+func (t *tunnel) finish() {
+	t.close()
+	t.end(TunnelStats{Upstream: t.upBytes, Downstream: t.downBytes, Duration: time.Since(t.start)})
 }
 
 // startWatchdog arms the idle timer. It is the watchdog rather than the
@@ -132,12 +161,6 @@ func (t *tunnel) checkIdle() {
 	if !t.closed {
 		t.watchdog.Reset(t.idle - idleFor)
 	}
-}
-
-// pipeDown is the goroutine copying upstream to client.
-func (t *tunnel) pipeDown(n *int64, done chan<- struct{}) {
-	defer close(done)
-	t.pipe(t.client, t.upstream, n)
 }
 
 // copyChunks is pipe for connections that cannot splice (not TCP, or
