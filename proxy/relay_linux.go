@@ -54,6 +54,7 @@ func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
 		lr.N = int64(w.queued)
 		m, err := d.ReadFrom(lr)
 		*n += m
+		w.hot = m > 0
 		if m > 0 {
 			t.lastActive.Store(time.Now().UnixNano())
 		}
@@ -71,14 +72,28 @@ type readyWaiter struct {
 	queued int   // bytes the kernel holds for us
 	eof    bool  // the peer half-closed and nothing is queued
 	err    error // the socket failed (reset)
+	hot    bool  // the last burst moved bytes: more may be queued already
 }
 
 // ready is called by RawConn.Read, first at once and then each time the
-// poller sees the socket readable; false sends it back to wait. A
-// one-byte peek tells "not yet", EOF and failure apart in one system call
-// (the common cases: a tunnel waiting, a tunnel ending); only when bytes
-// are there does SIOCINQ count them.
+// poller sees the socket readable; false sends it back to wait. While
+// bytes are flowing (hot: the last burst moved some) SIOCINQ first
+// counts what is queued, one system call when more is there. Otherwise,
+// and when nothing is queued, a one-byte peek tells "not yet", EOF and
+// failure apart, one system call for the common cases of a tunnel that
+// waits or ends.
 func (w *readyWaiter) ready(fd uintptr) bool {
+	if w.hot {
+		q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if err != nil {
+			w.err = err
+			return true
+		}
+		if q > 0 {
+			w.queued = q
+			return true
+		}
+	}
 	for {
 		var b byte
 		r, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b)), 1,
