@@ -109,7 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	bulkMiB := fs.Int64("bulk-max-mib", 4096, "most MiB moved in one bulk measurement")
 	fs.IntVar(&o.lim.IdleTunnel, "idle", 2000, "idle tunnels opened to measure RSS per tunnel (0: skip)")
 	fs.IntVar(&o.lim.HoldTunnels, "hold", 9000, "tunnels held open at once in the hold scenario, each from its own 127.1.y.z source (0: skip)")
-	fs.DurationVar(&o.lim.HoldIdle, "hold-idle", 20*time.Second, "window over which the CPU of a proxy holding --hold idle tunnels is measured")
+	fs.DurationVar(&o.lim.HoldIdle, "hold-idle", 10*time.Second, "window over which the CPU of a proxy holding --hold idle tunnels is measured")
 	fs.IntVar(&o.lim.HoldClients, "hold-clients", 16, "clients of the tunnel rate measured before and while holding")
 	fs.DurationVar(&o.lim.Settle, "settle", 300*time.Millisecond, "pause between measurements")
 	fs.StringVar(&o.egBin, "egressgate", "", "egressgate binary (default: go build ./cmd/egressgate)")
