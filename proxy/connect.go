@@ -113,6 +113,7 @@ func (s *Server) tunnelConnect(d *Decision, conn, upstream net.Conn, early, pend
 		hello, name, _ := readHello(conn, early, s.cfg.SNITimeout)
 		toUpstream = hello
 		var reason rules.Reason
+		defer releaseHello(hello) // after relay has written it
 		if d.SNI, reason = s.checkSNI(d, name); reason != rules.ReasonNone {
 			d.deny(reason)
 			s.rec.Decided(d)

@@ -89,6 +89,7 @@ func (s *Server) serveSNIConn(c net.Conn) {
 	}()
 
 	hello, name, _ := readHello(c, nil, s.cfg.SNITimeout)
+	defer releaseHello(hello) // after relay has written it
 	if name == nil {
 		d.deny(rules.ReasonNoSNI)
 		s.rec.Decided(d)
