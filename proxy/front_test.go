@@ -89,3 +89,75 @@ func TestFrontEnd(t *testing.T) {
 		}
 	})
 }
+
+// FuzzFrontHead feeds arbitrary first bytes to the CONNECT front end.
+// Invariants: no panic; the front end either answers with an HTTP/1.1
+// status line, hands the connection on (anything not CONNECT), or closes
+// it, and does so without waiting for the header timeout when the client
+// has stopped sending. The only admitted target is a name the test's
+// hosts map to loopback; nothing else is dialed.
+func FuzzFrontHead(f *testing.F) {
+	for _, seed := range []string{
+		"CONNECT a.example.org:443 HTTP/1.1\r\nHost: a.example.org:443\r\n\r\n",
+		"CONNECT a.example.org:443 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+		"CONNECT [name]:443 HTTP/1.1\r\n\r\n",
+		"CONNECT a.example.org HTTP/1.1\r\n\r\n",
+		"CONNECT a.example.org:443\r\n\r\n",
+		"CONNECT a.example.org:443 HTTP/1.1\r\nBad Name: x\r\n\r\n",
+		"CONNECT a.example.org:443 HTTP/1.1\r\nX: \x00\r\n\r\nearly",
+		"GET http://a.example.org/ HTTP/1.1\r\nHost: a.example.org\r\n\r\n",
+		"CONNECT ",
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	srv, err := New(Config{Rules: StaticRules{testMatcher(f, "a.example.org")}, Resolver: noDNS{},
+		HeaderTimeout: 200 * time.Millisecond, MaxHeaderBytes: 1024})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := newHandoff(nopListener{})
+	h.Close() // nothing serves handed-off connections: give closes them
+	f.Fuzz(func(t *testing.T, head []byte) {
+		client, proxySide := net.Pipe()
+		defer client.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			srv.serveFront(proxySide, h)
+		}()
+		client.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() {
+			client.Write(head)
+		}()
+		// Read whatever comes back until the front end closes; a stalled
+		// head is cut by the header timeout (200 ms).
+		buf := make([]byte, 4096)
+		var got []byte
+		for {
+			n, err := client.Read(buf)
+			got = append(got, buf[:n]...)
+			if err != nil {
+				if isTimeout(err) {
+					t.Fatalf("no end after 5 s for %q; got %q", head, got)
+				}
+				break
+			}
+			if len(got) > 64<<10 {
+				t.Fatalf("answer over 64 KiB for %q", head)
+			}
+		}
+		client.Close()
+		<-done
+		if len(got) > 0 && !strings.HasPrefix(string(got), "HTTP/1.1 ") {
+			t.Fatalf("answer to %q does not start with a status line: %q", head, got)
+		}
+	})
+}
+
+// nopListener is a closed listener for a handoff nobody serves.
+type nopListener struct{}
+
+func (nopListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
+func (nopListener) Close() error              { return nil }
+func (nopListener) Addr() net.Addr            { return &net.TCPAddr{} }
