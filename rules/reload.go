@@ -97,7 +97,19 @@ func (r *Reloader) Matcher() *Matcher { return r.cur.Load().Matcher }
 func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rs, err := Load(r.path)
+	rs, err := load(r.path, r.cur.Load())
+	if err == nil && len(rs.Problems) > 0 {
+		// An estate's own file is wrong: the rest of the new ruleset is
+		// stored (no other estate notices), that estate keeps its last
+		// good settings, and the failure is reported like any other.
+		if r.storeIfChanged(rs, true) {
+			r.log.Info("rules reloaded", rulesetAttrs(rs)...)
+			if r.hooks.OnSwap != nil {
+				r.hooks.OnSwap(rs)
+			}
+		}
+		err = errors.Join(rs.Problems...)
+	}
 	if err != nil {
 		if msg := err.Error(); msg != r.lastErr {
 			r.log.Error("rules reload failed; keeping the last good rules", "err", err)
@@ -112,16 +124,28 @@ func (r *Reloader) Reload() error {
 	}
 	recovered := r.lastErr != ""
 	r.lastErr = ""
-	if !recovered && rs.Digest == r.cur.Load().Digest {
+	if !r.storeIfChanged(rs, recovered) {
 		r.log.Debug("rules unchanged; reload skipped", "digest", shortDigest(rs))
 		return nil
 	}
-	r.cur.Store(rs)
 	r.log.Info("rules reloaded", rulesetAttrs(rs)...)
 	if r.hooks.OnSwap != nil {
 		r.hooks.OnSwap(rs)
 	}
 	return nil
+}
+
+// storeIfChanged stores rs when its content differs from the ruleset in
+// use, or when force is set, and reports whether it stored it.
+func (r *Reloader) storeIfChanged(rs *Ruleset, force bool) bool {
+	if !force && rs.Digest == r.cur.Load().Digest {
+		return false
+	}
+	if force && rs.Digest == r.cur.Load().Digest && len(rs.Problems) > 0 {
+		return false // the same broken estate file seen again
+	}
+	r.cur.Store(rs)
+	return true
 }
 
 func rulesetAttrs(rs *Ruleset) []any {

@@ -15,11 +15,17 @@ const (
 	ReasonSNIMismatch                      // TLS SNI names another host than CONNECT
 	ReasonNoSNI                            // TLS without SNI, or not TLS, where SNI is required
 	ReasonClientNotAllowed                 // source address outside the client ACL
+	ReasonNotLicensed                      // the entry needs a licence the estate does not have
+	ReasonLiveResponseOff                  // a Live Response host where Live Response is off
+	ReasonDeviceExcluded                   // a Live Response host from a device excluded from it
+	ReasonRegionExcluded                   // a host of a Central region the estate does not use
+	ReasonProxyAuth                        // proxy authentication missing or wrong
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"", "not-in-catalog", "port-not-allowed", "invalid-host",
-	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed"}
+	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed", "not-licensed",
+	"live-response-off", "device-excluded", "region-excluded", "proxy-auth"}
 
 // String returns the reason's name as used in headers, logs and metrics.
 func (r Reason) String() string {

@@ -1,0 +1,176 @@
+package rules
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+)
+
+// estatePrefix is one subnet of an estate, with where it was written.
+type estatePrefix struct {
+	p      netip.Prefix
+	estate int32
+	pos    Pos
+}
+
+// u128 is an address as a 128-bit number; IPv4 is IPv4-mapped, so one
+// table holds both families.
+type u128 struct{ hi, lo uint64 }
+
+func key128(a netip.Addr) u128 {
+	b := a.As16()
+	var k u128
+	for i := 0; i < 8; i++ {
+		k.hi = k.hi<<8 | uint64(b[i])
+		k.lo = k.lo<<8 | uint64(b[8+i])
+	}
+	return k
+}
+
+func (a u128) cmp(b u128) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.lo, b.lo)
+}
+
+func (a u128) next() u128 {
+	a.lo++
+	if a.lo == 0 {
+		a.hi++
+	}
+	return a
+}
+
+func (a u128) prev() u128 {
+	if a.lo == 0 {
+		a.hi--
+	}
+	a.lo--
+	return a
+}
+
+// prefixRange returns the first and last address of p, IPv4 mapped.
+func prefixRange(p netip.Prefix) (u128, u128) {
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	lo := key128(p.Masked().Addr())
+	hi := lo
+	host := 128 - bits
+	switch {
+	case host >= 64:
+		hi.lo = ^uint64(0)
+		if host > 64 {
+			hi.hi |= ^uint64(0) >> (128 - host)
+		}
+	case host > 0:
+		hi.lo |= ^uint64(0) >> (64 - host)
+	}
+	return lo, hi
+}
+
+// estateTable maps a client address to the estate of the longest subnet
+// that holds it. Nested subnets are flattened at build time into
+// disjoint, sorted address ranges, so a lookup is one binary search over
+// plain numbers: no lock (the table is immutable, published with its
+// Ruleset), no allocation, and about log2(ranges) comparisons.
+type estateTable struct {
+	lo, hi []u128
+	estate []int32
+}
+
+// newEstateTable builds the table. The same subnet in two estates (or
+// twice in one) is an error: which one should win is not said.
+func newEstateTable(ps []estatePrefix) (*estateTable, error) {
+	type rng struct {
+		lo, hi u128
+		ep     estatePrefix
+	}
+	rs := make([]rng, len(ps))
+	for i, p := range ps {
+		lo, hi := prefixRange(p.p)
+		rs[i] = rng{lo, hi, p}
+	}
+	// Outer ranges before the ranges they hold: by start, then widest
+	// first.
+	slices.SortStableFunc(rs, func(a, b rng) int {
+		if c := a.lo.cmp(b.lo); c != 0 {
+			return c
+		}
+		return b.hi.cmp(a.hi)
+	})
+	for i := 1; i < len(rs); i++ {
+		if rs[i].lo == rs[i-1].lo && rs[i].hi == rs[i-1].hi {
+			return nil, rs[i].ep.pos.Errorf("subnets: %s is already a subnet of another estate (%s); one subnet belongs to one estate", rs[i].ep.p, rs[i-1].ep.pos)
+		}
+	}
+	t := &estateTable{}
+	emit := func(lo, hi u128, e int32) {
+		if n := len(t.lo); n > 0 && t.estate[n-1] == e && t.hi[n-1].next() == lo {
+			t.hi[n-1] = hi // adjacent, same estate: one range
+			return
+		}
+		t.lo, t.hi, t.estate = append(t.lo, lo), append(t.hi, hi), append(t.estate, e)
+	}
+	// Sweep: the stack holds the open ranges, innermost on top; cur is
+	// the first address not yet given to a range.
+	var stack []rng
+	var cur u128
+	covered := false // cur is past the end of the address space
+	closeTop := func() {
+		top := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !covered && cur.cmp(top.hi) <= 0 {
+			emit(cur, top.hi, top.ep.estate)
+		}
+		if top.hi == (u128{^uint64(0), ^uint64(0)}) {
+			covered = true
+		} else {
+			cur = top.hi.next()
+		}
+	}
+	for _, r := range rs {
+		for len(stack) > 0 && stack[len(stack)-1].hi.cmp(r.lo) < 0 {
+			closeTop()
+		}
+		if len(stack) > 0 && cur.cmp(r.lo) < 0 {
+			emit(cur, r.lo.prev(), stack[len(stack)-1].ep.estate)
+		}
+		cur, covered = r.lo, false
+		stack = append(stack, r)
+	}
+	for len(stack) > 0 {
+		closeTop()
+	}
+	return t, nil
+}
+
+// lookup returns the estate index of a, or -1 when no subnet holds it.
+func (t *estateTable) lookup(a netip.Addr) int32 {
+	if t == nil || len(t.lo) == 0 || !a.IsValid() {
+		return -1
+	}
+	if a.Is4In6() {
+		a = a.Unmap()
+	}
+	k := key128(a)
+	// The last range that starts at or before k.
+	lo, hi := 0, len(t.lo)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if t.lo[m].cmp(k) <= 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo == 0 || t.hi[lo-1].cmp(k) < 0 {
+		return -1
+	}
+	return t.estate[lo-1]
+}
+
+// size is the number of ranges, for the memory figure.
+func (t *estateTable) size() int { return len(t.lo) }
