@@ -24,4 +24,12 @@
 //   - When several entries match, the verdict names one: an exact name beats
 //     a star inside a label, which beats a leading wildcard, the longest
 //     suffix first; among equals, the entry that comes first in catalog order.
+//   - An entry the estate's policy refuses (a licence it lacks, Live
+//     Response off, another region) still matches, with its own deny
+//     reason, so that it beats the wildcards that would admit its host:
+//     "*.sophos.com" never lets a refused live-terminal host through.
+//
+// Estates (see Estate, EstateConfig, docs/estates.md) give each client
+// subnet its own effective policy; estates with the same policy share one
+// Matcher.
 package rules

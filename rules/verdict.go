@@ -48,8 +48,10 @@ func Reasons() []Reason {
 type Verdict struct {
 	Allow  bool
 	Reason Reason // ReasonNone when Allow
-	// Entry is the entry that admitted the host, or for
-	// ReasonPortNotAllowed the best entry that names the host; nil
+	// Entry is the entry that admitted the host; for
+	// ReasonPortNotAllowed the best entry that names the host; for a
+	// reason of the estate's policy (not-licensed, live-response-off,
+	// region-excluded, device-excluded) the entry it refused; nil
 	// otherwise. It belongs to the Matcher that gave the verdict.
 	Entry *Entry
 }
