@@ -31,6 +31,16 @@ type Rules interface {
 	Matcher() *rules.Matcher
 }
 
+// EstateRules is a Rules that serves estates: each client is judged with
+// its estate's matcher, and Users (when set) authenticate. *rules.Reloader
+// satisfies it. A Rules that is not one judges every client alike.
+type EstateRules interface {
+	Rules
+	// Current returns the ruleset to judge a new connection with; like
+	// Matcher, it is called once per connection.
+	Current() *rules.Ruleset
+}
+
 // StaticRules is a Rules that always gives the same matcher.
 type StaticRules struct{ M *rules.Matcher }
 

@@ -86,7 +86,7 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client net
 		badRequest(ReasonUnsupportedScheme, fmt.Errorf("scheme %q: only http:// is forwarded; use CONNECT for TLS", r.URL.Scheme)).write(w)
 		return
 	}
-	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Host: r.URL.Hostname(), Port: 80}
+	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Host: r.URL.Hostname(), Port: 80, Estate: authEstate(r)}
 	if p := r.URL.Port(); p != "" {
 		port, err := parsePort(p)
 		if err != nil {

@@ -32,6 +32,10 @@ type Server struct {
 	parent *parentProxy // nil: direct
 	gp     *goproxy.ProxyHttpServer
 	tr     *http.Transport
+	// estates is cfg.Rules when it serves estates (a *rules.Reloader
+	// does); nil judges every client with cfg.Rules' one matcher.
+	estates EstateRules
+	auth    authCache
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
 
@@ -65,6 +69,7 @@ func New(cfg Config) (*Server, error) {
 		listeners: map[net.Listener]struct{}{},
 		tunnels:   map[*tunnel]struct{}{},
 	}
+	s.estates, _ = cfg.Rules.(EstateRules)
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
 		if err != nil {
@@ -121,6 +126,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		clientAnswer(client.Addr().String()).write(w)
 		return
+	}
+	if r = s.authenticate(w, r, client); r == nil {
+		return // 407 answered
 	}
 	if !s.begin() {
 		w.Header().Set("Connection", "close")

@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// exampleOnLoopback writes the shipped enterprise example with its
+// subnets 10.N. read as 127.N., so that test clients binding loopback
+// source addresses land in its estates, plus extra config appended.
+func exampleOnLoopback(t *testing.T, extra string) string {
+	t.Helper()
+	src := "../deploy/examples/enterprise"
+	dir := t.TempDir()
+	cfg, err := os.ReadFile(filepath.Join(src, "egressgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(cfg), "[10.", "[127.")
+	if strings.Contains(text, " 10.") || strings.Contains(text, "[10.") {
+		t.Fatal("the example has a 10. address the test does not map")
+	}
+	os.MkdirAll(filepath.Join(dir, "estates.d"), 0o755)
+	sydney, err := os.ReadFile(filepath.Join(src, "estates.d", "sydney.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "estates.d", "sydney.yaml"), sydney, 0o644)
+	p := filepath.Join(dir, "egressgate.yaml")
+	if err := os.WriteFile(p, []byte(text+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tlsUpstream443 starts a TLS server on 127.0.9.9:443, the port the
+// catalog admits. It returns false when the port cannot be bound (not
+// root): the test then checks the verdicts without the tunnel's far end.
+func tlsUpstream443(t *testing.T) bool {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.9.9:443")
+	if err != nil {
+		t.Logf("cannot listen on 127.0.9.9:443 (%v): checking admitted tunnels up to the upstream dial", err)
+		return false
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.Host)
+	}))
+	srv.Listener = ln
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return true
+}
+
+// connectFrom sends CONNECT target from the loopback address src, with
+// an optional Proxy-Authorization, and returns the connection and the
+// answer's status code and reason header.
+func connectFrom(t *testing.T, proxyAddr, src, target, auth string) (net.Conn, int, http.Header) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if auth != "" {
+		req += "Proxy-Authorization: " + auth + "\r\n"
+	}
+	fmt.Fprint(c, req+"\r\n")
+	head, err := readHead(c)
+	if err != nil {
+		t.Fatalf("reading CONNECT answer: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", head, err)
+	}
+	return c, resp.StatusCode, resp.Header
+}
+
+// TestEstatesEndToEnd runs the worked example through the proxy: clients
+// on 127.1.0.5 (london), 127.2.0.5 (newyork), 127.2.99.7 (a newyork
+// device excluded from Live Response) and 127.3.0.5 (sydney) ask for the
+// same hosts and get their estate's verdicts.
+func TestEstatesEndToEnd(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pass"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := exampleOnLoopback(t, "auth:\n  password_file: users\n")
+	os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "users"), []byte("# test users\nalice:"+string(hash)+":newyork\n"), 0o600)
+	rl, err := rules.NewReloader(cfgPath, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		lt     = "live-terminal-us-east-2.prod.hydra.sophos.com"
+		push   = "mcs-push-server-eu-west-1.prod.hydra.sophos.com"
+		apu    = "x.apu.sophos.com"
+		anyone = "anything.sophos.com"
+	)
+	upstream := tlsUpstream443(t)
+	rec := &recorder{}
+	hosts := Hosts{}
+	for _, h := range []string{lt, push, apu, anyone} {
+		hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.9.9")}
+	}
+	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hosts, AllowDest: loopbackDest})
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+
+	tests := []struct {
+		name, src, target, auth string
+		estate                  string
+		reason                  rules.Reason
+	}{
+		{"newyork-lr", "127.2.0.5", lt + ":443", "", "newyork", rules.ReasonNone},
+		{"newyork-excluded-device", "127.2.99.7", lt + ":443", "", "newyork", rules.ReasonDeviceExcluded},
+		{"london-lr-off", "127.1.0.5", lt + ":443", "", "london", rules.ReasonLiveResponseOff},
+		{"sydney-not-licensed", "127.3.0.5", lt + ":443", "", "sydney", rules.ReasonNotLicensed},
+		{"default-estate", "127.9.0.5", lt + ":443", "", "default", rules.ReasonLiveResponseOff},
+		{"newyork-region", "127.2.0.5", push + ":443", "", "newyork", rules.ReasonRegionExcluded},
+		{"london-push", "127.1.0.5", push + ":443", "", "london", rules.ReasonNone},
+		{"sydney-exact", "127.3.0.5", anyone + ":443", "", "sydney", rules.ReasonNotInCatalog},
+		{"london-wildcard", "127.1.0.5", anyone + ":443", "", "london", rules.ReasonNone},
+		{"newyork-remote-assistance", "127.2.0.5", apu + ":22", "", "newyork", rules.ReasonNone},
+		{"london-remote-assistance", "127.1.0.5", apu + ":22", "", "london", rules.ReasonPortNotAllowed},
+		// A user overrides the subnet: alice is newyork's, even from
+		// london's and sydney's addresses.
+		{"user-over-subnet", "127.1.0.5", lt + ":443", basic("alice", "s3cret-pass"), "newyork", rules.ReasonNone},
+		{"user-from-sydney", "127.3.0.5", lt + ":443", basic("alice", "s3cret-pass"), "newyork", rules.ReasonNone},
+		// The device exclusion follows the device, whoever logs in.
+		{"user-excluded-device", "127.2.99.7", lt + ":443", basic("alice", "s3cret-pass"), "newyork", rules.ReasonDeviceExcluded},
+		{"wrong-password", "127.2.0.5", lt + ":443", basic("alice", "wrong"), "", rules.ReasonProxyAuth},
+		{"unknown-user", "127.2.0.5", lt + ":443", basic("mallory", "s3cret-pass"), "", rules.ReasonProxyAuth},
+		{"not-basic", "127.2.0.5", lt + ":443", "Bearer abc", "", rules.ReasonProxyAuth},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, status, hdr := connectFrom(t, proxyAddr, tt.src, tt.target, tt.auth)
+			switch {
+			case tt.reason == rules.ReasonProxyAuth:
+				if status != http.StatusProxyAuthRequired || !strings.HasPrefix(hdr.Get("Proxy-Authenticate"), `Basic realm="egressgate"`) {
+					t.Fatalf("status %d, Proxy-Authenticate %q; want 407 with a Basic challenge", status, hdr.Get("Proxy-Authenticate"))
+				}
+			case tt.reason != rules.ReasonNone:
+				if status != http.StatusForbidden || hdr.Get(ReasonHeader) != tt.reason.String() {
+					t.Fatalf("status %d %s, want 403 %s", status, hdr.Get(ReasonHeader), tt.reason)
+				}
+			case !upstream || strings.HasSuffix(tt.target, ":22"):
+				// Admitted: the proxy went on to dial, which nothing answers.
+				if status != http.StatusBadGateway {
+					t.Fatalf("status %d %s, want 502 after an admitted verdict", status, hdr.Get(ReasonHeader))
+				}
+			default:
+				if status != http.StatusOK {
+					t.Fatalf("status %d %s, want 200", status, hdr.Get(ReasonHeader))
+				}
+				host, _, _ := strings.Cut(tt.target, ":")
+				tc := tls.Client(c, &tls.Config{ServerName: host, InsecureSkipVerify: true})
+				fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host)
+				resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+				if err != nil {
+					t.Fatalf("GET through the tunnel: %v", err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if string(body) != "hello "+host {
+					t.Fatalf("body %q", body)
+				}
+			}
+			d := rec.lastDecision(t)
+			if d.Reason != tt.reason {
+				t.Errorf("recorded reason %q, want %q", d.Reason, tt.reason)
+			}
+			if tt.estate != "" && (d.Estate == nil || d.Estate.Name != tt.estate) {
+				t.Errorf("recorded estate %v, want %s", d.Estate, tt.estate)
+			}
+		})
+	}
+}
