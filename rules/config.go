@@ -141,6 +141,9 @@ func Load(path string) (*Ruleset, error) { return load(path, nil) }
 // are reused.
 func load(path string, prev *Ruleset) (*Ruleset, error) {
 	h := sha256.New()
+	// catHash covers the catalogs alone: when it is unchanged, matchers of
+	// unchanged policies are reused.
+	catHash := sha256.New()
 	cfg := &Config{}
 	var files []string
 	if path != "" {
@@ -164,6 +167,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 		if err != nil {
 			return nil, Pos{cfg.Path, cfg.lines["embedded"]}.Errorf("embedded: %w", err)
 		}
+		fmt.Fprintf(catHash, "embedded:%s\x00", name)
 		catalogs = append(catalogs, c)
 	}
 	for i, ref := range cfg.Catalogs {
@@ -176,6 +180,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 			return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
 		}
 		hashFile(h, p, data)
+		hashFile(catHash, p+"\x00"+ref.Name, data)
 		files = append(files, p)
 		c, err := Parse(p, data)
 		if err != nil {
@@ -200,9 +205,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 		catalogs = append(catalogs, c)
 	}
 	var catDigest [sha256.Size]byte
-	h.Sum(catDigest[:0])
-	// Estate files are read last so that the catalogs' digest is a
-	// prefix of the whole.
+	catHash.Sum(catDigest[:0])
 	readEstate := func(p string) ([]byte, error) {
 		files = append(files, p)
 		data, err := os.ReadFile(p)

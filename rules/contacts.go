@@ -61,35 +61,42 @@ type ContactsConfig struct {
 	Tertiary  *ContactConfig `yaml:"tertiary"`
 }
 
-// contacts validates cf and converts it. key is the dotted path of the
-// contacts block for positions ("policy.contacts"); warn receives what
-// check should warn about (a phone without its country code).
-func (cf *ContactsConfig) contacts(at func(key string) Pos, key string, warn func(error)) (Contacts, error) {
+// contacts validates cf and converts it. at gives the position of a key
+// of the policy block ("contacts.primary.email"); label is how errors name
+// the contacts block ("policy.contacts"); warn receives what check should
+// warn about (a phone without its country code).
+func (cf *ContactsConfig) contacts(at func(key string) Pos, label string, warn func(error)) (Contacts, error) {
 	var cs Contacts
 	if cf.Primary == nil {
-		return cs, at(key).Errorf("%s: no primary contact; an estate's contacts need at least a primary", key)
+		return cs, at("contacts").Errorf("%s: no primary contact; an estate's contacts need at least a primary", label)
 	}
 	conv := func(role string, f *ContactConfig) (*Contact, error) {
 		if f == nil {
 			return nil, nil
 		}
-		k := key + "." + role
+		k := label + "." + role
+		at := func(field string) Pos {
+			if field == "" {
+				return at("contacts." + role)
+			}
+			return at("contacts." + role + "." + field)
+		}
 		if strings.TrimSpace(f.Name) == "" {
-			return nil, at(k).Errorf("%s.name: empty; every contact needs a name", k)
+			return nil, at("").Errorf("%s.name: empty; every contact needs a name", k)
 		}
 		if f.Email == "" {
-			return nil, at(k).Errorf("%s.email: empty; every contact needs an email address", k)
+			return nil, at("").Errorf("%s.email: empty; every contact needs an email address", k)
 		}
 		if a, err := mail.ParseAddress(f.Email); err != nil || a.Address != f.Email {
-			return nil, at(k+".email").Errorf("%s.email: %q is not an email address (want name@example.org)", k, f.Email)
+			return nil, at("email").Errorf("%s.email: %q is not an email address (want name@example.org)", k, f.Email)
 		}
 		if f.Phone != "" {
 			intl, err := checkPhone(f.Phone)
 			if err != nil {
-				return nil, at(k+".phone").Errorf("%s.phone: %q: %v", k, f.Phone, err)
+				return nil, at("phone").Errorf("%s.phone: %q: %v", k, f.Phone, err)
 			}
 			if !intl && warn != nil {
-				warn(at(k+".phone").Errorf("%s.phone: %q has no country code; write it as +CC followed by the number, e.g. +44 20 7946 0000", k, f.Phone))
+				warn(at("phone").Errorf("%s.phone: %q has no country code; write it as +CC followed by the number, e.g. +44 20 7946 0000", k, f.Phone))
 			}
 		}
 		return &Contact{Name: f.Name, Email: f.Email, Phone: f.Phone,
@@ -104,7 +111,7 @@ func (cf *ContactsConfig) contacts(at func(key string) Pos, key string, warn fun
 		return cs, err
 	}
 	if cf.Tertiary != nil && cf.Secondary == nil {
-		return cs, at(key+".tertiary").Errorf("%s.tertiary: set without a secondary; contacts are tried in turn, name the secondary first", key)
+		return cs, at("contacts.tertiary").Errorf("%s.tertiary: set without a secondary; contacts are tried in turn, name the secondary first", label)
 	}
 	if cs.Tertiary, err = conv("tertiary", cf.Tertiary); err != nil {
 		return cs, err
