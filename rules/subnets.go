@@ -2,6 +2,7 @@ package rules
 
 import (
 	"cmp"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 )
@@ -19,13 +20,14 @@ type u128 struct{ hi, lo uint64 }
 
 func key128(a netip.Addr) u128 {
 	b := a.As16()
-	var k u128
-	for i := 0; i < 8; i++ {
-		k.hi = k.hi<<8 | uint64(b[i])
-		k.lo = k.lo<<8 | uint64(b[8+i])
-	}
-	return k
+	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
+
+// The IPv4-mapped block ::ffff:0:0/96, where IPv4 ranges live.
+var (
+	v4lo = u128{0, 0xffff << 32}
+	v4hi = u128{0, 0xffff<<32 | 0xffffffff}
+)
 
 func (a u128) cmp(b u128) int {
 	if c := cmp.Compare(a.hi, b.hi); c != 0 {
@@ -75,10 +77,17 @@ func prefixRange(p netip.Prefix) (u128, u128) {
 // that holds it. Nested subnets are flattened at build time into
 // disjoint, sorted address ranges, so a lookup is one binary search over
 // plain numbers: no lock (the table is immutable, published with its
-// Ruleset), no allocation, and about log2(ranges) comparisons.
+// Ruleset), no allocation, and about log2(ranges) comparisons. IPv4 has a
+// table of 32-bit ranges of its own, the common case kept small.
 type estateTable struct {
-	lo, hi []u128
+	lo, hi []u128 // during the build; then the IPv6 ranges
 	estate []int32
+	v4     []range4
+}
+
+type range4 struct {
+	lo, hi uint32
+	estate int32
 }
 
 // newEstateTable builds the table. The same subnet in two estates (or
@@ -144,16 +153,61 @@ func newEstateTable(ps []estatePrefix) (*estateTable, error) {
 	for len(stack) > 0 {
 		closeTop()
 	}
+	t.split()
 	return t, nil
+}
+
+// split moves the parts of the ranges inside the IPv4-mapped block to the
+// IPv4 table.
+func (t *estateTable) split() {
+	var lo, hi []u128
+	var est []int32
+	keep := func(l, h u128, e int32) {
+		lo, hi, est = append(lo, l), append(hi, h), append(est, e)
+	}
+	for i := range t.lo {
+		l, h, e := t.lo[i], t.hi[i], t.estate[i]
+		if h.cmp(v4lo) < 0 || l.cmp(v4hi) > 0 {
+			keep(l, h, e)
+			continue
+		}
+		if l.cmp(v4lo) < 0 {
+			keep(l, v4lo.prev(), e)
+			l = v4lo
+		}
+		if h.cmp(v4hi) > 0 {
+			defer keep(v4hi.next(), h, e) // after the IPv4 part, in order
+			h = v4hi
+		}
+		t.v4 = append(t.v4, range4{uint32(l.lo), uint32(h.lo), e})
+	}
+	t.lo, t.hi, t.estate = lo, hi, est
 }
 
 // lookup returns the estate index of a, or -1 when no subnet holds it.
 func (t *estateTable) lookup(a netip.Addr) int32 {
-	if t == nil || len(t.lo) == 0 || !a.IsValid() {
+	if t == nil || !a.IsValid() {
 		return -1
 	}
 	if a.Is4In6() {
 		a = a.Unmap()
+	}
+	if a.Is4() {
+		b := a.As4()
+		k := binary.BigEndian.Uint32(b[:])
+		lo, hi := 0, len(t.v4)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if t.v4[m].lo <= k {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		if lo == 0 || t.v4[lo-1].hi < k {
+			return -1
+		}
+		return t.v4[lo-1].estate
 	}
 	k := key128(a)
 	// The last range that starts at or before k.
@@ -173,4 +227,4 @@ func (t *estateTable) lookup(a netip.Addr) int32 {
 }
 
 // size is the number of ranges, for the memory figure.
-func (t *estateTable) size() int { return len(t.lo) }
+func (t *estateTable) size() int { return len(t.lo) + len(t.v4) }
