@@ -63,6 +63,15 @@ func (u *Users) Authenticate(name, password string) *Estate {
 // dummyHash is a bcrypt hash of nothing anyone types, at the default cost.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("\x00egressgate-no-such-user\x00"), bcrypt.DefaultCost)
 
+// EstateOf returns the estate of a user, or nil when there is no such
+// user. It checks no password: it is for explain, not for admission.
+func (u *Users) EstateOf(name string) *Estate {
+	if us, ok := u.users[name]; ok {
+		return us.estate
+	}
+	return nil
+}
+
 // Len is the number of users.
 func (u *Users) Len() int { return len(u.users) }
 

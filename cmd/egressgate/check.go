@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -37,7 +38,81 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	writeSummary(stdout, rs)
+	if len(rs.Estates) > 1 {
+		writeEstates(stdout, rs)
+	}
+	for _, w := range rs.Warnings {
+		fmt.Fprintf(stderr, "warning: %v\n", w)
+	}
+	for _, e := range rs.CheckErrors {
+		fmt.Fprintln(stderr, e)
+	}
+	if len(rs.CheckErrors) > 0 {
+		return 1
+	}
 	return 0
+}
+
+// writeEstates prints one line per estate: where its settings come from,
+// what they are, and how many entries its policy admits and refuses.
+func writeEstates(w io.Writer, rs *rules.Ruleset) {
+	fmt.Fprintf(w, "\nestates: %d, %d distinct policies\n", len(rs.Estates), len(rs.Matchers()))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ESTATE\tSOURCE\tSUBNETS\tMODE\tLICENCES\tREGIONS\tTHREAT\tLIVE RESPONSE\tCONTACTS\tADMITTED\tREFUSED\n")
+	for _, e := range rs.Estates {
+		p := e.Policy
+		subnets := "-"
+		if len(e.Subnets) > 0 {
+			subnets = strconv.Itoa(len(e.Subnets))
+		}
+		lics, regions := "all", "all"
+		if p.Licenses != nil {
+			lics = strings.Join(p.Licenses, ",")
+		}
+		if p.Regions != nil {
+			regions = strings.Join(p.Regions, ",")
+		}
+		threat := p.ThreatResponse
+		if p.ActIfUnreachable {
+			threat += " (act if unreachable)"
+		}
+		lr := "off"
+		if p.LiveResponse {
+			lr = "on"
+			if n := len(p.Exclusions); n > 0 {
+				lr += fmt.Sprintf(" (%d excluded)", n)
+			}
+		}
+		contacts := 0
+		if p.Contacts.Primary.Name != "" {
+			contacts++
+		}
+		if p.Contacts.Secondary != nil {
+			contacts++
+		}
+		if p.Contacts.Tertiary != nil {
+			contacts++
+		}
+		src := e.Source
+		if e.File != "" {
+			src += " (" + e.File + ")"
+		}
+		admitted, refused := countAdmitted(e.Matcher)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", e.Name, src, subnets, p.Mode, lics, regions, threat, lr, contacts, admitted, refused)
+	}
+	tw.Flush()
+}
+
+// countAdmitted counts a matcher's entries its policy admits and refuses.
+func countAdmitted(m *rules.Matcher) (admitted, refused int) {
+	for _, e := range m.Entries() {
+		if e.Deny == rules.ReasonNone {
+			admitted++
+		} else {
+			refused++
+		}
+	}
+	return admitted, refused
 }
 
 // writeSummary prints the policy, then one line per group of every catalog
@@ -56,6 +131,9 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	fmt.Fprintf(w, "config: %s\nmode: %s\nos: %s\n", src, pol.Mode, strings.Join(oses, ", "))
 	inMatcher, inCatalog := map[*rules.Group]int{}, map[*rules.Group]int{}
 	for _, e := range rs.Matcher.Entries() {
+		if e.Deny != rules.ReasonNone {
+			continue // refused by the policy: not in force
+		}
 		for _, g := range e.Groups {
 			inMatcher[g]++
 		}
@@ -85,4 +163,7 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nallowed: %s\n", rs.Matcher.Summary())
+	if _, refused := countAdmitted(rs.Matcher); refused > 0 {
+		fmt.Fprintf(w, "refused by the policy: %d of them (licences, Live Response, regions: see egressgate catalog)\n", refused)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -15,6 +16,8 @@ import (
 type explainResult struct {
 	Host    string       `json:"host"`
 	Port    uint16       `json:"port"`
+	Estate  string       `json:"estate"` // the client's estate; "default" without estates
+	Source  string       `json:"source"` // its preference source
 	Verdict string       `json:"verdict"` // ALLOW or DENY
 	Rule    *explainRule `json:"rule"`    // null when no entry names the host
 	Reason  string       `json:"reason"`  // empty when allowed
@@ -39,12 +42,23 @@ type explainRule struct {
 func runExplain(args []string, stdout, stderr io.Writer) int {
 	fs, config := newFlagSet("explain", stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	clientFlag := fs.String("client", "", "judge as a client at this `address` (its estate, its Live Response exclusion)")
+	userFlag := fs.String("user", "", "judge as this proxy-authentication `user` (its estate; no password needed here)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: egressgate explain [--config FILE] [--json] HOST[:PORT]")
+		fmt.Fprintln(stderr, "usage: egressgate explain [--config FILE] [--client ADDR] [--user NAME] [--json] HOST[:PORT]")
 		return 2
+	}
+	var client netip.Addr
+	if *clientFlag != "" {
+		a, err := netip.ParseAddr(*clientFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "egressgate explain: --client %q is not an IP address\n", *clientFlag)
+			return 2
+		}
+		client = a.Unmap()
 	}
 	host, port, err := splitTarget(fs.Arg(0))
 	if err != nil {
@@ -56,8 +70,23 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	v := rs.Matcher.Lookup(host, port)
-	res := explainResult{Host: host, Port: port, Verdict: "DENY", Reason: v.Reason.String()}
+	es := rs.Estates[0]
+	if client.IsValid() {
+		es = rs.EstateFor(client)
+	}
+	if *userFlag != "" {
+		if rs.Users == nil {
+			fmt.Fprintf(stderr, "egressgate explain: --user: the config has no auth section\n")
+			return 2
+		}
+		if es = rs.Users.EstateOf(*userFlag); es == nil {
+			fmt.Fprintf(stderr, "egressgate explain: --user %q is not in the password file\n", *userFlag)
+			return 2
+		}
+	}
+	v := es.Lookup(client, host, port)
+	res := explainResult{Host: host, Port: port, Estate: es.Name, Source: es.Source, Verdict: "DENY", Reason: v.Reason.String()}
+	res.Detail = policyDetail(es, client, v)
 	if v.Allow {
 		res.Verdict = "ALLOW"
 	}
@@ -75,7 +104,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(res)
 	} else {
-		writeExplain(stdout, &res)
+		writeExplain(stdout, &res, len(rs.Estates) > 1 || client.IsValid() || *userFlag != "")
 	}
 	if v.Reason == rules.ReasonInvalidHost {
 		return 2
@@ -86,12 +115,15 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func writeExplain(w io.Writer, r *explainResult) {
+func writeExplain(w io.Writer, r *explainResult, showEstate bool) {
 	target := net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port)))
 	if r.Verdict == "ALLOW" {
 		fmt.Fprintf(w, "ALLOW %s\n", target)
 	} else {
 		fmt.Fprintf(w, "DENY %s: %s\n", target, r.Reason)
+	}
+	if showEstate {
+		fmt.Fprintf(w, "  estate:   %s (source %s)\n", r.Estate, r.Source)
 	}
 	if r.Detail != "" {
 		fmt.Fprintf(w, "  why:      %s\n", r.Detail)
@@ -113,6 +145,23 @@ func writeExplain(w io.Writer, r *explainResult) {
 			fmt.Fprintf(w, "  note:     %s\n", n)
 		}
 	}
+}
+
+// policyDetail says why the estate's policy refused an entry, with the
+// setting to change; "" for other verdicts.
+func policyDetail(es *rules.Estate, client netip.Addr, v rules.Verdict) string {
+	p := &es.Policy
+	switch v.Reason {
+	case rules.ReasonNotLicensed:
+		return fmt.Sprintf("the entry is for the licences %s; estate %s holds %s", strings.Join(v.Entry.Licenses, ", "), es.Name, strings.Join(p.Licenses, ", "))
+	case rules.ReasonLiveResponseOff:
+		return fmt.Sprintf("a Live Response host, and Live Response is off in estate %s (threat response %s); set live_response: on", es.Name, p.ThreatResponse)
+	case rules.ReasonRegionExcluded:
+		return fmt.Sprintf("the entry is in region %s; estate %s uses %s", v.Entry.Region, es.Name, strings.Join(p.Regions, ", "))
+	case rules.ReasonDeviceExcluded:
+		return fmt.Sprintf("client %s is excluded from Live Response in estate %s (live_response_exclusions)", client, es.Name)
+	}
+	return ""
 }
 
 func joinPorts(ports []uint16) string {
