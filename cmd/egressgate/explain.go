@@ -16,8 +16,8 @@ import (
 type explainResult struct {
 	Host    string       `json:"host"`
 	Port    uint16       `json:"port"`
-	Estate  string       `json:"estate"` // the client's estate; "default" without estates
-	Source  string       `json:"source"` // its preference source
+	Estate  string       `json:"estate"`  // the client's estate; "default" without estates
+	Source  string       `json:"source"`  // its preference source
 	Verdict string       `json:"verdict"` // ALLOW or DENY
 	Rule    *explainRule `json:"rule"`    // null when no entry names the host
 	Reason  string       `json:"reason"`  // empty when allowed
