@@ -20,6 +20,9 @@ import (
 // RulesPage is the JSON of /rules?format=json: every entry of the
 // installed ruleset with its usage since the process started.
 type RulesPage struct {
+	// Estate is the estate the page is about: its entries and its hits
+	// only (/rules?estate=NAME); "" for every entry and every estate.
+	Estate         string      `json:"estate,omitempty"`
 	Version        string      `json:"version"`         // egressgate build
 	MatcherVersion uint64      `json:"matcher_version"` // changes with every reload
 	Installed      time.Time   `json:"installed"`       // when the ruleset was installed
@@ -31,17 +34,20 @@ type RulesPage struct {
 
 // RuleUsage is one catalog entry on /rules.
 type RuleUsage struct {
-	Catalog  string     `json:"catalog"`
-	Rule     string     `json:"rule"` // the entry's pattern, the rule label of its series
-	Kind     string     `json:"kind"` // exact, wildcard, glob or cidr
-	Groups   []string   `json:"groups"`
-	Sections []string   `json:"sections"`
-	Ports    []uint16   `json:"ports"`
-	OS       []string   `json:"os,omitempty"` // empty: every OS
-	Region   string     `json:"region,omitempty"`
-	Example  bool       `json:"example"` // an example of a per-account host
-	Hits     uint64     `json:"hits"`
-	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit
+	Catalog  string   `json:"catalog"`
+	Rule     string   `json:"rule"` // the entry's pattern, the rule label of its series
+	Kind     string   `json:"kind"` // exact, wildcard, glob or cidr
+	Groups   []string `json:"groups"`
+	Sections []string `json:"sections"`
+	Ports    []uint16 `json:"ports"`
+	OS       []string `json:"os,omitempty"` // empty: every OS
+	Region   string   `json:"region,omitempty"`
+	Example  bool     `json:"example"` // an example of a per-account host
+	// Refused is why the estate's policy refuses the entry (licence,
+	// Live Response, region), with ?estate=NAME only.
+	Refused string     `json:"refused,omitempty"`
+	Hits    uint64     `json:"hits"`
+	LastHit *time.Time `json:"last_hit,omitempty"` // absent: never hit
 	// Series is the rule label the entry is exported under: Rule, or
 	// "_other" beyond Options.MaxRuleSeries.
 	Series string `json:"series"`
@@ -72,20 +78,39 @@ type MissUsage struct {
 // RulesPage returns the usage of every entry of the installed ruleset, and
 // false when none is installed.
 func (r *Recorder) RulesPage() (*RulesPage, bool) {
+	p, ok, _ := r.EstateRulesPage("")
+	return p, ok
+}
+
+// EstateRulesPage is RulesPage for one estate: the entries of its policy
+// with its own hits (no last-hit times: those are kept per entry only).
+// known is false when estate is not "" and not in the installed config.
+func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, known bool) {
 	b := r.binding.Load()
 	if b == nil {
-		return nil, false
+		return nil, false, false
 	}
-	p := &RulesPage{Version: r.opts.Version, MatcherVersion: b.version, Installed: b.installed.UTC(), Rules: []RuleUsage{}}
+	p = &RulesPage{Estate: estate, Version: r.opts.Version, MatcherVersion: b.version, Installed: b.installed.UTC(), Rules: []RuleUsage{}}
 	for _, c := range b.ruleset.Catalogs {
 		p.Catalogs = append(p.Catalogs, c.Name)
 	}
-	for i, e := range b.ruleset.Matcher.Entries() {
-		rc := b.byID[i]
+	entries, counters := b.entries, b.byID
+	var estateHits []uint64
+	if estate != "" {
+		es, hits := b.estateHits(estate)
+		if es == nil {
+			return nil, true, false
+		}
+		entries, estateHits = es.Matcher.Entries(), hits
+	}
+	for i, e := range entries {
 		u := RuleUsage{
 			Catalog: e.Catalog, Rule: e.Pattern, Kind: e.Kind.String(),
 			Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
-			Region: e.Region, Example: e.Example, Hits: rc.hits.Load(), Series: e.Pattern,
+			Region: e.Region, Example: e.Example, Series: e.Pattern,
+		}
+		if e.Deny != rules.ReasonNone {
+			u.Refused = e.Deny.String()
 		}
 		if u.Sections == nil {
 			u.Sections = []string{}
@@ -93,6 +118,18 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 		if u.Ports == nil {
 			u.Ports = []uint16{}
 		}
+		if estateHits != nil {
+			u.Hits = estateHits[i]
+			if u.Hits > 0 {
+				p.Used++
+			} else {
+				p.NeverUsed++
+			}
+			p.Rules = append(p.Rules, u)
+			continue
+		}
+		rc := counters[i]
+		u.Hits = rc.hits.Load()
 		if ns := rc.lastHit.Load(); ns != 0 {
 			t := time.Unix(0, ns).UTC()
 			u.LastHit = &t
@@ -107,7 +144,7 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 		}
 		p.Rules = append(p.Rules, u)
 	}
-	return p, true
+	return p, true, true
 }
 
 // MissesPage returns the most denied hosts.
@@ -188,9 +225,15 @@ func (r *Recorder) AdminHandler(g prometheus.Gatherer, ready func() bool) http.H
 }
 
 func (r *Recorder) serveRules(w http.ResponseWriter, req *http.Request) {
-	p, ok := r.RulesPage()
+	estate := req.URL.Query().Get("estate")
+	p, ok, known := r.EstateRulesPage(estate)
 	if !ok {
 		http.Error(w, "no ruleset installed", http.StatusServiceUnavailable)
+		return
+	}
+	if !known {
+		// The name is the client's: quoted, never reflected raw.
+		http.Error(w, fmt.Sprintf("no estate %q in the config", estate), http.StatusNotFound)
 		return
 	}
 	if req.URL.Query().Get("format") == "json" {

@@ -51,6 +51,11 @@ type Options struct {
 	// AccessLog logs one "access" line per closed tunnel or forwarded
 	// request. Off by default.
 	AccessLog bool
+	// MaxEstateSeries caps the per-estate series (requests by decision
+	// and reason, hits per entry) that get their own estate label; the
+	// counts beyond it share estate="_other". 0 means
+	// DefaultMaxEstateSeries.
+	MaxEstateSeries int
 }
 
 func (o Options) withDefaults() Options {
@@ -71,6 +76,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TopMisses <= 0 {
 		o.TopMisses = DefaultTopMisses
+	}
+	if o.MaxEstateSeries <= 0 {
+		o.MaxEstateSeries = DefaultMaxEstateSeries
 	}
 	return o
 }
@@ -117,6 +125,9 @@ type Recorder struct {
 
 	// binding is the installed ruleset with its per-entry counters.
 	binding atomic.Pointer[binding]
+	// estateSeries counts the per-estate series claimed, against
+	// Options.MaxEstateSeries.
+	estateSeries atomic.Int64
 
 	misses *missLog
 	top    *topMisses
@@ -253,6 +264,7 @@ func actionIndex(a proxy.Action) int {
 // allowed decision neither allocates nor locks.
 func (r *Recorder) Decided(d *proxy.Decision) {
 	r.countRequest(d)
+	r.countEstate(d)
 	switch d.Action {
 	case proxy.ActionAllow:
 		if d.Verdict.Entry != nil {

@@ -62,7 +62,7 @@ var testClient = netip.MustParseAddrPort("192.0.2.7:50123")
 func decide(rs *rules.Ruleset, l proxy.Listener, host string, port uint16) *proxy.Decision {
 	v := rs.Matcher.Lookup(host, port)
 	d := &proxy.Decision{Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), Listener: l, Client: testClient,
-		Host: host, Port: port, Action: proxy.ActionAllow, Reason: v.Reason, Verdict: v, Matcher: rs.Matcher}
+		Host: host, Port: port, Action: proxy.ActionAllow, Reason: v.Reason, Verdict: v, Matcher: rs.Matcher, Estate: rs.Estates[0]}
 	if !v.Allow {
 		d.Action = proxy.ActionDeny
 	}
@@ -146,6 +146,9 @@ func TestPromlint(t *testing.T) {
 		"egressgate_catalog_last_reload_successful",
 		"egressgate_catalog_reloads_total",
 		"egressgate_dns_lookup_duration_seconds",
+		"egressgate_estate_info",
+		"egressgate_estate_requests_total",
+		"egressgate_estate_rule_hits_total",
 		"egressgate_misslog_misses_total",
 		"egressgate_requests_total",
 		"egressgate_rule_hits_total",
@@ -383,6 +386,7 @@ func TestMissFloodBounded(t *testing.T) {
 	r, reg, _ := newTest(t, rs, Options{})
 	r.Decided(decide(rs, proxy.ListenerConnect, "example.org", 443)) // last_hit series appears
 	r.Decided(decide(rs, proxy.ListenerConnect, "first.invalid", 443))
+	r.Decided(decide(rs, proxy.ListenerConnect, "in valid", 443)) // the estate's invalid-host series appears
 	before := seriesCount(t, reg)
 	rng := rand.New(rand.NewPCG(1, 2))
 	listeners := []proxy.Listener{proxy.ListenerConnect, proxy.ListenerHTTP, proxy.ListenerSNI}

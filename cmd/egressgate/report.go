@@ -21,9 +21,10 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	from := fs.String("from", "", "admin `URL` of an egressgate, e.g. http://"+defaultAdminListen)
 	prom := fs.String("prometheus", "", "`URL` of a Prometheus server that scrapes egressgate")
 	top := fs.Int("top", 20, "top misses to print; 0 for all that are tracked")
+	estate := fs.String("estate", "", "one `estate`'s entries and hits (the misses stay the whole proxy's)")
 	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for all requests")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: egressgate report --from URL | --prometheus URL [--top N] [--timeout D]")
+		fmt.Fprintln(stderr, "usage: egressgate report --from URL | --prometheus URL [--estate NAME] [--top N] [--timeout D]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -46,9 +47,9 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		err error
 	)
 	if *from != "" {
-		rep, err = metrics.FetchAdmin(ctx, http.DefaultClient, *from)
+		rep, err = metrics.FetchAdminEstate(ctx, http.DefaultClient, *from, *estate)
 	} else {
-		rep, err = metrics.FetchPrometheus(ctx, http.DefaultClient, *prom)
+		rep, err = metrics.FetchPrometheusEstate(ctx, http.DefaultClient, *prom, *estate)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate report: %v\n", err)
