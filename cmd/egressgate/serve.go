@@ -143,6 +143,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
 	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
+	fs.IntVar(&m.MaxEstateSeries, "max-estate-series", metrics.DefaultMaxEstateSeries, "per-estate series (requests by decision and reason, hits per entry) with an estate label of their own; the rest share estate=\"_other\"")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
