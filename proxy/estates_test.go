@@ -6,13 +6,16 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,3 +200,100 @@ func TestEstatesEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyAuthForward: a plain-HTTP request that authenticates is judged
+// as the user's estate, its Proxy-Authorization never reaches the
+// upstream, and neither the user nor the password appears in the log or
+// in what the proxy records.
+func TestProxyAuthForward(t *testing.T) {
+	var gotAuth []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = append(gotAuth, r.Header.Get("Proxy-Authorization"))
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(upstream.Close)
+	port := portOf(t, upstream.Listener.Addr().String())
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("hunter2-secret"), bcrypt.MinCost)
+	os.WriteFile(filepath.Join(dir, "users"), []byte("bob:"+string(hash)+":inside\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "local.txt"), []byte(fmt.Sprintf("up.example.org:%d\n", port)), 0o644)
+	cfg := filepath.Join(dir, "egressgate.yaml")
+	os.WriteFile(cfg, []byte(`embedded: []
+catalogs: [{path: local.txt}]
+policy:
+  disable: [local]
+estates:
+  - name: inside
+    subnets: [127.200.0.0/16]
+    source: enterprise
+    policy:
+      enable: [local]
+auth:
+  password_file: users
+  required: true
+`), 0o644)
+	rl, err := rules.NewReloader(cfg, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := &recorder{}
+	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Log: log,
+		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+
+	get := func(user, pass string) (int, string) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://up.example.org:%d/", port), nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+			req.Header.Set("Proxy-Authorization", req.Header.Get("Authorization"))
+			req.Header.Del("Authorization")
+		}
+		tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr})}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Proxy-Authenticate") + " " + string(body)
+	}
+	// From 127.0.0.1 (the default estate, where local is off), only bob's
+	// estate admits the upstream.
+	if code, body := get("bob", "hunter2-secret"); code != 200 || !strings.HasSuffix(body, "ok") {
+		t.Errorf("bob: %d %q, want 200 ok", code, body)
+	}
+	if d := rec.lastDecision(t); d.Estate == nil || d.Estate.Name != "inside" {
+		t.Errorf("bob's decision estate = %v, want inside", d.Estate)
+	}
+	if code, body := get("", ""); code != http.StatusProxyAuthRequired || !strings.HasPrefix(body, "Basic realm=") {
+		t.Errorf("no credentials with required auth: %d %q, want 407 with a challenge", code, body)
+	}
+	if code, _ := get("bob", "wrong"); code != http.StatusProxyAuthRequired {
+		t.Errorf("wrong password: %d, want 407", code)
+	}
+	if len(gotAuth) != 1 || gotAuth[0] != "" {
+		t.Errorf("upstream saw Proxy-Authorization %q, want it removed", gotAuth)
+	}
+	mu.Lock()
+	logged := logBuf.String()
+	mu.Unlock()
+	rec.mu.Lock()
+	recorded := fmt.Sprintf("%+v", rec.decisions)
+	rec.mu.Unlock()
+	for _, secret := range []string{"hunter2-secret", "Ym9i", "bob"} {
+		if strings.Contains(logged, secret) || strings.Contains(recorded, secret) {
+			t.Errorf("%q appears in the log or the recorded decisions", secret)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -224,8 +224,27 @@ func inherit(own, def Policy) Policy {
 	}
 	str(&p.Mode, def.Mode)
 	lst(&p.OS, def.OS)
-	lst(&p.Enable, def.Enable)
-	lst(&p.Disable, def.Disable)
+	// enable and disable name the same sections from two sides: what an
+	// estate enables is not disabled by an inherited disable, and the
+	// other way round.
+	without := func(l, drop []string) []string {
+		if l == nil {
+			return nil
+		}
+		out := []string{}
+		for _, id := range l {
+			if !slices.Contains(drop, id) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	if p.Enable == nil {
+		p.Enable = without(def.Enable, own.Disable)
+	}
+	if p.Disable == nil {
+		p.Disable = without(def.Disable, own.Enable)
+	}
 	lst(&p.Licenses, def.Licenses)
 	lst(&p.Regions, def.Regions)
 	str(&p.ThreatResponse, def.ThreatResponse)
