@@ -297,3 +297,24 @@ auth:
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// FuzzParseBasic: parseBasic never panics, and what it accepts is a Basic
+// credential that encodes back to the same user and password.
+func FuzzParseBasic(f *testing.F) {
+	for _, s := range []string{"Basic YWxpY2U6czNjcmV0", "basic YWxpY2U6", "Basic OnBhc3M=", "Bearer x", "Basic !!!", "", "Basic"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, hdr string) {
+		name, pass, ok := parseBasic(hdr)
+		if !ok {
+			return
+		}
+		if name == "" || strings.Contains(name, ":") {
+			t.Fatalf("parseBasic(%q) = %q, %q: a user name is never empty or holds a colon", hdr, name, pass)
+		}
+		again := "Basic " + base64.StdEncoding.EncodeToString([]byte(name+":"+pass))
+		if n2, p2, ok2 := parseBasic(again); !ok2 || n2 != name || p2 != pass {
+			t.Fatalf("round trip of %q, %q failed", name, pass)
+		}
+	})
+}
