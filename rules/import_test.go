@@ -158,3 +158,30 @@ func TestImportPageErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzImportPage: any text imports or fails with an error, never panics,
+// and what imports writes as YAML that reads back to the same entries.
+func FuzzImportPage(f *testing.F) {
+	f.Add("Sophos Central Admin domains\n  • central.sophos.com\n")
+	f.Add("Remote assistance\n  • Port: 22 TCP\n  • Domain: *.apu.sophos.com\n")
+	f.Add("On Windows devices\nThe second will look like one of these:\n  • api-x.prod.hydra.sophos.com\r\n")
+	f.Add("Follow these instructions if you have any of these licenses:\n  • A B\n  • a-b\nDomains for XDR and MDR\n  • x.example.org\n")
+	f.Add("Note\n  • y.example.org\n")
+	f.Fuzz(func(t *testing.T, page string) {
+		c, err := ImportPage("fuzz.txt", []byte(page))
+		if err != nil {
+			return
+		}
+		out, err := FormatYAML(c, "")
+		if err != nil {
+			t.Fatalf("FormatYAML: %v", err)
+		}
+		back, err := ParseYAML("fuzz.yaml", out)
+		if err != nil {
+			t.Fatalf("ParseYAML(FormatYAML(import)): %v\n%s", err, out)
+		}
+		if d := DiffCatalogs(c, back); len(d) > 0 {
+			t.Fatalf("round trip changed %s", d[0])
+		}
+	})
+}

@@ -15,6 +15,9 @@ import (
 // on, as a list to paste into another firewall or as YAML in the catalog
 // schema.
 func runCatalog(args []string, stdout, stderr io.Writer) int {
+	if exit, ok := runCatalogSub(args, stdout, stderr); ok {
+		return exit
+	}
 	fs, config := newFlagSet("catalog", stderr)
 	format := fs.String("format", "list", "output `format`: list or yaml")
 	if err := fs.Parse(args); err != nil {
