@@ -67,6 +67,9 @@ type MissUsage struct {
 	LastListener string    `json:"last_listener"`
 	LastPort     uint16    `json:"last_port"`
 	LastSeen     time.Time `json:"last_seen"`
+	// AccountHost is set when the host looks like the account's own
+	// management, API or station host; nil otherwise.
+	AccountHost *AccountHostHint `json:"account_host,omitempty"`
 }
 
 // RulesPage returns the usage of every entry of the installed ruleset, and
@@ -116,7 +119,8 @@ func (r *Recorder) MissesPage() *MissesPage {
 	p := &MissesPage{Capacity: r.top.capacity, Total: total, Misses: make([]MissUsage, len(top))}
 	for i, m := range top {
 		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
-			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC()}
+			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC(),
+			AccountHost: accountHostHint(m.Host, m.Port)}
 	}
 	return p
 }
