@@ -18,10 +18,15 @@ type AccountHostHint struct {
 	Add   string `json:"add"`  // plain-list catalog line, "host:port"
 }
 
-// accountHostHint returns the hint for a denied host and port, or nil.
+// accountHostHint returns the hint for a host denied for reason and port,
+// or nil. Only a host no entry names gets one: a port refused on a named
+// host is another problem.
 // host is as /misses shows it (escaped, lower case): an escaped name never
 // has a shape, so nothing a client sends reaches the hint unvalidated.
-func accountHostHint(host string, port uint16) *AccountHostHint {
+func accountHostHint(host, reason string, port uint16) *AccountHostHint {
+	if reason != rules.ReasonNotInCatalog.String() {
+		return nil
+	}
 	ah, ok := rules.LooksLikeAccountHost(host)
 	if !ok {
 		return nil
@@ -36,7 +41,7 @@ func accountHostHint(host string, port uint16) *AccountHostHint {
 func writeAccountHostHints(w io.Writer, ms []MissUsage) {
 	first := true
 	for _, m := range ms {
-		h := accountHostHint(m.Host, m.LastPort)
+		h := accountHostHint(m.Host, m.LastReason, m.LastPort)
 		if h == nil {
 			continue
 		}

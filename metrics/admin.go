@@ -120,7 +120,7 @@ func (r *Recorder) MissesPage() *MissesPage {
 	for i, m := range top {
 		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
 			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC(),
-			AccountHost: accountHostHint(m.Host, m.Port)}
+			AccountHost: accountHostHint(m.Host, m.Reason, m.Port)}
 	}
 	return p
 }
