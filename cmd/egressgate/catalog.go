@@ -19,7 +19,7 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 		return exit
 	}
 	fs, config := newFlagSet("catalog", stderr)
-	format := fs.String("format", "list", "output `format`: list or yaml")
+	format := fs.String("format", "list", "output `format`: list, yaml, squid, hosts or json")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,8 +41,7 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	default:
-		fmt.Fprintf(stderr, "egressgate catalog: --format %q is not list or yaml\n", *format)
-		return 2
+		return runCatalogExport(*format, rs, stdout, stderr)
 	}
 	return 0
 }
