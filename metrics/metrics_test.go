@@ -141,6 +141,7 @@ func TestPromlint(t *testing.T) {
 	// Every metric the README lists, in the order Gather sorts them.
 	want := []string{
 		"egressgate_build_info",
+		"egressgate_catalog_changes_total",
 		"egressgate_catalog_entries",
 		"egressgate_catalog_last_reload_success_timestamp_seconds",
 		"egressgate_catalog_last_reload_successful",
@@ -154,6 +155,7 @@ func TestPromlint(t *testing.T) {
 		"egressgate_tunnel_bytes_total",
 		"egressgate_tunnel_duration_seconds",
 		"egressgate_tunnels_active",
+		"egressgate_tunnels_on_removed_entries",
 		"egressgate_upstream_dial_duration_seconds",
 		"egressgate_upstream_errors_total",
 	}
