@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/egressgate/egressgate/rules"
 )
@@ -98,25 +97,22 @@ func runDiscover(args []string, stdout, stderr io.Writer) int {
 	return exit
 }
 
-// writeDiscovered prints one line per host and port and returns how many
-// the policy does not admit.
+// writeDiscovered prints one block per host and port: the verdict and
+// the admitting entry, or the hint and the line to add; then where it was
+// found. It returns how many the policy does not admit.
 func writeDiscovered(w io.Writer, hosts []*discovered) (denied int) {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tPORT\tVERDICT\tENTRY OR HINT\tFOUND IN")
 	for _, d := range hosts {
-		verdict, detail := "admitted", ""
 		if e := d.entry; e != nil {
-			detail = fmt.Sprintf("%s/%s (%s)", e.Catalog, e.Pattern, strings.Join(e.GroupIDs(), ","))
+			fmt.Fprintf(w, "%s:%d  admitted by %s/%s (%s)\n", d.host, d.port, e.Catalog, e.Pattern, strings.Join(e.GroupIDs(), ","))
 		} else {
 			denied++
-			verdict = "DENIED: " + d.deny.String()
+			fmt.Fprintf(w, "%s:%d  DENIED (%s)\n", d.host, d.port, d.deny)
 			if ah, ok := rules.LooksLikeAccountHost(d.host); ok && d.deny == rules.ReasonNotInCatalog {
-				detail = fmt.Sprintf("%s (%s): add %s", rules.AccountHostHint, ah.Role, ah.Line(d.host, d.port))
+				fmt.Fprintf(w, "  %s (%s)\n  add: %s\n", rules.AccountHostHint, ah.Role, ah.Line(d.host, d.port))
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.host, d.port, verdict, detail, foundIn(d.from))
+		fmt.Fprintf(w, "  found in %s\n", foundIn(d.from))
 	}
-	tw.Flush()
 	fmt.Fprintf(w, "%d hosts, %d admitted, %d not admitted\n", len(hosts), len(hosts)-denied, denied)
 	return denied
 }
