@@ -36,6 +36,7 @@ func commands() []command {
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"discover", "find this account's own hosts in installer artefacts", runDiscover},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }
