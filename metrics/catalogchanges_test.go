@@ -78,3 +78,26 @@ func TestCatalogReloaded(t *testing.T) {
 		t.Errorf("tunnel counters kept: %d, want 1 (keep.example.org only)", n)
 	}
 }
+
+// TestTunnelCountingAllocs pins the per-entry tunnel count on the tunnel
+// path at zero allocations once the entry has its counter.
+func TestTunnelCountingAllocs(t *testing.T) {
+	rs := loadList(t, "test", "a.example.org:443\n")
+	r, _, _ := newTest(t, rs, Options{})
+	d := decide(rs, proxy.ListenerConnect, "a.example.org", 443)
+	r.catalog.tunnel(d, 1) // creates the entry's counter
+	if n := testing.AllocsPerRun(1000, func() { r.catalog.tunnel(d, 1); r.catalog.tunnel(d, -1) }); n != 0 {
+		t.Errorf("tunnel counting allocates %v times per open and close, want 0", n)
+	}
+}
+
+func BenchmarkTunnelCounting(b *testing.B) {
+	rs := loadList(b, "test", "a.example.org:443\n")
+	r, _, _ := newTest(b, rs, Options{})
+	d := decide(rs, proxy.ListenerConnect, "a.example.org", 443)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.catalog.tunnel(d, 1)
+		r.catalog.tunnel(d, -1)
+	}
+}

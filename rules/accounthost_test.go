@@ -85,3 +85,11 @@ func FuzzLooksLikeAccountHost(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkLooksLikeAccountHost(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		LooksLikeAccountHost("api.stn200fra.ctr.sophos.com")
+		LooksLikeAccountHost("www.example.org.somewhere.example")
+	}
+}
