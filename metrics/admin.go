@@ -23,34 +23,66 @@ type RulesPage struct {
 	// Estate is the estate the page is about: its entries and its hits
 	// only (/rules?estate=NAME); "" for every entry and every estate.
 	Estate         string      `json:"estate,omitempty"`
-	Version        string      `json:"version"`         // egressgate build
-	MatcherVersion uint64      `json:"matcher_version"` // changes with every reload
-	Installed      time.Time   `json:"installed"`       // when the ruleset was installed
-	Catalogs       []string    `json:"catalogs"`        // catalog names, in load order
-	Used           int         `json:"used"`            // entries with at least one hit
-	NeverUsed      int         `json:"never_used"`      // entries without
-	Rules          []RuleUsage `json:"rules"`           // in matcher order
+	Version        string      `json:"version"`                // egressgate build
+	MatcherVersion uint64      `json:"matcher_version"`        // changes with every reload
+	Installed      time.Time   `json:"installed"`              // when the ruleset was installed
+	Catalogs       []string    `json:"catalogs"`               // catalog names, in load order
+	Used           int         `json:"used"`                   // entries with a hit that reached its upstream
+	NeverReached   int         `json:"admitted_never_reached"` // entries with hits, none of which reached its upstream
+	NeverUsed      int         `json:"never_used"`             // entries without a hit
+	Rules          []RuleUsage `json:"rules"`                  // in matcher order
 }
 
 // RuleUsage is one catalog entry on /rules.
 type RuleUsage struct {
-	Catalog  string   `json:"catalog"`
-	Rule     string   `json:"rule"` // the entry's pattern, the rule label of its series
-	Kind     string   `json:"kind"` // exact, wildcard, glob or cidr
-	Groups   []string `json:"groups"`
-	Sections []string `json:"sections"`
-	Ports    []uint16 `json:"ports"`
-	OS       []string `json:"os,omitempty"` // empty: every OS
-	Region   string   `json:"region,omitempty"`
-	Example  bool     `json:"example"` // an example of a per-account host
+	Catalog  string     `json:"catalog"`
+	Rule     string     `json:"rule"` // the entry's pattern, the rule label of its series
+	Kind     string     `json:"kind"` // exact, wildcard, glob or cidr
+	Groups   []string   `json:"groups"`
+	Sections []string   `json:"sections"`
+	Ports    []uint16   `json:"ports"`
+	OS       []string   `json:"os,omitempty"` // empty: every OS
+	Region   string     `json:"region,omitempty"`
+	Example  bool       `json:"example"`            // an example of a per-account host
+	Hits     uint64     `json:"hits"`               // admitted connections and requests
+	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit
+	// UpstreamFailures counts the hits whose upstream could not be
+	// reached (DNS, connect, parent proxy); not kept per estate.
+	UpstreamFailures uint64 `json:"upstream_failures"`
 	// Refused is why the estate's policy refuses the entry (licence,
 	// Live Response, region), with ?estate=NAME only.
-	Refused string     `json:"refused,omitempty"`
-	Hits    uint64     `json:"hits"`
-	LastHit *time.Time `json:"last_hit,omitempty"` // absent: never hit
+	Refused string `json:"refused,omitempty"`
 	// Series is the rule label the entry is exported under: Rule, or
 	// "_other" beyond Options.MaxRuleSeries.
 	Series string `json:"series"`
+}
+
+// States of an entry on /rules and in the report.
+const (
+	StateUsed         = "used"                   // some hit reached its upstream
+	StateNeverReached = "admitted-never-reached" // admitted, but every upstream attempt failed
+	StateNeverUsed    = "never-used"             // no hit
+)
+
+// Reached is how many of the entry's hits got through to the upstream.
+func (u RuleUsage) Reached() uint64 {
+	if u.UpstreamFailures >= u.Hits {
+		return 0
+	}
+	return u.Hits - u.UpstreamFailures
+}
+
+// State says whether the entry was used, admitted but never reached, or
+// never used. An entry that clients ask for and none reaches is the line
+// to act on: the vendor's host cannot be reached from this network.
+func (u RuleUsage) State() string {
+	switch {
+	case u.Reached() > 0:
+		return StateUsed
+	case u.Hits > 0:
+		return StateNeverReached
+	}
+	return StateNeverUsed
 }
 
 // MissesPage is the JSON of /misses?format=json: the most denied hosts.
@@ -73,6 +105,9 @@ type MissUsage struct {
 	LastListener string    `json:"last_listener"`
 	LastPort     uint16    `json:"last_port"`
 	LastSeen     time.Time `json:"last_seen"`
+	// AccountHost is set when the host looks like the account's own
+	// management, API or station host; nil otherwise.
+	AccountHost *AccountHostHint `json:"account_host,omitempty"`
 }
 
 // RulesPage returns the usage of every entry of the installed ruleset, and
@@ -129,7 +164,7 @@ func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, know
 			continue
 		}
 		rc := counters[i]
-		u.Hits = rc.hits.Load()
+		u.Hits, u.UpstreamFailures = rc.hits.Load(), rc.failed.Load()
 		if ns := rc.lastHit.Load(); ns != 0 {
 			t := time.Unix(0, ns).UTC()
 			u.LastHit = &t
@@ -137,9 +172,12 @@ func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, know
 		if !b.exported[i] {
 			u.Series = otherRule
 		}
-		if u.Hits > 0 {
+		switch u.State() {
+		case StateUsed:
 			p.Used++
-		} else {
+		case StateNeverReached:
+			p.NeverReached++
+		default:
 			p.NeverUsed++
 		}
 		p.Rules = append(p.Rules, u)
@@ -153,7 +191,8 @@ func (r *Recorder) MissesPage() *MissesPage {
 	p := &MissesPage{Capacity: r.top.capacity, Total: total, Misses: make([]MissUsage, len(top))}
 	for i, m := range top {
 		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
-			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC()}
+			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC(),
+			AccountHost: accountHostHint(m.Host, m.Reason, m.Port)}
 	}
 	return p
 }

@@ -131,6 +131,8 @@ type Recorder struct {
 
 	misses *missLog
 	top    *topMisses
+
+	catalog *catalogChanges // reload diffs, tunnels on removed entries
 }
 
 // Compile-time check that Recorder is what the proxy calls.
@@ -147,6 +149,7 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 	}
 	f := promauto.With(reg)
 	r := &Recorder{opts: opts, log: log}
+	r.catalog = newCatalogChanges(reg, log)
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f.NewGaugeVec(prometheus.GaugeOpts{
@@ -294,7 +297,8 @@ func (r *Recorder) countRequest(d *proxy.Decision) {
 }
 
 // Dialed records the DNS and connect times of an admitted request and
-// counts a failed dial by its reason.
+// counts a failed dial by its reason and, for an allowed decision, on its
+// entry: admitted, but the vendor was not reached.
 func (r *Recorder) Dialed(d *proxy.Decision, lookup, dial time.Duration, err proxy.DialError) {
 	if lookup > 0 {
 		r.dnsDuration.Observe(lookup.Seconds())
@@ -310,6 +314,9 @@ func (r *Recorder) Dialed(d *proxy.Decision, lookup, dial time.Duration, err pro
 		c = r.upstreamErrors[proxy.DialOther]
 	}
 	c.Inc()
+	if d.Action == proxy.ActionAllow && d.Verdict.Entry != nil {
+		r.failedUpstream(d)
+	}
 }
 
 // TunnelOpened counts an open tunnel or forwarded request.
@@ -317,6 +324,7 @@ func (r *Recorder) TunnelOpened(d *proxy.Decision) {
 	if li := listenerIndex(d.Listener); li >= 0 {
 		r.tunnelsActive[li].Inc()
 	}
+	r.catalog.tunnel(d, 1)
 }
 
 // TunnelClosed records what a tunnel moved and for how long, and logs it
@@ -328,6 +336,7 @@ func (r *Recorder) TunnelClosed(d *proxy.Decision, s proxy.TunnelStats) {
 		r.bytesUpstream[li].Add(float64(s.Upstream))
 		r.bytesDownstream[li].Add(float64(s.Downstream))
 	}
+	r.catalog.tunnel(d, -1)
 	if r.opts.AccessLog {
 		logAccess(r.log, d, s)
 	}

@@ -1,11 +1,17 @@
 // Package rules turns allowlist catalogs into a compiled, immutable Matcher
 // and keeps the current one up to date as its files change.
 //
-// A catalog is YAML (see README, "Catalog format") or a plain list of
+// A catalog is YAML (see docs/catalog.md) or a plain list of
 // patterns. A Config names the catalogs to layer and the Policy that picks
 // which of their groups are on. Compile builds a Matcher from the selected
 // entries; a Reloader swaps a new Matcher in atomically when the files change
 // or on demand, keeping the last good one when a file is wrong.
+//
+// Around the catalog's upkeep (docs/catalog-upkeep.md): ImportPage reads a
+// saved copy of the vendor page into a catalog, DiffCatalogs and
+// DiffEntries say what changed, Discover finds an account's own hosts in
+// installer artefacts and LooksLikeAccountHost recognises their shapes,
+// and WriteSquid writes the entries as Squid ACLs of the same meaning.
 //
 // Matching semantics, the single place they are written down:
 //

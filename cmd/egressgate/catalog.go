@@ -15,8 +15,11 @@ import (
 // on, as a list to paste into another firewall or as YAML in the catalog
 // schema.
 func runCatalog(args []string, stdout, stderr io.Writer) int {
+	if exit, ok := runCatalogSub(args, stdout, stderr); ok {
+		return exit
+	}
 	fs, config := newFlagSet("catalog", stderr)
-	format := fs.String("format", "list", "output `format`: list or yaml")
+	format := fs.String("format", "list", "output `format`: list, yaml, squid, hosts or json")
 	estate := fs.String("estate", rules.DefaultEstate, "print this `estate`'s allowlist")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -44,8 +47,7 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	default:
-		fmt.Fprintf(stderr, "egressgate catalog: --format %q is not list or yaml\n", *format)
-		return 2
+		return runCatalogExport(*format, rs, es, stdout, stderr)
 	}
 	return 0
 }

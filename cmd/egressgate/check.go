@@ -162,8 +162,9 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nallowed: %s\n", rs.Matcher.Summary())
+	fmt.Fprintln(w)
 	if _, refused := countAdmitted(rs.Matcher); refused > 0 {
-		fmt.Fprintf(w, "refused by the policy: %d of them (licences, Live Response, regions: see egressgate catalog)\n", refused)
+		fmt.Fprintf(w, "refused by the policy: %d entries, named so that no wildcard admits them (licences, Live Response, regions: see egressgate catalog)\n", refused)
 	}
+	fmt.Fprintf(w, "allowed: %s\n", rs.Matcher.Summary())
 }

@@ -7,7 +7,9 @@
 //	egressgate serve   [flags]             run the proxy (the main job)
 //	egressgate check   [--config FILE]     validate config and catalogs
 //	egressgate explain [--config FILE] [--json] HOST[:PORT]
-//	egressgate catalog [--config FILE] [--format list|yaml]
+//	egressgate catalog [--config FILE] [--format list|yaml|squid|hosts|json]
+//	egressgate catalog import PAGE.txt | catalog diff OLD NEW
+//	egressgate discover [--config FILE] [--write FILE] ARTEFACT...
 //	egressgate report  --from URL | --prometheus URL
 package main
 
@@ -32,7 +34,9 @@ func commands() []command {
 		{"check", "validate the config and catalogs, print a summary", runCheck},
 		{"explain", "say whether a host and port would be admitted, and why", runExplain},
 		{"catalog", "print the effective allowlist", runCatalog},
+		{"discover", "find this account's own hosts in installer artefacts", runDiscover},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }

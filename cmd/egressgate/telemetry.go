@@ -49,7 +49,7 @@ func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options, wit
 		recorder: m,
 		admin:    admin,
 		hooks: rules.ReloadHooks{
-			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.ReloadResult(nil) },
+			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.CatalogReloaded(rs); m.ReloadResult(nil) },
 			OnError: m.ReloadResult,
 		},
 		flush: m.Flush,
