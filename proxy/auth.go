@@ -40,6 +40,8 @@ const (
 type authCache struct {
 	mu sync.Mutex
 	m  map[authKey]authHit
+	// slots bounds the bcrypt comparisons running at once.
+	slots chan struct{}
 }
 
 type authKey [sha256.Size]byte
@@ -71,7 +73,8 @@ func (c *authCache) put(k authKey, h authHit) {
 
 // authenticate checks the request's proxy credentials when the rules ask
 // for authentication. It returns the request to go on with (carrying the
-// authenticated estate), or nil after it has answered 407.
+// authenticated estate), or nil when it answered 407 or the client went
+// away while waiting for a bcrypt slot.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client netip.AddrPort) *http.Request {
 	if s.estates == nil {
 		return r
@@ -91,7 +94,18 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 		k := authKey(sha256.Sum256([]byte(name + "\x00" + password)))
 		now := time.Now()
 		if es = s.auth.get(k, users, now); es == nil {
-			if es = users.Authenticate(name, password); es != nil {
+			// bcrypt is slow on purpose; wrong passwords are never cached,
+			// so a client could keep every core busy with them. At most
+			// one comparison per core runs at a time; the rest wait, as
+			// long as their request lives.
+			select {
+			case s.auth.slots <- struct{}{}:
+				es = users.Authenticate(name, password)
+				<-s.auth.slots
+			case <-r.Context().Done():
+				return nil
+			}
+			if es != nil {
 				s.auth.put(k, authHit{users, es, now.Add(authCacheTTL)})
 			}
 		}

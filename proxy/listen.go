@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,7 @@ func New(cfg Config) (*Server, error) {
 		tunnels:   map[*tunnel]struct{}{},
 	}
 	s.estates, _ = cfg.Rules.(EstateRules)
+	s.auth.slots = make(chan struct{}, runtime.NumCPU())
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
 		if err != nil {

@@ -135,6 +135,9 @@ func validatePolicy(p *Policy, w where, catalogs []*Catalog, warn func(error)) e
 	default:
 		return w.at("threat_response").Errorf("%s: %q is not %q, %q or %q", w.field("threat_response"), p.ThreatResponse, ThreatNotify, ThreatCollaborate, ThreatAuthorize)
 	}
+	if p.ActIfUnreachable != nil && *p.ActIfUnreachable && p.ThreatResponse != "" && p.ThreatResponse != ThreatCollaborate {
+		return w.at("act_if_unreachable").Errorf("%s: only the %q threat response acts when the contacts cannot be reached; this block has %q", w.field("act_if_unreachable"), ThreatCollaborate, p.ThreatResponse)
+	}
 	switch p.LiveResponse {
 	case "", LiveResponseOn, LiveResponseOff:
 	default:
@@ -274,7 +277,7 @@ func effective(p Policy) EffectivePolicy {
 	if e.ThreatResponse == "" {
 		e.ThreatResponse = ThreatNotify
 	}
-	e.ActIfUnreachable = p.ActIfUnreachable != nil && *p.ActIfUnreachable
+	e.ActIfUnreachable = p.ActIfUnreachable != nil && *p.ActIfUnreachable && e.ThreatResponse == ThreatCollaborate
 	switch p.LiveResponse {
 	case LiveResponseOn:
 		e.LiveResponse = true

@@ -197,6 +197,10 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 					old = prev.Estate(ec.Name)
 				}
 				if old == nil || old.Source != SourceEstate || old.File != es.File {
+					if errors.Is(err, os.ErrNotExist) {
+						// Say which estate wants the file, and where.
+						return at("source").Errorf("estates: %s: %v", ec.Name, err)
+					}
 					return err
 				}
 				// The estate's admins broke their file: keep its last
@@ -280,7 +284,7 @@ func loadEstateFile(path string, readFile estateFile, catalogs []*Catalog, warn 
 	data, err := readFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return Policy{}, Pos{File: path}.Errorf("estate file missing: an estate with source: %s needs it (%v)", SourceEstate, err)
+			return Policy{}, &PosError{Pos: Pos{File: path}, Err: fmt.Errorf("estate file missing: an estate with source: %s needs it: %w", SourceEstate, err)}
 		}
 		return Policy{}, Pos{File: path}.Errorf("reading estate file: %v", err)
 	}
