@@ -131,7 +131,7 @@ func TestEstateRulesEndpoint(t *testing.T) {
 	if code, body := get(t, srv+"/rules?estate=%3Cb%3E"); code != 404 || !strings.Contains(body, `"<b>"`) {
 		t.Errorf("/rules?estate=<b>: %d %q", code, body)
 	}
-	if code, _ := get(t, srv+"/rules?estate=sydney"); code != 200 {
-		t.Errorf("/rules?estate=sydney (HTML): %d", code)
+	if code, body := get(t, srv+"/rules?estate=sydney"); code != 200 || !strings.Contains(body, "Estate <b>sydney</b>") || !strings.Contains(body, "refused: not-licensed") {
+		t.Errorf("/rules?estate=sydney (HTML): %d, no estate title or refused tag", code)
 	}
 }
