@@ -168,6 +168,19 @@ func TestEstateTable(t *testing.T) {
 			}
 		}
 	}
+	// An IPv6 subnet never holds an IPv4 client, even ::/0.
+	only6, err := newEstateTable([]estatePrefix{{p: netip.MustParsePrefix("::/0"), estate: 7}, {p: netip.MustParsePrefix("2001:db8::/32"), estate: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		addr string
+		want int32
+	}{{"10.1.2.3", -1}, {"::ffff:10.1.2.3", -1}, {"::1", 7}, {"2001:db8::5", 8}, {"2001:db9::", 7}, {"::fffe:ffff:ffff", 7}, {"::1:0:0:0", 7}} {
+		if got := only6.lookup(netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("::/0 table: lookup(%s) = %d, want %d", tt.addr, got, tt.want)
+		}
+	}
 	// Edges: the whole space, a single address, IPv4-mapped clients.
 	tab, err := newEstateTable([]estatePrefix{
 		{p: netip.MustParsePrefix("0.0.0.0/0"), estate: 1},
@@ -180,7 +193,7 @@ func TestEstateTable(t *testing.T) {
 	for _, tt := range []struct {
 		addr string
 		want int32
-	}{{"1.2.3.4", 1}, {"255.255.255.255", 2}, {"::ffff:1.2.3.4", 1}, {"2001:db8::1", 3}, {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 3}} {
+	}{{"1.2.3.4", 1}, {"255.255.255.255", 2}, {"::ffff:1.2.3.4", 1}, {"2001:db8::1", 3}, {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 3}, {"::", 3}} {
 		if got := tab.lookup(netip.MustParseAddr(tt.addr)); got != tt.want {
 			t.Errorf("lookup(%s) = %d, want %d", tt.addr, got, tt.want)
 		}

@@ -80,7 +80,7 @@ func prefixRange(p netip.Prefix) (u128, u128) {
 // Ruleset), no allocation, and about log2(ranges) comparisons. IPv4 has a
 // table of 32-bit ranges of its own, the common case kept small.
 type estateTable struct {
-	lo, hi []u128 // during the build; then the IPv6 ranges
+	lo, hi []u128 // IPv6 ranges
 	estate []int32
 	v4     []range4
 }
@@ -91,8 +91,53 @@ type range4 struct {
 }
 
 // newEstateTable builds the table. The same subnet in two estates (or
-// twice in one) is an error: which one should win is not said.
+// twice in one) is an error: which one should win is not said. An IPv6
+// subnet never holds an IPv4 client, as netip.Prefix.Contains has it:
+// ::/0 is "every IPv6 client", not every client.
 func newEstateTable(ps []estatePrefix) (*estateTable, error) {
+	var v4, v6 []estatePrefix
+	for _, p := range ps {
+		if p.p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	t := &estateTable{}
+	lo, hi, est, err := flatten(v4)
+	if err != nil {
+		return nil, err
+	}
+	for i := range lo {
+		t.v4 = append(t.v4, range4{uint32(lo[i].lo), uint32(hi[i].lo), est[i]})
+	}
+	if lo, hi, est, err = flatten(v6); err != nil {
+		return nil, err
+	}
+	keep := func(l, h u128, e int32) {
+		t.lo, t.hi, t.estate = append(t.lo, l), append(t.hi, h), append(t.estate, e)
+	}
+	for i := range lo {
+		l, h, e := lo[i], hi[i], est[i]
+		if h.cmp(v4lo) < 0 || l.cmp(v4hi) > 0 {
+			keep(l, h, e)
+			continue
+		}
+		// Cut the IPv4-mapped block out: lookups read those clients as
+		// IPv4.
+		if l.cmp(v4lo) < 0 {
+			keep(l, v4lo.prev(), e)
+		}
+		if h.cmp(v4hi) > 0 {
+			keep(v4hi.next(), h, e)
+		}
+	}
+	return t, nil
+}
+
+// flatten turns nested prefixes into sorted, disjoint ranges, each given
+// to the estate of the longest prefix that holds it.
+func flatten(ps []estatePrefix) (los, his []u128, ests []int32, err error) {
 	type rng struct {
 		lo, hi u128
 		ep     estatePrefix
@@ -112,16 +157,15 @@ func newEstateTable(ps []estatePrefix) (*estateTable, error) {
 	})
 	for i := 1; i < len(rs); i++ {
 		if rs[i].lo == rs[i-1].lo && rs[i].hi == rs[i-1].hi {
-			return nil, rs[i].ep.pos.Errorf("subnets: %s is already a subnet of another estate (%s); one subnet belongs to one estate", rs[i].ep.p, rs[i-1].ep.pos)
+			return nil, nil, nil, rs[i].ep.pos.Errorf("subnets: %s is already a subnet of another estate (%s); one subnet belongs to one estate", rs[i].ep.p, rs[i-1].ep.pos)
 		}
 	}
-	t := &estateTable{}
 	emit := func(lo, hi u128, e int32) {
-		if n := len(t.lo); n > 0 && t.estate[n-1] == e && t.hi[n-1].next() == lo {
-			t.hi[n-1] = hi // adjacent, same estate: one range
+		if n := len(los); n > 0 && ests[n-1] == e && his[n-1].next() == lo {
+			his[n-1] = hi // adjacent, same estate: one range
 			return
 		}
-		t.lo, t.hi, t.estate = append(t.lo, lo), append(t.hi, hi), append(t.estate, e)
+		los, his, ests = append(los, lo), append(his, hi), append(ests, e)
 	}
 	// Sweep: the stack holds the open ranges, innermost on top; cur is
 	// the first address not yet given to a range.
@@ -153,35 +197,7 @@ func newEstateTable(ps []estatePrefix) (*estateTable, error) {
 	for len(stack) > 0 {
 		closeTop()
 	}
-	t.split()
-	return t, nil
-}
-
-// split moves the parts of the ranges inside the IPv4-mapped block to the
-// IPv4 table.
-func (t *estateTable) split() {
-	var lo, hi []u128
-	var est []int32
-	keep := func(l, h u128, e int32) {
-		lo, hi, est = append(lo, l), append(hi, h), append(est, e)
-	}
-	for i := range t.lo {
-		l, h, e := t.lo[i], t.hi[i], t.estate[i]
-		if h.cmp(v4lo) < 0 || l.cmp(v4hi) > 0 {
-			keep(l, h, e)
-			continue
-		}
-		if l.cmp(v4lo) < 0 {
-			keep(l, v4lo.prev(), e)
-			l = v4lo
-		}
-		if h.cmp(v4hi) > 0 {
-			defer keep(v4hi.next(), h, e) // after the IPv4 part, in order
-			h = v4hi
-		}
-		t.v4 = append(t.v4, range4{uint32(l.lo), uint32(h.lo), e})
-	}
-	t.lo, t.hi, t.estate = lo, hi, est
+	return los, his, ests, nil
 }
 
 // lookup returns the estate index of a, or -1 when no subnet holds it.
