@@ -15,14 +15,21 @@ import (
 // on, as a list to paste into another firewall or as YAML in the catalog
 // schema.
 func runCatalog(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("catalog", stderr)
-	format := fs.String("format", "list", "output `format`: list or yaml")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--format list|yaml]", `
+Prints the entries in force under the config's policy: as a plain list, itself
+a catalog to paste into another firewall, with the optional sections that are
+off as comments; or, with --format yaml, with every field each entry inherits
+resolved.
+
+exit status: 0 printed, 1 the config does not load, 2 bad usage`)
+	config := cl.addConfig()
+	format := cl.String("format", "list", "output `format`: list or yaml")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate catalog: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	rs, err := rules.Load(*config)
 	if err != nil {
@@ -38,8 +45,7 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	default:
-		fmt.Fprintf(stderr, "egressgate catalog: --format %q is not list or yaml\n", *format)
-		return 2
+		return cl.fail(stderr, "--format %q is not list or yaml", *format)
 	}
 	return 0
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -11,25 +10,23 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// newFlagSet returns a flag set that reports errors to stderr and does not
-// exit, with the --config flag every rules command takes.
-func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet("egressgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "", "config `file` (default: the embedded catalog under the default policy)")
-	return fs, config
-}
-
 // runCheck validates the config and its catalogs and prints a summary:
 // entries per group and which groups are on.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("check", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("check", "egressgate check [--config FILE]", `
+Loads the config and its catalogs with the code serve loads them with, and
+prints the policy and, per catalog, each group with its section, whether it
+is on, and its entries in force out of those in the catalog.
+
+exit status: 0 the config loads, 1 it does not (FILE:LINE: message on
+stderr), 2 bad usage`)
+	config := cl.addConfig()
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate check: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	rs, err := rules.Load(*config)
 	if err != nil {

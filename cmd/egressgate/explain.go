@@ -37,16 +37,28 @@ type explainRule struct {
 // runExplain prints whether HOST[:PORT] would be admitted and why. Exit 0
 // for allow, 1 for deny, 2 for bad input.
 func runExplain(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("explain", stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("explain", "egressgate explain [--config FILE] [--json] HOST[:PORT]", `
+Says whether a connection to HOST:PORT would be admitted under the config's
+policy, which catalog entry decides it, and, for a deny, what would change
+the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
+brackets ([2001:db8::1]:443). Flags may also follow HOST[:PORT].
+
+exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
+config that does not load, bad usage)`)
+	config := cl.addConfig()
+	asJSON := cl.Bool("json", false, "print one JSON object")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: egressgate explain [--config FILE] [--json] HOST[:PORT]")
-		return 2
+	switch len(pos) {
+	case 0:
+		return cl.fail(stderr, "missing HOST[:PORT]")
+	case 1:
+	default:
+		return cl.fail(stderr, "one HOST[:PORT] at a time; got %q", pos)
 	}
-	host, port, err := splitTarget(fs.Arg(0))
+	host, port, err := splitTarget(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate explain: %v\n", err)
 		return 2

@@ -109,15 +109,14 @@ func (l portList) Set(v string) error {
 }
 
 // parseServeFlags parses serve's command line.
-func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
+func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	o := &serveOptions{explicit: map[string]bool{}}
 	c := &o.cfg
-	fs := flag.NewFlagSet("egressgate serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandLine("serve", serveSynopsis, serveAbout)
 	fs.StringVar(&o.configPath, "config", "", "config `file`; empty runs the embedded default catalog")
 	fs.StringVar(&o.listen, "listen", defaultProxyListen, "forward proxy `address` (CONNECT and plain HTTP)")
 	fs.StringVar(&o.sniListen, "sni-listen", listenOff, "transparent TLS (SNI) listener `address`, or off")
-	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/healthz, /readyz, metrics), or off")
+	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/metrics, /rules, /misses, /healthz, /readyz), or off")
 	fs.StringVar(&o.hostsPath, "hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
 	var upstream string
 	fs.StringVar(&upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
@@ -143,11 +142,16 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
 	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterspersed(fs.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) || err == nil && len(pos) == 1 && pos[0] == "help" {
+		fs.usage(stdout)
+		return nil, flag.ErrHelp
+	}
+	if err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", pos[0])
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
 	if upstream != "" {
@@ -178,14 +182,29 @@ func (o *serveOptions) listenAddr(flagName, flagValue, fromConfig string) string
 	return fromConfig
 }
 
+const serveSynopsis = "egressgate serve [flags]"
+
+const serveAbout = `
+Runs the proxy: CONNECT and plain-HTTP forward proxy on --listen, the optional
+transparent TLS listener on --sni-listen, and the admin endpoints on --admin.
+Flags given here override the config file's listeners.
+
+Signals: SIGHUP reloads the rules (the config and catalogs are also watched);
+SIGTERM or SIGINT (Ctrl-C) stops accepting, lets tunnels finish for
+--drain-timeout, then closes them. Under "go run", send signals to the
+egressgate process, not to go run: go run does not pass SIGTERM on.
+
+exit status: 0 after a clean stop, 1 when the rules do not load at start or a
+listener fails, 2 bad usage`
+
 // runServe is "egressgate serve": it runs until SIGTERM or SIGINT.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	o, err := parseServeFlags(args, stderr)
+	o, err := parseServeFlags(args, stdout)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "egressgate serve: %v\n", err)
+		fmt.Fprintf(stderr, "egressgate serve: %v\nusage: %s\nRun 'egressgate serve --help' for the flags.\n", err, serveSynopsis)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
