@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -19,6 +20,8 @@ type explainResult struct {
 	Rule    *explainRule `json:"rule"`    // null when no entry names the host
 	Reason  string       `json:"reason"`  // empty when allowed
 	Detail  string       `json:"detail,omitempty"`
+	// Hints are policy changes under which a deny would be an allow.
+	Hints []explainHint `json:"hints,omitempty"`
 }
 
 type explainRule struct {
@@ -43,10 +46,15 @@ policy, which catalog entry decides it, and, for a deny, what would change
 the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
 brackets ([2001:db8::1]:443). Flags may also follow HOST[:PORT].
 
+An IP address the catalog admits is still a DENY private-destination when it
+is in a range serve never dials, unless --allow-dest lists it, as for serve.
+
 exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
 config that does not load, bad usage)`)
 	config := cl.addConfig()
 	asJSON := cl.Bool("json", false, "print one JSON object")
+	var allowDest []netip.Prefix
+	cl.Var(prefixList{&allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
 	pos, exit, ok := cl.parse(args, stdout, stderr)
 	if !ok {
 		return exit
@@ -78,6 +86,12 @@ config that does not load, bad usage)`)
 			res.Detail = err.Error()
 		}
 	}
+	if !v.Allow && (v.Reason == rules.ReasonNotInCatalog || v.Reason == rules.ReasonPortNotAllowed) {
+		res.Hints = hintsFor(rs, host, port)
+	}
+	if why := refusedDestination(host, allowDest); v.Allow && why != "" {
+		res.Verdict, res.Reason, res.Detail = "DENY", rules.ReasonPrivateDestination.String(), why
+	}
 	if e := v.Entry; e != nil {
 		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
 			Sections: e.Sections(), Ports: e.Ports, OS: e.OS, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
@@ -92,7 +106,7 @@ config that does not load, bad usage)`)
 	if v.Reason == rules.ReasonInvalidHost {
 		return 2
 	}
-	if !v.Allow {
+	if res.Verdict != "ALLOW" {
 		return 1
 	}
 	return 0
@@ -123,6 +137,12 @@ func writeExplain(w io.Writer, r *explainResult) {
 		}
 		for _, n := range e.Notes {
 			fmt.Fprintf(w, "  note:     %s\n", n)
+		}
+	}
+	for _, h := range r.Hints {
+		fmt.Fprintf(w, "  hint:     %s; %s would admit %s with this in the config:\n", h.What, h.Rule, target)
+		for line := range strings.Lines(h.Config) {
+			fmt.Fprintf(w, "              %s", line)
 		}
 	}
 }
