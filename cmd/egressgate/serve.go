@@ -223,6 +223,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // value from hup, then drains. onListen, when not nil, is told each
 // listener's address once it listens (tests use it to find port 0).
 func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io.Writer, onListen func(name, addr string)) error {
+	started := time.Now()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	var listening atomic.Bool
 	tel := newTelemetry(log, listening.Load, o.metrics, o.pprof)
@@ -321,7 +322,7 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("SIGHUP: reloading rules")
-			reloader.Reload() // logs its own error; the last good rules keep serving
+			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
 		case err := <-errc:
 			if err != nil {
 				serveErr = err
@@ -332,11 +333,11 @@ wait:
 	}
 
 	listening.Store(false)
-	log.Info("shutting down", "drain_timeout_seconds", o.drainTimeout.Seconds())
-	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
-	defer cancel()
-	if err := srv.Shutdown(drainCtx); err != nil {
-		log.Warn("drain timeout reached: tunnels closed", "err", err)
+	open := srv.Tunnels()
+	log.Info("shutting down", "tunnels_open", open, "drain_timeout_seconds", o.drainTimeout.Seconds())
+	cut := drain(srv, o.drainTimeout)
+	if cut > 0 {
+		log.Warn("drain timeout reached: tunnels closed", "tunnels_cut", cut)
 	}
 	tel.flush()
 	if adminSrv != nil {
@@ -345,5 +346,36 @@ wait:
 	stopWatch()
 	closeAll()
 	wg.Wait()
+	// One last line that says how the stop went.
+	log.Info("stopped", "tunnels_drained", max(open-cut, 0), "tunnels_cut", cut, "uptime_seconds", time.Since(started).Seconds())
 	return serveErr
+}
+
+// drain shuts srv down, letting tunnels finish for at most timeout, and
+// returns how many were still open when it ran out and were closed.
+func drain(srv *proxy.Server, timeout time.Duration) (cut int) {
+	deadline, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// Shutdown closes what is left when its context ends; count the
+	// tunnels just before, then let it.
+	shutCtx, cutNow := context.WithCancel(context.Background())
+	defer cutNow()
+	done := make(chan struct{})
+	counted := make(chan int, 1)
+	go func() {
+		select {
+		case <-deadline.Done():
+			counted <- srv.Tunnels()
+			cutNow()
+		case <-done:
+			counted <- 0
+		}
+	}()
+	err := srv.Shutdown(shutCtx)
+	close(done)
+	n := <-counted
+	if err == nil {
+		return 0
+	}
+	return n
 }
