@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -82,4 +84,19 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nallowed: %s\n", rs.Matcher.Summary())
+	for _, e := range rs.Matcher.Entries() {
+		if e.Kind == rules.KindCIDR && !proxy.Dialable(e.Prefix.Addr(), nil) && !proxy.Dialable(lastAddr(e.Prefix), nil) {
+			fmt.Fprintf(w, "note: %s (%s) is in a private or reserved range: serve refuses it as private-destination unless --allow-dest lists it\n", e.Pattern, e.Pos)
+		}
+	}
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }

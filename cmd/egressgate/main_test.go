@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -206,6 +207,20 @@ func TestVersionOf(t *testing.T) {
 	} {
 		if got := versionOf(&tc.bi); got != tc.want {
 			t.Errorf("%s: versionOf = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestLastAddr(t *testing.T) {
+	for _, tc := range []struct{ prefix, want string }{
+		{"203.0.113.0/24", "203.0.113.255"},
+		{"10.1.2.3/32", "10.1.2.3"},
+		{"10.0.0.0/9", "10.127.255.255"},
+		{"2001:db8::/32", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"},
+		{"2001:db8::10/128", "2001:db8::10"},
+	} {
+		if got := lastAddr(netip.MustParsePrefix(tc.prefix)); got.String() != tc.want {
+			t.Errorf("lastAddr(%s) = %s, want %s", tc.prefix, got, tc.want)
 		}
 	}
 }
