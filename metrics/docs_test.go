@@ -3,10 +3,13 @@ package metrics
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,4 +134,81 @@ func matchLines(got, want []string) bool {
 		return false
 	}
 	return len(got) > 0 && strings.TrimRight(got[0], " ") == strings.TrimRight(want[0], " ") && matchLines(got[1:], want[1:])
+}
+
+var (
+	jsonBlockRE  = regexp.MustCompile("(?s)```json\n(.*?)```")
+	jsoncBlockRE = regexp.MustCompile("(?s)```jsonc\n(.*?)```")
+	jsoncComment = regexp.MustCompile(`(?m)\s+//.*$`)
+)
+
+// TestDocsJSONExamples checks the JSON examples of docs/metrics.md: each
+// miss-log line is what the miss log writes for that decision (time
+// aside), and the /rules and /misses examples decode into RulesPage and
+// MissesPage with no unknown field.
+func TestDocsJSONExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, logs := newTest(t, rs, Options{})
+	for _, tc := range []struct {
+		host     string
+		listener proxy.Listener
+		client   string
+		n        int
+	}{
+		{"telemetry.example.com", proxy.ListenerConnect, "10.0.3.40:33120", 7}, // 5 logged, 2 folded
+		{"evil.example\x1b[2J", proxy.ListenerSNI, "10.0.3.42:33122", 1},
+	} {
+		d := decide(rs, tc.listener, tc.host, 443)
+		d.Client = netip.MustParseAddrPort(tc.client)
+		for range tc.n {
+			r.Decided(d)
+		}
+	}
+	r.Flush()
+	var logged []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		delete(m, "time")
+		logged = append(logged, m)
+	}
+	lines := 0
+	for _, b := range jsonBlockRE.FindAllSubmatch(doc, -1) {
+		for line := range strings.Lines(string(b[1])) {
+			var want map[string]any
+			if err := json.Unmarshal([]byte(line), &want); err != nil {
+				t.Errorf("docs/metrics.md: JSON example %q: %v", line, err)
+				continue
+			}
+			delete(want, "time")
+			lines++
+			if !slices.ContainsFunc(logged, func(m map[string]any) bool { return reflect.DeepEqual(m, want) }) {
+				t.Errorf("docs/metrics.md shows the log line\n%s\nwhich the miss log does not write; it wrote\n%s", line, logs.String())
+			}
+		}
+	}
+	if lines < 3 {
+		t.Errorf("found %d miss-log lines in docs/metrics.md, want the three examples", lines)
+	}
+
+	pages := jsoncBlockRE.FindAllSubmatch(doc, -1)
+	if len(pages) != 2 {
+		t.Fatalf("docs/metrics.md has %d jsonc examples, want /rules and /misses", len(pages))
+	}
+	for i, into := range []any{&RulesPage{}, &MissesPage{}} {
+		dec := json.NewDecoder(strings.NewReader(jsoncComment.ReplaceAllString(string(pages[i][1]), "")))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(into); err != nil {
+			t.Errorf("docs/metrics.md: jsonc example %d does not decode into %T: %v", i+1, into, err)
+		}
+	}
 }
