@@ -177,7 +177,7 @@ function egressgateLabels(front, patterns) {
 // Each entry becomes one row of a table that a fixed function walks, so
 // the file reads like the catalog and its size grows with it linearly.
 func PAC(m *Matcher, proxyAddr string, fallback PACFallback) ([]byte, error) {
-	if err := checkPACProxy(proxyAddr); err != nil {
+	if err := CheckPACProxy(proxyAddr); err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
@@ -252,10 +252,10 @@ func ipv4Mask(bits int) string {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
 }
 
-// checkPACProxy reports whether addr is a host:port fit for a PROXY
-// directive: a valid name or IP literal and a port. Anything else could
-// break out of the directive (a ';' would add another).
-func checkPACProxy(addr string) error {
+// CheckPACProxy returns an error unless addr is a host:port fit for a
+// PROXY directive: a valid name or IP literal and a port. Anything else
+// could break out of the directive (a ';' would add another).
+func CheckPACProxy(addr string) error {
 	i := strings.LastIndexByte(addr, ':')
 	if i <= 0 {
 		return fmt.Errorf("PAC proxy address %q: want host:port", addr)
