@@ -9,6 +9,7 @@
 //	egressgate explain [--config FILE] [--json] HOST[:PORT]
 //	egressgate catalog [--config FILE] [--format list|yaml]
 //	egressgate report  --from URL | --prometheus URL
+//	egressgate probe   [--config FILE] [--via PROXY_URL] [--json] [--hosts FILE]
 package main
 
 import (
@@ -33,6 +34,7 @@ func commands() []command {
 		{"explain", "say whether a host and port would be admitted, and why", runExplain},
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"probe", "check DNS, TCP and TLS to every concrete catalog name", runProbe},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }

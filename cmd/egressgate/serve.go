@@ -48,6 +48,7 @@ type serveOptions struct {
 	cfg          proxy.Config    // everything but Rules, Recorder and Log
 	metrics      metrics.Options
 	pprof        bool
+	probeEvery   time.Duration // --probe-interval; 0: off
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -141,6 +142,7 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 		c.PAC.Fallback, err = rules.ParsePACFallback(v)
 		return err
 	})
+	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
@@ -302,6 +304,13 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			log.Error("rules watcher stopped", "err", err)
 		}
 	})
+	if o.probeEvery > 0 {
+		p := newServerProber(cfg)
+		pm := metrics.NewProbeMetrics(tel.reg)
+		wg.Go(func() {
+			probeLoop(watchCtx, o.probeEvery, p, func() *rules.Matcher { return reloader.Current().Matcher }, pm, log)
+		})
+	}
 	listening.Store(true)
 
 	var serveErr error
