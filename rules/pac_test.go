@@ -3,6 +3,7 @@ package rules
 import (
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -296,5 +297,56 @@ func TestParsePACFallback(t *testing.T) {
 	}
 	if _, err := ParsePACFallback("socks"); err == nil {
 		t.Error("ParsePACFallback(socks) = nil error")
+	}
+}
+
+// BenchmarkPAC generates the file for the default catalog: the cost of
+// the first fetch after a reload (later fetches are served from a cache).
+func BenchmarkPAC(b *testing.B) {
+	rs, err := Load("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		script, err := PAC(rs.Matcher, "proxy.example.net:3128", PACDirect)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(script)
+	}
+	b.ReportMetric(float64(n), "bytes/file")
+}
+
+// TestPACDocExample pins the excerpt docs/endpoints.md shows: every line
+// of its js block is in the file generated from the page's own example
+// catalog.
+func TestPACDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/endpoints.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := regexp.MustCompile("(?s)```text\n(# pac-example.txt\n.*?)```").FindSubmatch(doc)
+	excerpt := regexp.MustCompile("(?s)```js\n(.*?)```").FindSubmatch(doc)
+	if list == nil || excerpt == nil {
+		t.Fatal("docs/endpoints.md lacks the pac-example.txt catalog or the js excerpt")
+	}
+	c, err := ParseList("pac-example.txt", "local", list[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Select(&Config{}, []*Catalog{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := PAC(rs.Matcher, "gate.example.org:3128", PACDirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(excerpt[1]), "\n") {
+		if line != "" && !strings.Contains(string(script), line+"\n") {
+			t.Errorf("docs/endpoints.md shows %q, which the generated file lacks:\n%s", line, script)
+		}
 	}
 }

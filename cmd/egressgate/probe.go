@@ -174,8 +174,8 @@ func writeProbeTable(w io.Writer, rep *probeReport) {
 	if rep.Via != "" {
 		how = "through " + rep.Via
 	}
-	fmt.Fprintf(w, "\n%d names probed %s: %d passed, %d failed; %d entries skipped\n",
-		len(rep.Results), how, passed, len(rep.Results)-passed, len(rep.Skipped))
+	fmt.Fprintf(w, "\nprobed %s: %d passed, %d failed (names); skipped: %d (entries)\n",
+		how, passed, len(rep.Results)-passed, len(rep.Skipped))
 }
 
 // stepCell is a step's table cell: "ok 12ms" or "FAIL".
