@@ -169,3 +169,33 @@ func TestPACCacheBounded(t *testing.T) {
 		t.Errorf("cache holds %d files, want at most %d", n, maxPACCache)
 	}
 }
+
+// FuzzPACHost feeds client-chosen Host fields to the proxy address
+// derivation. Whatever a client sends, the file either names a plain
+// host:port (nothing that could end the JavaScript string or add a
+// directive) or is refused, and servePAC then names the local address.
+func FuzzPACHost(f *testing.F) {
+	for _, s := range []string{"gate.example.org:3128", "gate.example.org", "[2001:db8::1]", "[2001:db8::1]:8080",
+		"192.0.2.1:80", "", ":3128", "a;DIRECT:1", "a\";alert(1)//:80", "[::1%eth0]:1", "x:99999", "ünïcode.example:1", "a b:1"} {
+		f.Add(s)
+	}
+	m := testMatcher(f, "a.example.org")
+	local := netip.MustParseAddr("192.0.2.1")
+	f.Fuzz(func(t *testing.T, host string) {
+		for _, keep := range []bool{true, false} {
+			addr := pacProxyFor(host, 3128, local, keep)
+			file, err := rules.PAC(m, addr, rules.PACDirect)
+			if err != nil {
+				continue
+			}
+			for _, c := range addr {
+				if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune(".-_:[]", c)) {
+					t.Fatalf("pacProxyFor(%q) = %q, accepted with %q in it", host, addr, c)
+				}
+			}
+			if want := `var PROXY = "PROXY ` + addr + `";` + "\n"; !strings.Contains(string(file), want) {
+				t.Fatalf("pacProxyFor(%q) = %q: file lacks %s", host, addr, want)
+			}
+		}
+	})
+}

@@ -271,8 +271,15 @@ func CheckPACProxy(addr string) error {
 		}
 		return nil
 	}
-	if _, err := CanonicalHost(host); err != nil || strings.Contains(host, ":") {
-		return fmt.Errorf("PAC proxy address %q: host is not a name or IPv4 address", addr)
+	// The host must already be an ASCII name or IPv4 address: a Unicode
+	// name would reach the PAC engine unconverted.
+	// A name of digits and dots that is not an IPv4 address ("010.1.1.1")
+	// is one that engines read in octal.
+	c, err := CanonicalHost(host)
+	_, isAddr := parseIPLiteral(host)
+	numeric := strings.Trim(host, "0123456789.") == ""
+	if err != nil || c != strings.ToLower(host) || strings.Contains(host, ":") || numeric && !isAddr {
+		return fmt.Errorf("PAC proxy address %q: host is not an ASCII name or an IPv4 address", addr)
 	}
 	return nil
 }

@@ -281,6 +281,10 @@ func TestPACProxyAddress(t *testing.T) {
 		{"a\";alert(1)//:80", false},
 		{"2001:db8::1:80", false},
 		{"[fe80::1%eth0]:80", false},
+		{"bücher.example:80", false},
+		{"Gate.Example.org:80", true},
+		{"gate.example.org.:80", false},
+		{"010.1.1.1:80", false},
 	} {
 		_, err := PAC(m, tt.addr, PACDirect)
 		if (err == nil) != tt.ok {
