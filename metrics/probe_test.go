@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,15 @@ egressgate_probe_success{port="",rule="b.example.org",step="dns"} 0
 	}
 	for _, pr := range problems {
 		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+	}
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if !strings.Contains(string(doc), "| `"+mf.GetName()+"` |") {
+			t.Errorf("%s is not in docs/metrics.md's metrics table", mf.GetName())
+		}
 	}
 }
 
