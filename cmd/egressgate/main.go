@@ -35,6 +35,7 @@ func commands() []command {
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"report", "print used and never-used entries and top misses", runReport},
 		{"probe", "check DNS, TCP and TLS to every concrete catalog name", runProbe},
+		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }
