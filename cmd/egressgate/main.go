@@ -11,6 +11,7 @@
 //	egressgate catalog import PAGE.txt | catalog diff OLD NEW
 //	egressgate discover [--config FILE] [--write FILE] ARTEFACT...
 //	egressgate report  --from URL | --prometheus URL
+//	egressgate probe   [--config FILE] [--via PROXY_URL] [--json] [--hosts FILE]
 package main
 
 import (
@@ -36,6 +37,7 @@ func commands() []command {
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"discover", "find this account's own hosts in installer artefacts", runDiscover},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"probe", "check DNS, TCP and TLS to every concrete catalog name", runProbe},
 		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
