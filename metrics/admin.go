@@ -102,6 +102,9 @@ type MissUsage struct {
 	LastListener string    `json:"last_listener"`
 	LastPort     uint16    `json:"last_port"`
 	LastSeen     time.Time `json:"last_seen"`
+	// AccountHost is set when the host looks like the account's own
+	// management, API or station host; nil otherwise.
+	AccountHost *AccountHostHint `json:"account_host,omitempty"`
 }
 
 // RulesPage returns the usage of every entry of the installed ruleset, and
@@ -154,7 +157,8 @@ func (r *Recorder) MissesPage() *MissesPage {
 	p := &MissesPage{Capacity: r.top.capacity, Total: total, Misses: make([]MissUsage, len(top))}
 	for i, m := range top {
 		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
-			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC()}
+			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC(),
+			AccountHost: accountHostHint(m.Host, m.Reason, m.Port)}
 	}
 	return p
 }
@@ -348,6 +352,16 @@ func (p *MissesPage) writeText(w io.Writer) {
 	for _, m := range p.Misses {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", termSafe(m.Host), m.Count, m.Error, m.LastReason, m.LastClient,
 			m.LastListener, m.LastPort, m.LastSeen.UTC().Format("2006-01-02 15:04:05"))
+	}
+	first := true
+	for _, m := range p.Misses {
+		if a := m.AccountHost; a != nil {
+			if first {
+				fmt.Fprintln(w, "\nACCOUNT HOSTS AMONG THE MISSES")
+				first = false
+			}
+			fmt.Fprintf(w, "%s: %s (%s): add %s\n", termSafe(m.Host), a.Hint, a.Role, a.Add)
+		}
 	}
 }
 

@@ -15,15 +15,20 @@ import (
 // on, as a list to paste into another firewall or as YAML in the catalog
 // schema.
 func runCatalog(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--format list|yaml]", `
+	if exit, ok := runCatalogSub(args, stdout, stderr); ok {
+		return exit
+	}
+	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--format list|yaml|squid|hosts|json]\n       egressgate catalog import PAGE.txt\n       egressgate catalog diff OLD NEW", `
 Prints the entries in force under the config's policy: as a plain list, itself
 a catalog to paste into another firewall, with the optional sections that are
-off as comments; or, with --format yaml, with every field each entry inherits
-resolved.
+off as comments; with --format yaml, with every field each entry inherits
+resolved; or as a Squid ACL file (squid), bare host names (hosts) or JSON for
+other enforcement points. "catalog import" and "catalog diff" are described by
+their own --help.
 
 exit status: 0 printed, 1 the config does not load, 2 bad usage`)
 	config := cl.addConfig()
-	format := cl.String("format", "list", "output `format`: list or yaml")
+	format := cl.String("format", "list", "output `format`: list, yaml, squid, hosts or json")
 	pos, exit, ok := cl.parse(args, stdout, stderr)
 	if !ok {
 		return exit
@@ -45,7 +50,7 @@ exit status: 0 printed, 1 the config does not load, 2 bad usage`)
 			return 1
 		}
 	default:
-		return cl.fail(stderr, "--format %q is not list or yaml", *format)
+		return runCatalogExport(*format, rs, stdout, stderr)
 	}
 	return 0
 }

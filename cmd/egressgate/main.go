@@ -7,8 +7,12 @@
 //	egressgate serve   [flags]                             run the proxy (the main job)
 //	egressgate check   [--config FILE]                     validate config and catalogs
 //	egressgate explain [--config FILE] [--json] HOST[:PORT]
-//	egressgate catalog [--config FILE] [--format list|yaml]
+//	egressgate catalog [--config FILE] [--format list|yaml|squid|hosts|json]
+//	egressgate catalog import PAGE.txt | catalog diff OLD NEW
+//	egressgate discover [--config FILE] [--write FILE] ARTEFACT...
 //	egressgate report  --from URL | --prometheus URL
+//	egressgate probe   [--config FILE] [--via PROXY_URL] [--json] [--hosts FILE]
+//	egressgate alertmanager-config [flags]
 //	egressgate version
 //	egressgate help [COMMAND]
 //
@@ -38,7 +42,10 @@ func commands() []command {
 		{"check", "validate the config and catalogs, print a summary", runCheck},
 		{"explain", "say whether a host and port would be admitted, and why", runExplain},
 		{"catalog", "print the effective allowlist", runCatalog},
+		{"discover", "find this account's own hosts in installer artefacts", runDiscover},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"probe", "check DNS, TCP and TLS to every concrete catalog name", runProbe},
+		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
 		{"version", "print the version", runVersion},
 	}
 }

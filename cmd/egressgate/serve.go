@@ -48,6 +48,7 @@ type serveOptions struct {
 	cfg          proxy.Config    // everything but Rules, Recorder and Log
 	metrics      metrics.Options
 	pprof        bool
+	probeEvery   time.Duration // --probe-interval; 0: off
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -135,6 +136,12 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns, "most tunnels plus requests in flight; beyond, 503 (negative: no cap)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+	fs.StringVar(&c.PAC.Proxy, "pac-proxy", "", "`HOST:PORT` that /proxy.pac tells endpoints to use (default: the address they fetched it from)")
+	fs.Func("pac-fallback", "where /proxy.pac sends names outside the catalog: direct or proxy (default direct)", func(v string) (err error) {
+		c.PAC.Fallback, err = rules.ParsePACFallback(v)
+		return err
+	})
+	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
@@ -154,6 +161,11 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		return nil, fmt.Errorf("unexpected argument %q", pos[0])
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
+	if c.PAC.Proxy != "" {
+		if err := rules.CheckPACProxy(c.PAC.Proxy); err != nil {
+			return nil, fmt.Errorf("--pac-proxy: %w", err)
+		}
+	}
 	if upstream != "" {
 		u, err := url.Parse(upstream)
 		if err != nil {
@@ -298,7 +310,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: tel.admin, ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: withPAC(tel.admin, srv, proxyLn), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -312,6 +324,13 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			log.Error("rules watcher stopped", "err", err)
 		}
 	})
+	if o.probeEvery > 0 {
+		p := newServerProber(cfg)
+		pm := metrics.NewProbeMetrics(tel.reg)
+		wg.Go(func() {
+			probeLoop(watchCtx, o.probeEvery, p, func() *rules.Matcher { return reloader.Current().Matcher }, pm, log)
+		})
+	}
 	listening.Store(true)
 
 	var serveErr error
