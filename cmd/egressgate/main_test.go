@@ -110,6 +110,12 @@ func TestHelp(t *testing.T) {
 			})
 		}
 	}
+	for _, args := range [][]string{{"catalog", "import", "--help"}, {"catalog", "diff", "-h"}} {
+		var stdout, stderr bytes.Buffer
+		if exit := run(args, &stdout, &stderr); exit != 0 || !strings.HasPrefix(stdout.String(), "usage: egressgate "+args[0]+" "+args[1]) {
+			t.Errorf("egressgate %s: exit %d, stdout %q; want 0 and its usage", strings.Join(args, " "), exit, stdout.String())
+		}
+	}
 	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
 		var stdout, stderr bytes.Buffer
 		if exit := run(args, &stdout, &stderr); exit != 0 || !strings.Contains(stdout.String(), "explain") {
