@@ -35,9 +35,13 @@ func TestMissesPageAccountHosts(t *testing.T) {
 			}
 		}
 	}
-	_, html := get(t, srv.URL+"/misses")
+	_, _, html := getAccept(t, srv.URL+"/misses", "text/html")
 	if !strings.Contains(html, "probably this account&#39;s own host: confirm it, then add it") ||
 		!strings.Contains(html, "<code>mcs.stn200fra.ctr.sophos.com:443</code>") {
 		t.Errorf("/misses HTML lacks the hint:\n%s", html)
+	}
+	_, _, text := getAccept(t, srv.URL+"/misses", "*/*")
+	if !strings.Contains(text, "mcs.stn200fra.ctr.sophos.com: probably this account's own host: confirm it, then add it (management (MCS)): add mcs.stn200fra.ctr.sophos.com:443") {
+		t.Errorf("/misses text lacks the hint:\n%s", text)
 	}
 }

@@ -83,6 +83,11 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 	if users == nil {
 		return r
 	}
+	if r.Method != http.MethodConnect && !r.URL.IsAbs() {
+		// Not a proxy request: the PAC file (fetched without proxy
+		// credentials), or a 400 to come.
+		return r
+	}
 	hdr := r.Header.Get("Proxy-Authorization")
 	r.Header.Del("Proxy-Authorization") // never forwarded
 	if hdr == "" && !users.Required {

@@ -318,3 +318,48 @@ func FuzzParseBasic(f *testing.F) {
 		}
 	})
 }
+
+// TestPACPerEstate: each client gets the PAC file of its own estate, and
+// fetching it needs no proxy credentials even when they are required.
+func TestPACPerEstate(t *testing.T) {
+	cfgPath := exampleOnLoopback(t, "auth:\n  password_file: users\n  required: true\n")
+	os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "users"), nil, 0o600)
+	rl, err := rules.NewReloader(cfgPath, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyAddr, srv := startProxy(t, Config{Rules: rl})
+	pac := func(src string) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "http://proxy.example.net/proxy.pac", nil)
+		r.RemoteAddr = src + ":40000"
+		srv.PACHandler(3128).ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("PAC for %s: %d %s", src, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	// Remote assistance (*.apu.sophos.com:22) is on for newyork only.
+	if ny, ldn := pac("127.2.0.5"), pac("127.1.0.5"); !strings.Contains(ny, "apu.sophos.com") || strings.Contains(ldn, "apu.sophos.com") {
+		t.Errorf("newyork's PAC names apu.sophos.com: %t, london's: %t; want true, false",
+			strings.Contains(ny, "apu.sophos.com"), strings.Contains(ldn, "apu.sophos.com"))
+	}
+	// On the proxy port, without credentials.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.3.0.5")}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /proxy.pac HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", proxyAddr)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || strings.Contains(string(body), "apu.sophos.com") {
+		t.Errorf("sydney's PAC on the proxy port: %d, names apu.sophos.com: %t; want 200, false", resp.StatusCode, strings.Contains(string(body), "apu.sophos.com"))
+	}
+}

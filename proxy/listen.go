@@ -33,6 +33,7 @@ type Server struct {
 	parent *parentProxy // nil: direct
 	gp     *goproxy.ProxyHttpServer
 	tr     *http.Transport
+	pac    pacCache // generated PAC files (pac.go)
 	// estates is cfg.Rules when it serves estates (a *rules.Reloader
 	// does); nil judges every client with cfg.Rules' one matcher.
 	estates EstateRules

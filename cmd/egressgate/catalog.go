@@ -18,15 +18,26 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 	if exit, ok := runCatalogSub(args, stdout, stderr); ok {
 		return exit
 	}
-	fs, config := newFlagSet("catalog", stderr)
-	format := fs.String("format", "list", "output `format`: list, yaml, squid, hosts or json")
-	estate := fs.String("estate", rules.DefaultEstate, "print this `estate`'s allowlist")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--estate NAME] [--format list|yaml|squid|hosts|json]\n       egressgate catalog import PAGE.txt\n       egressgate catalog diff OLD NEW", `
+Prints the entries in force under the config's policy: as a plain list, itself
+a catalog to paste into another firewall, with the optional sections that are
+off as comments; with --format yaml, with every field each entry inherits
+resolved; or as a Squid ACL file (squid), bare host names (hosts) or JSON for
+other enforcement points. --estate NAME prints that estate's allowlist (the
+default estate's otherwise); the entries its policy refuses are comments, deny
+rules (squid) or marked "refused" (yaml, json). "catalog import" and "catalog diff" are described by
+their own --help.
+
+exit status: 0 printed, 1 the config does not load, 2 bad usage`)
+	config := cl.addConfig()
+	format := cl.String("format", "list", "output `format`: list, yaml, squid, hosts or json")
+	estate := cl.String("estate", rules.DefaultEstate, "print this `estate`'s allowlist")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate catalog: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	rs, err := rules.Load(*config)
 	if err != nil {

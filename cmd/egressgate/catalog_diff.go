@@ -28,16 +28,19 @@ func runCatalogSub(args []string, stdout, stderr io.Writer) (exit int, ok bool) 
 // runCatalogImport reads a saved text copy of the vendor page and prints
 // the catalog YAML it gives.
 func runCatalogImport(args []string, stdout, stderr io.Writer) int {
-	fs, _ := newFlagSet("catalog import", stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: egressgate catalog import PAGE.txt") }
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs := newCommandLine("catalog import", "egressgate catalog import PAGE.txt", `
+Reads a saved text copy of the vendor page and prints the catalog YAML it
+gives (see docs/catalog-upkeep.md).
+
+exit status: 0 printed, 1 the page cannot be read or imported, 2 bad usage`)
+	pos, exit, ok := fs.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
+	if len(pos) != 1 {
+		return fs.fail(stderr, "want one PAGE.txt, got %d arguments", len(pos))
 	}
-	path := fs.Arg(0)
+	path := pos[0]
 	data, err := os.ReadFile(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate catalog import: %v\n", err)
@@ -62,20 +65,22 @@ func runCatalogImport(args []string, stdout, stderr io.Writer) int {
 // vendor page, or "embedded" for the built-in catalog. It exits 0 when
 // they are the same and 3 when they differ, like diff(1) with 1.
 func runCatalogDiff(args []string, stdout, stderr io.Writer) int {
-	fs, _ := newFlagSet("catalog diff", stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: egressgate catalog diff OLD NEW\n  OLD and NEW: a catalog file, a saved copy of the vendor page, or \"embedded\"")
+	fs := newCommandLine("catalog diff", "egressgate catalog diff OLD NEW", `
+Prints the entries added, removed and changed from OLD to NEW. OLD and NEW
+are each a catalog file (YAML or plain list), a saved copy of the vendor
+page, or "embedded" for the built-in catalog.
+
+exit status: 0 the same, 3 they differ, 1 one cannot be read, 2 bad usage`)
+	pos, exit, ok := fs.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return 2
+	if len(pos) != 2 {
+		return fs.fail(stderr, "want OLD and NEW (each a catalog file, a saved copy of the vendor page, or \"embedded\"), got %d arguments", len(pos))
 	}
 	var cats [2]*rules.Catalog
 	for i := range cats {
-		c, err := readAnyCatalog(fs.Arg(i))
+		c, err := readAnyCatalog(pos[i])
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1

@@ -28,29 +28,32 @@ type discovered struct {
 // --write writes them as a plain-list catalog to layer on the others.
 // Exit 0 when every host is admitted, 3 when some are not, 1 on errors.
 func runDiscover(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("discover", stderr)
+	fs := newCommandLine("discover", "egressgate discover [--config FILE] [--write FILE] ARTEFACT...", `
+Reads installer artefacts and prints each host they name and whether the
+effective policy admits it; with --write, writes the hosts as a plain-list
+catalog to layer on the others. ARTEFACT: SophosCloudInstaller.log,
+SophosCloudConfig.plist, or saved output of sudo bash -x ./SophosSetup.sh.
+
+exit status: 0 every host is admitted, 3 some are not, 1 an error, 2 bad usage`)
+	config := fs.addConfig()
 	write := fs.String("write", "", "write the hosts found as a plain-list catalog to `file`")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: egressgate discover [--config FILE] [--write FILE] ARTEFACT...\n  ARTEFACT: SophosCloudInstaller.log, SophosCloudConfig.plist, or saved output of sudo bash -x ./SophosSetup.sh")
-		fs.PrintDefaults()
+	artefacts, exit, ok := fs.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() == 0 {
-		fs.Usage()
-		return 2
+	if len(artefacts) == 0 {
+		return fs.fail(stderr, "missing ARTEFACT: SophosCloudInstaller.log, SophosCloudConfig.plist, or saved output of sudo bash -x ./SophosSetup.sh")
 	}
 	rs, err := rules.Load(*config)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	exit := 0
+	exit = 0
 	var hosts []*discovered
 	var read []string // files that named hosts
 	byKey := map[string]*discovered{}
-	for _, path := range fs.Args() {
+	for _, path := range artefacts {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			fmt.Fprintf(stderr, "egressgate discover: %v\n", err)

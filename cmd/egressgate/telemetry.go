@@ -22,6 +22,7 @@ type telemetry struct {
 	admin    http.Handler      // served on --admin
 	hooks    rules.ReloadHooks // passed to rules.NewReloader
 	flush    func()
+	reg      prometheus.Registerer // for collectors serve adds (the probe's)
 }
 
 // newTelemetry builds the metrics on a registry of their own. ready
@@ -53,5 +54,6 @@ func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options, wit
 			OnError: m.ReloadResult,
 		},
 		flush: m.Flush,
+		reg:   reg,
 	}
 }
