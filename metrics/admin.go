@@ -369,6 +369,9 @@ func writeText(w http.ResponseWriter, write func(*tabwriter.Writer)) {
 func (p *RulesPage) writeText(w io.Writer) {
 	fmt.Fprintf(w, "egressgate %s, matcher v%d installed %s, catalogs %s\n", p.Version, p.MatcherVersion,
 		p.Installed.UTC().Format("2006-01-02 15:04:05 UTC"), strings.Join(p.Catalogs, ", "))
+	if p.Estate != "" {
+		fmt.Fprintf(w, "estate %s: the entries of its policy and its own hits\n", p.Estate)
+	}
 	fmt.Fprintf(w, "entries: %d (%d used, %d admitted but never reached, %d never used); hits since the process started\n\n",
 		len(p.Rules), p.Used, p.NeverReached, p.NeverUsed)
 	fmt.Fprintln(w, "STATE\tCATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tPORTS\tGROUPS")
@@ -381,7 +384,11 @@ func (p *RulesPage) writeText(w io.Writer) {
 		for i, port := range u.Ports {
 			ports[i] = strconv.Itoa(int(port))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", u.State(), u.Catalog, u.Rule, u.Hits, u.UpstreamFailures,
+		state := u.State()
+		if u.Refused != "" {
+			state = "refused:" + u.Refused
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", state, u.Catalog, u.Rule, u.Hits, u.UpstreamFailures,
 			last, strings.Join(ports, ","), strings.Join(u.Groups, ","))
 	}
 }

@@ -131,7 +131,10 @@ func TestEstateRulesEndpoint(t *testing.T) {
 	if code, body := get(t, srv+"/rules?estate=%3Cb%3E"); code != 404 || !strings.Contains(body, `"<b>"`) {
 		t.Errorf("/rules?estate=<b>: %d %q", code, body)
 	}
-	if code, body := get(t, srv+"/rules?estate=sydney"); code != 200 || !strings.Contains(body, "Estate <b>sydney</b>") || !strings.Contains(body, "refused: not-licensed") {
+	if code, body := get(t, srv+"/rules?estate=sydney&format=html"); code != 200 || !strings.Contains(body, "Estate <b>sydney</b>") || !strings.Contains(body, "refused: not-licensed") {
 		t.Errorf("/rules?estate=sydney (HTML): %d, no estate title or refused tag", code)
+	}
+	if code, body := get(t, srv+"/rules?estate=sydney"); code != 200 || !strings.Contains(body, "estate sydney:") || !strings.Contains(body, "refused:not-licensed") {
+		t.Errorf("/rules?estate=sydney (text): %d, no estate line or refused state:\n%.300s", code, body)
 	}
 }

@@ -108,8 +108,7 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request, client netip.A
 	}
 	if m == nil && s.estates != nil {
 		// The client's estate by address (a PAC fetch carries no proxy
-		// credentials). Its refused entries stay in the file: their
-		// names go to the proxy, which denies them with their reason.
+		// credentials).
 		m = s.estates.Current().EstateFor(client.Unmap()).Matcher
 	}
 	if m == nil {

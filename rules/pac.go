@@ -65,7 +65,8 @@ function FindProxyForURL(url, host) {
   if (host.charAt(host.length - 1) == ".") {
     host = host.substring(0, host.length - 1);
   }
-  if (egressgateAdmits(host, egressgatePort(url))) {
+  var port = egressgatePort(url);
+  if (!egressgateIn(REFUSED, host, port) && egressgateIn(RULES, host, port)) {
     return PROXY;
   }
   return FALLBACK;
@@ -104,14 +105,14 @@ function egressgatePort(url) {
   return 0;
 }
 
-// egressgateAdmits reports whether some entry of RULES names host and port.
-function egressgateAdmits(host, port) {
+// egressgateIn reports whether some row of rows names host and port.
+function egressgateIn(rows, host, port) {
   if (host.indexOf(":") >= 0) {
     return false; // IPv6 literal
   }
   var ip4 = /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host);
-  for (var i = 0; i < RULES.length; i++) {
-    var r = RULES[i];
+  for (var i = 0; i < rows.length; i++) {
+    var r = rows[i];
     if (!egressgatePortIn(port, r[2])) {
       continue;
     }
@@ -198,13 +199,31 @@ func PAC(m *Matcher, proxyAddr string, fallback PACFallback) ([]byte, error) {
 //   "/" an IPv4 CIDR: the network, and its mask.
 var RULES = [
 `)
+	var refused []*Entry
 	for _, e := range m.Entries() {
+		if e.Deny != ReasonNone {
+			refused = append(refused, e)
+			continue
+		}
 		row, ok := pacRow(e)
 		if !ok {
 			fmt.Fprintf(&b, "  // %s (%s): an IPv6 prefix; not expressible in a PAC file\n", pacComment(e.Pattern), pacComment(e.Pos.String()))
 			continue
 		}
 		fmt.Fprintf(&b, "  %s, // %s %s\n", row, pacComment(e.Pattern), pacComment(e.Pos.String()))
+	}
+	b.WriteString("];\n\n")
+	// A name the estate's policy refuses beats the wildcard that would
+	// send it to the proxy, as in the matcher: it goes to the fallback.
+	// Only exact names are listed; a refused pattern is simply not in
+	// RULES.
+	b.WriteString("// Names the policy refuses (licence, Live Response, region): never sent to the proxy.\nvar REFUSED = [\n")
+	for _, e := range refused {
+		if e.Kind != KindExact {
+			continue
+		}
+		row, _ := pacRow(e)
+		fmt.Fprintf(&b, "  %s, // %s %s: %s\n", row, pacComment(e.Pattern), pacComment(e.Pos.String()), e.Deny)
 	}
 	b.WriteString("];\n")
 	b.WriteString(pacProgram)

@@ -38,6 +38,14 @@ func TestDocsCommandExamples(t *testing.T) {
 	dir := t.TempDir()
 	configs, _ := filepath.Glob("testdata/configs/*")
 	for _, f := range configs {
+		if st, err := os.Stat(f); err == nil && st.IsDir() {
+			// A directory of examples (enterprise: the worked example of
+			// estates.md, a link to deploy/examples/enterprise).
+			if err := os.CopyFS(filepath.Join(dir, filepath.Base(f)), os.DirFS(f)); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		data, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

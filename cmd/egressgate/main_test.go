@@ -145,7 +145,7 @@ func TestFlagsAnywhere(t *testing.T) {
 		{[]string{"explain", "--json", "central.sophos.com"}, 0, `"verdict": "ALLOW"`, ""},
 		{[]string{"explain", "x.apu.sophos.com:22", "--config", "testdata/configs/exact.yaml", "--json"}, 1, `"reason": "not-in-catalog"`, ""},
 		{[]string{"explain", "--", "--json"}, 2, "DENY --json:443: invalid-host", ""},
-		{[]string{"explain", "central.sophos.com", "--jsn"}, 2, "", "egressgate explain: flag provided but not defined: -jsn\nusage: egressgate explain [--config FILE] [--json] HOST[:PORT]"},
+		{[]string{"explain", "central.sophos.com", "--jsn"}, 2, "", "egressgate explain: flag provided but not defined: -jsn\nusage: egressgate explain [--config FILE] [--client ADDR] [--user NAME] [--json] HOST[:PORT]"},
 		{[]string{"explain"}, 2, "", "egressgate explain: missing HOST[:PORT]"},
 		{[]string{"explain", "a.example", "b.example"}, 2, "", `one HOST[:PORT] at a time; got ["a.example" "b.example"]`},
 		{[]string{"check", "extra", "--config", "testdata/configs/exact.yaml"}, 2, "", `egressgate check: unexpected argument "extra"`},
