@@ -147,7 +147,7 @@ func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, know
 			Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
 			Region: e.Region, Example: e.Example, Series: e.Pattern,
 		}
-		if e.Deny != rules.ReasonNone {
+		if e.Deny != rules.ReasonNone && estate != "" {
 			u.Refused = e.Deny.String()
 		}
 		if u.Sections == nil {
