@@ -18,20 +18,25 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 	if exit, ok := runCatalogSub(args, stdout, stderr); ok {
 		return exit
 	}
-	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--estate NAME] [--format list|yaml|squid|hosts|json]\n       egressgate catalog import PAGE.txt\n       egressgate catalog diff OLD NEW", `
+	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--estate NAME] [--format list|yaml|squid|pac|hosts|json] [--pac-proxy HOST:PORT]\n       egressgate catalog import PAGE.txt\n       egressgate catalog diff OLD NEW", `
 Prints the entries in force under the config's policy: as a plain list, itself
 a catalog to paste into another firewall, with the optional sections that are
 off as comments; with --format yaml, with every field each entry inherits
-resolved; or as a Squid ACL file (squid), bare host names (hosts) or JSON for
-other enforcement points. --estate NAME prints that estate's allowlist (the
-default estate's otherwise); the entries its policy refuses are comments, deny
-rules (squid) or marked "refused" (yaml, json). "catalog import" and "catalog diff" are described by
+resolved; or as a Squid ACL file (squid), a proxy auto-config file (pac, the
+same file /proxy.pac serves; it needs --pac-proxy), bare host names (hosts) or
+JSON for other enforcement points. --estate NAME prints that estate's
+allowlist (the default estate's otherwise); the entries its policy refuses
+are comments, deny rules (squid), listed as refused (pac) or marked "refused"
+(yaml, json). "catalog import" and "catalog diff" are described by
 their own --help.
 
 exit status: 0 printed, 1 the config does not load, 2 bad usage`)
 	config := cl.addConfig()
-	format := cl.String("format", "list", "output `format`: list, yaml, squid, hosts or json")
+	format := cl.String("format", "list", "output `format`: list, yaml, squid, pac, hosts or json")
 	estate := cl.String("estate", rules.DefaultEstate, "print this `estate`'s allowlist")
+	var exp exportOptions
+	cl.StringVar(&exp.pacProxy, "pac-proxy", "", "with --format pac: the proxy `HOST:PORT` endpoints are told to use")
+	cl.StringVar(&exp.pacFallback, "pac-fallback", "direct", "with --format pac: where other names go, `direct` or proxy")
 	pos, exit, ok := cl.parse(args, stdout, stderr)
 	if !ok {
 		return exit
@@ -58,7 +63,7 @@ exit status: 0 printed, 1 the config does not load, 2 bad usage`)
 			return 1
 		}
 	default:
-		return runCatalogExport(*format, rs, es, stdout, stderr)
+		return runCatalogExport(*format, rs, es, exp, stdout, stderr)
 	}
 	return 0
 }

@@ -11,14 +11,34 @@ import (
 
 // exportFormats are the --format values of "catalog" that feed other
 // enforcement points, besides list and yaml.
-var exportFormats = []string{"squid", "hosts", "json"}
+var exportFormats = []string{"squid", "pac", "hosts", "json"}
+
+// exportOptions are the flags only some export formats use.
+type exportOptions struct {
+	pacProxy    string // --pac-proxy: the address the PAC sends catalog names to
+	pacFallback string // --pac-fallback: direct or proxy
+}
 
 // runCatalogExport writes the effective entries in format (one of
 // exportFormats) and returns the exit code; 2 for an unknown format.
-func runCatalogExport(format string, rs *rules.Ruleset, es *rules.Estate, stdout, stderr io.Writer) int {
+func runCatalogExport(format string, rs *rules.Ruleset, es *rules.Estate, opts exportOptions, stdout, stderr io.Writer) int {
 	var err error
 	admitted, refused := splitRefused(es.Matcher.Entries())
 	switch format {
+	case "pac":
+		if opts.pacProxy == "" {
+			fmt.Fprintln(stderr, "egressgate catalog: --format pac needs --pac-proxy HOST:PORT, the address endpoints reach the proxy on")
+			return 2
+		}
+		fallback, ferr := rules.ParsePACFallback(opts.pacFallback)
+		if ferr != nil {
+			fmt.Fprintf(stderr, "egressgate catalog: --pac-fallback: %v\n", ferr)
+			return 2
+		}
+		var pac []byte
+		if pac, err = rules.PAC(es.Matcher, opts.pacProxy, fallback); err == nil {
+			_, err = stdout.Write(pac)
+		}
 	case "squid":
 		// The deny rules go after WriteSquid's header comments and
 		// before its first allow.

@@ -239,3 +239,37 @@ func getJSON(t *testing.T, u string, v any) {
 		t.Fatalf("GET %s: %v", u, err)
 	}
 }
+
+// TestPACExport checks that "catalog --format pac" writes the file
+// /proxy.pac serves for the same config, proxy address and fallback, and
+// that it refuses to guess the proxy address.
+func TestPACExport(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"list":            "catalog.example.org\n*.wild.example.org:443,8443\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
+	})
+	config := filepath.Join(dir, "egressgate.yaml")
+	addrs := startServe(t, "--config", config, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--pac-proxy", "gate.example.net:3128")
+	resp, err := http.Get("http://" + addrs["admin"] + proxy.PACPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	var stdout, stderr strings.Builder
+	if code := run([]string{"catalog", "--config", config, "--format", "pac", "--pac-proxy", "gate.example.net:3128"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("catalog --format pac: exit %d: %s", code, stderr.String())
+	}
+	// The first line names the matcher's version, which counts loads.
+	_, export, _ := strings.Cut(stdout.String(), "\n")
+	_, page, _ := strings.Cut(string(served), "\n")
+	if export != page {
+		t.Errorf("catalog --format pac differs from /proxy.pac:\n--- export\n%s\n--- served\n%s", stdout.String(), served)
+	}
+
+	stderr.Reset()
+	if code := run([]string{"catalog", "--config", config, "--format", "pac"}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "--pac-proxy") {
+		t.Errorf("catalog --format pac without --pac-proxy: exit %d, %q; want 2 naming --pac-proxy", code, stderr.String())
+	}
+}
