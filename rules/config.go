@@ -294,8 +294,13 @@ func Select(cfg *Config, catalogs []*Catalog) (*Ruleset, error) {
 
 func selectRules(cfg *Config, catalogs []*Catalog, prev *Ruleset, catDigest [sha256.Size]byte, readEstate estateFile) (*Ruleset, error) {
 	rs := &Ruleset{Config: cfg, Catalogs: catalogs, catalogDigest: catDigest}
-	if catDigest == ([sha256.Size]byte{}) {
-		prev = nil // unknown catalogs: compile everything afresh
+	if catDigest == ([sha256.Size]byte{}) || prev != nil && prev.catalogDigest != catDigest {
+		prev = nil // unknown or changed catalogs: compile everything afresh
+	}
+	if prev != nil {
+		// The same catalogs: keep the parsed ones, so that the groups and
+		// sections of reused matchers' entries are this ruleset's own.
+		rs.Catalogs = prev.Catalogs
 	}
 	if err := buildEstates(rs, prev, readEstate); err != nil {
 		return nil, err

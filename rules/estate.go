@@ -220,7 +220,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	}
 
 	reuse := map[string]*compiled{}
-	if prev != nil && prev.catalogDigest == rs.catalogDigest {
+	if prev != nil { // same catalogs (selectRules checked)
 		reuse = prev.compiled
 	}
 	rs.compiled = map[string]*compiled{}

@@ -364,6 +364,28 @@ func TestDefaultsReloadChangesExactlyTheirEstates(t *testing.T) {
 			if got := changed(before, after); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("changed estates %v, want %v", got, tt.want)
 			}
+			// Every group an entry or the estate names is one of the
+			// ruleset's own catalogs' (metrics look groups up by pointer).
+			groups := map[*Group]bool{}
+			for _, c := range after.Catalogs {
+				for _, g := range c.Groups {
+					groups[g] = true
+				}
+			}
+			for _, e := range after.Estates {
+				for _, g := range e.Enabled {
+					if !groups[g] {
+						t.Fatalf("%s: enabled group %s is not of the ruleset's catalogs", e.Name, g.ID)
+					}
+				}
+				for _, en := range e.Matcher.Entries() {
+					for _, g := range en.Groups {
+						if !groups[g] {
+							t.Fatalf("%s: entry %s's group %s is not of the ruleset's catalogs", e.Name, en.Pattern, g.ID)
+						}
+					}
+				}
+			}
 			// Estates whose policy did not change keep their matcher.
 			for _, e := range after.Estates {
 				if !strings.Contains(strings.Join(tt.want, ","), e.Name) && e.Matcher != before.Estate(e.Name).Matcher {
