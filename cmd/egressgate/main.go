@@ -33,6 +33,7 @@ func commands() []command {
 		{"explain", "say whether a host and port would be admitted, and why", runExplain},
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"healthcheck", "ask a running egressgate's /healthz; exit 0 if healthy", runHealthcheck},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }

@@ -293,6 +293,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		}
 	})
 	listening.Store(true)
+	sdNotify(log, sdReady)
 
 	var serveErr error
 wait:
@@ -302,7 +303,9 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("SIGHUP: reloading rules")
+			sdNotify(log, sdReloading())
 			reloader.Reload() // logs its own error; the last good rules keep serving
+			sdNotify(log, sdReady)
 		case err := <-errc:
 			if err != nil {
 				serveErr = err
@@ -313,6 +316,7 @@ wait:
 	}
 
 	listening.Store(false)
+	sdNotify(log, sdStopping)
 	log.Info("shutting down", "drain_timeout_seconds", o.drainTimeout.Seconds())
 	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 	defer cancel()
