@@ -556,8 +556,8 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
-// TestDockerfile checks the Dockerfile's shape. It is not built: there is
-// no container runtime where the tests run.
+// TestDockerfile checks the Dockerfile's shape; TestContainerImage builds
+// and runs it.
 func TestDockerfile(t *testing.T) {
 	data, err := os.ReadFile(dockerfile)
 	if err != nil {
@@ -565,11 +565,14 @@ func TestDockerfile(t *testing.T) {
 	}
 	s := strings.ReplaceAll(string(data), "\\\n", " ") // join continued lines
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^FROM golang:1\.26\S* AS build$`),
-		regexp.MustCompile(`CGO_ENABLED=0 .*go build .*\./cmd/egressgate`),
-		regexp.MustCompile(`(?m)^FROM (gcr\.io/distroless/static\S*|scratch)$`),
-		regexp.MustCompile(`(?m)^USER [1-9][0-9]*(:[1-9][0-9]*)?$`),
+		regexp.MustCompile(`(?m)^ARG GO_IMAGE=golang:1\.26\S*$`),
+		regexp.MustCompile(`(?m)^FROM \$\{GO_IMAGE\} AS build$`),
+		regexp.MustCompile(`CGO_ENABLED=0 .*go build -trimpath .*-X main\.version=\$\{VERSION\}.*\./cmd/egressgate`),
+		regexp.MustCompile(`(?m)^FROM scratch$`),
+		regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates\.crt /etc/ssl/certs/ca-certificates\.crt$`),
+		regexp.MustCompile(`(?m)^USER 65532:65532$`),
 		regexp.MustCompile(`(?m)^EXPOSE 3128 9128$`),
+		regexp.MustCompile(`(?m)^HEALTHCHECK .*CMD \["/usr/local/bin/egressgate", "healthcheck"`),
 		regexp.MustCompile(`(?m)^ENTRYPOINT \["/usr/local/bin/egressgate"\]$`),
 	} {
 		if !want.MatchString(s) {
@@ -585,5 +588,10 @@ func TestDockerfile(t *testing.T) {
 		if v, ok := flagValue(args, flag); !ok || portOf(t, v) != port || strings.HasPrefix(v, "127.") {
 			t.Errorf("%s: CMD --%s = %q, want all addresses, port %d", dockerfile, flag, v, port)
 		}
+	}
+	// The config the CMD names is the one the image ships.
+	config, _ := flagValue(args, "config")
+	if config != "/etc/egressgate/config.yaml" || !regexp.MustCompile(`(?m)^COPY deploy/systemd/config\.yaml deploy/systemd/site\.txt /etc/egressgate/$`).MatchString(s) {
+		t.Errorf("%s: CMD --config = %q; want /etc/egressgate/config.yaml, where the image copies deploy/systemd's samples", dockerfile, config)
 	}
 }
