@@ -496,6 +496,8 @@ func unitDirectives(t *testing.T, path string) map[string][]string {
 func TestSystemdUnit(t *testing.T) {
 	d := unitDirectives(t, systemdUnit)
 	for k, want := range map[string]string{
+		"Type":                  "notify",
+		"User":                  "egressgate",
 		"DynamicUser":           "yes",
 		"NoNewPrivileges":       "yes",
 		"ProtectSystem":         "strict",
