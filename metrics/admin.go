@@ -20,13 +20,14 @@ import (
 // RulesPage is the JSON of /rules?format=json: every entry of the
 // installed ruleset with its usage since the process started.
 type RulesPage struct {
-	Version        string      `json:"version"`         // egressgate build
-	MatcherVersion uint64      `json:"matcher_version"` // changes with every reload
-	Installed      time.Time   `json:"installed"`       // when the ruleset was installed
-	Catalogs       []string    `json:"catalogs"`        // catalog names, in load order
-	Used           int         `json:"used"`            // entries with at least one hit
-	NeverUsed      int         `json:"never_used"`      // entries without
-	Rules          []RuleUsage `json:"rules"`           // in matcher order
+	Version        string      `json:"version"`                // egressgate build
+	MatcherVersion uint64      `json:"matcher_version"`        // changes with every reload
+	Installed      time.Time   `json:"installed"`              // when the ruleset was installed
+	Catalogs       []string    `json:"catalogs"`               // catalog names, in load order
+	Used           int         `json:"used"`                   // entries with a hit that reached its upstream
+	NeverReached   int         `json:"admitted_never_reached"` // entries with hits, none of which reached its upstream
+	NeverUsed      int         `json:"never_used"`             // entries without a hit
+	Rules          []RuleUsage `json:"rules"`                  // in matcher order
 }
 
 // RuleUsage is one catalog entry on /rules.
@@ -39,12 +40,43 @@ type RuleUsage struct {
 	Ports    []uint16   `json:"ports"`
 	OS       []string   `json:"os,omitempty"` // empty: every OS
 	Region   string     `json:"region,omitempty"`
-	Example  bool       `json:"example"` // an example of a per-account host
-	Hits     uint64     `json:"hits"`
+	Example  bool       `json:"example"`            // an example of a per-account host
+	Hits     uint64     `json:"hits"`               // admitted connections and requests
 	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit
+	// UpstreamFailures counts the hits whose upstream could not be
+	// reached (DNS, connect, parent proxy).
+	UpstreamFailures uint64 `json:"upstream_failures"`
 	// Series is the rule label the entry is exported under: Rule, or
 	// "_other" beyond Options.MaxRuleSeries.
 	Series string `json:"series"`
+}
+
+// States of an entry on /rules and in the report.
+const (
+	StateUsed         = "used"                   // some hit reached its upstream
+	StateNeverReached = "admitted-never-reached" // admitted, but every upstream attempt failed
+	StateNeverUsed    = "never-used"             // no hit
+)
+
+// Reached is how many of the entry's hits got through to the upstream.
+func (u RuleUsage) Reached() uint64 {
+	if u.UpstreamFailures >= u.Hits {
+		return 0
+	}
+	return u.Hits - u.UpstreamFailures
+}
+
+// State says whether the entry was used, admitted but never reached, or
+// never used. An entry that clients ask for and none reaches is the line
+// to act on: the vendor's host cannot be reached from this network.
+func (u RuleUsage) State() string {
+	switch {
+	case u.Reached() > 0:
+		return StateUsed
+	case u.Hits > 0:
+		return StateNeverReached
+	}
+	return StateNeverUsed
 }
 
 // MissesPage is the JSON of /misses?format=json: the most denied hosts.
@@ -85,7 +117,7 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 		u := RuleUsage{
 			Catalog: e.Catalog, Rule: e.Pattern, Kind: e.Kind.String(),
 			Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
-			Region: e.Region, Example: e.Example, Hits: rc.hits.Load(), Series: e.Pattern,
+			Region: e.Region, Example: e.Example, Hits: rc.hits.Load(), UpstreamFailures: rc.failed.Load(), Series: e.Pattern,
 		}
 		if u.Sections == nil {
 			u.Sections = []string{}
@@ -100,9 +132,12 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 		if !b.exported[i] {
 			u.Series = otherRule
 		}
-		if u.Hits > 0 {
+		switch u.State() {
+		case StateUsed:
 			p.Used++
-		} else {
+		case StateNeverReached:
+			p.NeverReached++
+		default:
 			p.NeverUsed++
 		}
 		p.Rules = append(p.Rules, u)

@@ -22,6 +22,9 @@ type ruleKey struct{ catalog, pattern string }
 type ruleCounter struct {
 	hits    atomic.Uint64
 	lastHit atomic.Int64 // Unix nanoseconds; 0 for never
+	// failed counts the hits whose upstream could not be reached (DNS,
+	// connect, parent proxy): hits - failed connections got through.
+	failed atomic.Uint64
 }
 
 // binding is an installed ruleset with its entries' counters. It is
@@ -79,23 +82,36 @@ func (r *Recorder) Install(rs *rules.Ruleset) {
 	r.reloadSuccessTime.Set(float64(b.installed.UnixNano()) / 1e9)
 }
 
-// hit counts an admitted decision on the entry its verdict names.
-func (r *Recorder) hit(d *proxy.Decision) {
+// counter returns the counter of the entry d's verdict names, or nil when
+// no ruleset is installed or the entry is gone.
+func (r *Recorder) counter(d *proxy.Decision) *ruleCounter {
 	b := r.binding.Load()
 	if b == nil {
-		return
+		return nil
 	}
 	e := d.Verdict.Entry
-	var c *ruleCounter
 	if d.Matcher != nil && d.Matcher.Version() == b.version && e.ID < len(b.byID) {
-		c = b.byID[e.ID]
-	} else {
-		// The decision was made by another matcher than the installed
-		// one: a reload raced it. Its entry IDs mean nothing here.
-		c = b.byKey[ruleKey{e.Catalog, e.Pattern}]
-		if c == nil {
-			return // the entry is gone; requests_total still counts it
-		}
+		return b.byID[e.ID]
+	}
+	// The decision was made by another matcher than the installed one: a
+	// reload raced it. Its entry IDs mean nothing here. nil when the entry
+	// is gone; requests_total still counts it.
+	return b.byKey[ruleKey{e.Catalog, e.Pattern}]
+}
+
+// failedUpstream counts an admitted decision whose upstream could not be
+// reached on the entry its verdict names (it was counted as a hit too).
+func (r *Recorder) failedUpstream(d *proxy.Decision) {
+	if c := r.counter(d); c != nil {
+		c.failed.Add(1)
+	}
+}
+
+// hit counts an admitted decision on the entry its verdict names.
+func (r *Recorder) hit(d *proxy.Decision) {
+	c := r.counter(d)
+	if c == nil {
+		return
 	}
 	c.hits.Add(1)
 	t := d.Time
@@ -117,6 +133,9 @@ var (
 	ruleHitsDesc = prometheus.NewDesc("egressgate_rule_hits_total",
 		"Admitted connections and requests per catalog entry; rule is the entry's pattern, or _other for entries beyond the series cap.",
 		[]string{"catalog", "rule"}, nil)
+	ruleFailuresDesc = prometheus.NewDesc("egressgate_rule_upstream_failures_total",
+		"Admitted connections and requests per catalog entry whose upstream could not be reached (DNS, connect, parent proxy); they are counted in egressgate_rule_hits_total too.",
+		[]string{"catalog", "rule"}, nil)
 	ruleLastHitDesc = prometheus.NewDesc("egressgate_rule_last_hit_timestamp_seconds",
 		"Unix time of the last admitted connection or request per catalog entry; absent until the first hit.",
 		[]string{"catalog", "rule"}, nil)
@@ -130,6 +149,7 @@ var (
 
 func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- ruleHitsDesc
+	ch <- ruleFailuresDesc
 	ch <- ruleLastHitDesc
 	ch <- ruleInfoDesc
 	ch <- catalogEntriesDesc
@@ -141,8 +161,8 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	type sum struct {
-		hits    uint64
-		lastHit int64
+		hits, failed uint64
+		lastHit      int64
 	}
 	other := map[string]*sum{} // by catalog
 	var otherOrder []string
@@ -157,7 +177,7 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 			continue // a pattern listed twice in one catalog is one series
 		}
 		seen[rc] = true
-		hits, last := rc.hits.Load(), rc.lastHit.Load()
+		hits, failed, last := rc.hits.Load(), rc.failed.Load(), rc.lastHit.Load()
 		if !b.exported[i] {
 			s := other[e.Catalog]
 			if s == nil {
@@ -166,10 +186,12 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 				otherOrder = append(otherOrder, e.Catalog)
 			}
 			s.hits += hits
+			s.failed += failed
 			s.lastHit = max(s.lastHit, last)
 			continue
 		}
 		ch <- prometheus.MustNewConstMetric(ruleHitsDesc, prometheus.CounterValue, float64(hits), e.Catalog, e.Pattern)
+		ch <- prometheus.MustNewConstMetric(ruleFailuresDesc, prometheus.CounterValue, float64(failed), e.Catalog, e.Pattern)
 		if last != 0 {
 			ch <- prometheus.MustNewConstMetric(ruleLastHitDesc, prometheus.GaugeValue, float64(last)/1e9, e.Catalog, e.Pattern)
 		}
@@ -180,6 +202,7 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, cat := range otherOrder {
 		s := other[cat]
 		ch <- prometheus.MustNewConstMetric(ruleHitsDesc, prometheus.CounterValue, float64(s.hits), cat, otherRule)
+		ch <- prometheus.MustNewConstMetric(ruleFailuresDesc, prometheus.CounterValue, float64(s.failed), cat, otherRule)
 		if s.lastHit != 0 {
 			ch <- prometheus.MustNewConstMetric(ruleLastHitDesc, prometheus.GaugeValue, float64(s.lastHit)/1e9, cat, otherRule)
 		}

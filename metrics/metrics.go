@@ -282,7 +282,8 @@ func (r *Recorder) countRequest(d *proxy.Decision) {
 }
 
 // Dialed records the DNS and connect times of an admitted request and
-// counts a failed dial by its reason.
+// counts a failed dial by its reason and, for an allowed decision, on its
+// entry: admitted, but the vendor was not reached.
 func (r *Recorder) Dialed(d *proxy.Decision, lookup, dial time.Duration, err proxy.DialError) {
 	if lookup > 0 {
 		r.dnsDuration.Observe(lookup.Seconds())
@@ -298,6 +299,9 @@ func (r *Recorder) Dialed(d *proxy.Decision, lookup, dial time.Duration, err pro
 		c = r.upstreamErrors[proxy.DialOther]
 	}
 	c.Inc()
+	if d.Action == proxy.ActionAllow && d.Verdict.Entry != nil {
+		r.failedUpstream(d)
+	}
 }
 
 // TunnelOpened counts an open tunnel or forwarded request.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -138,7 +139,7 @@ func TestPromlint(t *testing.T) {
 			got = append(got, mf.GetName())
 		}
 	}
-	// Every metric the README lists, in the order Gather sorts them.
+	// Every metric docs/metrics.md lists, in the order Gather sorts them.
 	want := []string{
 		"egressgate_build_info",
 		"egressgate_catalog_entries",
@@ -151,6 +152,7 @@ func TestPromlint(t *testing.T) {
 		"egressgate_rule_hits_total",
 		"egressgate_rule_info",
 		"egressgate_rule_last_hit_timestamp_seconds",
+		"egressgate_rule_upstream_failures_total",
 		"egressgate_tunnel_bytes_total",
 		"egressgate_tunnel_duration_seconds",
 		"egressgate_tunnels_active",
@@ -159,6 +161,15 @@ func TestPromlint(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("metric families:\n got %q\nwant %q", got, want)
+	}
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range got {
+		if !strings.Contains(string(doc), "| `"+name+"` |") {
+			t.Errorf("%s is not in docs/metrics.md's metrics table", name)
+		}
 	}
 	for _, name := range []string{"go_goroutines", "process_start_time_seconds"} {
 		if n, _ := testutil.GatherAndCount(reg, name); n != 1 {
@@ -460,4 +471,62 @@ func BenchmarkDecided(b *testing.B) {
 			r.Decided(d)
 		}
 	})
+}
+
+// TestAdmittedNeverReached checks that an admitted connection whose
+// upstream fails counts as a hit and as an upstream failure on its entry,
+// and that /rules tells "used" from "admitted, never reached".
+func TestAdmittedNeverReached(t *testing.T) {
+	rs := loadList(t, "test", testList)
+	r, reg, _ := newTest(t, rs, Options{})
+	failures := func(rule string) float64 {
+		v, ok := counterValue(t, reg, "egressgate_rule_upstream_failures_total", map[string]string{"catalog": "test", "rule": rule})
+		if !ok {
+			t.Fatalf("no egressgate_rule_upstream_failures_total{rule=%q}", rule)
+		}
+		return v
+	}
+	// example.org: two admissions, DNS fails both times.
+	for range 2 {
+		d := decide(rs, proxy.ListenerConnect, "example.org", 443)
+		r.Decided(d)
+		r.Dialed(d, time.Millisecond, 0, proxy.DialDNS)
+	}
+	// x.example.net: one fails, one gets through.
+	d := decide(rs, proxy.ListenerConnect, "x.example.net", 443)
+	r.Decided(d)
+	r.Dialed(d, 0, time.Millisecond, proxy.DialRefused)
+	d = decide(rs, proxy.ListenerHTTP, "y.example.net", 443)
+	r.Decided(d)
+	r.Dialed(d, 0, time.Millisecond, proxy.DialOK)
+	// A would-deny (monitor mode) that fails upstream is no entry's failure.
+	d = decide(rs, proxy.ListenerConnect, "api.example.com", 9999)
+	d.Action = proxy.ActionWouldDeny
+	r.Decided(d)
+	r.Dialed(d, 0, time.Millisecond, proxy.DialTimeout)
+
+	for _, tc := range []struct {
+		rule           string
+		hits, failures float64
+		state          string
+	}{
+		{"example.org", 2, 2, StateNeverReached},
+		{"*.example.net", 2, 1, StateUsed},
+		{"api.example.com", 0, 0, StateNeverUsed},
+		{"10.1.0.0/16", 0, 0, StateNeverUsed},
+	} {
+		if h, f := hits(t, reg, "test", tc.rule), failures(tc.rule); h != tc.hits || f != tc.failures {
+			t.Errorf("%s: hits %v, upstream failures %v; want %v, %v", tc.rule, h, f, tc.hits, tc.failures)
+		}
+		p, _ := r.RulesPage()
+		for _, u := range p.Rules {
+			if u.Rule == tc.rule && u.State() != tc.state {
+				t.Errorf("%s: state %q, want %q (%+v)", tc.rule, u.State(), tc.state, u)
+			}
+		}
+	}
+	p, _ := r.RulesPage()
+	if p.Used != 1 || p.NeverReached != 1 || p.NeverUsed != 2 {
+		t.Errorf("/rules used %d, admitted never reached %d, never used %d; want 1, 1, 2", p.Used, p.NeverReached, p.NeverUsed)
+	}
 }

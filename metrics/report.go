@@ -17,7 +17,8 @@ import (
 )
 
 // Report is the usage report `egressgate report` prints: which entries
-// were used, which never were, and the most denied hosts.
+// were used, which were admitted but never reached their upstream, which
+// were never used, and the most denied hosts.
 type Report struct {
 	// Source says where the numbers come from, for the heading.
 	Source string
@@ -47,9 +48,10 @@ func FetchAdmin(ctx context.Context, c *http.Client, base string) (*Report, erro
 
 // Queries FetchPrometheus sends to /api/v1/query.
 const (
-	promHitsQuery    = `sum by (catalog, rule) (egressgate_rule_hits_total)`
-	promLastHitQuery = `max by (catalog, rule) (egressgate_rule_last_hit_timestamp_seconds)`
-	promInfoQuery    = `max by (catalog, rule, group, section) (egressgate_rule_info)`
+	promHitsQuery     = `sum by (catalog, rule) (egressgate_rule_hits_total)`
+	promFailuresQuery = `sum by (catalog, rule) (egressgate_rule_upstream_failures_total)`
+	promLastHitQuery  = `max by (catalog, rule) (egressgate_rule_last_hit_timestamp_seconds)`
+	promInfoQuery     = `max by (catalog, rule, group, section) (egressgate_rule_info)`
 )
 
 // FetchPrometheus reads the report from a Prometheus server at base that
@@ -89,6 +91,15 @@ func FetchPrometheus(ctx context.Context, c *http.Client, base string) (*Report,
 	}
 	for _, s := range hits {
 		entry(s.Metric).Hits = uint64(s.Value)
+	}
+	// Replicas older than this metric have no series: their failures
+	// read as 0, their entries as reached.
+	failures, err := promQuery(ctx, c, base, promFailuresQuery)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range failures {
+		entry(s.Metric).UpstreamFailures = uint64(s.Value)
 	}
 	last, err := promQuery(ctx, c, base, promLastHitQuery)
 	if err != nil {
@@ -187,35 +198,55 @@ func termSafe(s string) string {
 }
 
 // WriteText prints the report as tables: used entries (most hits first),
-// never-used entries (in catalog order) and the top misses (at most
+// entries admitted but never reached (most hits first), never-used
+// entries (in catalog order) and the top misses (at most
 // topMisses; 0 for all). Strings from the source with non-printable characters are escaped,
 // so a hostile source cannot write control sequences to the terminal.
 func (r *Report) WriteText(w io.Writer, topMisses int) error {
-	var used, never []RuleUsage
+	var used, unreached, never []RuleUsage
 	for _, u := range r.Rules {
-		if u.Hits > 0 {
+		switch u.State() {
+		case StateUsed:
 			used = append(used, u)
-		} else {
+		case StateNeverReached:
+			unreached = append(unreached, u)
+		default:
 			never = append(never, u)
 		}
 	}
-	slices.SortStableFunc(used, func(a, b RuleUsage) int { return cmp.Compare(b.Hits, a.Hits) })
+	byHits := func(a, b RuleUsage) int { return cmp.Compare(b.Hits, a.Hits) }
+	slices.SortStableFunc(used, byHits)
+	slices.SortStableFunc(unreached, byHits)
+	lastHit := func(u RuleUsage) string {
+		if u.LastHit == nil {
+			return "-"
+		}
+		return u.LastHit.UTC().Format("2006-01-02 15:04:05")
+	}
 
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "egressgate usage report from %s\n", termSafe(r.Source))
-	fmt.Fprintf(tw, "Entries: %d (%d used, %d never used)\n", len(r.Rules), len(used), len(never))
+	fmt.Fprintf(tw, "Entries: %d (%d used, %d admitted but never reached, %d never used)\n", len(r.Rules), len(used), len(unreached), len(never))
 
 	fmt.Fprintf(tw, "\nUSED ENTRIES\n")
 	if len(used) == 0 {
 		fmt.Fprintln(tw, "(none)")
 	} else {
-		fmt.Fprintln(tw, "CATALOG\tRULE\tHITS\tLAST HIT (UTC)\tGROUPS")
+		fmt.Fprintln(tw, "CATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tGROUPS")
 		for _, u := range used {
-			last := "-"
-			if u.LastHit != nil {
-				last = u.LastHit.UTC().Format("2006-01-02 15:04:05")
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, last, termSafe(strings.Join(u.Groups, ",")))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, u.UpstreamFailures, lastHit(u), termSafe(strings.Join(u.Groups, ",")))
+		}
+	}
+
+	// Clients asked for these and the catalog admitted them, but no
+	// connection got through: the vendor's own connectivity check, failed.
+	fmt.Fprintf(tw, "\nADMITTED, NEVER REACHED (every upstream connection failed: DNS, refused, timeout, ...)\n")
+	if len(unreached) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	} else {
+		fmt.Fprintln(tw, "CATALOG\tRULE\tADMITTED\tLAST ADMITTED (UTC)\tGROUPS")
+		for _, u := range unreached {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, lastHit(u), termSafe(strings.Join(u.Groups, ",")))
 		}
 	}
 

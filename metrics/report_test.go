@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/egressgate/egressgate/proxy"
 )
@@ -127,8 +128,9 @@ func TestReportGolden(t *testing.T) {
 }
 
 // adminReport installs the archive's catalog.list, records its decisions
-// ("HOST PORT [COUNT] [LISTENER]" per line, HOST possibly a quoted Go
-// string) and fetches the report from
+// ("HOST PORT [COUNT] [LISTENER] [DIALERROR]" per line, HOST possibly a
+// quoted Go string; DIALERROR, e.g. dns, makes every one of them fail
+// upstream) and fetches the report from
 // the admin handler.
 func adminReport(t *testing.T, a txtar) (*Report, string) {
 	t.Helper()
@@ -159,9 +161,16 @@ func adminReport(t *testing.T, a txtar) (*Report, string) {
 				t.Fatalf("decisions: %q: %v", line, err)
 			}
 		}
+		dialErr := proxy.DialOK
+		if len(f) > 4 {
+			dialErr = proxy.DialError(f[4])
+		}
 		d := decide(rs, l, host, uint16(port))
 		for range n {
 			r.Decided(d)
+			if d.Action == proxy.ActionAllow {
+				r.Dialed(d, 0, time.Millisecond, dialErr)
+			}
 		}
 	}
 	srv := newAdmin(t, r, reg, nil)
@@ -177,8 +186,11 @@ func adminReport(t *testing.T, a txtar) (*Report, string) {
 func prometheusReport(t *testing.T, a txtar) (*Report, string) {
 	t.Helper()
 	answers := map[string]string{}
-	for q, name := range map[string]string{promHitsQuery: "hits.json", promLastHitQuery: "last_hit.json", promInfoQuery: "info.json"} {
+	for q, name := range map[string]string{promHitsQuery: "hits.json", promLastHitQuery: "last_hit.json", promInfoQuery: "info.json", promFailuresQuery: "failures.json"} {
 		data, ok := a.file(name)
+		if !ok && name == "failures.json" {
+			data, ok = `{"status":"success","data":{"resultType":"vector","result":[]}}`, true // replicas without the metric
+		}
 		if !ok {
 			t.Fatalf("no %s section", name)
 		}

@@ -1,14 +1,19 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,4 +215,81 @@ func TestAnswersRaw(t *testing.T) {
 			t.Errorf("GET / = %s %q %q, want 400 not-proxy-request", got.code, got.header, got.body)
 		}
 	})
+}
+
+// resolverDNS fails every lookup the way a real resolver does: the error
+// names the proxy's own DNS server, which the client must not learn.
+type resolverDNS struct{}
+
+func (resolverDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: host, Server: "10.255.255.53:53", IsNotFound: true}
+}
+
+// logBuffer is an io.Writer for a slog handler that handlers on several
+// goroutines may write to at once.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestUpstreamErrorBody checks that a 502's body names the host, the
+// reason and what failed, and nothing of the proxy's insides (its
+// resolver, the addresses it dialed, Go's error text), which go to the
+// server's log instead.
+func TestUpstreamErrorBody(t *testing.T) {
+	refused := portOf(t, freePort(t))
+	var logs logBuffer
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, "nowhere.example.org:443,80", fmt.Sprintf("down.example.org:%d", refused))},
+		Hosts:     hostsFor("down.example.org"),
+		AllowDest: loopbackDest,
+		Resolver:  resolverDNS{},
+		Log:       slog.New(slog.NewJSONHandler(&logs, nil)),
+	})
+	down := fmt.Sprintf("down.example.org:%d", refused)
+	for _, tc := range []struct {
+		name, request, body, log string
+	}{
+		{"connect-dns", "CONNECT nowhere.example.org:443 HTTP/1.1\r\nHost: nowhere.example.org:443\r\n\r\n",
+			"egressgate: nowhere.example.org:443: upstream-dns: the name does not resolve\n", "10.255.255.53:53"},
+		{"http-dns", "GET http://nowhere.example.org/ HTTP/1.1\r\nHost: nowhere.example.org\r\n\r\n",
+			"egressgate: nowhere.example.org:80: upstream-dns: the name does not resolve\n", "10.255.255.53:53"},
+		{"connect-refused", "CONNECT " + down + " HTTP/1.1\r\nHost: " + down + "\r\n\r\n",
+			"egressgate: " + down + ": upstream-refused: the server refused the connection\n", "connection refused"},
+		{"http-refused", "GET http://" + down + "/ HTTP/1.1\r\nHost: " + down + "\r\n\r\n",
+			"egressgate: " + down + ": upstream-refused: the server refused the connection\n", "connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, tc.request)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("reading the answer: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusBadGateway || string(body) != tc.body {
+				t.Errorf("%s: %d %q, want 502 %q", tc.name, resp.StatusCode, body, tc.body)
+			}
+			if !strings.Contains(logs.String(), tc.log) {
+				t.Errorf("%s: server log %q does not hold the cause %q", tc.name, logs.String(), tc.log)
+			}
+		})
+	}
 }

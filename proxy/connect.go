@@ -62,14 +62,14 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 	if err != nil {
 		s.rec.Decided(d)
 		s.rec.Dialed(d, rt.lookup, 0, classifyDialError(err))
-		upstreamAnswer(host, port, err).write(w)
+		s.upstreamAnswer(host, port, err).write(w)
 		return
 	}
 	upstream, pending, dialTook, err := s.dial(ctx, rt, host, port)
 	if err != nil {
 		s.rec.Decided(d)
 		s.rec.Dialed(d, rt.lookup, dialTook, classifyDialError(err))
-		upstreamAnswer(host, port, err).write(w)
+		s.upstreamAnswer(host, port, err).write(w)
 		return
 	}
 

@@ -92,30 +92,44 @@ func overloaded(max int) answer {
 		fmt.Sprintf("egressgate: too many connections (limit %d), try again later", max)}
 }
 
-// upstreamAnswer is the 502 or 504 for a failed dial to host:port.
-func upstreamAnswer(host string, port uint16, err error) answer {
+// upstreamAnswer is the 502 or 504 for a failed resolve or dial of
+// host:port. The client learns the reason and the host, never the error
+// itself: that names the proxy's own resolver, addresses and parent, so it
+// goes to the server's log instead, one line per failure.
+func (s *Server) upstreamAnswer(host string, port uint16, err error) answer {
+	a := upstreamReply(host, port, err)
+	s.cfg.Log.Warn("upstream failed", "host", host, "port", port, "reason", a.reason, "err", err)
+	return a
+}
+
+// upstreamReply is the client's side of Server.upstreamAnswer: status,
+// reason and a body that says what failed in the proxy's own words.
+func upstreamReply(host string, port uint16, err error) answer {
 	kind := classifyDialError(err)
-	status, reason := http.StatusBadGateway, ReasonUpstreamError
+	status, reason, what := http.StatusBadGateway, ReasonUpstreamError, "the upstream connection failed"
 	switch kind {
 	case DialTimeout:
-		status, reason = http.StatusGatewayTimeout, ReasonUpstreamTimeout
+		status, reason, what = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "no answer within the dial timeout"
 	case DialDNS:
-		reason = ReasonUpstreamDNS
+		reason, what = ReasonUpstreamDNS, "the name does not resolve"
 	case DialRefused:
-		reason = ReasonUpstreamRefused
+		reason, what = ReasonUpstreamRefused, "the server refused the connection"
 	case DialReset:
-		reason = ReasonUpstreamReset
+		reason, what = ReasonUpstreamReset, "the server reset the connection"
 	case DialUnreach:
-		reason = ReasonUpstreamUnreach
+		reason, what = ReasonUpstreamUnreach, "no route to the server"
 	}
 	var pe *parentError
 	if errors.As(err, &pe) {
-		reason = ReasonUpstreamProxy
+		reason, what = ReasonUpstreamProxy, fmt.Sprintf("the parent proxy answered %d", pe.status)
+		if pe.status == 0 {
+			what = "the parent proxy did not answer the request"
+		}
 		if pe.status == http.StatusGatewayTimeout {
 			status = http.StatusGatewayTimeout
 		}
 	}
-	return answer{status, reason, fmt.Sprintf("egressgate: %s: %s: %v", hostPort(host, port), reason, err)}
+	return answer{status, reason, fmt.Sprintf("egressgate: %s: %s: %s", hostPort(host, port), reason, what)}
 }
 
 // classifyDialError sorts a resolve or dial error into the fixed set.

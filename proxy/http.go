@@ -60,7 +60,7 @@ func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
 			if err == nil {
 				err = errors.New("no response")
 			}
-			return upstreamAnswer(host, port, err).response(ctx.Req)
+			return s.upstreamAnswer(host, port, err).response(ctx.Req)
 		}
 		// net/http drops the response's Connection field when it says
 		// "close", with the names it lists; the raw head still has them.
@@ -112,7 +112,7 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client net
 	s.rec.Decided(d)
 	if err != nil {
 		s.rec.Dialed(d, rt.lookup, 0, classifyDialError(err))
-		upstreamAnswer(d.Host, d.Port, err).write(w)
+		s.upstreamAnswer(d.Host, d.Port, err).write(w)
 		return
 	}
 	s.rec.TunnelOpened(d)

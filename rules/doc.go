@@ -1,7 +1,7 @@
 // Package rules turns allowlist catalogs into a compiled, immutable Matcher
 // and keeps the current one up to date as its files change.
 //
-// A catalog is YAML (see README, "Catalog format") or a plain list of
+// A catalog is YAML (see docs/catalog.md) or a plain list of
 // patterns. A Config names the catalogs to layer and the Policy that picks
 // which of their groups are on. Compile builds a Matcher from the selected
 // entries; a Reloader swaps a new Matcher in atomically when the files change

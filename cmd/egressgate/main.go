@@ -34,6 +34,7 @@ func commands() []command {
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"report", "print used and never-used entries and top misses", runReport},
 		{"healthcheck", "ask a running egressgate's /healthz; exit 0 if healthy", runHealthcheck},
+		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
 		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 	}
 }
