@@ -15,6 +15,8 @@ ARG GO_IMAGE=golang:1.26
 # the test-only modules too (Kubernetes, Compose, Grafana types for
 # deploy/'s tests); go build fetches only what the binary imports.
 FROM ${GO_IMAGE} AS build
+# Lets build.sh prune this stage's untagged images after a build.
+LABEL io.egressgate.stage=build
 ENV GOMODCACHE=/go/pkg/mod GOCACHE=/root/.cache/go-build GOFLAGS=-buildvcs=false
 WORKDIR /src
 COPY . .

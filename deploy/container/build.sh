@@ -46,3 +46,6 @@ esac
 
 echo "+ $engine build $* ." >&2
 "$engine" build "$@" .
+# The build stage of every earlier build stays behind as an untagged
+# image; the Dockerfile labels it, so only those are removed.
+"$engine" image prune -f --filter label=io.egressgate.stage=build >/dev/null
