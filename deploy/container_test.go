@@ -158,11 +158,17 @@ func TestContainerImage(t *testing.T) {
 		t.Fatalf("podman %s: %v\n%s", strings.Join(runArgs, " "), err, out)
 	}
 	t.Cleanup(func() {
+		// t.Context() is done by now: these get a context of their own.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		if t.Failed() {
-			out, _ := run(t, 30*time.Second, ".", podman, "logs", name)
-			t.Logf("container log (last 3000 bytes):\n%s", tail([]byte(out), 3000))
+			out, _ := exec.CommandContext(ctx, podman, "logs", name).CombinedOutput()
+			t.Logf("container log (last 3000 bytes):\n%s", tail(out, 3000))
 		}
-		run(t, time.Minute, ".", podman, "rm", "-f", "-t", "0", name)
+		out, err := exec.CommandContext(ctx, podman, "rm", "-f", "-t", "0", name).CombinedOutput()
+		if err != nil {
+			t.Errorf("podman rm %s: %v\n%s", name, err, out)
+		}
 	})
 
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
