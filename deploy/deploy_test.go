@@ -502,6 +502,8 @@ var knownMetrics = map[string]string{
 	"egressgate_catalog_last_reload_success_timestamp_seconds": "gauge",
 	"egressgate_catalog_entries":                               "gauge",
 	"egressgate_build_info":                                    "gauge",
+	"egressgate_probe_success":                                 "gauge",
+	"egressgate_probe_duration_seconds":                        "gauge",
 	"process_resident_memory_bytes":                            "gauge",
 	"process_open_fds":                                         "gauge",
 	"process_max_fds":                                          "gauge",

@@ -120,6 +120,8 @@ type Recorder struct {
 
 	misses *missLog
 	top    *topMisses
+
+	catalog *catalogChanges // reload diffs, tunnels on removed entries
 }
 
 // Compile-time check that Recorder is what the proxy calls.
@@ -136,6 +138,7 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 	}
 	f := promauto.With(reg)
 	r := &Recorder{opts: opts, log: log}
+	r.catalog = newCatalogChanges(reg, log)
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f.NewGaugeVec(prometheus.GaugeOpts{
@@ -309,6 +312,7 @@ func (r *Recorder) TunnelOpened(d *proxy.Decision) {
 	if li := listenerIndex(d.Listener); li >= 0 {
 		r.tunnelsActive[li].Inc()
 	}
+	r.catalog.tunnel(d, 1)
 }
 
 // TunnelClosed records what a tunnel moved and for how long, and logs it
@@ -320,6 +324,7 @@ func (r *Recorder) TunnelClosed(d *proxy.Decision, s proxy.TunnelStats) {
 		r.bytesUpstream[li].Add(float64(s.Upstream))
 		r.bytesDownstream[li].Add(float64(s.Downstream))
 	}
+	r.catalog.tunnel(d, -1)
 	if r.opts.AccessLog {
 		logAccess(r.log, d, s)
 	}

@@ -142,6 +142,7 @@ func TestPromlint(t *testing.T) {
 	// Every metric docs/metrics.md lists, in the order Gather sorts them.
 	want := []string{
 		"egressgate_build_info",
+		"egressgate_catalog_changes_total",
 		"egressgate_catalog_entries",
 		"egressgate_catalog_last_reload_success_timestamp_seconds",
 		"egressgate_catalog_last_reload_successful",
@@ -156,6 +157,7 @@ func TestPromlint(t *testing.T) {
 		"egressgate_tunnel_bytes_total",
 		"egressgate_tunnel_duration_seconds",
 		"egressgate_tunnels_active",
+		"egressgate_tunnels_on_removed_entries",
 		"egressgate_upstream_dial_duration_seconds",
 		"egressgate_upstream_errors_total",
 	}

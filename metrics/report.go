@@ -281,6 +281,7 @@ func (r *Report) WriteText(w io.Writer, topMisses int) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", termSafe(m.Host), count, termSafe(m.LastReason),
 				termSafe(m.LastClient), termSafe(m.LastListener), m.LastPort, m.LastSeen.UTC().Format("2006-01-02 15:04:05"))
 		}
+		writeAccountHostHints(tw, ms)
 	}
 	return tw.Flush()
 }

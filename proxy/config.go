@@ -78,6 +78,11 @@ type Config struct {
 	// means direct connections.
 	UpstreamProxy *url.URL
 
+	// PAC says what /proxy.pac contains (pac.go). The zero value sends
+	// catalog names to the address the client reached and the rest
+	// DIRECT.
+	PAC PACOptions
+
 	// Monitor admits what the catalog denies (not-in-catalog,
 	// port-not-allowed) and records it as ActionWouldDeny. The client
 	// ACL, invalid hosts, destination checks and SNI checks still deny.

@@ -79,7 +79,7 @@ func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
 // destination check and recording as a CONNECT, then goproxy forwards it.
 func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
 	if !r.URL.IsAbs() {
-		notProxyRequest(w, r)
+		s.serveOrigin(w, r, client) // GET /proxy.pac, else 400
 		return
 	}
 	if r.URL.Scheme != "http" {

@@ -32,6 +32,7 @@ type Server struct {
 	parent *parentProxy // nil: direct
 	gp     *goproxy.ProxyHttpServer
 	tr     *http.Transport
+	pac    pacCache // generated PAC files (pac.go)
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
 

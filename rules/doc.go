@@ -7,6 +7,12 @@
 // entries; a Reloader swaps a new Matcher in atomically when the files change
 // or on demand, keeping the last good one when a file is wrong.
 //
+// Around the catalog's upkeep (docs/catalog-upkeep.md): ImportPage reads a
+// saved copy of the vendor page into a catalog, DiffCatalogs and
+// DiffEntries say what changed, Discover finds an account's own hosts in
+// installer artefacts and LooksLikeAccountHost recognises their shapes,
+// and WriteSquid writes the entries as Squid ACLs of the same meaning.
+//
 // Matching semantics, the single place they are written down:
 //
 //   - Hosts are case-folded, lose one trailing dot and are converted from

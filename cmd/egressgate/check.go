@@ -1,35 +1,34 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
-
-// newFlagSet returns a flag set that reports errors to stderr and does not
-// exit, with the --config flag every rules command takes.
-func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet("egressgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "", "config `file` (default: the embedded catalog under the default policy)")
-	return fs, config
-}
 
 // runCheck validates the config and its catalogs and prints a summary:
 // entries per group and which groups are on.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("check", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("check", "egressgate check [--config FILE]", `
+Loads the config and its catalogs with the code serve loads them with, and
+prints the policy and, per catalog, each group with its section, whether it
+is on, and its entries in force out of those in the catalog.
+
+exit status: 0 the config loads, 1 it does not (FILE:LINE: message on
+stderr), 2 bad usage`)
+	config := cl.addConfig()
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate check: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	rs, err := rules.Load(*config)
 	if err != nil {
@@ -85,4 +84,19 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nallowed: %s\n", rs.Matcher.Summary())
+	for _, e := range rs.Matcher.Entries() {
+		if e.Kind == rules.KindCIDR && !proxy.Dialable(e.Prefix.Addr(), nil) && !proxy.Dialable(lastAddr(e.Prefix), nil) {
+			fmt.Fprintf(w, "note: %s (%s) is in a private or reserved range: serve refuses it as private-destination unless --allow-dest lists it\n", e.Pattern, e.Pos)
+		}
+	}
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -19,6 +20,8 @@ type explainResult struct {
 	Rule    *explainRule `json:"rule"`    // null when no entry names the host
 	Reason  string       `json:"reason"`  // empty when allowed
 	Detail  string       `json:"detail,omitempty"`
+	// Hints are policy changes under which a deny would be an allow.
+	Hints []explainHint `json:"hints,omitempty"`
 }
 
 type explainRule struct {
@@ -37,16 +40,33 @@ type explainRule struct {
 // runExplain prints whether HOST[:PORT] would be admitted and why. Exit 0
 // for allow, 1 for deny, 2 for bad input.
 func runExplain(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("explain", stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("explain", "egressgate explain [--config FILE] [--json] HOST[:PORT]", `
+Says whether a connection to HOST:PORT would be admitted under the config's
+policy, which catalog entry decides it, and, for a deny, what would change
+the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
+brackets ([2001:db8::1]:443). Flags may also follow HOST[:PORT].
+
+An IP address the catalog admits is still a DENY private-destination when it
+is in a range serve never dials, unless --allow-dest lists it, as for serve.
+
+exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
+config that does not load, bad usage)`)
+	config := cl.addConfig()
+	asJSON := cl.Bool("json", false, "print one JSON object")
+	var allowDest []netip.Prefix
+	cl.Var(prefixList{&allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: egressgate explain [--config FILE] [--json] HOST[:PORT]")
-		return 2
+	switch len(pos) {
+	case 0:
+		return cl.fail(stderr, "missing HOST[:PORT]")
+	case 1:
+	default:
+		return cl.fail(stderr, "one HOST[:PORT] at a time; got %q", pos)
 	}
-	host, port, err := splitTarget(fs.Arg(0))
+	host, port, err := splitTarget(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate explain: %v\n", err)
 		return 2
@@ -66,6 +86,12 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 			res.Detail = err.Error()
 		}
 	}
+	if !v.Allow && (v.Reason == rules.ReasonNotInCatalog || v.Reason == rules.ReasonPortNotAllowed) {
+		res.Hints = hintsFor(rs, host, port)
+	}
+	if why := refusedDestination(host, allowDest); v.Allow && why != "" {
+		res.Verdict, res.Reason, res.Detail = "DENY", rules.ReasonPrivateDestination.String(), why
+	}
 	if e := v.Entry; e != nil {
 		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
 			Sections: e.Sections(), Ports: e.Ports, OS: e.OS, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
@@ -80,7 +106,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if v.Reason == rules.ReasonInvalidHost {
 		return 2
 	}
-	if !v.Allow {
+	if res.Verdict != "ALLOW" {
 		return 1
 	}
 	return 0
@@ -111,6 +137,12 @@ func writeExplain(w io.Writer, r *explainResult) {
 		}
 		for _, n := range e.Notes {
 			fmt.Fprintf(w, "  note:     %s\n", n)
+		}
+	}
+	for _, h := range r.Hints {
+		fmt.Fprintf(w, "  hint:     %s; %s would admit %s with this in the config:\n", h.What, h.Rule, target)
+		for line := range strings.Lines(h.Config) {
+			fmt.Fprintf(w, "              %s", line)
 		}
 	}
 }
