@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,20 +14,22 @@ import (
 // 1 otherwise. It is the container's HEALTHCHECK, which has no shell and no
 // curl in a scratch image.
 func runHealthcheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("egressgate healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	admin := fs.String("admin", "127.0.0.1:9128", "admin `address` of the egressgate to ask (as given to serve --admin)")
-	path := fs.String("path", "/healthz", "`path` to ask: /healthz (alive) or /readyz (serving)")
-	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	cl := newCommandLine("healthcheck", "egressgate healthcheck [--admin ADDR] [--path PATH] [--timeout D]", `
+Asks a running egressgate's admin listener for /healthz (or --path) and
+prints "ok" when it answers 200. The container image's HEALTHCHECK: it
+needs no shell. An --admin that binds every address (":9128") is asked
+on loopback, so serve's flag can be copied as it is.
+
+exit status: 0 healthy, 1 not (the reason on stderr), 2 bad usage`)
+	admin := cl.String("admin", "127.0.0.1:9128", "admin `address` of the egressgate to ask (as given to serve --admin)")
+	path := cl.String("path", "/healthz", "`path` to ask: /healthz (alive) or /readyz (serving)")
+	timeout := cl.Duration("timeout", 3*time.Second, "give up after this long")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate healthcheck: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	if err := healthcheck(*admin, *path, *timeout); err != nil {
 		fmt.Fprintf(stderr, "egressgate healthcheck: %v\n", err)
