@@ -15,7 +15,7 @@ ARG GO_IMAGE=golang:1.26
 # the test-only modules too (Kubernetes, Compose, Grafana types for
 # deploy/'s tests); go build fetches only what the binary imports.
 FROM ${GO_IMAGE} AS build
-# Lets build.sh prune this stage's untagged images after a build.
+# Lets build.sh prune the untagged images earlier builds left behind.
 LABEL io.egressgate.stage=build
 ENV GOMODCACHE=/go/pkg/mod GOCACHE=/root/.cache/go-build GOFLAGS=-buildvcs=false
 WORKDIR /src
@@ -31,6 +31,7 @@ RUN --mount=type=cache,target=/go/pkg/mod,id=egressgate-gomod \
 # certificates, such as `report --prometheus https://...`) and the sample
 # config. No shell, no package manager, no base image to pull.
 FROM scratch
+LABEL io.egressgate.stage=runtime
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/egressgate /usr/local/bin/egressgate
 # The config lives at /etc/egressgate/config.yaml, with its catalogs beside

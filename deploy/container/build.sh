@@ -46,6 +46,7 @@ esac
 
 echo "+ $engine build $* ." >&2
 "$engine" build "$@" .
-# The build stage of every earlier build stays behind as an untagged
-# image; the Dockerfile labels it, so only those are removed.
-"$engine" image prune -f --filter label=io.egressgate.stage=build >/dev/null
+# Earlier builds leave untagged images behind (their build stage, and the
+# image the tag pointed to before); the Dockerfile labels both stages, so
+# only those are removed.
+"$engine" image prune -f --filter label=io.egressgate.stage >/dev/null
