@@ -333,6 +333,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		})
 	}
 	listening.Store(true)
+	sdNotify(log, sdReady)
 
 	var serveErr error
 wait:
@@ -342,7 +343,9 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("SIGHUP: reloading rules")
+			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
+			sdNotify(log, sdReady)
 		case err := <-errc:
 			if err != nil {
 				serveErr = err
@@ -353,6 +356,7 @@ wait:
 	}
 
 	listening.Store(false)
+	sdNotify(log, sdStopping)
 	open := srv.Tunnels()
 	log.Info("shutting down", "tunnels_open", open, "drain_timeout_seconds", o.drainTimeout.Seconds())
 	cut := drain(srv, o.drainTimeout)
