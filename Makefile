@@ -1,7 +1,7 @@
 # egressgate: the two commands of the README's quick start, and the rest.
 GO ?= go
 
-.PHONY: run test deps fuzz bench build check
+.PHONY: run test deps fuzz bench build check image
 
 # Runs the proxy on the embedded default catalog (README, quick start).
 run:
@@ -20,6 +20,13 @@ deps:
 
 build:
 	$(GO) build -o egressgate ./cmd/egressgate
+
+# Builds the container image with podman or docker, whichever is installed
+# (deploy/container/build.sh; docs/deploying.md, "The container").
+# IMAGE=name:tag, VERSION=v1.2.3, GO_IMAGE=local where no registry is
+# reachable (a builder image from the installed Go toolchain).
+image:
+	./deploy/container/build.sh
 
 # Short fuzzing runs of every fuzz target (the seeds also run in make test).
 fuzz:

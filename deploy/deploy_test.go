@@ -368,6 +368,7 @@ var grafanaVars = map[string]string{
 	"__interval":      "15s",
 	"job":             "egressgate",
 	"instance":        ".*",
+	"estate":          ".*",
 }
 
 // expandVars replaces Grafana's $var and ${var} in expr.
@@ -491,6 +492,9 @@ var knownMetrics = map[string]string{
 	"egressgate_rule_info":                                     "gauge",
 	"egressgate_rule_last_hit_timestamp_seconds":               "gauge",
 	"egressgate_requests_total":                                "counter",
+	"egressgate_estate_requests_total":                         "counter",
+	"egressgate_estate_rule_hits_total":                        "counter",
+	"egressgate_estate_info":                                   "gauge",
 	"egressgate_tunnels_active":                                "gauge",
 	"egressgate_tunnel_duration_seconds":                       "histogram",
 	"egressgate_tunnel_bytes_total":                            "counter",
@@ -502,6 +506,8 @@ var knownMetrics = map[string]string{
 	"egressgate_catalog_last_reload_success_timestamp_seconds": "gauge",
 	"egressgate_catalog_entries":                               "gauge",
 	"egressgate_build_info":                                    "gauge",
+	"egressgate_probe_success":                                 "gauge",
+	"egressgate_probe_duration_seconds":                        "gauge",
 	"process_resident_memory_bytes":                            "gauge",
 	"process_open_fds":                                         "gauge",
 	"process_max_fds":                                          "gauge",

@@ -21,7 +21,7 @@ import (
 )
 
 const (
-	kubeDir     = "kubernetes"
+	kubeDir     = "kubernetes/base"
 	systemdUnit = "systemd/egressgate.service"
 	dockerfile  = "../Dockerfile"
 )
@@ -232,7 +232,7 @@ func TestKubernetes(t *testing.T) {
 		kinds = append(kinds, o.Kind)
 	}
 	slices.Sort(kinds)
-	if want := []string{"ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget", "Service"}; !slices.Equal(kinds, want) {
+	if want := []string{"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Namespace", "NetworkPolicy", "PodDisruptionBudget", "Service"}; !slices.Equal(kinds, want) {
 		t.Errorf("kinds = %q, want %q", kinds, want)
 	}
 
@@ -376,25 +376,6 @@ func TestKubernetesConfigLoads(t *testing.T) {
 	}
 }
 
-// TestKustomizeBuild renders the kustomization with kubectl, when it is
-// installed (it is not a Debian package; CI may lack it).
-func TestKustomizeBuild(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skipf("kubectl not installed: %v", err)
-	}
-	out, err := run(t, 30*time.Second, ".", kubectl, "kustomize", kubeDir)
-	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", kubeDir, err, out)
-	}
-	if n := len(regexp.MustCompile(`(?m)^kind: `).FindAllString(out, -1)); n != 5 {
-		t.Errorf("kubectl kustomize %s: %d objects, want 5\n%s", kubeDir, n, out)
-	}
-	if !strings.Contains(out, "namespace: egressgate") {
-		t.Errorf("kubectl kustomize %s: objects are not in namespace egressgate", kubeDir)
-	}
-}
-
 // TestScrapeMatchesDeployment checks the Kubernetes scrape job's
 // relabelling against the Deployment, which promtool cannot: the keep
 // rules must match the pod's label and admin port name, or the job
@@ -515,6 +496,8 @@ func unitDirectives(t *testing.T, path string) map[string][]string {
 func TestSystemdUnit(t *testing.T) {
 	d := unitDirectives(t, systemdUnit)
 	for k, want := range map[string]string{
+		"Type":                  "notify",
+		"User":                  "egressgate",
 		"DynamicUser":           "yes",
 		"NoNewPrivileges":       "yes",
 		"ProtectSystem":         "strict",
@@ -556,8 +539,8 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
-// TestDockerfile checks the Dockerfile's shape. It is not built: there is
-// no container runtime where the tests run.
+// TestDockerfile checks the Dockerfile's shape; TestContainerImage builds
+// and runs it.
 func TestDockerfile(t *testing.T) {
 	data, err := os.ReadFile(dockerfile)
 	if err != nil {
@@ -565,11 +548,14 @@ func TestDockerfile(t *testing.T) {
 	}
 	s := strings.ReplaceAll(string(data), "\\\n", " ") // join continued lines
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^FROM golang:1\.26\S* AS build$`),
-		regexp.MustCompile(`CGO_ENABLED=0 .*go build .*\./cmd/egressgate`),
-		regexp.MustCompile(`(?m)^FROM (gcr\.io/distroless/static\S*|scratch)$`),
-		regexp.MustCompile(`(?m)^USER [1-9][0-9]*(:[1-9][0-9]*)?$`),
+		regexp.MustCompile(`(?m)^ARG GO_IMAGE=golang:1\.26\S*$`),
+		regexp.MustCompile(`(?m)^FROM \$\{GO_IMAGE\} AS build$`),
+		regexp.MustCompile(`CGO_ENABLED=0 .*go build -trimpath .*-X main\.version=\$\{VERSION\}.*\./cmd/egressgate`),
+		regexp.MustCompile(`(?m)^FROM scratch$`),
+		regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates\.crt /etc/ssl/certs/ca-certificates\.crt$`),
+		regexp.MustCompile(`(?m)^USER 65532:65532$`),
 		regexp.MustCompile(`(?m)^EXPOSE 3128 9128$`),
+		regexp.MustCompile(`(?m)^HEALTHCHECK .*CMD \["/usr/local/bin/egressgate", "healthcheck"`),
 		regexp.MustCompile(`(?m)^ENTRYPOINT \["/usr/local/bin/egressgate"\]$`),
 	} {
 		if !want.MatchString(s) {
@@ -585,5 +571,10 @@ func TestDockerfile(t *testing.T) {
 		if v, ok := flagValue(args, flag); !ok || portOf(t, v) != port || strings.HasPrefix(v, "127.") {
 			t.Errorf("%s: CMD --%s = %q, want all addresses, port %d", dockerfile, flag, v, port)
 		}
+	}
+	// The config the CMD names is the one the image ships.
+	config, _ := flagValue(args, "config")
+	if config != "/etc/egressgate/config.yaml" || !regexp.MustCompile(`(?m)^COPY deploy/systemd/config\.yaml deploy/systemd/site\.txt /etc/egressgate/$`).MatchString(s) {
+		t.Errorf("%s: CMD --config = %q; want /etc/egressgate/config.yaml, where the image copies deploy/systemd's samples", dockerfile, config)
 	}
 }

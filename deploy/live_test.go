@@ -136,7 +136,9 @@ func TestLive(t *testing.T) {
 	// upstreams, which --allow-dest lets egressgate dial.
 	dir := t.TempDir()
 	const host = "upstream.example.org"
-	writeFile(t, filepath.Join(dir, "hosts"), "127.0.0.1 "+host+"\n")
+	// never.example.org too: the probe (--probe-interval) tries every
+	// concrete name, and no test may ask a real resolver.
+	writeFile(t, filepath.Join(dir, "hosts"), "127.0.0.1 "+host+" never.example.org\n")
 	writeFile(t, filepath.Join(dir, "live.yaml"), fmt.Sprintf(liveCatalog, host, tlsPort, plainPort, closedPort))
 	writeFile(t, filepath.Join(dir, "config.yaml"), "embedded: []\ncatalogs:\n  - path: live.yaml\n")
 
@@ -155,7 +157,8 @@ func TestLive(t *testing.T) {
 			"--listen", r.proxy,
 			"--admin", r.admin,
 			"--allow-dest", "127.0.0.0/8",
-			"--hosts", filepath.Join(dir, "hosts"))
+			"--hosts", filepath.Join(dir, "hosts"),
+			"--probe-interval", "1s")
 		readyCtx, cancelReady := context.WithTimeout(ctx, 10*time.Second)
 		waitHTTP(t, readyCtx, "http://"+r.admin+"/readyz", exited, "egressgate")
 		cancelReady()

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +23,9 @@ import (
 // RulesPage is the JSON of /rules?format=json: every entry of the
 // installed ruleset with its usage since the process started.
 type RulesPage struct {
+	// Estate is the estate the page is about: its entries and its hits
+	// only (/rules?estate=NAME); "" for every entry and every estate.
+	Estate         string      `json:"estate,omitempty"`
 	Version        string      `json:"version"`                // egressgate build
 	MatcherVersion uint64      `json:"matcher_version"`        // changes with every reload
 	Installed      time.Time   `json:"installed"`              // when the ruleset was installed
@@ -44,8 +50,11 @@ type RuleUsage struct {
 	Hits     uint64     `json:"hits"`               // admitted connections and requests
 	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit
 	// UpstreamFailures counts the hits whose upstream could not be
-	// reached (DNS, connect, parent proxy).
+	// reached (DNS, connect, parent proxy); not kept per estate.
 	UpstreamFailures uint64 `json:"upstream_failures"`
+	// Refused is why the estate's policy refuses the entry (licence,
+	// Live Response, region), with ?estate=NAME only.
+	Refused string `json:"refused,omitempty"`
 	// Series is the rule label the entry is exported under: Rule, or
 	// "_other" beyond Options.MaxRuleSeries.
 	Series string `json:"series"`
@@ -99,25 +108,47 @@ type MissUsage struct {
 	LastListener string    `json:"last_listener"`
 	LastPort     uint16    `json:"last_port"`
 	LastSeen     time.Time `json:"last_seen"`
+	// AccountHost is set when the host looks like the account's own
+	// management, API or station host; nil otherwise.
+	AccountHost *AccountHostHint `json:"account_host,omitempty"`
 }
 
 // RulesPage returns the usage of every entry of the installed ruleset, and
 // false when none is installed.
 func (r *Recorder) RulesPage() (*RulesPage, bool) {
+	p, ok, _ := r.EstateRulesPage("")
+	return p, ok
+}
+
+// EstateRulesPage is RulesPage for one estate: the entries of its policy
+// with its own hits (no last-hit times: those are kept per entry only).
+// known is false when estate is not "" and not in the installed config.
+func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, known bool) {
 	b := r.binding.Load()
 	if b == nil {
-		return nil, false
+		return nil, false, false
 	}
-	p := &RulesPage{Version: r.opts.Version, MatcherVersion: b.version, Installed: b.installed.UTC(), Rules: []RuleUsage{}}
+	p = &RulesPage{Estate: estate, Version: r.opts.Version, MatcherVersion: b.version, Installed: b.installed.UTC(), Rules: []RuleUsage{}}
 	for _, c := range b.ruleset.Catalogs {
 		p.Catalogs = append(p.Catalogs, c.Name)
 	}
-	for i, e := range b.ruleset.Matcher.Entries() {
-		rc := b.byID[i]
+	entries, counters := b.entries, b.byID
+	var estateHits []uint64
+	if estate != "" {
+		es, hits := b.estateHits(estate)
+		if es == nil {
+			return nil, true, false
+		}
+		entries, estateHits = es.Matcher.Entries(), hits
+	}
+	for i, e := range entries {
 		u := RuleUsage{
 			Catalog: e.Catalog, Rule: e.Pattern, Kind: e.Kind.String(),
 			Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
-			Region: e.Region, Example: e.Example, Hits: rc.hits.Load(), UpstreamFailures: rc.failed.Load(), Series: e.Pattern,
+			Region: e.Region, Example: e.Example, Series: e.Pattern,
+		}
+		if e.Deny != rules.ReasonNone && estate != "" {
+			u.Refused = e.Deny.String()
 		}
 		if u.Sections == nil {
 			u.Sections = []string{}
@@ -125,6 +156,18 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 		if u.Ports == nil {
 			u.Ports = []uint16{}
 		}
+		if estateHits != nil {
+			u.Hits = estateHits[i]
+			if u.Hits > 0 {
+				p.Used++
+			} else {
+				p.NeverUsed++
+			}
+			p.Rules = append(p.Rules, u)
+			continue
+		}
+		rc := counters[i]
+		u.Hits, u.UpstreamFailures = rc.hits.Load(), rc.failed.Load()
 		if ns := rc.lastHit.Load(); ns != 0 {
 			t := time.Unix(0, ns).UTC()
 			u.LastHit = &t
@@ -142,7 +185,7 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 		}
 		p.Rules = append(p.Rules, u)
 	}
-	return p, true
+	return p, true, true
 }
 
 // MissesPage returns the most denied hosts.
@@ -151,7 +194,8 @@ func (r *Recorder) MissesPage() *MissesPage {
 	p := &MissesPage{Capacity: r.top.capacity, Total: total, Misses: make([]MissUsage, len(top))}
 	for i, m := range top {
 		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
-			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC()}
+			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC(),
+			AccountHost: accountHostHint(m.Host, m.Reason, m.Port)}
 	}
 	return p
 }
@@ -188,10 +232,15 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 // AdminHandler serves the admin listener:
 //
 //	/metrics   g in the Prometheus exposition format
-//	/rules     every catalog entry with its hits (HTML; JSON with ?format=json, see RulesPage)
-//	/misses    the most denied hosts (HTML; JSON with ?format=json, see MissesPage)
+//	/rules     every catalog entry with its hits (see RulesPage)
+//	/misses    the most denied hosts (see MissesPage)
 //	/healthz   200 "ok" while the process serves
 //	/readyz    200 "ready" once ready() reports true and a ruleset is installed, else 503
+//
+// /rules and /misses answer in the format the client asks for (see
+// pageFormat): HTML to browsers, JSON to ?format=json or Accept:
+// application/json, and a plain-text table to everything else, curl
+// included.
 //
 // ready nil means ready as soon as a ruleset is installed.
 func (r *Recorder) AdminHandler(g prometheus.Gatherer, ready func() bool) http.Handler {
@@ -223,29 +272,152 @@ func (r *Recorder) AdminHandler(g prometheus.Gatherer, ready func() bool) http.H
 }
 
 func (r *Recorder) serveRules(w http.ResponseWriter, req *http.Request) {
-	p, ok := r.RulesPage()
+	estate := req.URL.Query().Get("estate")
+	p, ok, known := r.EstateRulesPage(estate)
 	if !ok {
 		http.Error(w, "no ruleset installed", http.StatusServiceUnavailable)
 		return
 	}
-	if req.URL.Query().Get("format") == "json" {
-		writeJSON(w, p)
+	if !known {
+		// The name is the client's: quoted, never reflected raw.
+		http.Error(w, fmt.Sprintf("no estate %q in the config", estate), http.StatusNotFound)
 		return
 	}
-	render(w, "rules.html", p)
+	switch pageFormat(req) {
+	case formatJSON:
+		writeJSON(w, p)
+	case formatHTML:
+		render(w, "rules.html", p)
+	default:
+		writeText(w, func(tw *tabwriter.Writer) { p.writeText(tw) })
+	}
 }
 
 func (r *Recorder) serveMisses(w http.ResponseWriter, req *http.Request) {
 	p := r.MissesPage()
-	if req.URL.Query().Get("format") == "json" {
+	switch pageFormat(req) {
+	case formatJSON:
 		writeJSON(w, p)
-		return
+	case formatHTML:
+		render(w, "misses.html", p)
+	default:
+		writeText(w, func(tw *tabwriter.Writer) { p.writeText(tw) })
 	}
-	render(w, "misses.html", p)
+}
+
+// Formats of /rules and /misses.
+const (
+	formatText = "text"
+	formatHTML = "html"
+	formatJSON = "json"
+)
+
+// pageFormat picks the answer's format: ?format= (text, html or json)
+// when given, else the one of text/html, application/json and text/plain
+// the Accept header ranks highest (the first on a tie). A client that
+// names none of them, like curl's "*/*", gets text: a 40 KB page of HTML
+// is no answer for a terminal.
+func pageFormat(req *http.Request) string {
+	switch req.URL.Query().Get("format") {
+	case formatJSON:
+		return formatJSON
+	case formatHTML:
+		return formatHTML
+	case formatText:
+		return formatText
+	}
+	best, bestQ := formatText, 0.0
+	for _, part := range strings.Split(req.Header.Get("Accept"), ",") {
+		mediaType, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					q = f
+				}
+			}
+		}
+		var f string
+		switch strings.ToLower(strings.TrimSpace(mediaType)) {
+		case "text/html":
+			f = formatHTML
+		case "application/json":
+			f = formatJSON
+		case "text/plain":
+			f = formatText
+		default:
+			continue
+		}
+		if q > bestQ {
+			best, bestQ = f, q
+		}
+	}
+	return best
+}
+
+// writeText sends a plain-text table.
+func writeText(w http.ResponseWriter, write func(*tabwriter.Writer)) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Vary", "Accept")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	write(tw)
+	_ = tw.Flush() // a write error means the client went away
+}
+
+// writeText prints the page as a table: a summary line, then one line per
+// entry with its state, hits, upstream failures and last hit.
+func (p *RulesPage) writeText(w io.Writer) {
+	fmt.Fprintf(w, "egressgate %s, matcher v%d installed %s, catalogs %s\n", p.Version, p.MatcherVersion,
+		p.Installed.UTC().Format("2006-01-02 15:04:05 UTC"), strings.Join(p.Catalogs, ", "))
+	if p.Estate != "" {
+		fmt.Fprintf(w, "estate %s: the entries of its policy and its own hits\n", p.Estate)
+	}
+	fmt.Fprintf(w, "entries: %d (%d used, %d admitted but never reached, %d never used); hits since the process started\n\n",
+		len(p.Rules), p.Used, p.NeverReached, p.NeverUsed)
+	fmt.Fprintln(w, "STATE\tCATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tPORTS\tGROUPS")
+	for _, u := range p.Rules {
+		last := "-"
+		if u.LastHit != nil {
+			last = u.LastHit.UTC().Format("2006-01-02 15:04:05")
+		}
+		ports := make([]string, len(u.Ports))
+		for i, port := range u.Ports {
+			ports[i] = strconv.Itoa(int(port))
+		}
+		state := u.State()
+		if u.Refused != "" {
+			state = "refused:" + u.Refused
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", state, u.Catalog, u.Rule, u.Hits, u.UpstreamFailures,
+			last, strings.Join(ports, ","), strings.Join(u.Groups, ","))
+	}
+}
+
+// writeText prints the page as a table, most denied first. Hosts are
+// escaped already (see the miss log).
+func (p *MissesPage) writeText(w io.Writer) {
+	fmt.Fprintf(w, "%d misses since the process started; %d hosts tracked (capacity %d; a count may be over by at most its error)\n\n",
+		p.Total, len(p.Misses), p.Capacity)
+	fmt.Fprintln(w, "HOST\tCOUNT\tERROR\tLAST REASON\tLAST CLIENT\tLISTENER\tPORT\tLAST SEEN (UTC)")
+	for _, m := range p.Misses {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", termSafe(m.Host), m.Count, m.Error, m.LastReason, m.LastClient,
+			m.LastListener, m.LastPort, m.LastSeen.UTC().Format("2006-01-02 15:04:05"))
+	}
+	first := true
+	for _, m := range p.Misses {
+		if a := m.AccountHost; a != nil {
+			if first {
+				fmt.Fprintln(w, "\nACCOUNT HOSTS AMONG THE MISSES")
+				first = false
+			}
+			fmt.Fprintf(w, "%s: %s (%s): add %s\n", termSafe(m.Host), a.Hint, a.Role, a.Add)
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Vary", "Accept")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v) // a write error means the client went away
@@ -260,5 +432,6 @@ func render(w http.ResponseWriter, name string, data any) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Vary", "Accept")
 	_, _ = w.Write(buf.Bytes())
 }

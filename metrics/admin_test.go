@@ -20,7 +20,22 @@ import (
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	code, _, body := getAccept(t, url, "")
+	return code, body
+}
+
+// getAccept GETs url with the Accept header accept (none when empty) and
+// returns the status, the Content-Type and the body.
+func getAccept(t *testing.T, url, accept string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +44,47 @@ func get(t *testing.T, url string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return resp.StatusCode, string(body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+// TestPageFormats checks that /rules and /misses answer browsers with
+// HTML, JSON clients with JSON, and everything else (curl) with a
+// plain-text table.
+func TestPageFormats(t *testing.T) {
+	rs := loadList(t, "test", testList)
+	r, reg, _ := newTest(t, rs, Options{})
+	d := decide(rs, proxy.ListenerConnect, "example.org", 443)
+	r.Decided(d)
+	r.Dialed(d, time.Millisecond, 0, proxy.DialDNS)
+	r.Decided(decide(rs, proxy.ListenerConnect, "x.example.net", 443))
+	r.Decided(decide(rs, proxy.ListenerConnect, hostileHost, 443))
+	srv := newAdmin(t, r, reg, nil)
+	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
+	for _, tc := range []struct {
+		name, query, accept, contentType, body string
+	}{
+		{"rules curl", "/rules", "*/*", "text/plain", "admitted-never-reached  test     example.org"},
+		{"rules no accept", "/rules", "", "text/plain", "STATE"},
+		{"rules browser", "/rules", browser, "text/html", `<span class="pill unreached">admitted, never reached</span>`},
+		{"rules json accept", "/rules", "application/json", "application/json", `"admitted_never_reached": 1`},
+		{"rules json query", "/rules?format=json", browser, "application/json", `"upstream_failures": 1`},
+		{"rules html query", "/rules?format=html", "", "text/html", "<table"},
+		{"rules text query", "/rules?format=text", browser, "text/plain", "entries: 4 (1 used, 1 admitted but never reached, 2 never used)"},
+		{"rules json preferred by q", "/rules", "text/html;q=0.5, application/json", "application/json", `"rules"`},
+		{"misses curl", "/misses", "*/*", "text/plain", `<script>alert(1)</script>\x1b[2j.example  1      0      invalid-host`},
+		{"misses browser", "/misses", browser, "text/html", "&lt;script&gt;"},
+		{"misses json", "/misses", "application/json", "application/json", `"total": 1`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, ct, body := getAccept(t, srv.URL+tc.query, tc.accept)
+			if code != 200 || !strings.HasPrefix(ct, tc.contentType) || !strings.Contains(body, tc.body) {
+				t.Errorf("GET %s (Accept %q) = %d %s, want %s containing %q:\n%s", tc.query, tc.accept, code, ct, tc.contentType, tc.body, body)
+			}
+			if strings.Contains(body, "\x1b") {
+				t.Errorf("GET %s (Accept %q) carries a raw escape character", tc.query, tc.accept)
+			}
+		})
+	}
 }
 
 // hostileHost is a client-chosen name that would break HTML, the log and
@@ -148,7 +203,7 @@ func TestMissesPage(t *testing.T) {
 		}
 	})
 	t.Run("html escapes hosts", func(t *testing.T) {
-		_, body := get(t, srv.URL+"/misses")
+		_, _, body := getAccept(t, srv.URL+"/misses", "text/html")
 		if strings.Contains(body, "<script>") || strings.Contains(body, "\x1b") {
 			t.Errorf("/misses carries the host unescaped:\n%s", body)
 		}
@@ -184,6 +239,13 @@ func TestRulesPageInBrowser(t *testing.T) {
 			r.Decided(d)
 		}
 	}
+	// An entry clients ask for that never gets through.
+	d := decide(rs, proxy.ListenerConnect, "cloud-assets.sophos.com", 443)
+	d.Time = time.Now().Add(-5 * time.Minute)
+	for range 4 {
+		r.Decided(d)
+		r.Dialed(d, time.Millisecond, 0, proxy.DialDNS)
+	}
 	srv := newAdmin(t, r, reg, nil)
 
 	browse := func(t *testing.T, args ...string) string {
@@ -208,6 +270,8 @@ func TestRulesPageInBrowser(t *testing.T) {
 			`<td class="num hits">42</td>`,
 			`<b id="used">3</b>`,
 			`<span class="pill never">never used</span>`,
+			`<span class="pill unreached">admitted, never reached</span>`,
+			`<b id="never-reached">1</b>`,
 		} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("rendered /rules lacks %s", want)

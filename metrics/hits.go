@@ -33,8 +33,16 @@ type binding struct {
 	version   uint64 // of ruleset.Matcher
 	ruleset   *rules.Ruleset
 	installed time.Time
-	byID      []*ruleCounter // indexed by Entry.ID
-	byKey     map[ruleKey]*ruleCounter
+	// entries are every entry of the ruleset's matchers, once per
+	// catalog and pattern: the default estate's matcher's first, in its
+	// order (so that byID[i] counts entries[i] for i < its length), then
+	// those only other estates' matchers have.
+	entries []*rules.Entry
+	byID    []*ruleCounter // parallel to entries; indexed by Entry.ID of ruleset.Matcher
+	byKey   map[ruleKey]*ruleCounter
+	// estates are the per-estate tables, by Estate.Index.
+	estates      []*estateStats
+	estateByName map[string]*estateStats
 	// exported[i] is whether entry i has its own series; the others are
 	// summed into rule="_other" of their catalog (Options.MaxRuleSeries).
 	exported []bool
@@ -49,8 +57,18 @@ type binding struct {
 // Install also marks the catalog load successful.
 func (r *Recorder) Install(rs *rules.Ruleset) {
 	old := r.binding.Load()
-	entries := rs.Matcher.Entries()
+	var entries []*rules.Entry
+	seenKey := map[ruleKey]bool{}
+	for _, m := range rs.Matchers() {
+		for _, e := range m.Entries() {
+			if k := (ruleKey{e.Catalog, e.Pattern}); !seenKey[k] || m == rs.Matcher {
+				seenKey[k] = true
+				entries = append(entries, e)
+			}
+		}
+	}
 	b := &binding{
+		entries:      entries,
 		version:      rs.Matcher.Version(),
 		ruleset:      rs,
 		installed:    time.Now(),
@@ -77,6 +95,7 @@ func (r *Recorder) Install(rs *rules.Ruleset) {
 			b.groupCatalog[g] = c.Name
 		}
 	}
+	r.installEstates(b, old, rs)
 	r.binding.Store(b)
 	r.reloadSuccessful.Set(1)
 	r.reloadSuccessTime.Set(float64(b.installed.UnixNano()) / 1e9)
@@ -153,6 +172,9 @@ func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- ruleLastHitDesc
 	ch <- ruleInfoDesc
 	ch <- catalogEntriesDesc
+	ch <- estateRequestsDesc
+	ch <- estateRuleHitsDesc
+	ch <- estateInfoDesc
 }
 
 func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
@@ -168,10 +190,12 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	var otherOrder []string
 	seen := map[*ruleCounter]bool{}
 	perGroup := map[*rules.Group]int{}
-	for i, e := range b.ruleset.Matcher.Entries() {
+	for i, e := range b.entries {
 		rc := b.byID[i]
-		for _, g := range e.Groups {
-			perGroup[g]++
+		if i < len(b.ruleset.Matcher.Entries()) {
+			for _, g := range e.Groups {
+				perGroup[g]++
+			}
 		}
 		if seen[rc] {
 			continue // a pattern listed twice in one catalog is one series
@@ -211,6 +235,7 @@ func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range b.ruleset.Enabled {
 		ch <- prometheus.MustNewConstMetric(catalogEntriesDesc, prometheus.GaugeValue, float64(perGroup[g]), b.groupCatalog[g], g.ID)
 	}
+	b.collectEstates(ch)
 }
 
 func sectionID(g *rules.Group) string {

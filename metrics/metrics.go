@@ -51,6 +51,11 @@ type Options struct {
 	// AccessLog logs one "access" line per closed tunnel or forwarded
 	// request. Off by default.
 	AccessLog bool
+	// MaxEstateSeries caps the per-estate series (requests by decision
+	// and reason, hits per entry) that get their own estate label; the
+	// counts beyond it share estate="_other". 0 means
+	// DefaultMaxEstateSeries.
+	MaxEstateSeries int
 }
 
 func (o Options) withDefaults() Options {
@@ -71,6 +76,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.TopMisses <= 0 {
 		o.TopMisses = DefaultTopMisses
+	}
+	if o.MaxEstateSeries <= 0 {
+		o.MaxEstateSeries = DefaultMaxEstateSeries
 	}
 	return o
 }
@@ -117,9 +125,14 @@ type Recorder struct {
 
 	// binding is the installed ruleset with its per-entry counters.
 	binding atomic.Pointer[binding]
+	// estateSeries counts the per-estate series claimed, against
+	// Options.MaxEstateSeries.
+	estateSeries atomic.Int64
 
 	misses *missLog
 	top    *topMisses
+
+	catalog *catalogChanges // reload diffs, tunnels on removed entries
 }
 
 // Compile-time check that Recorder is what the proxy calls.
@@ -136,6 +149,7 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 	}
 	f := promauto.With(reg)
 	r := &Recorder{opts: opts, log: log}
+	r.catalog = newCatalogChanges(reg, log)
 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f.NewGaugeVec(prometheus.GaugeOpts{
@@ -253,6 +267,7 @@ func actionIndex(a proxy.Action) int {
 // allowed decision neither allocates nor locks.
 func (r *Recorder) Decided(d *proxy.Decision) {
 	r.countRequest(d)
+	r.countEstate(d)
 	switch d.Action {
 	case proxy.ActionAllow:
 		if d.Verdict.Entry != nil {
@@ -309,6 +324,7 @@ func (r *Recorder) TunnelOpened(d *proxy.Decision) {
 	if li := listenerIndex(d.Listener); li >= 0 {
 		r.tunnelsActive[li].Inc()
 	}
+	r.catalog.tunnel(d, 1)
 }
 
 // TunnelClosed records what a tunnel moved and for how long, and logs it
@@ -320,6 +336,7 @@ func (r *Recorder) TunnelClosed(d *proxy.Decision, s proxy.TunnelStats) {
 		r.bytesUpstream[li].Add(float64(s.Upstream))
 		r.bytesDownstream[li].Add(float64(s.Downstream))
 	}
+	r.catalog.tunnel(d, -1)
 	if r.opts.AccessLog {
 		logAccess(r.log, d, s)
 	}

@@ -63,7 +63,7 @@ var testClient = netip.MustParseAddrPort("192.0.2.7:50123")
 func decide(rs *rules.Ruleset, l proxy.Listener, host string, port uint16) *proxy.Decision {
 	v := rs.Matcher.Lookup(host, port)
 	d := &proxy.Decision{Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), Listener: l, Client: testClient,
-		Host: host, Port: port, Action: proxy.ActionAllow, Reason: v.Reason, Verdict: v, Matcher: rs.Matcher}
+		Host: host, Port: port, Action: proxy.ActionAllow, Reason: v.Reason, Verdict: v, Matcher: rs.Matcher, Estate: rs.Estates[0]}
 	if !v.Allow {
 		d.Action = proxy.ActionDeny
 	}
@@ -142,11 +142,15 @@ func TestPromlint(t *testing.T) {
 	// Every metric docs/metrics.md lists, in the order Gather sorts them.
 	want := []string{
 		"egressgate_build_info",
+		"egressgate_catalog_changes_total",
 		"egressgate_catalog_entries",
 		"egressgate_catalog_last_reload_success_timestamp_seconds",
 		"egressgate_catalog_last_reload_successful",
 		"egressgate_catalog_reloads_total",
 		"egressgate_dns_lookup_duration_seconds",
+		"egressgate_estate_info",
+		"egressgate_estate_requests_total",
+		"egressgate_estate_rule_hits_total",
 		"egressgate_misslog_misses_total",
 		"egressgate_requests_total",
 		"egressgate_rule_hits_total",
@@ -156,6 +160,7 @@ func TestPromlint(t *testing.T) {
 		"egressgate_tunnel_bytes_total",
 		"egressgate_tunnel_duration_seconds",
 		"egressgate_tunnels_active",
+		"egressgate_tunnels_on_removed_entries",
 		"egressgate_upstream_dial_duration_seconds",
 		"egressgate_upstream_errors_total",
 	}
@@ -394,6 +399,7 @@ func TestMissFloodBounded(t *testing.T) {
 	r, reg, _ := newTest(t, rs, Options{})
 	r.Decided(decide(rs, proxy.ListenerConnect, "example.org", 443)) // last_hit series appears
 	r.Decided(decide(rs, proxy.ListenerConnect, "first.invalid", 443))
+	r.Decided(decide(rs, proxy.ListenerConnect, "in valid", 443)) // the estate's invalid-host series appears
 	before := seriesCount(t, reg)
 	rng := rand.New(rand.NewPCG(1, 2))
 	listeners := []proxy.Listener{proxy.ListenerConnect, proxy.ListenerHTTP, proxy.ListenerSNI}

@@ -42,6 +42,7 @@ const (
 	FieldReason     = "reason" // rules.Reason name
 	FieldSNI        = "sni"    // TLS server name, when one was read; escaped and capped
 	FieldAction     = "action" // deny or would-deny; allow or would-deny on access lines
+	FieldEstate     = "estate" // the client's estate, from the config
 	FieldCount      = "count"  // misses summarised by a miss-folded or miss-overflow line
 	FieldCatalog    = "catalog"
 	FieldRule       = "rule" // admitting entry's pattern
@@ -186,6 +187,9 @@ func (m *missLog) record(d *proxy.Decision) {
 	)
 	if d.SNI != "" {
 		rec.AddAttrs(slog.String(FieldSNI, escapeHost(d.SNI)))
+	}
+	if d.Estate != nil {
+		rec.AddAttrs(slog.String(FieldEstate, d.Estate.Name))
 	}
 	rec.AddAttrs(slog.String(FieldAction, string(d.Action)))
 	_ = m.log.Handler().Handle(ctx, rec)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,16 +35,31 @@ type Report struct {
 // FetchAdmin reads the report from one egressgate's admin listener at base
 // (e.g. "http://127.0.0.1:9090"): /rules and /misses in JSON.
 func FetchAdmin(ctx context.Context, c *http.Client, base string) (*Report, error) {
+	return FetchAdminEstate(ctx, c, base, "")
+}
+
+// FetchAdminEstate is FetchAdmin for one estate's entries and hits
+// (/rules?estate=NAME); "" means every estate. The misses are the
+// whole proxy's: denied hosts are not kept per estate.
+func FetchAdminEstate(ctx context.Context, c *http.Client, base, estate string) (*Report, error) {
 	base = strings.TrimSuffix(base, "/")
 	var rp RulesPage
-	if err := getJSON(ctx, c, base+"/rules?format=json", &rp); err != nil {
+	q := "/rules?format=json"
+	if estate != "" {
+		q += "&estate=" + url.QueryEscape(estate)
+	}
+	if err := getJSON(ctx, c, base+q, &rp); err != nil {
 		return nil, err
 	}
 	var mp MissesPage
 	if err := getJSON(ctx, c, base+"/misses?format=json", &mp); err != nil {
 		return nil, err
 	}
-	return &Report{Source: fmt.Sprintf("%s (egressgate %s)", base, rp.Version), Rules: rp.Rules, Misses: &mp}, nil
+	src := fmt.Sprintf("%s (egressgate %s)", base, rp.Version)
+	if estate != "" {
+		src += ", estate " + estate
+	}
+	return &Report{Source: src, Rules: rp.Rules, Misses: &mp}, nil
 }
 
 // Queries FetchPrometheus sends to /api/v1/query.
@@ -59,7 +75,22 @@ const (
 // counts since it started), joined with egressgate_rule_info for groups
 // and sections. It has no top misses.
 func FetchPrometheus(ctx context.Context, c *http.Client, base string) (*Report, error) {
+	return FetchPrometheusEstate(ctx, c, base, "")
+}
+
+// FetchPrometheusEstate is FetchPrometheus with the hits of one estate
+// (egressgate_estate_rule_hits_total); "" means every estate. Every entry
+// of the catalogs is listed, with 0 where the estate never used it.
+func FetchPrometheusEstate(ctx context.Context, c *http.Client, base, estate string) (*Report, error) {
 	base = strings.TrimSuffix(base, "/")
+	hitsQuery, lastQuery := promHitsQuery, promLastHitQuery
+	if estate != "" {
+		if !estateLabelRE.MatchString(estate) {
+			return nil, fmt.Errorf("estate %q is not an estate name", estate)
+		}
+		hitsQuery = fmt.Sprintf(`sum by (catalog, rule) (egressgate_estate_rule_hits_total{estate=%q})`, estate)
+		lastQuery = ""
+	}
 	byKey := map[ruleKey]*RuleUsage{}
 	var order []ruleKey
 	entry := func(labels map[string]string) *RuleUsage {
@@ -85,7 +116,7 @@ func FetchPrometheus(ctx context.Context, c *http.Client, base string) (*Report,
 			u.Sections = append(u.Sections, sec)
 		}
 	}
-	hits, err := promQuery(ctx, c, base, promHitsQuery)
+	hits, err := promQuery(ctx, c, base, hitsQuery)
 	if err != nil {
 		return nil, err
 	}
@@ -93,17 +124,22 @@ func FetchPrometheus(ctx context.Context, c *http.Client, base string) (*Report,
 		entry(s.Metric).Hits = uint64(s.Value)
 	}
 	// Replicas older than this metric have no series: their failures
-	// read as 0, their entries as reached.
-	failures, err := promQuery(ctx, c, base, promFailuresQuery)
-	if err != nil {
-		return nil, err
+	// read as 0, their entries as reached. Failures are not kept per
+	// estate: with --estate the report shows none.
+	if estate == "" {
+		failures, err := promQuery(ctx, c, base, promFailuresQuery)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range failures {
+			entry(s.Metric).UpstreamFailures = uint64(s.Value)
+		}
 	}
-	for _, s := range failures {
-		entry(s.Metric).UpstreamFailures = uint64(s.Value)
-	}
-	last, err := promQuery(ctx, c, base, promLastHitQuery)
-	if err != nil {
-		return nil, err
+	var last []promSample
+	if lastQuery != "" {
+		if last, err = promQuery(ctx, c, base, lastQuery); err != nil {
+			return nil, err
+		}
 	}
 	for _, s := range last {
 		sec, frac := int64(s.Value), s.Value-float64(int64(s.Value))
@@ -114,12 +150,18 @@ func FetchPrometheus(ctx context.Context, c *http.Client, base string) (*Report,
 		return cmp.Or(strings.Compare(a.catalog, b.catalog), strings.Compare(a.pattern, b.pattern))
 	})
 	r := &Report{Source: "Prometheus " + base + " (hits summed over all replicas since each started)"}
+	if estate != "" {
+		r.Source += ", estate " + estate
+	}
 	for _, k := range order {
 		slices.Sort(byKey[k].Groups)
 		r.Rules = append(r.Rules, *byKey[k])
 	}
 	return r, nil
 }
+
+// estateLabelRE is what an estate name may be (rules checks the same).
+var estateLabelRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // promSample is one element of an instant vector.
 type promSample struct {
@@ -281,6 +323,7 @@ func (r *Report) WriteText(w io.Writer, topMisses int) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", termSafe(m.Host), count, termSafe(m.LastReason),
 				termSafe(m.LastClient), termSafe(m.LastListener), m.LastPort, m.LastSeen.UTC().Format("2006-01-02 15:04:05"))
 		}
+		writeAccountHostHints(tw, ms)
 	}
 	return tw.Flush()
 }

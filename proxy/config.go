@@ -30,6 +30,16 @@ type Rules interface {
 	Matcher() *rules.Matcher
 }
 
+// EstateRules is a Rules that serves estates: each client is judged with
+// its estate's matcher, and Users (when set) authenticate. *rules.Reloader
+// satisfies it. A Rules that is not one judges every client alike.
+type EstateRules interface {
+	Rules
+	// Current returns the ruleset to judge a new connection with; like
+	// Matcher, it is called once per connection.
+	Current() *rules.Ruleset
+}
+
 // StaticRules is a Rules that always gives the same matcher.
 type StaticRules struct{ M *rules.Matcher }
 
@@ -76,6 +86,11 @@ type Config struct {
 	// only the parent's own address; the parent resolves the targets. Nil
 	// means direct connections.
 	UpstreamProxy *url.URL
+
+	// PAC says what /proxy.pac contains (pac.go). The zero value sends
+	// catalog names to the address the client reached and the rest
+	// DIRECT.
+	PAC PACOptions
 
 	// Monitor admits what the catalog denies (not-in-catalog,
 	// port-not-allowed) and records it as ActionWouldDeny. The client

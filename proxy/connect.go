@@ -36,7 +36,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 			s.finish()
 		}
 	}()
-	d := &Decision{Time: time.Now(), Listener: ListenerConnect, Client: client}
+	d := &Decision{Time: time.Now(), Listener: ListenerConnect, Client: client, Estate: authEstate(r)}
 	host, port, err := parseTarget(r.RequestURI)
 	if err != nil {
 		badRequest(ReasonBadTarget, err).write(w)

@@ -96,7 +96,7 @@ func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Du
 // belong to the client. ctx bounds everything.
 func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (*net.TCPConn, []byte, time.Duration, error) {
 	start := time.Now()
-	c, err := s.dialAddrs(ctx, rt.addrs)
+	c, err := s.dialUpstream(ctx, rt.addrs)
 	if err != nil || !rt.parent {
 		return c, nil, time.Since(start), err
 	}
@@ -108,14 +108,24 @@ func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (
 	return c, pending, time.Since(start), nil
 }
 
+// dialUpstream is dialAddrs with the upstream dialer (Config.KeepAlive).
+func (s *Server) dialUpstream(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
+	d := s.cfg.dialer()
+	return dialAddrsWith(ctx, &d, addrs)
+}
+
 // dialAddrs connects to each address in turn (IPv6 and IPv4 as the
 // resolver ordered them; no Happy Eyeballs) and returns the first
 // connection, or the first error.
-func (s *Server) dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
+func dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
+	return dialAddrsWith(ctx, &net.Dialer{}, addrs)
+}
+
+// dialAddrsWith is dialAddrs with d.
+func dialAddrsWith(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	var firstErr error
-	d := s.cfg.dialer()
 	for _, a := range addrs {
-		c, err := dialTCPContext(ctx, &d, a)
+		c, err := dialTCPContext(ctx, d, a)
 		if err == nil {
 			return c, nil
 		}

@@ -79,14 +79,14 @@ func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
 // destination check and recording as a CONNECT, then goproxy forwards it.
 func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
 	if !r.URL.IsAbs() {
-		notProxyRequest(w, r)
+		s.serveOrigin(w, r, client) // GET /proxy.pac, else 400
 		return
 	}
 	if r.URL.Scheme != "http" {
 		badRequest(ReasonUnsupportedScheme, fmt.Errorf("scheme %q: only http:// is forwarded; use CONNECT for TLS", r.URL.Scheme)).write(w)
 		return
 	}
-	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Host: r.URL.Hostname(), Port: 80}
+	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Host: r.URL.Hostname(), Port: 80, Estate: authEstate(r)}
 	if p := r.URL.Port(); p != "" {
 		port, err := parsePort(p)
 		if err != nil {
@@ -148,7 +148,7 @@ func (s *Server) dialForward(ctx context.Context, _, _ string) (net.Conn, error)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 	defer cancel()
 	start := time.Now()
-	c, err := s.dialAddrs(ctx, f.rt.addrs)
+	c, err := s.dialUpstream(ctx, f.rt.addrs)
 	s.rec.Dialed(f.d, f.rt.lookup, time.Since(start), classifyDialError(err))
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,11 @@ type Server struct {
 	parent *parentProxy // nil: direct
 	gp     *goproxy.ProxyHttpServer
 	tr     *http.Transport
+	pac    pacCache // generated PAC files (pac.go)
+	// estates is cfg.Rules when it serves estates (a *rules.Reloader
+	// does); nil judges every client with cfg.Rules' one matcher.
+	estates EstateRules
+	auth    authCache
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
 
@@ -71,6 +77,8 @@ func New(cfg Config) (*Server, error) {
 		tunnels:   map[*tunnel]struct{}{},
 		fronts:    map[net.Conn]struct{}{},
 	}
+	s.estates, _ = cfg.Rules.(EstateRules)
+	s.auth.slots = make(chan struct{}, runtime.NumCPU())
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
 		if err != nil {
@@ -137,6 +145,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		clientAnswer(client.Addr().String()).write(w)
 		return
+	}
+	if r = s.authenticate(w, r, client); r == nil {
+		return // 407 answered
 	}
 	if !s.begin() {
 		w.Header().Set("Connection", "close")

@@ -46,6 +46,10 @@ type Decision struct {
 	// Matcher is the matcher that gave Verdict: Verdict.Entry.ID indexes
 	// its entries.
 	Matcher *rules.Matcher
+	// Estate is the client's estate (by proxy authentication, else by
+	// address); nil until the verdict step, and for decisions made
+	// before it. Its Name comes from the config, never from the client.
+	Estate *rules.Estate
 }
 
 // TunnelStats is what a finished connection moved.

@@ -7,13 +7,22 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// judge asks the current matcher about d.Host and d.Port and fills in
-// d.Matcher, d.Verdict, d.Action and d.Reason. It reports whether the
-// request may go on: allowed, or only would-be denied in monitor mode.
+// judge picks the client's estate (unless authentication already set
+// d.Estate), asks its matcher about d.Host and d.Port, and fills in
+// d.Estate, d.Matcher, d.Verdict, d.Action and d.Reason. It reports
+// whether the request may go on: allowed, or only would-be denied in
+// monitor mode.
 func (s *Server) judge(d *Decision) bool {
-	m := s.cfg.Rules.Matcher()
-	d.Matcher = m
-	d.Verdict = m.Lookup(d.Host, d.Port)
+	client := d.Client.Addr()
+	if d.Estate == nil {
+		if s.estates != nil {
+			d.Estate = s.estates.Current().EstateFor(client)
+		} else {
+			d.Estate = &rules.Estate{Name: rules.DefaultEstate, Matcher: s.cfg.Rules.Matcher()}
+		}
+	}
+	d.Matcher = d.Estate.Matcher
+	d.Verdict = d.Estate.Lookup(client, d.Host, d.Port)
 	switch {
 	case d.Verdict.Allow:
 		d.Action, d.Reason = ActionAllow, rules.ReasonNone
@@ -68,7 +77,7 @@ func (s *Server) checkSNI(d *Decision, name []byte) (string, rules.Reason) {
 		return sni, rules.ReasonSNIMismatch
 	}
 	if _, err := netip.ParseAddr(host); err == nil {
-		if !d.Matcher.Lookup(want, d.Port).Allow {
+		if !d.Estate.Lookup(d.Client.Addr(), want, d.Port).Allow {
 			return sni, rules.ReasonSNIMismatch
 		}
 		return sni, rules.ReasonNone

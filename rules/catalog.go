@@ -118,8 +118,16 @@ type Entry struct {
 	Licenses []string
 	Region   string
 	Example  bool // an example of a per-account host, not a host to rely on
-	Notes    []string
-	Pos      Pos
+	// LiveResponse marks a Live Response host: admitted only where the
+	// policy turns Live Response on, never from an excluded device.
+	LiveResponse bool
+	// Deny, when not ReasonNone, is why the policy the entry was compiled
+	// for refuses it although its group is on: not-licensed,
+	// live-response-off or region-excluded. Such an entry still matches,
+	// so that it beats a wildcard that would otherwise admit the host.
+	Deny  Reason
+	Notes []string
+	Pos   Pos
 
 	// ID is the entry's index in the Matcher it was compiled into; it is
 	// set by Compile and is only meaningful with that Matcher.

@@ -34,9 +34,15 @@ type Config struct {
 	Embedded *[]string `yaml:"embedded"`
 	// Catalogs are files layered on top of the embedded catalogs, in order.
 	Catalogs []CatalogRef `yaml:"catalogs"`
-	// Policy chooses what of the catalogs is allowed. Per-estate policies
-	// chosen by client subnet will sit beside it under a key of their own.
+	// Policy chooses what of the catalogs is allowed: the enterprise
+	// defaults, which the default estate has and every estate inherits
+	// where it sets nothing.
 	Policy Policy `yaml:"policy"`
+	// Estates are the parts of the enterprise chosen by client subnet,
+	// each with its own policy or the enterprise's (see EstateConfig).
+	Estates []EstateConfig `yaml:"estates"`
+	// Auth, when set, turns on proxy authentication.
+	Auth *AuthConfig `yaml:"auth"`
 
 	lines map[string]int // line of each policy value, for errors
 }
@@ -57,7 +63,10 @@ type CatalogRef struct {
 	Name string `yaml:"name"`
 }
 
-// Policy selects, from the catalogs, the entries that are allowed.
+// Policy selects, from the catalogs, the entries that are allowed, and
+// holds an estate's preferences. Every field's zero value means "not set":
+// an estate's unset field takes the enterprise's, and an unset enterprise
+// field the built-in default said in its comment.
 type Policy struct {
 	Mode string `yaml:"mode"` // ModeWildcard (default) or ModeExact
 	// OS limits per-OS entries to these; empty means every OS.
@@ -67,26 +76,74 @@ type Policy struct {
 	Enable []string `yaml:"enable"`
 	// Disable turns off sections or groups that are on by default.
 	Disable []string `yaml:"disable"`
+	// Licenses are the catalog licence IDs held; entries of no licence
+	// held are denied not-licensed. Unset means every licence.
+	Licenses []string `yaml:"licenses"`
+	// Regions are the Central regions in use; entries that carry another
+	// region are denied region-excluded. Unset means every region.
+	Regions []string `yaml:"regions"`
+	// ThreatResponse is ThreatNotify (default), ThreatCollaborate or
+	// ThreatAuthorize.
+	ThreatResponse string `yaml:"threat_response"`
+	// ActIfUnreachable lets the vendor act when the contacts cannot be
+	// reached; it only means something with ThreatCollaborate.
+	ActIfUnreachable *bool `yaml:"act_if_unreachable"`
+	// LiveResponse is LiveResponseOn or LiveResponseOff; unset means on
+	// for ThreatAuthorize, off otherwise.
+	LiveResponse string `yaml:"live_response"`
+	// LiveResponseExclusions are devices (addresses or CIDRs) never
+	// admitted to the Live Response hosts.
+	LiveResponseExclusions []string `yaml:"live_response_exclusions"`
+	// Contacts are the authorized contacts; unset means the enterprise's.
+	Contacts *ContactsConfig `yaml:"contacts"`
 }
 
-// Ruleset is a loaded config: the catalogs read, the groups the policy
-// turns on, and the matcher compiled from their entries.
+// Ruleset is a loaded config: the catalogs read, the estates with their
+// effective policies, and the matchers compiled for them. It is immutable
+// once loaded.
 type Ruleset struct {
 	Config   *Config
 	Catalogs []*Catalog
-	Enabled  []*Group // groups that are on, in catalog order
-	Matcher  *Matcher
+	// Enabled and Matcher are the default estate's (the enterprise
+	// defaults'): the groups that are on, in catalog order, and the
+	// matcher.
+	Enabled []*Group
+	Matcher *Matcher
+	// Estates are the default estate (index 0), then the config's
+	// estates in order.
+	Estates []*Estate
+	// Users maps proxy-authentication users to their estates; nil when
+	// authentication is off.
+	Users *Users
 	// Files are the files the ruleset was read from, for the watcher.
 	Files []string
 	// Digest is a hash of every file's content, to skip no-op reloads.
 	Digest [sha256.Size]byte
+	// Problems are the errors of estate files that kept their estate's
+	// last good settings (see Estate.Stale); the ruleset loaded anyway.
+	Problems []error
+	// CheckErrors are what check refuses although the proxy can serve
+	// (no primary contact); Warnings what it only warns about.
+	CheckErrors, Warnings []error
+
+	subnets       *estateTable
+	compiled      map[string]*compiled // by EffectivePolicy.matcherKey
+	catalogDigest [sha256.Size]byte
 }
 
 // Load reads the config at path ("" for the built-in default: every
 // embedded catalog under the default policy), the catalogs it names, and
 // compiles the matcher. Every error names the file and line.
-func Load(path string) (*Ruleset, error) {
+func Load(path string) (*Ruleset, error) { return load(path, nil) }
+
+// load is Load with the ruleset in use: an estate file that fails keeps
+// prev's settings for that estate, and matchers of unchanged policies
+// are reused.
+func load(path string, prev *Ruleset) (*Ruleset, error) {
 	h := sha256.New()
+	// catHash covers the catalogs alone: when it is unchanged, matchers of
+	// unchanged policies are reused.
+	catHash := sha256.New()
 	cfg := &Config{}
 	var files []string
 	if path != "" {
@@ -110,6 +167,7 @@ func Load(path string) (*Ruleset, error) {
 		if err != nil {
 			return nil, Pos{cfg.Path, cfg.lines["embedded"]}.Errorf("embedded: %w", err)
 		}
+		fmt.Fprintf(catHash, "embedded:%s\x00", name)
 		catalogs = append(catalogs, c)
 	}
 	for i, ref := range cfg.Catalogs {
@@ -122,6 +180,7 @@ func Load(path string) (*Ruleset, error) {
 			return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
 		}
 		hashFile(h, p, data)
+		hashFile(catHash, p+"\x00"+ref.Name, data)
 		files = append(files, p)
 		c, err := Parse(p, data)
 		if err != nil {
@@ -145,9 +204,33 @@ func Load(path string) (*Ruleset, error) {
 		}
 		catalogs = append(catalogs, c)
 	}
-	rs, err := Select(cfg, catalogs)
+	var catDigest [sha256.Size]byte
+	catHash.Sum(catDigest[:0])
+	readEstate := func(p string) ([]byte, error) {
+		files = append(files, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			fmt.Fprintf(h, "%s\x00missing\x00", p)
+			return nil, err
+		}
+		hashFile(h, p, data)
+		return data, nil
+	}
+	rs, err := selectRules(cfg, catalogs, prev, catDigest, readEstate)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Auth != nil {
+		if rs.Users, err = loadUsers(cfg, rs, func(p string) ([]byte, error) {
+			data, err := os.ReadFile(p)
+			if err == nil {
+				files = append(files, p)
+				hashFile(h, p, data)
+			}
+			return data, err
+		}); err != nil {
+			return nil, err
+		}
 	}
 	rs.Files = files
 	h.Sum(rs.Digest[:0])
@@ -203,26 +286,37 @@ func recordLines(n *yaml.Node, prefix string, out map[string]int) {
 	}
 }
 
-// Select applies cfg's policy to catalogs and compiles the result.
+// Select applies cfg's policy to catalogs and compiles the result. The
+// files of estates with source estate are read from disk.
 func Select(cfg *Config, catalogs []*Catalog) (*Ruleset, error) {
-	pol := cfg.Policy
-	at := func(key string) Pos { return Pos{cfg.Path, cfg.lines[key]} }
-	switch pol.Mode {
-	case "":
-		pol.Mode = ModeWildcard
-	case ModeWildcard, ModeExact:
-	default:
-		return nil, at("policy.mode").Errorf("policy.mode: %q is not %q or %q", pol.Mode, ModeWildcard, ModeExact)
+	return selectRules(cfg, catalogs, nil, [sha256.Size]byte{}, nil)
+}
+
+func selectRules(cfg *Config, catalogs []*Catalog, prev *Ruleset, catDigest [sha256.Size]byte, readEstate estateFile) (*Ruleset, error) {
+	rs := &Ruleset{Config: cfg, Catalogs: catalogs, catalogDigest: catDigest}
+	if catDigest == ([sha256.Size]byte{}) || prev != nil && prev.catalogDigest != catDigest {
+		prev = nil // unknown or changed catalogs: compile everything afresh
 	}
-	oses := pol.OS
-	for i, o := range oses {
-		if !slices.Contains(AllOS, o) {
-			return nil, at(fmt.Sprintf("policy.os.%d", i)).Errorf("policy.os: %q is not one of %s", o, strings.Join(AllOS, ", "))
-		}
+	if prev != nil {
+		// The same catalogs: keep the parsed ones, so that the groups and
+		// sections of reused matchers' entries are this ruleset's own.
+		rs.Catalogs = prev.Catalogs
 	}
-	if len(oses) == 0 {
-		oses = AllOS
+	if err := buildEstates(rs, prev, readEstate); err != nil {
+		return nil, err
 	}
+	def := rs.Estates[0]
+	rs.Matcher, rs.Enabled = def.Matcher, def.Enabled
+	cfg.Policy.Mode = def.Policy.Mode
+	return rs, nil
+}
+
+// compilePolicy selects the entries pol turns on and compiles them. Each
+// entry is copied, so that matchers of different policies share none;
+// an entry the policy refuses although its group is on (licence, Live
+// Response, region) keeps matching, with its Deny reason set. Its errors
+// carry no position: the caller knows where the policy was written.
+func compilePolicy(catalogs []*Catalog, pol *EffectivePolicy) (*Matcher, []*Group, error) {
 	enabledSec := map[*Section]bool{}
 	disabledSec := map[*Section]bool{}
 	enabledGrp := map[*Group]bool{}
@@ -233,15 +327,14 @@ func Select(cfg *Config, catalogs []*Catalog) (*Ruleset, error) {
 		sec      map[*Section]bool
 		grp      map[*Group]bool
 		opposite map[*Group]bool
-	}{{"policy.enable", pol.Enable, enabledSec, enabledGrp, nil}, {"policy.disable", pol.Disable, disabledSec, disabledGrp, enabledGrp}} {
-		for i, id := range list.ids {
-			pos := at(fmt.Sprintf("%s.%d", list.key, i))
+	}{{"enable", pol.Enable, enabledSec, enabledGrp, nil}, {"disable", pol.Disable, disabledSec, disabledGrp, enabledGrp}} {
+		for _, id := range list.ids {
 			s, g, err := findID(catalogs, id)
 			if err != nil {
-				return nil, pos.Errorf("%s: %w", list.key, err)
+				return nil, nil, fmt.Errorf("%s: %w", list.key, err)
 			}
 			if (s != nil && enabledSec[s] && list.opposite != nil) || (g != nil && list.opposite[g]) {
-				return nil, pos.Errorf("%s: %q is both enabled and disabled", list.key, id)
+				return nil, nil, fmt.Errorf("%s: %q is both enabled and disabled", list.key, id)
 			}
 			if s != nil {
 				list.sec[s] = true
@@ -250,55 +343,54 @@ func Select(cfg *Config, catalogs []*Catalog) (*Ruleset, error) {
 			}
 		}
 	}
-	rs := &Ruleset{Config: cfg, Catalogs: catalogs}
+	var enabled []*Group
 	on := map[*Group]bool{}
 	for _, c := range catalogs {
 		for _, g := range c.Groups {
 			secOn := g.Section == nil || (!g.Section.Optional || enabledSec[g.Section]) && !disabledSec[g.Section]
 			if enabledGrp[g] || secOn && !g.Optional && !disabledGrp[g] {
 				on[g] = true
-				rs.Enabled = append(rs.Enabled, g)
+				enabled = append(enabled, g)
 			}
 		}
 	}
 	var entries []*Entry
 	for _, c := range catalogs {
 		for _, e := range c.Entries {
-			if pol.Mode == ModeExact && e.HasWildcard() || !e.ForOS(oses) {
+			if pol.Mode == ModeExact && e.HasWildcard() || !e.ForOS(pol.OS) {
 				continue
 			}
 			if slices.ContainsFunc(e.Groups, func(g *Group) bool { return on[g] }) {
-				entries = append(entries, e)
+				ne := *e
+				ne.Deny = pol.denyReason(e)
+				entries = append(entries, &ne)
 			}
 		}
 	}
 	if pol.Mode == ModeExact {
-		if err := checkExactMode(cfg, rs.Enabled, entries, enabledSec, enabledGrp); err != nil {
-			return nil, err
+		if err := checkExactMode(enabled, entries, enabledSec, enabledGrp); err != nil {
+			return nil, nil, err
 		}
 	}
 	m, err := Compile(entries)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rs.Matcher = m
-	rs.Config.Policy = pol
-	return rs, nil
+	return m, enabled, nil
 }
 
 // checkExactMode rejects what exact mode cannot express: a section the
 // source says needs wildcards, or an enabled group with only wildcards.
-func checkExactMode(cfg *Config, enabled []*Group, entries []*Entry, enabledSec map[*Section]bool, enabledGrp map[*Group]bool) error {
-	pos := Pos{cfg.Path, cfg.lines["policy.mode"]}
+func checkExactMode(enabled []*Group, entries []*Entry, enabledSec map[*Section]bool, enabledGrp map[*Group]bool) error {
 	for _, g := range enabled {
 		if s := g.Section; s != nil && s.NeedsWildcards != "" {
-			return pos.Errorf("policy.mode: exact mode cannot be used with section %q (%s) enabled: it needs wildcards; %s", s.ID, s.Title, s.NeedsWildcards)
+			return fmt.Errorf("policy.mode: exact mode cannot be used with section %q (%s) enabled: it needs wildcards; %s", s.ID, s.Title, s.NeedsWildcards)
 		}
 		if !enabledGrp[g] && (g.Section == nil || !enabledSec[g.Section]) {
 			continue
 		}
 		if !slices.ContainsFunc(entries, func(e *Entry) bool { return slices.Contains(e.Groups, g) }) {
-			return pos.Errorf("policy.mode: exact mode cannot be used with group %q enabled: all its patterns are wildcards", g.ID)
+			return fmt.Errorf("policy.mode: exact mode cannot be used with group %q enabled: all its patterns are wildcards", g.ID)
 		}
 	}
 	return nil

@@ -7,6 +7,12 @@
 // entries; a Reloader swaps a new Matcher in atomically when the files change
 // or on demand, keeping the last good one when a file is wrong.
 //
+// Around the catalog's upkeep (docs/catalog-upkeep.md): ImportPage reads a
+// saved copy of the vendor page into a catalog, DiffCatalogs and
+// DiffEntries say what changed, Discover finds an account's own hosts in
+// installer artefacts and LooksLikeAccountHost recognises their shapes,
+// and WriteSquid writes the entries as Squid ACLs of the same meaning.
+//
 // Matching semantics, the single place they are written down:
 //
 //   - Hosts are case-folded, lose one trailing dot and are converted from
@@ -24,4 +30,12 @@
 //   - When several entries match, the verdict names one: an exact name beats
 //     a star inside a label, which beats a leading wildcard, the longest
 //     suffix first; among equals, the entry that comes first in catalog order.
+//   - An entry the estate's policy refuses (a licence it lacks, Live
+//     Response off, another region) still matches, with its own deny
+//     reason, so that it beats the wildcards that would admit its host:
+//     "*.sophos.com" never lets a refused live-terminal host through.
+//
+// Estates (see Estate, EstateConfig, docs/estates.md) give each client
+// subnet its own effective policy; estates with the same policy share one
+// Matcher.
 package rules

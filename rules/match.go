@@ -185,7 +185,7 @@ func (m *Matcher) lookupAddr(a netip.Addr, port uint16) Verdict {
 	for _, e := range m.cidrs {
 		if e.Prefix.Contains(a) {
 			if e.AllowsPort(port) {
-				return Verdict{Allow: true, Entry: e}
+				return admit(e)
 			}
 			if named == nil {
 				named = e
@@ -208,7 +208,7 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 	if !fold && m.exactLen[len(name)] {
 		for _, e := range m.exact[name] { // the common hit: one hash
 			if e.AllowsPort(port) {
-				return Verdict{Allow: true, Entry: e}
+				return admit(e)
 			}
 		}
 	}
@@ -263,7 +263,7 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 	if complete {
 		for _, e := range n.exact {
 			if try(e) {
-				return Verdict{Allow: true, Entry: e}
+				return admit(e)
 			}
 		}
 	}
@@ -278,14 +278,14 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 		}
 		for _, ig := range c.n.globs {
 			if ig.match(front) && try(ig.entry) {
-				return Verdict{Allow: true, Entry: ig.entry}
+				return admit(ig.entry)
 			}
 		}
 	}
 	for i := len(cands) - 1; i >= 0; i-- {
 		for _, e := range cands[i].n.wild {
 			if try(e) {
-				return Verdict{Allow: true, Entry: e}
+				return admit(e)
 			}
 		}
 	}
@@ -293,6 +293,14 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 		return Verdict{Reason: ReasonPortNotAllowed, Entry: named}
 	}
 	return Verdict{Reason: ReasonNotInCatalog}
+}
+
+// admit is the verdict of an entry that names the host and the port: an
+// allow, unless the policy the matcher was compiled for refuses the entry
+// (Entry.Deny). A refused entry still ends the search, so that it beats
+// the wildcards that would otherwise admit the host.
+func admit(e *Entry) Verdict {
+	return Verdict{Allow: e.Deny == ReasonNone, Reason: e.Deny, Entry: e}
 }
 
 // step is a trie node on a lookup's path, with the offset in the name

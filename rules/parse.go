@@ -70,8 +70,11 @@ type entryFile struct {
 	Licenses []string `yaml:"licenses"`
 	Region   string   `yaml:"region"`
 	Example  bool     `yaml:"example"`
-	Notes    []string `yaml:"notes"`
-	line     int
+	// LiveResponse marks a host of Live Response, admitted only where it
+	// is on and never from an excluded device.
+	LiveResponse bool     `yaml:"live_response"`
+	Notes        []string `yaml:"notes"`
+	line         int
 	// lines of individual fields, for errors that name one
 	fieldLine map[string]int
 }
@@ -358,7 +361,7 @@ func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
 		}
 		seen[pattern] = ef.line
 		e := &Entry{Pattern: pattern, Kind: kind, Prefix: pfx, Catalog: c.Name, Region: ef.Region,
-			Example: ef.Example, Notes: ef.Notes, Pos: pos}
+			Example: ef.Example, LiveResponse: ef.LiveResponse, Notes: ef.Notes, Pos: pos}
 		for _, id := range ef.Groups {
 			g := groups[id]
 			if g == nil {

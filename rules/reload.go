@@ -2,9 +2,11 @@ package rules
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -95,9 +97,41 @@ func (r *Reloader) Matcher() *Matcher { return r.cur.Load().Matcher }
 // Reload is safe to call from any goroutine (the watcher, a SIGHUP
 // handler); calls are serialised.
 func (r *Reloader) Reload() error {
+	return r.reload(slog.LevelDebug)
+}
+
+// ReloadRequested is Reload for a reload an operator asked for (SIGHUP):
+// when nothing changed, "rules unchanged" is logged at info level rather
+// than debug, so the operator gets an answer.
+func (r *Reloader) ReloadRequested() error {
+	return r.reload(slog.LevelInfo)
+}
+
+// reload is Reload, logging "rules unchanged" at level unchangedLevel.
+// Files that still hold what the current ruleset was built from are not
+// compiled again: a skipped reload uses up no matcher version, so the
+// versions in the log and on /rules count real changes.
+func (r *Reloader) reload(unchangedLevel slog.Level) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rs, err := Load(r.path)
+	cur := r.cur.Load()
+	if r.lastErr == "" && sameFiles(cur) {
+		r.log.Log(context.Background(), unchangedLevel, "rules unchanged; reload skipped", "matcher_version", cur.Matcher.Version(), "digest", shortDigest(cur))
+		return nil
+	}
+	rs, err := load(r.path, cur)
+	if err == nil && len(rs.Problems) > 0 {
+		// An estate's own file is wrong: the rest of the new ruleset is
+		// stored (no other estate notices), that estate keeps its last
+		// good settings, and the failure is reported like any other.
+		if r.storeIfChanged(rs, true) {
+			r.log.Info("rules reloaded", rulesetAttrs(rs)...)
+			if r.hooks.OnSwap != nil {
+				r.hooks.OnSwap(rs)
+			}
+		}
+		err = errors.Join(rs.Problems...)
+	}
 	if err != nil {
 		if msg := err.Error(); msg != r.lastErr {
 			r.log.Error("rules reload failed; keeping the last good rules", "err", err)
@@ -112,16 +146,52 @@ func (r *Reloader) Reload() error {
 	}
 	recovered := r.lastErr != ""
 	r.lastErr = ""
-	if !recovered && rs.Digest == r.cur.Load().Digest {
-		r.log.Debug("rules unchanged; reload skipped", "digest", shortDigest(rs))
+	if !r.storeIfChanged(rs, recovered) {
+		// The files changed and changed back, or hash differently from
+		// what sameFiles reads: still nothing to install.
+		r.log.Log(context.Background(), unchangedLevel, "rules unchanged; reload skipped", "matcher_version", cur.Matcher.Version(), "digest", shortDigest(rs))
 		return nil
 	}
-	r.cur.Store(rs)
 	r.log.Info("rules reloaded", rulesetAttrs(rs)...)
 	if r.hooks.OnSwap != nil {
 		r.hooks.OnSwap(rs)
 	}
 	return nil
+}
+
+// storeIfChanged stores rs when its content differs from the ruleset in
+// use, or when force is set, and reports whether it stored it.
+func (r *Reloader) storeIfChanged(rs *Ruleset, force bool) bool {
+	if !force && rs.Digest == r.cur.Load().Digest {
+		return false
+	}
+	if force && rs.Digest == r.cur.Load().Digest && len(rs.Problems) > 0 {
+		return false // the same broken estate file seen again
+	}
+	r.cur.Store(rs)
+	return true
+}
+
+// sameFiles reports whether rs's files still hold what rs was built from:
+// it hashes them as Load does and compares the digest. The config names
+// the catalogs, so unchanged files cannot name other ones; embedded
+// catalogs never change. Any read error means "look again": Load then
+// says what is wrong.
+func sameFiles(rs *Ruleset) bool {
+	if len(rs.Files) == 0 {
+		return true // the built-in default: nothing on disk to change
+	}
+	h := sha256.New()
+	for _, f := range rs.Files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		hashFile(h, f, data)
+	}
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d == rs.Digest
 }
 
 func rulesetAttrs(rs *Ruleset) []any {

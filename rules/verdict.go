@@ -15,11 +15,17 @@ const (
 	ReasonSNIMismatch                      // TLS SNI names another host than CONNECT
 	ReasonNoSNI                            // TLS without SNI, or not TLS, where SNI is required
 	ReasonClientNotAllowed                 // source address outside the client ACL
+	ReasonNotLicensed                      // the entry needs a licence the estate does not have
+	ReasonLiveResponseOff                  // a Live Response host where Live Response is off
+	ReasonDeviceExcluded                   // a Live Response host from a device excluded from it
+	ReasonRegionExcluded                   // a host of a Central region the estate does not use
+	ReasonProxyAuth                        // proxy authentication missing or wrong
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"", "not-in-catalog", "port-not-allowed", "invalid-host",
-	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed"}
+	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed", "not-licensed",
+	"live-response-off", "device-excluded", "region-excluded", "proxy-auth"}
 
 // String returns the reason's name as used in headers, logs and metrics.
 func (r Reason) String() string {
@@ -42,8 +48,10 @@ func Reasons() []Reason {
 type Verdict struct {
 	Allow  bool
 	Reason Reason // ReasonNone when Allow
-	// Entry is the entry that admitted the host, or for
-	// ReasonPortNotAllowed the best entry that names the host; nil
+	// Entry is the entry that admitted the host; for
+	// ReasonPortNotAllowed the best entry that names the host; for a
+	// reason of the estate's policy (not-licensed, live-response-off,
+	// region-excluded, device-excluded) the entry it refused; nil
 	// otherwise. It belongs to the Matcher that gave the verdict.
 	Entry *Entry
 }

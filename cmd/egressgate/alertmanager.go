@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,9 +17,9 @@ import (
 // Exit 0 when written, 1 when the config or the contacts are wrong or the
 // file cannot be written, 2 for bad usage.
 func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
-	config, opts, out, ok := parseAlertmanagerFlags(args, stderr)
+	config, opts, out, exit, ok := parseAlertmanagerFlags(args, stdout, stderr)
 	if !ok {
-		return 2
+		return exit
 	}
 	rs, err := rules.Load(config)
 	if err != nil {
@@ -50,10 +49,16 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 }
 
 // parseAlertmanagerFlags returns the config path, the generator's options
-// and the output path the flags say; ok is false after a usage error,
-// which it has reported to stderr.
-func parseAlertmanagerFlags(args []string, stderr io.Writer) (config string, opts metrics.AlertmanagerOptions, out string, ok bool) {
-	fs, configFlag := newFlagSet("alertmanager-config", stderr)
+// and the output path the flags say; ok is false after the help (exit 0)
+// or a usage error reported to stderr (exit 2).
+func parseAlertmanagerFlags(args []string, stdout, stderr io.Writer) (config string, opts metrics.AlertmanagerOptions, out string, exit int, ok bool) {
+	fs := newCommandLine("alertmanager-config", "egressgate alertmanager-config [--config FILE] (--webhook-url TEMPLATE | --smtp-smarthost HOST:PORT --smtp-from ADDR) [flags]", `
+Writes an Alertmanager config that sends each estate's alerts to its primary
+contact, then to the secondary and tertiary ones after --secondary-after and
+--tertiary-after unless silenced or resolved (see docs/alerting.md).
+
+exit status: 0 written, 1 the config cannot be loaded or written, 2 bad usage`)
+	configFlag := fs.addConfig()
 	fs.DurationVar(&opts.SecondaryAfter, "secondary-after", metrics.DefaultSecondaryAfter, "how long after an alert starts firing the secondary contact hears of it, unless silenced or resolved")
 	fs.DurationVar(&opts.TertiaryAfter, "tertiary-after", metrics.DefaultTertiaryAfter, "the same for the tertiary contact")
 	fs.StringVar(&opts.WebhookURL, "webhook-url", "", "webhook URL `template` for every contact; {estate}, {role}, {name}, {email} and {phone} are replaced")
@@ -67,21 +72,16 @@ func parseAlertmanagerFlags(args []string, stderr io.Writer) (config string, opt
 	fs.DurationVar(&opts.GroupInterval, "group-interval", 0, "Alertmanager group_interval (default 5m)")
 	fs.DurationVar(&opts.RepeatInterval, "repeat-interval", 0, "Alertmanager repeat_interval (default 4h)")
 	fs.StringVar(&out, "o", "", "write to `file` instead of standard output")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: egressgate alertmanager-config [--config FILE] (--webhook-url TEMPLATE | --smtp-smarthost HOST:PORT --smtp-from ADDR) [flags]")
-		fs.PrintDefaults()
+	pos, exit, ok := fs.parse(args, stdout, stderr)
+	if !ok {
+		return "", opts, "", exit, false
 	}
-	if err := fs.Parse(args); err != nil {
-		return "", opts, "", false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate alertmanager-config: unexpected argument %q\n", fs.Arg(0))
-		return "", opts, "", false
+	if len(pos) > 0 {
+		return "", opts, "", fs.fail(stderr, "unexpected argument %q", pos[0]), false
 	}
 	if opts.SecondaryAfter <= 0 || opts.TertiaryAfter <= 0 {
 		// 0 would mean the generator's default, not "at once".
-		fmt.Fprintf(stderr, "egressgate alertmanager-config: --secondary-after %v, --tertiary-after %v: delays must be positive\n", opts.SecondaryAfter, opts.TertiaryAfter)
-		return "", opts, "", false
+		return "", opts, "", fs.fail(stderr, "--secondary-after %v, --tertiary-after %v: delays must be positive", opts.SecondaryAfter, opts.TertiaryAfter), false
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -95,7 +95,7 @@ func parseAlertmanagerFlags(args []string, stderr io.Writer) (config string, opt
 	for i := range opts.GroupBy {
 		opts.GroupBy[i] = strings.TrimSpace(opts.GroupBy[i])
 	}
-	return *configFlag, opts, out, true
+	return *configFlag, opts, out, 0, true
 }
 
 // writeFileAtomic replaces path with data through a temporary file in the
@@ -123,37 +123,18 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// INTEGRATION(issue 11): contact, contacts and estateContactsOf mirror the
-// types rules gains with issue 11 (rules.Contact, rules.Contacts,
-// rules.EstateContacts), field for field. Once that is merged, replace the
-// three declarations with aliases
-//
-//	type contact = rules.Contact
-//	type contacts = rules.Contacts
-//	type estateContactsOf = rules.EstateContacts
-//
-// and the body of estateContacts with `return rs.EstateContacts(), nil`;
-// escalationTargets and its tests then stay as they are.
+// The contacts types are rules', so that the generator reads the loaded
+// config's estates as they are.
 type (
-	contact struct {
-		Name, Email, Phone                 string
-		OptOutReports, OptOutAnnouncements bool
-	}
-	contacts struct {
-		Primary             contact
-		Secondary, Tertiary *contact
-	}
-	estateContactsOf struct {
-		Estate   string
-		Contacts contacts
-	}
+	contact          = rules.Contact
+	contacts         = rules.Contacts
+	estateContactsOf = rules.EstateContacts
 )
 
 // estateContacts returns every estate of the ruleset with its contacts in
 // effect, the enterprise's own (estate "default") among them.
 func estateContacts(rs *rules.Ruleset) ([]estateContactsOf, error) {
-	_ = rs // INTEGRATION(issue 11): return rs.EstateContacts(), nil
-	return nil, errors.New("this build's config has no contacts: estates and their contacts come with issue 11")
+	return rs.EstateContacts(), nil
 }
 
 // escalationTargets maps each estate's contacts to the generator's input:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -45,7 +46,7 @@ func TestParseAlertmanagerFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			config, opts, out, ok := parseAlertmanagerFlags(strings.Fields(tt.args), &stderr)
+			config, opts, out, _, ok := parseAlertmanagerFlags(strings.Fields(tt.args), io.Discard, &stderr)
 			if tt.usage != "" {
 				if ok || !strings.Contains(stderr.String(), tt.usage) {
 					t.Errorf("parseAlertmanagerFlags(%s): ok %v, stderr %q; want a usage error with %q", tt.args, ok, stderr.String(), tt.usage)
@@ -65,11 +66,11 @@ func TestEscalationTargets(t *testing.T) {
 	bob := contact{Name: "Bob", Email: "bob@example.org", OptOutReports: true, OptOutAnnouncements: true}
 	cat := contact{Name: "Cat", Email: "cat@example.org"}
 	in := []estateContactsOf{
-		{"default", contacts{Primary: ann}},
-		{"london", contacts{Primary: ann, Secondary: &bob, Tertiary: &cat}},
-		{"paris", contacts{Primary: ann, Tertiary: &cat}},            // no secondary: the tertiary moves up
-		{"rome", contacts{Secondary: &bob}},                          // no primary: none at all, the generator refuses
-		{"oslo", contacts{Primary: contact{Email: "o@example.org"}}}, // email only is a contact
+		{Estate: "default", Contacts: contacts{Primary: ann}},
+		{Estate: "london", Contacts: contacts{Primary: ann, Secondary: &bob, Tertiary: &cat}},
+		{Estate: "paris", Contacts: contacts{Primary: ann, Tertiary: &cat}},            // no secondary: the tertiary moves up
+		{Estate: "rome", Contacts: contacts{Secondary: &bob}},                          // no primary: none at all, the generator refuses
+		{Estate: "oslo", Contacts: contacts{Primary: contact{Email: "o@example.org"}}}, // email only is a contact
 	}
 	A := metrics.AlertContact{Name: "Ann", Email: "ann@example.org", Phone: "+44 20 7946 0000"}
 	B := metrics.AlertContact{Name: "Bob", Email: "bob@example.org", OptOutReports: true}

@@ -1,35 +1,38 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
-
-// newFlagSet returns a flag set that reports errors to stderr and does not
-// exit, with the --config flag every rules command takes.
-func newFlagSet(name string, stderr io.Writer) (*flag.FlagSet, *string) {
-	fs := flag.NewFlagSet("egressgate "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	config := fs.String("config", "", "config `file` (default: the embedded catalog under the default policy)")
-	return fs, config
-}
 
 // runCheck validates the config and its catalogs and prints a summary:
 // entries per group and which groups are on.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("check", stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("check", "egressgate check [--config FILE]", `
+Loads the config and its catalogs with the code serve loads them with, and
+prints the policy and, per catalog, each group with its section, whether it
+is on, and its entries in force out of those in the catalog; with estates,
+one line per estate (source, settings, contacts, entries admitted and
+refused). Warnings (authorize with Live Response off, a phone number without
+its country code) go to stderr.
+
+exit status: 0 the config loads, 1 it does not or an estate lacks a primary
+contact (FILE:LINE: message on stderr), 2 bad usage`)
+	config := cl.addConfig()
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate check: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	rs, err := rules.Load(*config)
 	if err != nil {
@@ -37,7 +40,81 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	writeSummary(stdout, rs)
+	if len(rs.Estates) > 1 {
+		writeEstates(stdout, rs)
+	}
+	for _, w := range rs.Warnings {
+		fmt.Fprintf(stderr, "warning: %v\n", w)
+	}
+	for _, e := range rs.CheckErrors {
+		fmt.Fprintln(stderr, e)
+	}
+	if len(rs.CheckErrors) > 0 {
+		return 1
+	}
 	return 0
+}
+
+// writeEstates prints one line per estate: where its settings come from,
+// what they are, and how many entries its policy admits and refuses.
+func writeEstates(w io.Writer, rs *rules.Ruleset) {
+	fmt.Fprintf(w, "\nestates: %d, %d distinct policies\n", len(rs.Estates), len(rs.Matchers()))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  ESTATE\tSOURCE\tSUBNETS\tMODE\tLICENCES\tREGIONS\tTHREAT\tLIVE RESPONSE\tCONTACTS\tADMITTED\tREFUSED\n")
+	for _, e := range rs.Estates {
+		p := e.Policy
+		subnets := "-"
+		if len(e.Subnets) > 0 {
+			subnets = strconv.Itoa(len(e.Subnets))
+		}
+		lics, regions := "all", "all"
+		if p.Licenses != nil {
+			lics = strings.Join(p.Licenses, ",")
+		}
+		if p.Regions != nil {
+			regions = strings.Join(p.Regions, ",")
+		}
+		threat := p.ThreatResponse
+		if p.ActIfUnreachable {
+			threat += " (act if unreachable)"
+		}
+		lr := "off"
+		if p.LiveResponse {
+			lr = "on"
+			if n := len(p.Exclusions); n > 0 {
+				lr += fmt.Sprintf(" (%d excluded)", n)
+			}
+		}
+		contacts := 0
+		if p.Contacts.Primary.Name != "" {
+			contacts++
+		}
+		if p.Contacts.Secondary != nil {
+			contacts++
+		}
+		if p.Contacts.Tertiary != nil {
+			contacts++
+		}
+		src := e.Source
+		if e.File != "" {
+			src += " (" + e.File + ")"
+		}
+		admitted, refused := countAdmitted(e.Matcher)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", e.Name, src, subnets, p.Mode, lics, regions, threat, lr, contacts, admitted, refused)
+	}
+	tw.Flush()
+}
+
+// countAdmitted counts a matcher's entries its policy admits and refuses.
+func countAdmitted(m *rules.Matcher) (admitted, refused int) {
+	for _, e := range m.Entries() {
+		if e.Deny == rules.ReasonNone {
+			admitted++
+		} else {
+			refused++
+		}
+	}
+	return admitted, refused
 }
 
 // writeSummary prints the policy, then one line per group of every catalog
@@ -56,6 +133,9 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	fmt.Fprintf(w, "config: %s\nmode: %s\nos: %s\n", src, pol.Mode, strings.Join(oses, ", "))
 	inMatcher, inCatalog := map[*rules.Group]int{}, map[*rules.Group]int{}
 	for _, e := range rs.Matcher.Entries() {
+		if e.Deny != rules.ReasonNone {
+			continue // refused by the policy: not in force
+		}
 		for _, g := range e.Groups {
 			inMatcher[g]++
 		}
@@ -84,5 +164,24 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nallowed: %s\n", rs.Matcher.Summary())
+	fmt.Fprintln(w)
+	if _, refused := countAdmitted(rs.Matcher); refused > 0 {
+		fmt.Fprintf(w, "refused by the policy: %d entries, named so that no wildcard admits them (licences, Live Response, regions: see egressgate catalog)\n", refused)
+	}
+	fmt.Fprintf(w, "allowed: %s\n", rs.Matcher.Summary())
+	for _, e := range rs.Matcher.Entries() {
+		if e.Kind == rules.KindCIDR && !proxy.Dialable(e.Prefix.Addr(), nil) && !proxy.Dialable(lastAddr(e.Prefix), nil) {
+			fmt.Fprintf(w, "note: %s (%s) is in a private or reserved range: serve refuses it as private-destination unless --allow-dest lists it\n", e.Pattern, e.Pos)
+		}
+	}
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -15,10 +16,14 @@ import (
 type explainResult struct {
 	Host    string       `json:"host"`
 	Port    uint16       `json:"port"`
+	Estate  string       `json:"estate"`  // the client's estate; "default" without estates
+	Source  string       `json:"source"`  // its preference source
 	Verdict string       `json:"verdict"` // ALLOW or DENY
 	Rule    *explainRule `json:"rule"`    // null when no entry names the host
 	Reason  string       `json:"reason"`  // empty when allowed
 	Detail  string       `json:"detail,omitempty"`
+	// Hints are policy changes under which a deny would be an allow.
+	Hints []explainHint `json:"hints,omitempty"`
 }
 
 type explainRule struct {
@@ -37,16 +42,48 @@ type explainRule struct {
 // runExplain prints whether HOST[:PORT] would be admitted and why. Exit 0
 // for allow, 1 for deny, 2 for bad input.
 func runExplain(args []string, stdout, stderr io.Writer) int {
-	fs, config := newFlagSet("explain", stderr)
-	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl := newCommandLine("explain", "egressgate explain [--config FILE] [--client ADDR] [--user NAME] [--json] HOST[:PORT]", `
+Says whether a connection to HOST:PORT would be admitted under the config's
+policy, which catalog entry decides it, and, for a deny, what would change
+the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
+brackets ([2001:db8::1]:443). Flags may also follow HOST[:PORT].
+
+With estates, --client ADDR judges as a client at that address (its estate,
+its Live Response exclusion) and --user NAME as a proxy user (its estate; no
+password is asked); otherwise the default estate's policy answers.
+
+An IP address the catalog admits is still a DENY private-destination when it
+is in a range serve never dials, unless --allow-dest lists it, as for serve.
+
+exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
+config that does not load, bad usage)`)
+	config := cl.addConfig()
+	asJSON := cl.Bool("json", false, "print one JSON object")
+	clientFlag := cl.String("client", "", "judge as a client at this `address` (its estate, its Live Response exclusion)")
+	userFlag := cl.String("user", "", "judge as this proxy-authentication `user` (its estate; no password needed here)")
+	var allowDest []netip.Prefix
+	cl.Var(prefixList{&allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "usage: egressgate explain [--config FILE] [--json] HOST[:PORT]")
-		return 2
+	switch len(pos) {
+	case 0:
+		return cl.fail(stderr, "missing HOST[:PORT]")
+	case 1:
+	default:
+		return cl.fail(stderr, "one HOST[:PORT] at a time; got %q", pos)
 	}
-	host, port, err := splitTarget(fs.Arg(0))
+	var client netip.Addr
+	if *clientFlag != "" {
+		a, err := netip.ParseAddr(*clientFlag)
+		if err != nil {
+			fmt.Fprintf(stderr, "egressgate explain: --client %q is not an IP address\n", *clientFlag)
+			return 2
+		}
+		client = a.Unmap()
+	}
+	host, port, err := splitTarget(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate explain: %v\n", err)
 		return 2
@@ -56,8 +93,23 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	v := rs.Matcher.Lookup(host, port)
-	res := explainResult{Host: host, Port: port, Verdict: "DENY", Reason: v.Reason.String()}
+	es := rs.Estates[0]
+	if client.IsValid() {
+		es = rs.EstateFor(client)
+	}
+	if *userFlag != "" {
+		if rs.Users == nil {
+			fmt.Fprintf(stderr, "egressgate explain: --user: the config has no auth section\n")
+			return 2
+		}
+		if es = rs.Users.EstateOf(*userFlag); es == nil {
+			fmt.Fprintf(stderr, "egressgate explain: --user %q is not in the password file\n", *userFlag)
+			return 2
+		}
+	}
+	v := es.Lookup(client, host, port)
+	res := explainResult{Host: host, Port: port, Estate: es.Name, Source: es.Source, Verdict: "DENY", Reason: v.Reason.String()}
+	res.Detail = policyDetail(es, client, v)
 	if v.Allow {
 		res.Verdict = "ALLOW"
 	}
@@ -65,6 +117,12 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		if _, err := rules.CanonicalHost(host); err != nil {
 			res.Detail = err.Error()
 		}
+	}
+	if !v.Allow && (v.Reason == rules.ReasonNotInCatalog || v.Reason == rules.ReasonPortNotAllowed) {
+		res.Hints = hintsFor(rs, host, port)
+	}
+	if why := refusedDestination(host, allowDest); v.Allow && why != "" {
+		res.Verdict, res.Reason, res.Detail = "DENY", rules.ReasonPrivateDestination.String(), why
 	}
 	if e := v.Entry; e != nil {
 		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
@@ -75,23 +133,26 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		enc.SetIndent("", "  ")
 		enc.Encode(res)
 	} else {
-		writeExplain(stdout, &res)
+		writeExplain(stdout, &res, len(rs.Estates) > 1 || client.IsValid() || *userFlag != "")
 	}
 	if v.Reason == rules.ReasonInvalidHost {
 		return 2
 	}
-	if !v.Allow {
+	if res.Verdict != "ALLOW" {
 		return 1
 	}
 	return 0
 }
 
-func writeExplain(w io.Writer, r *explainResult) {
+func writeExplain(w io.Writer, r *explainResult, showEstate bool) {
 	target := net.JoinHostPort(r.Host, strconv.Itoa(int(r.Port)))
 	if r.Verdict == "ALLOW" {
 		fmt.Fprintf(w, "ALLOW %s\n", target)
 	} else {
 		fmt.Fprintf(w, "DENY %s: %s\n", target, r.Reason)
+	}
+	if showEstate {
+		fmt.Fprintf(w, "  estate:   %s (source %s)\n", r.Estate, r.Source)
 	}
 	if r.Detail != "" {
 		fmt.Fprintf(w, "  why:      %s\n", r.Detail)
@@ -113,6 +174,29 @@ func writeExplain(w io.Writer, r *explainResult) {
 			fmt.Fprintf(w, "  note:     %s\n", n)
 		}
 	}
+	for _, h := range r.Hints {
+		fmt.Fprintf(w, "  hint:     %s; %s would admit %s with this in the config:\n", h.What, h.Rule, target)
+		for line := range strings.Lines(h.Config) {
+			fmt.Fprintf(w, "              %s", line)
+		}
+	}
+}
+
+// policyDetail says why the estate's policy refused an entry, with the
+// setting to change; "" for other verdicts.
+func policyDetail(es *rules.Estate, client netip.Addr, v rules.Verdict) string {
+	p := &es.Policy
+	switch v.Reason {
+	case rules.ReasonNotLicensed:
+		return fmt.Sprintf("the entry is for the licences %s; estate %s holds %s", strings.Join(v.Entry.Licenses, ", "), es.Name, strings.Join(p.Licenses, ", "))
+	case rules.ReasonLiveResponseOff:
+		return fmt.Sprintf("a Live Response host, and Live Response is off in estate %s (threat response %s); set live_response: on", es.Name, p.ThreatResponse)
+	case rules.ReasonRegionExcluded:
+		return fmt.Sprintf("the entry is in region %s; estate %s uses %s", v.Entry.Region, es.Name, strings.Join(p.Regions, ", "))
+	case rules.ReasonDeviceExcluded:
+		return fmt.Sprintf("client %s is excluded from Live Response in estate %s (live_response_exclusions)", client, es.Name)
+	}
+	return ""
 }
 
 func joinPorts(ports []uint16) string {

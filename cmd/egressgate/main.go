@@ -4,21 +4,31 @@
 //
 // Usage:
 //
-//	egressgate serve   [flags]             run the proxy (the main job)
-//	egressgate check   [--config FILE]     validate config and catalogs
+//	egressgate serve   [flags]                             run the proxy (the main job)
+//	egressgate check   [--config FILE]                     validate config and catalogs
 //	egressgate explain [--config FILE] [--json] HOST[:PORT]
-//	egressgate catalog [--config FILE] [--format list|yaml]
+//	egressgate catalog [--config FILE] [--format list|yaml|squid|hosts|json]
+//	egressgate catalog import PAGE.txt | catalog diff OLD NEW
+//	egressgate discover [--config FILE] [--write FILE] ARTEFACT...
 //	egressgate report  --from URL | --prometheus URL
+//	egressgate probe   [--config FILE] [--via PROXY_URL] [--json] [--hosts FILE]
+//	egressgate alertmanager-config [flags]
+//	egressgate version
+//	egressgate help [COMMAND]
+//
+// Flags may come before or after the arguments; "--" ends them.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
+	"strings"
 )
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 type command struct {
 	name    string
@@ -32,9 +42,12 @@ func commands() []command {
 		{"check", "validate the config and catalogs, print a summary", runCheck},
 		{"explain", "say whether a host and port would be admitted, and why", runExplain},
 		{"catalog", "print the effective allowlist", runCatalog},
+		{"discover", "find this account's own hosts in installer artefacts", runDiscover},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"healthcheck", "ask a running egressgate's /healthz; exit 0 if healthy", runHealthcheck},
+		{"probe", "check DNS, TCP and TLS to every concrete catalog name", runProbe},
 		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},
-		{"version", "print the version", func([]string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
+		{"version", "print the version", runVersion},
 	}
 }
 
@@ -43,9 +56,21 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr)
 		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(stdout)
+		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout)
+			return 0
+		}
+		// "help CMD" is "CMD --help".
+		args = []string{args[1], "--help"}
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -58,8 +83,151 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: egressgate COMMAND [flags]")
+	fmt.Fprintln(w, "usage: egressgate COMMAND [flags] [arguments]")
+	fmt.Fprintln(w)
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'egressgate COMMAND --help' (or 'egressgate help COMMAND') for its flags.")
+}
+
+// commandLine is one subcommand's flags with the help its --help prints.
+type commandLine struct {
+	*flag.FlagSet
+	synopsis string // after "usage: "
+	about    string // what the command does and its exit statuses
+}
+
+// newCommandLine returns an empty command line for "egressgate name". The
+// flag set prints nothing itself: parse reports errors and help.
+func newCommandLine(name, synopsis, about string) *commandLine {
+	fs := flag.NewFlagSet("egressgate "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return &commandLine{FlagSet: fs, synopsis: synopsis, about: about}
+}
+
+// addConfig adds the --config flag every rules command takes.
+func (c *commandLine) addConfig() *string {
+	return c.String("config", "", "config `file` (default: the embedded catalog under the default policy)")
+}
+
+// usage writes the help: synopsis, description, flags.
+func (c *commandLine) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", c.synopsis, strings.TrimSpace(c.about))
+	n := 0
+	c.VisitAll(func(*flag.Flag) { n++ })
+	if n > 0 {
+		fmt.Fprintln(w, "\nflags:")
+		c.SetOutput(w)
+		c.PrintDefaults()
+		c.SetOutput(io.Discard)
+	}
+}
+
+// parse parses args, flags anywhere among the positional arguments ("--"
+// ends the flags), and returns the positional arguments. When ok is false
+// the caller returns exit at once: 0 after the help was printed to stdout
+// (--help, -h, or "help" as the only argument), 2 after a usage error was
+// printed to stderr.
+func (c *commandLine) parse(args []string, stdout, stderr io.Writer) (pos []string, exit int, ok bool) {
+	pos, err := parseInterspersed(c.FlagSet, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp), err == nil && len(pos) == 1 && pos[0] == "help":
+		c.usage(stdout)
+		return nil, 0, false
+	case err != nil:
+		return nil, c.fail(stderr, "%v", err), false
+	}
+	return pos, 0, true
+}
+
+// fail prints a usage error with the synopsis and returns exit status 2.
+func (c *commandLine) fail(stderr io.Writer, format string, args ...any) int {
+	fmt.Fprintf(stderr, "%s: %s\nusage: %s\nRun '%s --help' for more.\n", c.Name(), fmt.Sprintf(format, args...), c.synopsis, c.Name())
+	return 2
+}
+
+// parseInterspersed is fs.Parse for flags before, between and after the
+// positional arguments, which it returns in order. Everything after "--"
+// is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// version is set at build time with -ldflags "-X main.version=...". When
+// it is not (go run, go install, go build), init takes the module version
+// and VCS revision from the build info instead of printing "dev".
+var version = ""
+
+func init() {
+	if version == "" || version == "dev" {
+		version = "dev"
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			version = versionOf(bi)
+		}
+	}
+}
+
+// versionOf describes a build: the main module's version (absent or
+// "(devel)" without a tag or a VCS stamp), then the VCS revision and
+// whether the tree had uncommitted changes, when the build recorded them.
+func versionOf(bi *debug.BuildInfo) string {
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value
+		}
+	}
+	if rev == "" {
+		return v
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if strings.Contains(v, rev) {
+		// Go 1.24+ pseudo-versions already carry the revision (and
+		// "+dirty" for a modified tree).
+		return v
+	}
+	if modified == "true" {
+		rev += ", modified"
+	}
+	return v + " (" + rev + ")"
+}
+
+// runVersion prints the version and the Go release that built it.
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	cl := newCommandLine("version", "egressgate version", "Prints the version: the one stamped with -ldflags \"-X main.version=...\", else the\nmodule version and VCS revision Go recorded at build time.\n\nexit status: 0")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
+	}
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
+	}
+	fmt.Fprintf(stdout, "egressgate %s %s\n", version, runtime.Version())
+	return 0
 }

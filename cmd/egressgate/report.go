@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,28 +15,31 @@ import (
 // (--prometheus, hits summed over every replica; no top misses). Exit 0
 // when printed, 1 when fetching failed, 2 for bad usage.
 func runReport(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("egressgate report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	from := fs.String("from", "", "admin `URL` of an egressgate, e.g. http://"+defaultAdminListen)
-	prom := fs.String("prometheus", "", "`URL` of a Prometheus server that scrapes egressgate")
-	top := fs.Int("top", 20, "top misses to print; 0 for all that are tracked")
-	timeout := fs.Duration("timeout", 30*time.Second, "time allowed for all requests")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: egressgate report --from URL | --prometheus URL [--top N] [--timeout D]")
-		fs.PrintDefaults()
+	cl := newCommandLine("report", "egressgate report --from URL | --prometheus URL [--estate NAME] [--top N] [--timeout D]", `
+Prints which catalog entries were used, which were admitted but never reached
+their upstream, which were never used, and the most denied hosts: from one
+egressgate's admin listener (--from), or from a Prometheus server that scrapes
+every replica (--prometheus; it has no denied hosts). --estate NAME shows one
+estate's entries and hits (the denied hosts stay the whole proxy's).
+
+exit status: 0 printed, 1 a fetch failed, 2 bad usage`)
+	from := cl.String("from", "", "admin `URL` of an egressgate, e.g. http://"+defaultAdminListen)
+	prom := cl.String("prometheus", "", "`URL` of a Prometheus server that scrapes egressgate")
+	top := cl.Int("top", 20, "top misses to print; 0 for all that are tracked")
+	estate := cl.String("estate", "", "one `estate`'s entries and hits (the misses stay the whole proxy's)")
+	timeout := cl.Duration("timeout", 30*time.Second, "time allowed for all requests")
+	pos, exit, ok := cl.parse(args, stdout, stderr)
+	if !ok {
+		return exit
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if len(pos) > 0 {
+		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "egressgate report: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
+	if (*from == "") == (*prom == "") {
+		return cl.fail(stderr, "give exactly one of --from and --prometheus")
 	}
-	if (*from == "") == (*prom == "") || *top < 0 {
-		fmt.Fprintln(stderr, "egressgate report: give exactly one of --from and --prometheus")
-		fs.Usage()
-		return 2
+	if *top < 0 {
+		return cl.fail(stderr, "--top %d: want 0 (all) or more", *top)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -46,9 +48,9 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		err error
 	)
 	if *from != "" {
-		rep, err = metrics.FetchAdmin(ctx, http.DefaultClient, *from)
+		rep, err = metrics.FetchAdminEstate(ctx, http.DefaultClient, *from, *estate)
 	} else {
-		rep, err = metrics.FetchPrometheus(ctx, http.DefaultClient, *prom)
+		rep, err = metrics.FetchPrometheusEstate(ctx, http.DefaultClient, *prom, *estate)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate report: %v\n", err)

@@ -48,6 +48,7 @@ type serveOptions struct {
 	cfg          proxy.Config    // everything but Rules, Recorder and Log
 	metrics      metrics.Options
 	pprof        bool
+	probeEvery   time.Duration // --probe-interval; 0: off
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -109,15 +110,14 @@ func (l portList) Set(v string) error {
 }
 
 // parseServeFlags parses serve's command line.
-func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
+func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	o := &serveOptions{explicit: map[string]bool{}}
 	c := &o.cfg
-	fs := flag.NewFlagSet("egressgate serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newCommandLine("serve", serveSynopsis, serveAbout)
 	fs.StringVar(&o.configPath, "config", "", "config `file`; empty runs the embedded default catalog")
 	fs.StringVar(&o.listen, "listen", defaultProxyListen, "forward proxy `address` (CONNECT and plain HTTP)")
 	fs.StringVar(&o.sniListen, "sni-listen", listenOff, "transparent TLS (SNI) listener `address`, or off")
-	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/healthz, /readyz, metrics), or off")
+	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/metrics, /rules, /misses, /healthz, /readyz), or off")
 	fs.StringVar(&o.hostsPath, "hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
 	var upstream string
 	fs.StringVar(&upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
@@ -137,6 +137,12 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns(), "most tunnels plus requests in flight; beyond, 503 (negative: no cap; default from the descriptor limit: (nofile - 256 - nofile/16) / 2)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
+	fs.StringVar(&c.PAC.Proxy, "pac-proxy", "", "`HOST:PORT` that /proxy.pac tells endpoints to use (default: the address they fetched it from)")
+	fs.Func("pac-fallback", "where /proxy.pac sends names outside the catalog: direct or proxy (default direct)", func(v string) (err error) {
+		c.PAC.Fallback, err = rules.ParsePACFallback(v)
+		return err
+	})
+	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
@@ -144,13 +150,24 @@ func parseServeFlags(args []string, stderr io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
 	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
-	if err := fs.Parse(args); err != nil {
+	fs.IntVar(&m.MaxEstateSeries, "max-estate-series", metrics.DefaultMaxEstateSeries, "per-estate series (requests by decision and reason, hits per entry) with an estate label of their own; the rest share estate=\"_other\"")
+	pos, err := parseInterspersed(fs.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) || err == nil && len(pos) == 1 && pos[0] == "help" {
+		fs.usage(stdout)
+		return nil, flag.ErrHelp
+	}
+	if err != nil {
 		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", pos[0])
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
+	if c.PAC.Proxy != "" {
+		if err := rules.CheckPACProxy(c.PAC.Proxy); err != nil {
+			return nil, fmt.Errorf("--pac-proxy: %w", err)
+		}
+	}
 	if upstream != "" {
 		u, err := url.Parse(upstream)
 		if err != nil {
@@ -179,14 +196,29 @@ func (o *serveOptions) listenAddr(flagName, flagValue, fromConfig string) string
 	return fromConfig
 }
 
+const serveSynopsis = "egressgate serve [flags]"
+
+const serveAbout = `
+Runs the proxy: CONNECT and plain-HTTP forward proxy on --listen, the optional
+transparent TLS listener on --sni-listen, and the admin endpoints on --admin.
+Flags given here override the config file's listeners.
+
+Signals: SIGHUP reloads the rules (the config and catalogs are also watched);
+SIGTERM or SIGINT (Ctrl-C) stops accepting, lets tunnels finish for
+--drain-timeout, then closes them. Under "go run", send signals to the
+egressgate process, not to go run: go run does not pass SIGTERM on.
+
+exit status: 0 after a clean stop, 1 when the rules do not load at start or a
+listener fails, 2 bad usage`
+
 // runServe is "egressgate serve": it runs until SIGTERM or SIGINT.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	o, err := parseServeFlags(args, stderr)
+	o, err := parseServeFlags(args, stdout)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "egressgate serve: %v\n", err)
+		fmt.Fprintf(stderr, "egressgate serve: %v\nusage: %s\nRun 'egressgate serve --help' for the flags.\n", err, serveSynopsis)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -205,6 +237,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // value from hup, then drains. onListen, when not nil, is told each
 // listener's address once it listens (tests use it to find port 0).
 func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io.Writer, onListen func(name, addr string)) error {
+	started := time.Now()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	var listening atomic.Bool
 	tel := newTelemetry(log, listening.Load, o.metrics, o.pprof)
@@ -228,7 +261,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	if err != nil {
 		return err
 	}
-	tel.limits(srv.Limits)
+	metrics.RegisterLimits(tel.reg, srv.Limits)
 
 	proxyAddr := o.listenAddr("listen", o.listen, lcfg.Proxy)
 	sniAddr := o.listenAddr("sni-listen", o.sniListen, lcfg.SNI)
@@ -283,7 +316,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: tel.admin, ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: withPAC(tel.admin, srv, proxyLn), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -297,7 +330,15 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			log.Error("rules watcher stopped", "err", err)
 		}
 	})
+	if o.probeEvery > 0 {
+		p := newServerProber(cfg)
+		pm := metrics.NewProbeMetrics(tel.reg)
+		wg.Go(func() {
+			probeLoop(watchCtx, o.probeEvery, p, func() *rules.Matcher { return reloader.Current().Matcher }, pm, log)
+		})
+	}
 	listening.Store(true)
+	sdNotify(log, sdReady)
 
 	var serveErr error
 wait:
@@ -307,7 +348,9 @@ wait:
 			break wait
 		case <-hup:
 			log.Info("SIGHUP: reloading rules")
-			reloader.Reload() // logs its own error; the last good rules keep serving
+			sdNotify(log, sdReloading())
+			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
+			sdNotify(log, sdReady)
 		case err := <-errc:
 			if err != nil {
 				serveErr = err
@@ -318,11 +361,12 @@ wait:
 	}
 
 	listening.Store(false)
-	log.Info("shutting down", "drain_timeout_seconds", o.drainTimeout.Seconds())
-	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
-	defer cancel()
-	if err := srv.Shutdown(drainCtx); err != nil {
-		log.Warn("drain timeout reached: tunnels closed", "err", err)
+	sdNotify(log, sdStopping)
+	open := srv.Tunnels()
+	log.Info("shutting down", "tunnels_open", open, "drain_timeout_seconds", o.drainTimeout.Seconds())
+	cut := drain(srv, o.drainTimeout)
+	if cut > 0 {
+		log.Warn("drain timeout reached: tunnels closed", "tunnels_cut", cut)
 	}
 	tel.flush()
 	if adminSrv != nil {
@@ -331,5 +375,36 @@ wait:
 	stopWatch()
 	closeAll()
 	wg.Wait()
+	// One last line that says how the stop went.
+	log.Info("stopped", "tunnels_drained", max(open-cut, 0), "tunnels_cut", cut, "uptime_seconds", time.Since(started).Seconds())
 	return serveErr
+}
+
+// drain shuts srv down, letting tunnels finish for at most timeout, and
+// returns how many were still open when it ran out and were closed.
+func drain(srv *proxy.Server, timeout time.Duration) (cut int) {
+	deadline, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	// Shutdown closes what is left when its context ends; count the
+	// tunnels just before, then let it.
+	shutCtx, cutNow := context.WithCancel(context.Background())
+	defer cutNow()
+	done := make(chan struct{})
+	counted := make(chan int, 1)
+	go func() {
+		select {
+		case <-deadline.Done():
+			counted <- srv.Tunnels()
+			cutNow()
+		case <-done:
+			counted <- 0
+		}
+	}()
+	err := srv.Shutdown(shutCtx)
+	close(done)
+	n := <-counted
+	if err == nil {
+		return 0
+	}
+	return n
 }

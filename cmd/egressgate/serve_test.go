@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -84,7 +86,10 @@ func TestListenAddrPrecedence(t *testing.T) {
 }
 
 // TestServeEndToEnd runs serve on a config and a hosts file, proxies a
-// plain-HTTP request, reloads on "SIGHUP" and drains on cancel.
+// plain-HTTP request, answers a refused upstream without its internals,
+// shows the entry as admitted but never reached on /rules (as text, for
+// curl), says "rules unchanged" on a SIGHUP that changes nothing, and on
+// cancel cuts the tunnel still open and logs one last line.
 func TestServeEndToEnd(t *testing.T) {
 	web := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") })}
 	wln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -94,6 +99,12 @@ func TestServeEndToEnd(t *testing.T) {
 	go web.Serve(wln)
 	t.Cleanup(func() { web.Close() })
 	_, port, _ := strings.Cut(wln.Addr().String(), ":")
+	rln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, refused, _ := strings.Cut(rln.Addr().String(), ":")
+	rln.Close() // nothing listens there now: connections are refused
 
 	dir := t.TempDir()
 	write := func(name, data string) string {
@@ -103,24 +114,28 @@ func TestServeEndToEnd(t *testing.T) {
 		}
 		return p
 	}
-	write("crl.list", "crl.example.org:"+port+"\n")
-	cfgPath := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: crl.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: 'off'\n")
-	hostsPath := write("hosts", "127.0.0.1 crl.example.org # test upstream\n")
+	write("crl.list", "crl.example.org:"+port+"\ndown.example.org:"+refused+"\n")
+	cfgPath := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: crl.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: 127.0.0.1:0\n")
+	hostsPath := write("hosts", "127.0.0.1 crl.example.org down.example.org # test upstreams\n")
 
-	o, err := parseServeFlags([]string{"--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "2s"}, io.Discard)
+	o, err := parseServeFlags([]string{"--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "300ms"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan string, 3)
+	adminAddrs := make(chan string, 1)
 	hup := make(chan os.Signal, 1)
 	done := make(chan error, 1)
 	var logs strings.Builder
 	lw := &syncWriter{w: &logs}
 	go func() {
 		done <- serve(ctx, o, hup, lw, func(name, addr string) {
-			if name == "proxy" {
+			switch name {
+			case "proxy":
 				addrs <- addr
+			case "admin":
+				adminAddrs <- addr
 			}
 		})
 	}()
@@ -148,7 +163,48 @@ func TestServeEndToEnd(t *testing.T) {
 	if code, _ := get("http://other.example.org:" + port + "/"); code != 403 {
 		t.Errorf("unlisted GET = %d, want 403", code)
 	}
+	if code, body := get("http://down.example.org:" + refused + "/"); code != 502 || body != "egressgate: down.example.org:"+refused+": upstream-refused: the server refused the connection\n" {
+		t.Errorf("refused upstream = %d %q, want 502 with the reason only", code, body)
+	}
+	admin := <-adminAddrs
+	resp, err := http.Get("http://" + admin + "/rules") // as curl asks: no Accept for HTML
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") ||
+		!regexp.MustCompile(`(?m)^admitted-never-reached +crl +down\.example\.org +1 +1 `).Match(rules) ||
+		!regexp.MustCompile(`(?m)^used +crl +crl\.example\.org +1 +0 `).Match(rules) {
+		t.Errorf("GET /rules = %s\n%s\nwant a text table with down.example.org admitted but never reached", ct, rules)
+	}
+
+	// A tunnel left open is cut when the drain timeout ends.
+	tc, err := net.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	fmt.Fprintf(tc, "CONNECT crl.example.org:%s HTTP/1.1\r\nHost: crl.example.org:%s\r\n\r\n", port, port)
+	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if head, err := bufio.NewReader(tc).ReadString('\n'); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200") {
+		t.Fatalf("CONNECT = %q, %v; want 200", head, err)
+	}
+
 	hup <- syscall.SIGHUP
+	waitLog := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			lw.mu.Lock()
+			found := strings.Contains(logs.String(), what)
+			lw.mu.Unlock()
+			if found {
+				return
+			}
+		}
+		t.Errorf("log lacks %s", what)
+	}
+	waitLog(`"msg":"rules unchanged; reload skipped"`)
 	cancel()
 	select {
 	case err := <-done:
@@ -160,8 +216,12 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	if !strings.Contains(logs.String(), `"msg":"shutting down"`) {
+	if !strings.Contains(logs.String(), `"msg":"shutting down","tunnels_open":1`) {
 		t.Errorf("log lacks the shutdown line:\n%s", logs.String())
+	}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if last := lines[len(lines)-1]; !regexp.MustCompile(`"msg":"stopped","tunnels_drained":0,"tunnels_cut":1,"uptime_seconds":[0-9.]+}$`).MatchString(last) {
+		t.Errorf("last log line = %s, want the stopped line with 0 drained, 1 cut and the uptime", last)
 	}
 }
 

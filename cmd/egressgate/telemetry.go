@@ -22,9 +22,7 @@ type telemetry struct {
 	admin    http.Handler      // served on --admin
 	hooks    rules.ReloadHooks // passed to rules.NewReloader
 	flush    func()
-	// limits exports the proxy's connection cap and refusals, read from
-	// the Server once it exists.
-	limits func(func() proxy.Limits)
+	reg      prometheus.Registerer // for collectors serve adds (the probe's)
 }
 
 // newTelemetry builds the metrics on a registry of their own. ready
@@ -52,10 +50,10 @@ func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options, wit
 		recorder: m,
 		admin:    admin,
 		hooks: rules.ReloadHooks{
-			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.ReloadResult(nil) },
+			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.CatalogReloaded(rs); m.ReloadResult(nil) },
 			OnError: m.ReloadResult,
 		},
-		flush:  m.Flush,
-		limits: func(l func() proxy.Limits) { metrics.RegisterLimits(reg, l) },
+		flush: m.Flush,
+		reg:   reg,
 	}
 }

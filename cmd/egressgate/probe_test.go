@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tlsUpstream starts a TLS server on 127.0.0.1 whose certificate, for
+// name, is signed by a CA of its own. It returns the server's port and
+// the CA certificate in PEM.
+func tlsUpstream(t *testing.T, name string) (string, []byte) {
+	t.Helper()
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	return portString(ln.Addr().String()), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+}
+
+// probeFixture is a config whose catalog names a TLS upstream, a closed
+// port and a wildcard, with the hosts file and CA to probe them.
+type probeFixture struct {
+	dir, config, hosts, ca, tlsPort, closedPort string
+}
+
+func newProbeFixture(t *testing.T) probeFixture {
+	t.Helper()
+	tport, caPEM := tlsUpstream(t, "ok.example.org")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := portString(ln.Addr().String())
+	ln.Close()
+	dir := writeFiles(t, map[string]string{
+		"list":            "ok.example.org:" + tport + "\nclosed.example.org:" + closed + "\n*.cdn.example.net\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
+		"hosts":           "127.0.0.1 ok.example.org closed.example.org\n",
+		"ca.pem":          string(caPEM),
+	})
+	return probeFixture{dir, filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts"), filepath.Join(dir, "ca.pem"), tport, closed}
+}
+
+func runCmd(args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestProbeCommand(t *testing.T) {
+	f := newProbeFixture(t)
+	// The catalog's names are not in any real DNS: every run goes
+	// through the hosts file or the proxy, never a resolver.
+	direct := []string{"probe", "--config", f.config, "--hosts", f.hosts, "--ca", f.ca, "--tls-ports", f.tlsPort, "--timeout", "5s"}
+
+	t.Run("json", func(t *testing.T) {
+		code, out, stderr := runCmd(append(direct, "--json")...)
+		if code != 1 {
+			t.Fatalf("exit %d, want 1 (closed.example.org fails); stderr %s", code, stderr)
+		}
+		var rep probeReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if rep.OK || len(rep.Results) != 2 || len(rep.Skipped) != 1 || rep.Skipped[0].Rule != "*.cdn.example.net" {
+			t.Fatalf("report = %+v", rep)
+		}
+		summary := map[string]string{}
+		for _, r := range rep.Results {
+			var steps []string
+			for _, s := range r.Steps {
+				steps = append(steps, s.Step+"="+map[bool]string{true: "ok", false: "fail"}[s.OK])
+			}
+			summary[r.Name] = strings.Join(steps, " ")
+		}
+		if got, want := summary["ok.example.org"], "dns=ok tcp=ok tls=ok"; got != want {
+			t.Errorf("ok.example.org: %s, want %s", got, want)
+		}
+		if got, want := summary["closed.example.org"], "dns=ok tcp=fail"; got != want {
+			t.Errorf("closed.example.org: %s, want %s", got, want)
+		}
+		if stderr != "" {
+			t.Errorf("stderr = %q, want nothing (not a terminal: no progress line)", stderr)
+		}
+	})
+
+	t.Run("table", func(t *testing.T) {
+		_, out, _ := runCmd(direct...)
+		for _, re := range []string{
+			`(?m)^NAME\s+PORT\s+DNS\s+TCP\s+TLS$`,
+			`(?m)^ok\.example\.org\s+` + f.tlsPort + `\s+ok \S+\s+ok \S+\s+ok \S+$`,
+			`(?m)^closed\.example\.org\s+` + f.closedPort + `\s+ok \S+\s+FAIL\s+-$`,
+			`(?m)^  closed\.example\.org:` + f.closedPort + ` tcp: .*refused`,
+			`(?m)^  \*\.cdn\.example\.net\s+wildcard: no single name to try$`,
+			`(?m)^probed directly: 1 passed, 1 failed \(names\); skipped: 1 \(entries\)$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("table lacks %s:\n%s", re, out)
+			}
+		}
+	})
+
+	t.Run("system roots", func(t *testing.T) {
+		_, out, _ := runCmd("probe", "--config", f.config, "--hosts", f.hosts, "--tls-ports", f.tlsPort, "--timeout", "5s")
+		if !regexp.MustCompile(`ok\.example\.org:` + f.tlsPort + ` tls: .*(unknown authority|not trusted)`).MatchString(out) {
+			t.Errorf("a certificate from a CA outside the system roots passed:\n%s", out)
+		}
+	})
+
+	t.Run("via egressgate", func(t *testing.T) {
+		addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8",
+			"--listen", "127.0.0.1:0", "--admin", "off", "--sni-ports", f.tlsPort)
+		_, out, stderr := runCmd("probe", "--config", f.config, "--via", "http://"+addrs["proxy"], "--ca", f.ca, "--tls-ports", f.tlsPort, "--timeout", "5s")
+		for _, re := range []string{
+			`(?m)^ok\.example\.org\s+` + f.tlsPort + `\s+by proxy\s+ok \S+\s+ok \S+$`,
+			`(?m)^  closed\.example\.org:` + f.closedPort + ` tcp: proxy answered 502 Bad Gateway \(upstream-refused\)$`,
+			`(?m)^probed through http://` + regexp.QuoteMeta(addrs["proxy"]) + `: 1 passed, 1 failed`,
+		} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("table lacks %s:\n%s%s", re, out, stderr)
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		err  string
+	}{
+		{"bad via", []string{"--via", "socks5://127.0.0.1:1080"}, "want http://host:port"},
+		{"via without port", []string{"--via", "http://127.0.0.1"}, "want http://host:port"},
+		{"missing ca", []string{"--ca", filepath.Join(f.dir, "nope.pem")}, "reading --ca"},
+		{"ca not pem", []string{"--ca", f.hosts}, "no PEM certificate"},
+		{"zero concurrency", []string{"--concurrency", "0"}, "must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCmd(append([]string{"probe", "--config", f.config}, tc.args...)...)
+			if code != 2 || !strings.Contains(stderr, tc.err) {
+				t.Errorf("exit %d, stderr %q; want 2 and %q", code, stderr, tc.err)
+			}
+		})
+	}
+}
+
+// TestServeProbeInterval runs serve with --probe-interval and reads the
+// probe's series from /metrics.
+func TestServeProbeInterval(t *testing.T) {
+	f := newProbeFixture(t)
+	addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--sni-ports", f.tlsPort, "--probe-interval", "100ms", "--dial-timeout", "5s")
+	want := []string{
+		`egressgate_probe_success{port="",rule="ok.example.org",step="dns"} 1`,
+		`egressgate_probe_success{port="` + f.tlsPort + `",rule="ok.example.org",step="tcp"} 1`,
+		// The server verifies with the system roots, which do not hold
+		// the test's CA.
+		`egressgate_probe_success{port="` + f.tlsPort + `",rule="ok.example.org",step="tls"} 0`,
+		`egressgate_probe_success{port="` + f.closedPort + `",rule="closed.example.org",step="tcp"} 0`,
+		`egressgate_probe_duration_seconds{port="` + f.tlsPort + `",rule="ok.example.org",step="tcp"} `,
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var body string
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + addrs["admin"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		missing := false
+		for _, w := range want {
+			missing = missing || !strings.Contains(body, w)
+		}
+		if !missing {
+			if regexp.MustCompile(`egressgate_probe_\w+\{[^}]*rule="\*\.cdn\.example\.net"`).MatchString(body) {
+				t.Errorf("a wildcard was probed:\n%s", body)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
+	}
+}

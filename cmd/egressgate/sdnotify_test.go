@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestServeNotifiesAndHealthchecks runs serve as systemd would run the
+// Type=notify unit, with $NOTIFY_SOCKET pointing at a datagram socket the
+// test reads: READY=1 once listening, RELOADING=1 then READY=1 around a
+// SIGHUP reload, STOPPING=1 on shutdown. While it runs, `egressgate
+// healthcheck` asks its admin listener and exits 0; asked of a port
+// nothing listens on, it exits 1.
+func TestServeNotifiesAndHealthchecks(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	states := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				close(states)
+				return
+			}
+			states <- string(buf[:n])
+		}
+	}()
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-states:
+			if !strings.HasPrefix(got, want) {
+				t.Fatalf("sd_notify state = %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no sd_notify %q within 10s", want)
+		}
+	}
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "egressgate.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "site.list"), []byte("crl.example.org:80\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte("embedded: []\ncatalogs:\n  - path: site.list\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseServeFlags([]string{"--config", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2s"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin := make(chan string, 1)
+	hup := make(chan os.Signal, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, o, hup, io.Discard, func(name, addr string) {
+			if name == "admin" {
+				admin <- addr
+			}
+		})
+	}()
+	adminAddr := <-admin
+	expect(sdReady)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		exit int
+	}{
+		{"running", []string{"--admin", adminAddr}, 0},
+		{"ready", []string{"--admin", adminAddr, "--path", "/readyz"}, 0},
+		{"all-addresses-form", []string{"--admin", ":" + adminAddr[strings.LastIndexByte(adminAddr, ':')+1:]}, 0},
+		{"nothing-listens", []string{"--admin", closedPort(t), "--timeout", "2s"}, 1},
+		{"not-found", []string{"--admin", adminAddr, "--path", "/nope"}, 1},
+		{"bad-address", []string{"--admin", "9128"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(append([]string{"healthcheck"}, tc.args...), &stdout, &stderr); got != tc.exit {
+				t.Errorf("egressgate healthcheck %q = %d, want %d; stderr %s", tc.args, got, tc.exit, stderr.String())
+			}
+			if tc.exit != 0 && !strings.Contains(stderr.String(), "egressgate healthcheck: ") {
+				t.Errorf("egressgate healthcheck %q: stderr %q does not say why", tc.args, stderr.String())
+			}
+		})
+	}
+
+	hup <- syscall.SIGHUP
+	expect("RELOADING=1\nMONOTONIC_USEC=")
+	expect(sdReady)
+	cancel()
+	expect(sdStopping)
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/egressgate/egressgate/metrics"
+	"github.com/egressgate/egressgate/rules"
+)
+
+// TestReloadLogsCatalogDiff: a reload through the Reloader and serve's
+// hooks logs the entries it changed and counts them on /metrics.
+func TestReloadLogsCatalogDiff(t *testing.T) {
+	dir := t.TempDir()
+	list := filepath.Join(dir, "local.list")
+	config := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(config, []byte("embedded: []\ncatalogs:\n  - path: local.list\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(list, []byte("a.example.org\nb.example.org\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	tel := newTelemetry(log, func() bool { return true }, metrics.Options{}, false)
+	r, err := rules.NewReloader(config, log, tel.hooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(list, []byte("a.example.org:443,8443\nc.example.org\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"msg":"catalog changed","added":1,"removed":1,"changed":1`,
+		`"detail":"~ local/a.example.org: ports 443 -> 443,8443"`,
+		`"detail":"- local/b.example.org (ports 443; groups local)"`,
+		`"detail":"+ local/c.example.org (ports 443; groups local)"`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("reload log lacks %s:\n%s", want, logs.String())
+		}
+	}
+	rec := httptest.NewRecorder()
+	tel.admin.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{
+		`egressgate_catalog_changes_total{change="added"} 1`,
+		`egressgate_catalog_changes_total{change="removed"} 1`,
+		`egressgate_catalog_changes_total{change="changed"} 1`,
+		`egressgate_tunnels_on_removed_entries 0`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

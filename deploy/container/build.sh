@@ -1,0 +1,52 @@
+#!/bin/sh
+# Builds the egressgate image from the repository's Dockerfile with podman
+# or docker, whichever is installed (`make image` runs this).
+#
+#   IMAGE      image name (default egressgate:$VERSION)
+#   VERSION    stamped into the binary, shown by `egressgate version`
+#              (default: git describe, else "dev")
+#   GO_IMAGE   the build stage's image (default: the Dockerfile's, the
+#              official Go image); "local" makes one from the installed
+#              toolchain with go-local.sh, for machines without a registry
+#   ENGINE     podman or docker (default: podman if installed)
+#
+# With podman the image is built in Docker's format, the only one that
+# keeps HEALTHCHECK, over the host's network (the build stage downloads
+# modules), with runc when it is installed, and without podman's default
+# ulimits when CONTAINERS_CONF is unset: raising them needs
+# CAP_SYS_RESOURCE, which some sandboxes and CI machines lack.
+set -eu
+cd "$(dirname "$0")/../.."
+
+engine=${ENGINE:-$(command -v podman || command -v docker || true)}
+[ -n "$engine" ] || { echo "build.sh: neither podman nor docker is installed" >&2; exit 1; }
+version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+image=${IMAGE:-egressgate:$version}
+
+set -- --build-arg "VERSION=$version" -t "$image"
+if [ "${GO_IMAGE:-}" = local ]; then
+	GO_IMAGE=$(deploy/container/go-local.sh "$engine")
+fi
+[ -z "${GO_IMAGE:-}" ] || set -- "$@" --build-arg "GO_IMAGE=$GO_IMAGE"
+
+case "$(basename "$engine")" in
+podman)
+	set -- "$@" --format docker --network host
+	if command -v runc >/dev/null 2>&1; then
+		set -- "$@" --runtime runc
+	fi
+	if [ -z "${CONTAINERS_CONF:-}" ]; then
+		conf=$(mktemp)
+		trap 'rm -f "$conf"' EXIT
+		printf '[containers]\ndefault_ulimits = []\n' >"$conf"
+		export CONTAINERS_CONF="$conf"
+	fi
+	;;
+esac
+
+echo "+ $engine build $* ." >&2
+"$engine" build "$@" .
+# Earlier builds leave untagged images behind (their build stage, and the
+# image the tag pointed to before); the Dockerfile labels both stages, so
+# only those are removed.
+"$engine" image prune -f --filter label=io.egressgate.stage >/dev/null

@@ -1,0 +1,105 @@
+package metrics
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/egressgate/egressgate/proxy"
+)
+
+func TestProbeMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := NewProbeMetrics(reg)
+	if n, _ := testutil.GatherAndCount(reg); n != 0 {
+		t.Errorf("%d series before the first run, want 0", n)
+	}
+	run := func(tcpOK bool) []proxy.ProbeResult {
+		tcp := proxy.ProbeStep{Step: proxy.StepTCP, Port: 443, OK: tcpOK, Duration: 20 * time.Millisecond}
+		steps := []proxy.ProbeStep{{Step: proxy.StepDNS, OK: true, Duration: 5 * time.Millisecond}, tcp}
+		if tcpOK {
+			steps = append(steps, proxy.ProbeStep{Step: proxy.StepTLS, Port: 443, OK: true, Duration: 30 * time.Millisecond})
+		}
+		return []proxy.ProbeResult{
+			{ProbeTarget: proxy.ProbeTarget{Name: "a.example.org", Rule: "a.example.org", Ports: []uint16{443}}, Steps: steps},
+			{ProbeTarget: proxy.ProbeTarget{Name: "b.example.org", Rule: "b.example.org", Ports: []uint16{443}},
+				Steps: []proxy.ProbeStep{{Step: proxy.StepDNS, OK: false, Duration: time.Second}}},
+		}
+	}
+	p.Observe(run(true))
+	want := `
+# HELP egressgate_probe_success Whether the last probe of a catalog name's step (dns, tcp, tls) on a port succeeded (1) or failed (0).
+# TYPE egressgate_probe_success gauge
+egressgate_probe_success{port="",rule="a.example.org",step="dns"} 1
+egressgate_probe_success{port="443",rule="a.example.org",step="tcp"} 1
+egressgate_probe_success{port="443",rule="a.example.org",step="tls"} 1
+egressgate_probe_success{port="",rule="b.example.org",step="dns"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "egressgate_probe_success"); err != nil {
+		t.Error(err)
+	}
+	// The next run replaces the last: tls did not run, so its series goes.
+	p.Observe(run(false))
+	want = `
+# HELP egressgate_probe_success Whether the last probe of a catalog name's step (dns, tcp, tls) on a port succeeded (1) or failed (0).
+# TYPE egressgate_probe_success gauge
+egressgate_probe_success{port="",rule="a.example.org",step="dns"} 1
+egressgate_probe_success{port="443",rule="a.example.org",step="tcp"} 0
+egressgate_probe_success{port="",rule="b.example.org",step="dns"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "egressgate_probe_success"); err != nil {
+		t.Error(err)
+	}
+	if got := seriesValue(t, reg, "egressgate_probe_duration_seconds", "b.example.org"); got != 1 {
+		t.Errorf("duration of b.example.org dns = %v, want 1", got)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range problems {
+		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
+	}
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if !strings.Contains(string(doc), "| `"+mf.GetName()+"` |") {
+			t.Errorf("%s is not in docs/metrics.md's metrics table", mf.GetName())
+		}
+	}
+}
+
+// seriesValue returns the value of the one gauge series of name whose
+// rule label is rule.
+func seriesValue(t *testing.T, reg *prometheus.Registry, name, rule string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "rule" && l.GetValue() == rule {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s series for rule %q", name, rule)
+	return 0
+}

@@ -1,0 +1,365 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// exampleOnLoopback writes the shipped enterprise example with its
+// subnets 10.N. read as 127.N., so that test clients binding loopback
+// source addresses land in its estates, plus extra config appended.
+func exampleOnLoopback(t *testing.T, extra string) string {
+	t.Helper()
+	src := "../deploy/examples/enterprise"
+	dir := t.TempDir()
+	cfg, err := os.ReadFile(filepath.Join(src, "egressgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(cfg), "[10.", "[127.")
+	if strings.Contains(text, " 10.") || strings.Contains(text, "[10.") {
+		t.Fatal("the example has a 10. address the test does not map")
+	}
+	os.MkdirAll(filepath.Join(dir, "estates.d"), 0o755)
+	sydney, err := os.ReadFile(filepath.Join(src, "estates.d", "sydney.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "estates.d", "sydney.yaml"), sydney, 0o644)
+	p := filepath.Join(dir, "egressgate.yaml")
+	if err := os.WriteFile(p, []byte(text+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tlsUpstream443 starts a TLS server on 127.0.9.9:443, the port the
+// catalog admits. It returns false when the port cannot be bound (not
+// root): the test then checks the verdicts without the tunnel's far end.
+func tlsUpstream443(t *testing.T) bool {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.9.9:443")
+	if err != nil {
+		t.Logf("cannot listen on 127.0.9.9:443 (%v): checking admitted tunnels up to the upstream dial", err)
+		return false
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.Host)
+	}))
+	srv.Listener = ln
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return true
+}
+
+// connectFrom sends CONNECT target from the loopback address src, with
+// an optional Proxy-Authorization, and returns the connection and the
+// answer's status code and reason header.
+func connectFrom(t *testing.T, proxyAddr, src, target, auth string) (net.Conn, int, http.Header) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if auth != "" {
+		req += "Proxy-Authorization: " + auth + "\r\n"
+	}
+	fmt.Fprint(c, req+"\r\n")
+	head, err := readHead(c)
+	if err != nil {
+		t.Fatalf("reading CONNECT answer: %v", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", head, err)
+	}
+	return c, resp.StatusCode, resp.Header
+}
+
+// TestEstatesEndToEnd runs the worked example through the proxy: clients
+// on 127.1.0.5 (london), 127.2.0.5 (newyork), 127.2.99.7 (a newyork
+// device excluded from Live Response) and 127.3.0.5 (sydney) ask for the
+// same hosts and get their estate's verdicts.
+func TestEstatesEndToEnd(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pass"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := exampleOnLoopback(t, "auth:\n  password_file: users\n")
+	os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "users"), []byte("# test users\nalice:"+string(hash)+":newyork\n"), 0o600)
+	rl, err := rules.NewReloader(cfgPath, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		lt     = "live-terminal-us-east-2.prod.hydra.sophos.com"
+		push   = "mcs-push-server-eu-west-1.prod.hydra.sophos.com"
+		apu    = "x.apu.sophos.com"
+		anyone = "anything.sophos.com"
+	)
+	upstream := tlsUpstream443(t)
+	rec := &recorder{}
+	hosts := Hosts{}
+	for _, h := range []string{lt, push, apu, anyone} {
+		hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.9.9")}
+	}
+	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hosts, AllowDest: loopbackDest})
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
+
+	tests := []struct {
+		name, src, target, auth string
+		estate                  string
+		reason                  rules.Reason
+	}{
+		{"newyork-lr", "127.2.0.5", lt + ":443", "", "newyork", rules.ReasonNone},
+		{"newyork-excluded-device", "127.2.99.7", lt + ":443", "", "newyork", rules.ReasonDeviceExcluded},
+		{"london-lr-off", "127.1.0.5", lt + ":443", "", "london", rules.ReasonLiveResponseOff},
+		{"sydney-not-licensed", "127.3.0.5", lt + ":443", "", "sydney", rules.ReasonNotLicensed},
+		{"default-estate", "127.9.0.5", lt + ":443", "", "default", rules.ReasonLiveResponseOff},
+		{"newyork-region", "127.2.0.5", push + ":443", "", "newyork", rules.ReasonRegionExcluded},
+		{"london-push", "127.1.0.5", push + ":443", "", "london", rules.ReasonNone},
+		{"sydney-exact", "127.3.0.5", anyone + ":443", "", "sydney", rules.ReasonNotInCatalog},
+		{"london-wildcard", "127.1.0.5", anyone + ":443", "", "london", rules.ReasonNone},
+		{"newyork-remote-assistance", "127.2.0.5", apu + ":22", "", "newyork", rules.ReasonNone},
+		{"london-remote-assistance", "127.1.0.5", apu + ":22", "", "london", rules.ReasonPortNotAllowed},
+		// A user overrides the subnet: alice is newyork's, even from
+		// london's and sydney's addresses.
+		{"user-over-subnet", "127.1.0.5", lt + ":443", basic("alice", "s3cret-pass"), "newyork", rules.ReasonNone},
+		{"user-from-sydney", "127.3.0.5", lt + ":443", basic("alice", "s3cret-pass"), "newyork", rules.ReasonNone},
+		// The device exclusion follows the device, whoever logs in.
+		{"user-excluded-device", "127.2.99.7", lt + ":443", basic("alice", "s3cret-pass"), "newyork", rules.ReasonDeviceExcluded},
+		{"wrong-password", "127.2.0.5", lt + ":443", basic("alice", "wrong"), "", rules.ReasonProxyAuth},
+		{"unknown-user", "127.2.0.5", lt + ":443", basic("mallory", "s3cret-pass"), "", rules.ReasonProxyAuth},
+		{"not-basic", "127.2.0.5", lt + ":443", "Bearer abc", "", rules.ReasonProxyAuth},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, status, hdr := connectFrom(t, proxyAddr, tt.src, tt.target, tt.auth)
+			switch {
+			case tt.reason == rules.ReasonProxyAuth:
+				if status != http.StatusProxyAuthRequired || !strings.HasPrefix(hdr.Get("Proxy-Authenticate"), `Basic realm="egressgate"`) {
+					t.Fatalf("status %d, Proxy-Authenticate %q; want 407 with a Basic challenge", status, hdr.Get("Proxy-Authenticate"))
+				}
+			case tt.reason != rules.ReasonNone:
+				if status != http.StatusForbidden || hdr.Get(ReasonHeader) != tt.reason.String() {
+					t.Fatalf("status %d %s, want 403 %s", status, hdr.Get(ReasonHeader), tt.reason)
+				}
+			case !upstream || strings.HasSuffix(tt.target, ":22"):
+				// Admitted: the proxy went on to dial, which nothing answers.
+				if status != http.StatusBadGateway {
+					t.Fatalf("status %d %s, want 502 after an admitted verdict", status, hdr.Get(ReasonHeader))
+				}
+			default:
+				if status != http.StatusOK {
+					t.Fatalf("status %d %s, want 200", status, hdr.Get(ReasonHeader))
+				}
+				host, _, _ := strings.Cut(tt.target, ":")
+				tc := tls.Client(c, &tls.Config{ServerName: host, InsecureSkipVerify: true})
+				fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host)
+				resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+				if err != nil {
+					t.Fatalf("GET through the tunnel: %v", err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if string(body) != "hello "+host {
+					t.Fatalf("body %q", body)
+				}
+			}
+			d := rec.lastDecision(t)
+			if d.Reason != tt.reason {
+				t.Errorf("recorded reason %q, want %q", d.Reason, tt.reason)
+			}
+			if tt.estate != "" && (d.Estate == nil || d.Estate.Name != tt.estate) {
+				t.Errorf("recorded estate %v, want %s", d.Estate, tt.estate)
+			}
+		})
+	}
+}
+
+// TestProxyAuthForward: a plain-HTTP request that authenticates is judged
+// as the user's estate, its Proxy-Authorization never reaches the
+// upstream, and neither the user nor the password appears in the log or
+// in what the proxy records.
+func TestProxyAuthForward(t *testing.T) {
+	var gotAuth []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = append(gotAuth, r.Header.Get("Proxy-Authorization"))
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(upstream.Close)
+	port := portOf(t, upstream.Listener.Addr().String())
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("hunter2-secret"), bcrypt.MinCost)
+	os.WriteFile(filepath.Join(dir, "users"), []byte("bob:"+string(hash)+":inside\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "local.txt"), []byte(fmt.Sprintf("up.example.org:%d\n", port)), 0o644)
+	cfg := filepath.Join(dir, "egressgate.yaml")
+	os.WriteFile(cfg, []byte(`embedded: []
+catalogs: [{path: local.txt}]
+policy:
+  disable: [local]
+estates:
+  - name: inside
+    subnets: [127.200.0.0/16]
+    source: enterprise
+    policy:
+      enable: [local]
+auth:
+  password_file: users
+  required: true
+`), 0o644)
+	rl, err := rules.NewReloader(cfg, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logBuf.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := &recorder{}
+	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Log: log,
+		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+
+	get := func(user, pass string) (int, string) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://up.example.org:%d/", port), nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+			req.Header.Set("Proxy-Authorization", req.Header.Get("Authorization"))
+			req.Header.Del("Authorization")
+		}
+		tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr})}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Proxy-Authenticate") + " " + string(body)
+	}
+	// From 127.0.0.1 (the default estate, where local is off), only bob's
+	// estate admits the upstream.
+	if code, body := get("bob", "hunter2-secret"); code != 200 || !strings.HasSuffix(body, "ok") {
+		t.Errorf("bob: %d %q, want 200 ok", code, body)
+	}
+	if d := rec.lastDecision(t); d.Estate == nil || d.Estate.Name != "inside" {
+		t.Errorf("bob's decision estate = %v, want inside", d.Estate)
+	}
+	if code, body := get("", ""); code != http.StatusProxyAuthRequired || !strings.HasPrefix(body, "Basic realm=") {
+		t.Errorf("no credentials with required auth: %d %q, want 407 with a challenge", code, body)
+	}
+	if code, _ := get("bob", "wrong"); code != http.StatusProxyAuthRequired {
+		t.Errorf("wrong password: %d, want 407", code)
+	}
+	if len(gotAuth) != 1 || gotAuth[0] != "" {
+		t.Errorf("upstream saw Proxy-Authorization %q, want it removed", gotAuth)
+	}
+	mu.Lock()
+	logged := logBuf.String()
+	mu.Unlock()
+	rec.mu.Lock()
+	recorded := fmt.Sprintf("%+v", rec.decisions)
+	rec.mu.Unlock()
+	for _, secret := range []string{"hunter2-secret", "Ym9i", "bob"} {
+		if strings.Contains(logged, secret) || strings.Contains(recorded, secret) {
+			t.Errorf("%q appears in the log or the recorded decisions", secret)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// FuzzParseBasic: parseBasic never panics, and what it accepts is a Basic
+// credential that encodes back to the same user and password.
+func FuzzParseBasic(f *testing.F) {
+	for _, s := range []string{"Basic YWxpY2U6czNjcmV0", "basic YWxpY2U6", "Basic OnBhc3M=", "Bearer x", "Basic !!!", "", "Basic"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, hdr string) {
+		name, pass, ok := parseBasic(hdr)
+		if !ok {
+			return
+		}
+		if name == "" || strings.Contains(name, ":") {
+			t.Fatalf("parseBasic(%q) = %q, %q: a user name is never empty or holds a colon", hdr, name, pass)
+		}
+		again := "Basic " + base64.StdEncoding.EncodeToString([]byte(name+":"+pass))
+		if n2, p2, ok2 := parseBasic(again); !ok2 || n2 != name || p2 != pass {
+			t.Fatalf("round trip of %q, %q failed", name, pass)
+		}
+	})
+}
+
+// TestPACPerEstate: each client gets the PAC file of its own estate, and
+// fetching it needs no proxy credentials even when they are required.
+func TestPACPerEstate(t *testing.T) {
+	cfgPath := exampleOnLoopback(t, "auth:\n  password_file: users\n  required: true\n")
+	os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "users"), nil, 0o600)
+	rl, err := rules.NewReloader(cfgPath, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyAddr, srv := startProxy(t, Config{Rules: rl})
+	pac := func(src string) string {
+		t.Helper()
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "http://proxy.example.net/proxy.pac", nil)
+		r.RemoteAddr = src + ":40000"
+		srv.PACHandler(3128).ServeHTTP(w, r)
+		if w.Code != 200 {
+			t.Fatalf("PAC for %s: %d %s", src, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	// Remote assistance (*.apu.sophos.com:22) is on for newyork only.
+	if ny, ldn := pac("127.2.0.5"), pac("127.1.0.5"); !strings.Contains(ny, "apu.sophos.com") || strings.Contains(ldn, "apu.sophos.com") {
+		t.Errorf("newyork's PAC names apu.sophos.com: %t, london's: %t; want true, false",
+			strings.Contains(ny, "apu.sophos.com"), strings.Contains(ldn, "apu.sophos.com"))
+	}
+	// On the proxy port, without credentials.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.3.0.5")}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /proxy.pac HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", proxyAddr)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || strings.Contains(string(body), "apu.sophos.com") {
+		t.Errorf("sydney's PAC on the proxy port: %d, names apu.sophos.com: %t; want 200, false", resp.StatusCode, strings.Contains(string(body), "apu.sophos.com"))
+	}
+}

@@ -1,0 +1,154 @@
+package rules
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The artefacts under testdata/discover are written from the source
+// document's description (see README there): a Windows installer log in
+// UTF-16 with CRLF line ends, XML and binary plists, and bash -x output.
+func TestDiscover(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // host:port@line what
+	}{
+		{"SophosCloudInstaller.log", installerLogWant},
+		{"SophosCloudInstaller-utf16be.log", installerLogWant},
+		{"SophosCloudInstaller-utf8.log", installerLogWant},
+		{"SophosCloudConfig.plist", []string{"mcs2-cloudstation-us-east-2.prod.hydra.sophos.com:443@15 RegistrationServerURL"}},
+		{"SophosCloudConfig-binary.plist", []string{"mcs2-cloudstation-us-east-2.prod.hydra.sophos.com:443@0 RegistrationServerURL"}},
+		{"SophosCloudConfig-binary-utf16.plist", []string{"mcs.stn100yul.ctr.sophos.com:443@0 RegistrationServerURL"}},
+		{"SophosSetup-trace.txt", []string{
+			"api-cloudstation-us-east-2.prod.hydra.sophos.com:443@5 CLOUD_URL",
+			"mcs2-cloudstation-us-east-2.prod.hydra.sophos.com:443@6 MCS_URL",
+			"mcs2-cloudstation-us-east-2.prod.hydra.sophos.com:443@8 MCS_URL",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			path := filepath.Join("testdata", "discover", tt.file)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, err := Discover(path, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range found {
+				got = append(got, fmt.Sprintf("%s:%d@%d %s", f.Host, f.Port, f.Pos.Line, f.Where))
+				if f.Pos.File != path {
+					t.Errorf("%v: file %q, want %q", f, f.Pos.File, path)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("Discover(%s) =\n%s\nwant\n%s", tt.file, strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+var installerLogWant = []string{
+	"dzr-mcs-amzn-eu-west-1-9af7.upe.p.hmr.sophos.com:443@3 Opening connection to",
+	"dzr-api-amzn-eu-west-1-9af7.api-upe.p.hmr.sophos.com:443@5 Opening connection to",
+	"dzr-mcs-amzn-eu-west-1-9af7.upe.p.hmr.sophos.com:443@7 Opening connection to",
+	"sdds3.sophosupd.com:443@8 Opening connection to",
+	"mcs-push-server-eu-west-1.prod.hydra.sophos.com:8443@9 Opening connection to",
+}
+
+func TestDiscoverErrors(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"plain text", "hello\nworld\n", "x.txt: no host found: not a SophosCloudInstaller.log"},
+		{"empty", "", "x.txt: no host found"},
+		{"truncated binary plist", "bplist00\x00\x01", "x.txt: reading the binary plist: too short"},
+		{"broken XML plist", "<?xml version=\"1.0\"?>\n<plist><dict><key>RegistrationServerURL</key>\n<string>https://a.example.org</dict>", "x.txt:3: reading the plist"},
+		{"only an IP", "Opening connection to https://192.0.2.1/\n", "no host found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Discover("x.txt", []byte(tt.data))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Discover(%q) = %v, want an error containing %q", tt.data, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestHostOf(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // host:port, "" for none
+	}{
+		{"https://Mcs.Example.ORG./x", "mcs.example.org:443"},
+		{"http://crl.example.org/a.crl", "crl.example.org:80"},
+		{"https://a.example.org:8443", "a.example.org:8443"},
+		{"a.example.org:22", "a.example.org:22"},
+		{"a.example.org/path", "a.example.org:443"},
+		{"a.example.org,", "a.example.org:443"},
+		{"https://[2001:db8::1]/", ""},
+		{"https://a.example.org:0/", ""},
+		{"https://a.example.org:99999/", ""},
+		{"localhost", ""},
+		{"https://", ""},
+		{"bad_host!.example.org", ""},
+	}
+	for _, tt := range tests {
+		f, ok := hostOf(tt.in)
+		got := ""
+		if ok {
+			got = fmt.Sprintf("%s:%d", f.Host, f.Port)
+		}
+		if got != tt.want {
+			t.Errorf("hostOf(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzDiscover: any bytes give hosts or an error, never a panic, and every
+// host found is canonical with a port.
+func FuzzDiscover(f *testing.F) {
+	files, _ := filepath.Glob("testdata/discover/*")
+	for _, file := range files {
+		if data, err := os.ReadFile(file); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("+ MCS_URL=$'https://a.example.org'\r\n"))
+	f.Add([]byte("\xff\xfeO\x00p\x00"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		found, err := Discover("fuzz", data)
+		if err != nil {
+			return
+		}
+		for _, fd := range found {
+			if c, err := CanonicalHost(fd.Host); err != nil || c != fd.Host || fd.Port == 0 {
+				t.Fatalf("found %+v: not canonical (%q, %v) or no port", fd, c, err)
+			}
+		}
+	})
+}
+
+// FuzzBinaryPlist mutates real binary plists: the reader must refuse or
+// read them without panicking or running long.
+func FuzzBinaryPlist(f *testing.F) {
+	for _, name := range []string{"SophosCloudConfig-binary.plist", "SophosCloudConfig-binary-utf16.plist"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "discover", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := parseBinaryPlist(data)
+		if err != nil {
+			return
+		}
+		_ = p.stringsForKey("RegistrationServerURL")
+	})
+}

@@ -1,0 +1,310 @@
+package rules
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Preference sources of an estate, after the MTR enterprise preferences:
+// where its settings are written.
+const (
+	// SourceConfigured uses the enterprise defaults ("Use configured
+	// settings"); it is the source of an estate that names none.
+	SourceConfigured = "configured"
+	// SourceEnterprise has its own settings written in the enterprise
+	// config, under the estate ("Set preferences from Enterprise level").
+	SourceEnterprise = "enterprise"
+	// SourceEstate has its own file, estates.d/NAME.yaml next to the
+	// config, kept by the estate's admins ("Set preferences from sub
+	// estate level").
+	SourceEstate = "estate"
+)
+
+// DefaultEstate is the name of the estate of clients that no estate's
+// subnets hold: it has the enterprise defaults.
+const DefaultEstate = "default"
+
+// EstatesDir is the directory, next to the config, of the estates whose
+// source is SourceEstate.
+const EstatesDir = "estates.d"
+
+// MaxEstates bounds the estates of one config, so that the label values
+// of the metrics stay bounded.
+const MaxEstates = 10000
+
+// EstateConfig is one entry of the config's estates list.
+type EstateConfig struct {
+	Name    string   `yaml:"name"`
+	Subnets []string `yaml:"subnets"`
+	// Source is SourceConfigured (when empty), SourceEnterprise or
+	// SourceEstate.
+	Source string `yaml:"source"`
+	// Policy holds the estate's own settings when Source is
+	// SourceEnterprise; an unset field falls back to the enterprise
+	// default. Nil (or any other source) means none.
+	Policy *Policy `yaml:"policy"`
+}
+
+// Estate is a part of the enterprise served with its own policy: a name,
+// the client subnets it owns, its effective policy and the matcher
+// compiled for it (shared with every estate of the same policy).
+type Estate struct {
+	Name    string
+	Source  string // SourceConfigured, SourceEnterprise or SourceEstate
+	Subnets []netip.Prefix
+	// File is the estate's own file (SourceEstate), "" otherwise.
+	File string
+	// Own is the policy block the estate wrote itself (empty for
+	// SourceConfigured); the rest comes from the enterprise.
+	Own Policy
+	// Policy is the effective policy.
+	Policy EffectivePolicy
+	// Matcher judges the estate's connections. Estates with the same
+	// policy (mode, OS, sections, licences, regions, Live Response) share
+	// one.
+	Matcher *Matcher
+	// Enabled are the groups the policy turns on, in catalog order.
+	Enabled []*Group
+	// Index is the estate's position in Ruleset.Estates (0 for the
+	// default estate).
+	Index int
+	// Pos is where the estate is declared in the config.
+	Pos Pos
+	// Stale is the error that kept the estate's last good file in force,
+	// nil when its file loaded.
+	Stale error
+}
+
+// Lookup gives the estate's verdict for a connection from client to host
+// and port: the matcher's, and for a Live Response host a deny when client
+// is one of the devices excluded from Live Response. It does not allocate
+// where Matcher.Lookup does not.
+func (es *Estate) Lookup(client netip.Addr, host string, port uint16) Verdict {
+	v := es.Matcher.Lookup(host, port)
+	if v.Allow && v.Entry.LiveResponse && es.Excluded(client) {
+		return Verdict{Reason: ReasonDeviceExcluded, Entry: v.Entry}
+	}
+	return v
+}
+
+// Excluded reports whether client is a device excluded from Live Response.
+func (es *Estate) Excluded(client netip.Addr) bool {
+	client = client.Unmap()
+	for _, p := range es.Policy.Exclusions {
+		if p.Contains(client) {
+			return true
+		}
+	}
+	return false
+}
+
+// Estate returns the estate called name, or nil.
+func (rs *Ruleset) Estate(name string) *Estate {
+	for _, e := range rs.Estates {
+		if e.Name == name {
+			return e
+		}
+	}
+	return nil
+}
+
+// EstateFor returns the estate of a client address: the estate with the
+// longest subnet that holds it, or the default estate. It takes no lock
+// and does not allocate.
+func (rs *Ruleset) EstateFor(client netip.Addr) *Estate {
+	if i := rs.subnets.lookup(client); i >= 0 {
+		return rs.Estates[i]
+	}
+	return rs.Estates[0]
+}
+
+var estateNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// estateFile reads an estate's own file for SourceEstate; Load gives one
+// that hashes and records the file, Select one that only reads it.
+type estateFile func(path string) ([]byte, error)
+
+// buildEstates resolves the enterprise defaults and every estate of cfg,
+// compiles one matcher per distinct policy (reusing prev's when the
+// catalogs did not change) and fills rs. readFile reads an estate's own
+// file; nil means os.ReadFile.
+func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
+	cfg, catalogs := rs.Config, rs.Catalogs
+	if readFile == nil {
+		readFile = os.ReadFile
+	}
+	warn := func(err error) { rs.Warnings = append(rs.Warnings, err) }
+	ent := where{cfg.Path, cfg.lines, "policy."}
+	if err := validatePolicy(&cfg.Policy, ent, catalogs, warn); err != nil {
+		return err
+	}
+	if len(cfg.Estates) > MaxEstates {
+		return Pos{cfg.Path, cfg.lines["estates"]}.Errorf("estates: %d estates; at most %d", len(cfg.Estates), MaxEstates)
+	}
+	def := &Estate{Name: DefaultEstate, Source: SourceConfigured, Pos: Pos{cfg.Path, cfg.lines["policy"]}}
+	rs.Estates = []*Estate{def}
+	var prefixes []estatePrefix
+	seen := map[string]int{}
+	for i, ec := range cfg.Estates {
+		key := fmt.Sprintf("estates.%d", i)
+		at := func(k string) Pos { return Pos{cfg.Path, cfg.lines[key+"."+k]} }
+		pos := Pos{cfg.Path, cfg.lines[key]}
+		if !estateNameRE.MatchString(ec.Name) || ec.Name == DefaultEstate {
+			return at("name").Errorf("estates: name %q: want 1 to 63 of a-z, 0-9, _ and - (and not %q, the estate of clients in no subnet)", ec.Name, DefaultEstate)
+		}
+		if prevLine, dup := seen[ec.Name]; dup {
+			return at("name").Errorf("estates: name %q is already used at line %d", ec.Name, prevLine)
+		}
+		seen[ec.Name] = pos.Line
+		es := &Estate{Name: ec.Name, Source: ec.Source, Index: len(rs.Estates), Pos: pos}
+		for j, s := range ec.Subnets {
+			p, err := parsePrefix(s)
+			if err != nil {
+				return at(fmt.Sprintf("subnets.%d", j)).Errorf("estates: %s: subnets: %v", ec.Name, err)
+			}
+			es.Subnets = append(es.Subnets, p)
+			prefixes = append(prefixes, estatePrefix{p, int32(es.Index), at(fmt.Sprintf("subnets.%d", j))})
+		}
+		if es.Source == "" {
+			es.Source = SourceConfigured
+		}
+		if ec.Policy != nil && es.Source != SourceEnterprise {
+			return at("policy").Errorf("estates: %s: policy: only an estate with source: %s has settings in this file (source is %q)", ec.Name, SourceEnterprise, es.Source)
+		}
+		switch es.Source {
+		case SourceConfigured:
+		case SourceEnterprise:
+			if ec.Policy != nil {
+				es.Own = *ec.Policy
+			}
+			if err := validatePolicy(&es.Own, where{cfg.Path, cfg.lines, key + ".policy."}, catalogs, warn); err != nil {
+				return err
+			}
+		case SourceEstate:
+			es.File = filepath.Join(filepath.Dir(cfg.Path), EstatesDir, ec.Name+".yaml")
+			own, err := loadEstateFile(es.File, readFile, catalogs, warn)
+			if err != nil {
+				var old *Estate
+				if prev != nil {
+					old = prev.Estate(ec.Name)
+				}
+				if old == nil || old.Source != SourceEstate || old.File != es.File {
+					if errors.Is(err, os.ErrNotExist) {
+						// Say which estate wants the file, and where.
+						return at("source").Errorf("estates: %s: %v", ec.Name, err)
+					}
+					return err
+				}
+				// The estate's admins broke their file: keep its last
+				// good settings, and no other estate notices.
+				own, es.Stale = old.Own, err
+				rs.Problems = append(rs.Problems, err)
+			}
+			es.Own = own
+		default:
+			return at("source").Errorf("estates: %s: source: %q is not %q, %q or %q", ec.Name, es.Source, SourceConfigured, SourceEnterprise, SourceEstate)
+		}
+		rs.Estates = append(rs.Estates, es)
+	}
+	var err error
+	if rs.subnets, err = newEstateTable(prefixes); err != nil {
+		return err
+	}
+
+	reuse := map[string]*compiled{}
+	if prev != nil { // same catalogs (selectRules checked)
+		reuse = prev.compiled
+	}
+	rs.compiled = map[string]*compiled{}
+	for _, es := range rs.Estates {
+		es.Policy = effective(inherit(es.Own, cfg.Policy))
+		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
+			rs.CheckErrors = append(rs.CheckErrors, Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: the enterprise has no primary contact, and estate %q has none of its own; set policy.contacts.primary", es.Name))
+		}
+		if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
+			warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
+		}
+		key := es.Policy.matcherKey()
+		c := rs.compiled[key]
+		if c == nil {
+			if c = reuse[key]; c == nil {
+				m, enabled, err := compilePolicy(catalogs, &es.Policy)
+				if err != nil {
+					// Say where the mode that cannot hold was set.
+					p := Pos{cfg.Path, cfg.lines["policy.mode"]}
+					switch {
+					case es.Own.Mode != "" && es.Source == SourceEstate:
+						p = Pos{es.File, 0}
+					case es.Own.Mode != "":
+						p = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.mode", es.Index-1)]}
+					}
+					if es.Index == 0 {
+						return p.Errorf("%v", err)
+					}
+					return p.Errorf("estate %s: %v", es.Name, err)
+				}
+				c = &compiled{m, enabled}
+			}
+			rs.compiled[key] = c
+		}
+		es.Matcher, es.Enabled = c.matcher, c.enabled
+	}
+	return nil
+}
+
+// compiled is the matcher of one distinct policy.
+type compiled struct {
+	matcher *Matcher
+	enabled []*Group
+}
+
+// Matchers returns the distinct matchers of the ruleset, the default
+// estate's first.
+func (rs *Ruleset) Matchers() []*Matcher {
+	var out []*Matcher
+	for _, e := range rs.Estates {
+		if !slices.Contains(out, e.Matcher) {
+			out = append(out, e.Matcher)
+		}
+	}
+	return out
+}
+
+// loadEstateFile reads and validates an estate's own file: a policy block
+// at the top level.
+func loadEstateFile(path string, readFile estateFile, catalogs []*Catalog, warn func(error)) (Policy, error) {
+	data, err := readFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Policy{}, &PosError{Pos: Pos{File: path}, Err: fmt.Errorf("estate file missing: an estate with source: %s needs it: %w", SourceEstate, err)}
+		}
+		return Policy{}, Pos{File: path}.Errorf("reading estate file: %v", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Policy{}, yamlError(path, err)
+	}
+	if len(root.Content) == 0 {
+		return Policy{}, Pos{File: path}.Errorf("estate file is empty; write at least one setting (an estate that wants the enterprise defaults has source: %s)", SourceConfigured)
+	}
+	var p Policy
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return Policy{}, yamlError(path, err)
+	}
+	lines := map[string]int{}
+	recordLines(root.Content[0], "", lines)
+	if err := validatePolicy(&p, where{path, lines, ""}, catalogs, warn); err != nil {
+		return Policy{}, err
+	}
+	return p, nil
+}

@@ -1,0 +1,187 @@
+package rules
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func readSourceDoc(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile(sourceDoc)
+	if os.IsNotExist(err) {
+		t.Skipf("source document %s not present: import check skipped", sourceDoc)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// importDeltas are the differences between the imported page and the
+// embedded catalog that were made by hand, each with its reason. Anything
+// else that differs is a defect of the importer or of the catalog.
+var importDeltas = map[string]string{
+	// The page's "Note" paragraph about reverse lookups showing
+	// *.amazonaws.com is attached to the amazonaws.com entry by hand: the
+	// page puts it under the Linux list, not on any bullet.
+	`~ amazonaws.com: notes "" -> "Some firewalls or proxies show reverse lookups with *.amazonaws.com addresses; this is expected, as several servers are hosted on AWS."`: "note written by hand",
+}
+
+// TestImportReproducesEmbedded imports the shipped source page and
+// compares the result with the embedded catalog: entries field by field,
+// and sections, groups and licenses.
+func TestImportReproducesEmbedded(t *testing.T) {
+	got, err := ImportPage(sourceDoc, readSourceDoc(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Embedded(DefaultCatalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, c := range DiffCatalogs(got, want) {
+		seen[c.String()] = true
+		if _, ok := importDeltas[c.String()]; !ok {
+			t.Errorf("import differs from the embedded catalog: %s", c)
+		}
+	}
+	for d := range importDeltas {
+		if !seen[d] {
+			t.Errorf("listed manual delta no longer seen; remove it from importDeltas: %s", d)
+		}
+	}
+	if len(got.Entries) != len(want.Entries) {
+		t.Errorf("imported %d entries, embedded catalog has %d", len(got.Entries), len(want.Entries))
+	}
+	if got.Name != want.Name || got.Title != want.Title || got.Source != want.Source {
+		t.Errorf("catalog %q %q %q, want %q %q %q", got.Name, got.Title, got.Source, want.Name, want.Title, want.Source)
+	}
+	if !slices.Equal(got.Licenses, want.Licenses) {
+		t.Errorf("licenses %v, want %v", got.Licenses, want.Licenses)
+	}
+	if len(got.Sections) != len(want.Sections) || len(got.Groups) != len(want.Groups) {
+		t.Fatalf("%d sections %d groups, want %d %d", len(got.Sections), len(got.Groups), len(want.Sections), len(want.Groups))
+	}
+	for i, s := range want.Sections {
+		g := got.Sections[i]
+		if g.ID != s.ID || g.Title != s.Title || g.Optional != s.Optional || !slices.Equal(g.Licenses, s.Licenses) ||
+			g.NeedsWildcards != s.NeedsWildcards || !slices.Equal(g.Notes, s.Notes) {
+			t.Errorf("section %d: %+v, want %+v", i, *g, *s)
+		}
+	}
+	for i, w := range want.Groups {
+		g := got.Groups[i]
+		if g.ID != w.ID || g.Title != w.Title || g.Optional != w.Optional || g.Section.ID != w.Section.ID ||
+			!slices.Equal(g.Ports, w.Ports) || !slices.Equal(g.Licenses, w.Licenses) || !slices.Equal(g.Notes, w.Notes) {
+			t.Errorf("group %s: %+v, want %+v", w.ID, *g, *w)
+		}
+	}
+}
+
+// TestFormatYAMLRoundTrip writes the embedded catalog and reads it back.
+func TestFormatYAMLRoundTrip(t *testing.T) {
+	c, err := Embedded(DefaultCatalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := FormatYAML(c, "generated\nby a test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(out), "# generated\n# by a test\n") {
+		t.Errorf("header missing: %.60q", out)
+	}
+	back, err := ParseYAML("roundtrip.yaml", out)
+	if err != nil {
+		t.Fatalf("ParseYAML(FormatYAML(embedded)): %v", err)
+	}
+	if d := DiffCatalogs(c, back); len(d) > 0 {
+		t.Errorf("round trip changed %d entries, first %s", len(d), d[0])
+	}
+}
+
+// TestImportEditedPage edits a copy of the page the way the vendor might
+// and checks that the diff names exactly the edits.
+func TestImportEditedPage(t *testing.T) {
+	page := string(readSourceDoc(t))
+	orig, err := ImportPage("old.txt", []byte(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edits := []struct{ old, new string }{
+		// a new XDR host
+		{"  • live-terminal-eu-west-1.prod.hydra.sophos.com\n", "  • live-terminal-eu-west-1.prod.hydra.sophos.com\n  • live-terminal-ap-south-1.prod.hydra.sophos.com\n"},
+		// a TLS-inspection host dropped
+		{"  • kinesis.us-west-2.amazonaws.com\n", ""},
+		// remote assistance moves to another port
+		{"Port: 22 TCP", "Port: 2222 TCP"},
+	}
+	for _, e := range edits {
+		if !strings.Contains(page, e.old) {
+			t.Fatalf("page has no %q to edit", e.old)
+		}
+		page = strings.Replace(page, e.old, e.new, 1)
+	}
+	edited, err := ImportPage("new.txt", []byte(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range DiffCatalogs(orig, edited) {
+		got = append(got, c.String())
+	}
+	want := []string{
+		"- kinesis.us-west-2.amazonaws.com (ports 443; groups tls-inspection)",
+		"~ *.apu.sophos.com: ports 22 -> 2222",
+		"+ live-terminal-ap-south-1.prod.hydra.sophos.com (ports 443; groups xdr-mdr)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("diff of edited page:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestImportPageErrors(t *testing.T) {
+	tests := []struct{ name, page, want string }{
+		{"empty", "", "page.txt: no bulleted hosts found"},
+		{"unknown lead-in", "Some new heading\n\n  • new.sophos.com\n", `page.txt:3: "new.sophos.com" is listed under no lead-in the importer knows`},
+		{"bad port", "Remote assistance\n  • Port: 99999 TCP\n  • Domain: *.apu.sophos.com\n", "ports: 99999 is not a TCP port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ImportPage("page.txt", []byte(tt.page))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("ImportPage(%q) = %v, want an error containing %q", tt.page, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzImportPage: any text imports or fails with an error, never panics,
+// and what imports writes as YAML that reads back to the same entries.
+func FuzzImportPage(f *testing.F) {
+	f.Add("Sophos Central Admin domains\n  • central.sophos.com\n")
+	f.Add("Remote assistance\n  • Port: 22 TCP\n  • Domain: *.apu.sophos.com\n")
+	f.Add("On Windows devices\nThe second will look like one of these:\n  • api-x.prod.hydra.sophos.com\r\n")
+	f.Add("Follow these instructions if you have any of these licenses:\n  • A B\n  • a-b\nDomains for XDR and MDR\n  • x.example.org\n")
+	f.Add("Note\n  • y.example.org\n")
+	f.Fuzz(func(t *testing.T, page string) {
+		c, err := ImportPage("fuzz.txt", []byte(page))
+		if err != nil {
+			return
+		}
+		out, err := FormatYAML(c, "")
+		if err != nil {
+			t.Fatalf("FormatYAML: %v", err)
+		}
+		back, err := ParseYAML("fuzz.yaml", out)
+		if err != nil {
+			t.Fatalf("ParseYAML(FormatYAML(import)): %v\n%s", err, out)
+		}
+		if d := DiffCatalogs(c, back); len(d) > 0 {
+			t.Fatalf("round trip changed %s", d[0])
+		}
+	})
+}

@@ -1,0 +1,356 @@
+package rules
+
+import (
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dop251/goja"
+)
+
+// pacHelpers are the standard PAC functions the generated file may call,
+// written here from their definitions (the Netscape PAC specification as
+// browsers implement it): a JavaScript engine has none of them built in.
+const pacHelpers = `
+function dnsDomainIs(host, domain) {
+  return host.length >= domain.length &&
+    host.substring(host.length - domain.length) == domain;
+}
+function shExpMatch(str, shexp) {
+  var re = shexp.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp("^" + re + "$").test(str);
+}
+`
+
+// pacRuntime loads a PAC file into a JavaScript engine with the standard
+// helpers. isInNet is Go: a literal address against a dotted mask, and
+// false for a name (the browser would resolve it; the file must never ask).
+func pacRuntime(t *testing.T, script []byte) func(rawURL, host string) string {
+	t.Helper()
+	vm := goja.New()
+	if _, err := vm.RunString(pacHelpers); err != nil {
+		t.Fatal(err)
+	}
+	var resolved []string
+	vm.Set("isInNet", func(host, pattern, mask string) bool {
+		a, err := netip.ParseAddr(host)
+		if err != nil {
+			resolved = append(resolved, host)
+			return false
+		}
+		p, _ := netip.ParseAddr(pattern)
+		m, _ := netip.ParseAddr(mask)
+		if !a.Is4() || !p.Is4() || !m.Is4() {
+			return false
+		}
+		ab, pb, mb := a.As4(), p.As4(), m.As4()
+		for i := range ab {
+			if ab[i]&mb[i] != pb[i]&mb[i] {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := vm.RunScript("proxy.pac", string(script)); err != nil {
+		t.Fatalf("PAC does not load: %v\n%s", err, script)
+	}
+	find, ok := goja.AssertFunction(vm.Get("FindProxyForURL"))
+	if !ok {
+		t.Fatal("PAC has no FindProxyForURL")
+	}
+	t.Cleanup(func() {
+		if len(resolved) > 0 {
+			t.Errorf("PAC called isInNet on names %q: a browser would resolve them", resolved)
+		}
+	})
+	return func(rawURL, host string) string {
+		v, err := find(goja.Undefined(), vm.ToValue(rawURL), vm.ToValue(host))
+		if err != nil {
+			t.Fatalf("FindProxyForURL(%q, %q): %v", rawURL, host, err)
+		}
+		return v.String()
+	}
+}
+
+// urlTarget returns the host a browser passes to FindProxyForURL (no
+// brackets) and the port the proxy would be asked for.
+func urlTarget(t *testing.T, raw string) (string, uint16) {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := map[string]uint16{"http": 80, "ws": 80, "https": 443, "wss": 443, "ftp": 21}[u.Scheme]
+	if p := u.Port(); p != "" {
+		n, _ := strconv.Atoi(p)
+		port = uint16(n)
+	}
+	return u.Hostname(), port
+}
+
+const testProxy = "PROXY 192.0.2.10:3128"
+
+func TestPACMatchesMatcher(t *testing.T) {
+	m := testMatcher(t, "testdata/match.txt")
+	script, err := PAC(m, "192.0.2.10:3128", PACDirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := pacRuntime(t, script)
+	tests := []struct {
+		url   string
+		proxy bool
+		// limit: PAC cannot say what the matcher does (IPv6 CIDR); the
+		// row pins the fallback instead of the matcher's verdict.
+		limit bool
+	}{
+		{url: "https://a.example.com/", proxy: true},
+		{url: "https://A.Example.COM./x", proxy: true},
+		{url: "https://x.example.com/", proxy: true},
+		{url: "https://y.x.example.com/", proxy: true},
+		{url: "https://example.com/"},              // the apex is not in *.example.com
+		{url: "https://notexample.com/"},           // suffix without the dot
+		{url: "https://example.com.evil.example/"}, // prefix, not suffix
+		{url: "http://a.example.com/"},             // port 80 is not among the entry's
+		{url: "https://a.example.com:8443/"},
+		{url: "https://a.deep.example.com:8443/", proxy: true},
+		{url: "https://a.deep.example.com/", proxy: true},
+		{url: "http://a.deep.example.com/"},
+		{url: "https://tf-1-bucket.s3.example.net/", proxy: true},
+		{url: "https://tf--bucket.s3.example.net/", proxy: true},
+		{url: "https://tf-a.b-bucket.s3.example.net/"}, // '*' never crosses a dot
+		{url: "https://x.tf-1-bucket.s3.example.net/"},
+		{url: "https://tf-1-bucket.s3.example.net.example/"},
+		{url: "https://s3.example.net/"},
+		{url: "https://tf-1-bucketx.s3.example.net/"},
+		{url: "https://xay.zb.glob.example.org/", proxy: true},
+		{url: "https://xy.z.glob.example.org/", proxy: true},
+		{url: "https://xay.q.zb.glob.example.org/"},
+		{url: "https://ay.zb.glob.example.org/"},
+		{url: "https://xay.zb.glob.example.org:22/", proxy: true}, // *.example.org:22
+		{url: "https://ssh.example.org:22/", proxy: true},
+		{url: "https://ssh.example.org/"},
+		{url: "https://b.example.org/", proxy: true},
+		{url: "http://b.example.org/"},
+		{url: "https://user:pw@b.example.org/", proxy: true},
+		{url: "https://b.example.org/a:80", proxy: true}, // a colon in the path is not a port
+		{url: "wss://b.example.org/socket", proxy: true},
+		{url: "ws://b.example.org/socket"},
+		{url: "https://10.2.3.4/", proxy: true},
+		{url: "https://10.1.3.4:8443/", proxy: true},
+		{url: "https://10.1.3.4:22/"},
+		{url: "https://11.0.0.1/"},
+		{url: "https://[2001:db8::5]/", limit: true},
+		{url: "https://[2001:db9::5]/"},
+	}
+	for _, tt := range tests {
+		host, port := urlTarget(t, tt.url)
+		if v := m.Lookup(host, port); v.Allow != tt.proxy && !tt.limit {
+			t.Errorf("Lookup(%q, %d) = %v, want %v: the table is wrong", host, port, v.Allow, tt.proxy)
+		}
+		want := "DIRECT"
+		if tt.proxy {
+			want = testProxy
+		}
+		if got := find(tt.url, host); got != want {
+			t.Errorf("FindProxyForURL(%q, %q) = %q, want %q", tt.url, host, got, want)
+		}
+	}
+
+	// A URL whose port is unknown goes by the name alone: the proxy
+	// judges the port.
+	for _, tt := range []struct{ url, host, want string }{
+		{"gopher://ssh.example.org/", "ssh.example.org", testProxy},
+		{"gopher://nothing.example.net/", "nothing.example.net", "DIRECT"},
+	} {
+		if got := find(tt.url, tt.host); got != tt.want {
+			t.Errorf("FindProxyForURL(%q, %q) = %q, want %q", tt.url, tt.host, got, tt.want)
+		}
+	}
+}
+
+func TestPACFallbackProxy(t *testing.T) {
+	m := testMatcher(t, "testdata/match.txt")
+	script, err := PAC(m, "[2001:db8::1]:3128", PACProxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := pacRuntime(t, script)
+	for _, u := range []string{"https://a.example.com/", "https://example.com/", "http://nothing.example.net/"} {
+		host, _ := urlTarget(t, u)
+		if got, want := find(u, host), "PROXY [2001:db8::1]:3128"; got != want {
+			t.Errorf("FindProxyForURL(%q) = %q, want %q", u, got, want)
+		}
+	}
+}
+
+// TestPACEveryEntry derives hosts from every entry of the embedded
+// catalog with every section on (a concrete name, a name under a
+// wildcard, a name for each glob, and their near misses) and compares
+// the PAC's answer with the matcher's on each entry's ports and a port
+// it lacks.
+func TestPACEveryEntry(t *testing.T) {
+	var catalogs []*Catalog
+	var enable []string
+	for _, name := range EmbeddedNames() {
+		c, err := Embedded(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		catalogs = append(catalogs, c)
+		for _, s := range c.Sections {
+			if s.Optional {
+				enable = append(enable, s.ID)
+			}
+		}
+		for _, g := range c.Groups {
+			if g.Optional {
+				enable = append(enable, g.ID)
+			}
+		}
+	}
+	rs, err := Select(&Config{Policy: Policy{Enable: enable}}, catalogs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := rs.Matcher
+	script, err := PAC(m, "proxy.example.net:3128", PACDirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	find := pacRuntime(t, script)
+	star := regexp.MustCompile(`\*`)
+	var kinds [KindCIDR + 1]int
+	checked := 0
+	for _, e := range m.Entries() {
+		kinds[e.Kind]++
+		var hosts []string
+		switch e.Kind {
+		case KindExact:
+			hosts = []string{e.Pattern, "x" + e.Pattern, "x." + e.Pattern}
+		case KindWildcard:
+			apex := e.Pattern[2:]
+			hosts = []string{"a." + apex, "a.b." + apex, apex, "x" + apex}
+		case KindGlob:
+			hosts = []string{star.ReplaceAllString(e.Pattern, "q1"), star.ReplaceAllString(e.Pattern, ""),
+				star.ReplaceAllString(e.Pattern, "a.b"), "x." + star.ReplaceAllString(e.Pattern, "q")}
+		case KindCIDR:
+			hosts = []string{e.Prefix.Addr().String()}
+		}
+		ports := append([]uint16{1}, e.Ports...)
+		for _, h := range hosts {
+			for _, p := range ports {
+				u := "https://" + h + ":" + strconv.Itoa(int(p)) + "/"
+				if strings.Contains(h, ":") {
+					u = "https://[" + h + "]:" + strconv.Itoa(int(p)) + "/"
+				}
+				want := "DIRECT"
+				if m.Lookup(h, p).Allow {
+					want = "PROXY proxy.example.net:3128"
+				}
+				if got := find(u, h); got != want {
+					t.Errorf("entry %q: FindProxyForURL(%q, %q) = %q, want %q (the matcher's)", e.Pattern, u, h, got, want)
+				}
+				checked++
+			}
+		}
+	}
+	if kinds[KindWildcard] == 0 || kinds[KindGlob] == 0 || kinds[KindExact] == 0 {
+		t.Fatalf("catalog lacks a kind the test must cover: %v", kinds)
+	}
+	t.Logf("%d URLs over %d entries agree", checked, len(m.Entries()))
+}
+
+func TestPACProxyAddress(t *testing.T) {
+	m := testMatcher(t, "testdata/match.txt")
+	for _, tt := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"proxy.example.net:3128", true},
+		{"192.0.2.1:3128", true},
+		{"[2001:db8::1]:8080", true},
+		{"proxy.example.net", false},
+		{"proxy.example.net:0", false},
+		{"proxy.example.net:99999", false},
+		{"a;DIRECT:3128", false},
+		{"a\";alert(1)//:80", false},
+		{"2001:db8::1:80", false},
+		{"[fe80::1%eth0]:80", false},
+		{"bücher.example:80", false},
+		{"Gate.Example.org:80", true},
+		{"gate.example.org.:80", false},
+		{"010.1.1.1:80", false},
+	} {
+		_, err := PAC(m, tt.addr, PACDirect)
+		if (err == nil) != tt.ok {
+			t.Errorf("PAC(%q) error = %v, want ok=%v", tt.addr, err, tt.ok)
+		}
+	}
+}
+
+func TestParsePACFallback(t *testing.T) {
+	for in, want := range map[string]PACFallback{"direct": PACDirect, "DIRECT": PACDirect, "proxy": PACProxy} {
+		if got, err := ParsePACFallback(in); err != nil || got != want {
+			t.Errorf("ParsePACFallback(%q) = %v, %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParsePACFallback("socks"); err == nil {
+		t.Error("ParsePACFallback(socks) = nil error")
+	}
+}
+
+// BenchmarkPAC generates the file for the default catalog: the cost of
+// the first fetch after a reload (later fetches are served from a cache).
+func BenchmarkPAC(b *testing.B) {
+	rs, err := Load("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		script, err := PAC(rs.Matcher, "proxy.example.net:3128", PACDirect)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(script)
+	}
+	b.ReportMetric(float64(n), "bytes/file")
+}
+
+// TestPACDocExample pins the excerpt docs/endpoints.md shows: every line
+// of its js block is in the file generated from the page's own example
+// catalog.
+func TestPACDocExample(t *testing.T) {
+	doc, err := os.ReadFile("../docs/endpoints.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := regexp.MustCompile("(?s)```text\n(# pac-example.txt\n.*?)```").FindSubmatch(doc)
+	excerpt := regexp.MustCompile("(?s)```js\n(.*?)```").FindSubmatch(doc)
+	if list == nil || excerpt == nil {
+		t.Fatal("docs/endpoints.md lacks the pac-example.txt catalog or the js excerpt")
+	}
+	c, err := ParseList("pac-example.txt", "local", list[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Select(&Config{}, []*Catalog{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := PAC(rs.Matcher, "gate.example.org:3128", PACDirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(excerpt[1]), "\n") {
+		if line != "" && !strings.Contains(string(script), line+"\n") {
+			t.Errorf("docs/endpoints.md shows %q, which the generated file lacks:\n%s", line, script)
+		}
+	}
+}
