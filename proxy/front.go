@@ -97,9 +97,9 @@ func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 }
 
 // serveFront reads the first request head of c. A CONNECT is served
-// here, through ServeHTTP; anything else, and anything after a CONNECT
-// that did not become a tunnel, goes to the http.Server with the bytes
-// already read.
+// here, through ServeHTTP; anything else, anything after a CONNECT that
+// did not become a tunnel, and every request when proxy authentication is
+// on, goes to the http.Server with the bytes already read.
 func (s *Server) serveFront(c net.Conn, h *handoff) {
 	if !s.trackFront(c) {
 		c.Close()
@@ -113,7 +113,7 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 		frontReaders.Put(br)
 	}
 	c.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
-	if p, err := br.Peek(len(connectPrefix)); err != nil || !bytes.Equal(p, connectPrefix) {
+	if p, err := br.Peek(len(connectPrefix)); err != nil || !bytes.Equal(p, connectPrefix) || s.authRequired() {
 		s.untrackFront(c)
 		if err != nil && br.Buffered() == 0 {
 			release()
@@ -150,6 +150,14 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	}
 	h.give(withBuffered(c, br))
 	release()
+}
+
+// authRequired reports whether the rules ask for proxy credentials. The
+// front end then leaves CONNECT to net/http too: authentication may wait
+// for a bcrypt slot, and only net/http's request context ends that wait
+// when the client goes away.
+func (s *Server) authRequired() bool {
+	return s.estates != nil && s.estates.Current().Users != nil
 }
 
 // trackFront registers c, whose request head is being read, so Shutdown
