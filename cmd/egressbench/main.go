@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("egressbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every scenario on every target")
-	fs.BoolVar(&o.quick, "quick", false, "short phases and fewer idle tunnels: a run of about a minute")
+	fs.BoolVar(&o.quick, "quick", false, "short phases, 2 rounds, fewer idle and held tunnels: a run of about a minute")
 	targets := fs.String("targets", "direct,egressgate,squid,goproxy", "targets to measure, in order: direct, egressgate, squid, goproxy (unfiltered reference), and names given with --external")
 	fs.Func("external", "a running proxy to measure too: `name=host:port[,pid=N]` (repeatable; without pid no CPU or RSS)", func(s string) error {
 		e, err := parseExternal(s)
@@ -143,10 +143,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			o.lim.IdleTunnel = 500
 		}
 		if !set["hold"] {
-			o.lim.HoldTunnels = 2000
+			o.lim.HoldTunnels = 1000
 		}
 		if !set["hold-idle"] {
-			o.lim.HoldIdle = 3 * time.Second
+			o.lim.HoldIdle = 2 * time.Second
+		}
+		if !set["rounds"] {
+			o.rounds = 2
 		}
 		if !set["settle"] {
 			o.lim.Settle = 150 * time.Millisecond
