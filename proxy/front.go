@@ -297,7 +297,9 @@ func (w *frontWriter) finish() error {
 }
 
 // Hijack gives the connection to the caller, with the reader holding any
-// bytes the client sent after its request head.
+// bytes the client sent after its request head. The reader is pooled: it
+// is valid only until the handler returns, so copy what it buffered (as
+// hijack in connect.go does).
 func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
