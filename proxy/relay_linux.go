@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net"
 	"syscall"
@@ -17,15 +18,15 @@ import (
 // an error it closes the whole tunnel, so that the other direction ends
 // too.
 //
-// Between TCP sockets it copies in bursts so that an idle tunnel holds its
-// two sockets and nothing else. io.Copy would splice too, but it takes a
-// pipe pair from Go's pool when it starts and gives it back only when it
+// Between TCP sockets it splices in bursts so that an idle tunnel holds
+// its two sockets and nothing else. io.Copy would splice too, but it takes
+// a pipe pair from Go's pool when it starts and gives it back only when it
 // ends, so a tunnel blocked in both directions holds six descriptors. Here
-// each burst first waits for src to be readable through the poller, with
-// no pipe, then splices exactly the bytes the kernel has queued (SIOCINQ):
-// TCPConn.ReadFrom of an io.LimitedReader over a TCPConn still splices,
-// and with the bytes already there it never waits for more, so the pipe
-// goes back to the pool as soon as the burst is written.
+// a burst takes a pipe from splicePipes, splices src into it and on into
+// dst (SPLICE_F_NONBLOCK, inside the sockets' RawConn callbacks, so the
+// poller waits for a slow dst) until src has nothing more (EAGAIN), and
+// gives the pipe back. Between bursts the direction waits for src to be
+// readable through the poller, with no pipe.
 func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
 	d, dok := dst.(*net.TCPConn)
 	s, sok := src.(*net.TCPConn)
@@ -33,17 +34,19 @@ func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
 		t.copyChunks(dst, src, n)
 		return
 	}
-	rc, err := s.SyscallConn()
-	if err != nil {
+	srcRC, err1 := s.SyscallConn()
+	dstRC, err2 := d.SyscallConn()
+	if err1 != nil || err2 != nil {
 		t.close()
 		return
 	}
+	b := burst{src: srcRC, dst: dstRC}
+	b.init()
 	var w readyWaiter
 	ready := w.ready // one method value per direction, not one per burst
-	lr := &io.LimitedReader{R: s}
 	for {
-		w.queued, w.eof, w.err = 0, false, nil
-		if err := rc.Read(ready); err != nil || w.err != nil {
+		w.eof, w.err, w.waited = false, nil, false
+		if err := srcRC.Read(ready); err != nil || w.err != nil {
 			t.close() // closed, deadline, or reset
 			return
 		}
@@ -51,48 +54,196 @@ func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
 			closeWrite(dst)
 			return
 		}
-		lr.N = int64(w.queued)
-		m, err := d.ReadFrom(lr)
-		*n += m
-		w.hot = m > 0
-		if m > 0 {
+		moved, eof, err := b.run(s, d)
+		*n += moved
+		if moved > 0 {
 			t.lastActive.Store(time.Now().UnixNano())
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			t.close()
+			return
+		case eof:
+			closeWrite(dst)
 			return
 		}
 	}
 }
 
+// burst moves what src holds to dst through a pipe taken for the burst.
+// Its callbacks are method values made once per direction.
+type burst struct {
+	src, dst syscall.RawConn
+	p        *splicePipe
+
+	in      int // bytes in the pipe
+	moved   int // bytes of the last splice
+	err     error
+	fill    func(fd uintptr) bool
+	drain   func(fd uintptr) bool
+	copyBuf []byte // the user-space fallback's buffer, when no pipe could be had
+}
+
+func (b *burst) init() {
+	b.fill = b.fillPipe
+	b.drain = b.drainPipe
+}
+
+// maxBurstSplice bounds one splice into the pipe: the pipe's size when
+// F_SETPIPE_SZ took, else the kernel returns less.
+const maxBurstSplice = 1 << 20
+
+// run splices src to dst until src has nothing queued, reaches EOF or
+// fails. It returns the bytes moved and whether src ended.
+func (b *burst) run(s, d *net.TCPConn) (moved int64, eof bool, err error) {
+	p, err := getSplicePipe()
+	if err != nil {
+		// No pipe (out of descriptors): one user-space read and write.
+		return b.copyOnce(s, d)
+	}
+	b.p = p
+	defer func() {
+		if b.in > 0 {
+			p.close() // bytes stranded in it: never reuse
+		} else {
+			putSplicePipe(p)
+		}
+		b.p, b.in = nil, 0
+	}()
+	for {
+		b.err, b.moved = nil, 0
+		if rerr := b.src.Read(b.fill); rerr != nil {
+			return moved, false, rerr
+		}
+		switch {
+		case b.err == syscall.EAGAIN:
+			return moved, false, nil // the burst is over
+		case b.err != nil:
+			return moved, false, b.err
+		case b.moved == 0:
+			return moved, true, nil
+		}
+		b.in = b.moved
+		for b.in > 0 {
+			b.err, b.moved = nil, 0
+			if werr := b.dst.Write(b.drain); werr != nil {
+				return moved, false, werr
+			}
+			if b.err != nil {
+				return moved, false, b.err
+			}
+			b.in -= b.moved
+			moved += int64(b.moved)
+		}
+	}
+}
+
+// fillPipe splices what src holds into the pipe, without waiting.
+func (b *burst) fillPipe(fd uintptr) bool {
+	for {
+		n, err := unix.Splice(int(fd), nil, b.p.w, nil, maxBurstSplice, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		if err == syscall.EINTR {
+			continue
+		}
+		b.moved, b.err = int(n), err
+		return true
+	}
+}
+
+// drainPipe splices the pipe's bytes into dst; false (dst full) waits for
+// the poller to say dst is writable.
+func (b *burst) drainPipe(fd uintptr) bool {
+	for {
+		n, err := unix.Splice(b.p.r, nil, int(fd), nil, b.in, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		b.moved, b.err = int(n), err
+		return true
+	}
+}
+
+// copyOnce is a burst without a pipe: what one read returns, written on.
+func (b *burst) copyOnce(s, d *net.TCPConn) (int64, bool, error) {
+	if b.copyBuf == nil {
+		b.copyBuf = make([]byte, 32<<10)
+	}
+	r, err := s.Read(b.copyBuf)
+	if r > 0 {
+		if _, werr := d.Write(b.copyBuf[:r]); werr != nil {
+			return 0, false, werr
+		}
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return int64(r), true, nil
+		}
+		return int64(r), false, err
+	}
+	return int64(r), false, nil
+}
+
+// splicePipe is a pipe pair for bursts.
+type splicePipe struct{ r, w int }
+
+func (p *splicePipe) close() {
+	syscall.Close(p.r)
+	syscall.Close(p.w)
+}
+
+// splicePipes holds idle pipes for the next bursts: a few, so that busy
+// tunnels do not create a pipe per burst, and bounded, so that idle
+// tunnels' descriptors stay two each (issue 12's count allows a constant).
+var splicePipes = make(chan *splicePipe, 16)
+
+// getSplicePipe takes a pipe from splicePipes or makes one.
+func getSplicePipe() (*splicePipe, error) {
+	select {
+	case p := <-splicePipes:
+		return p, nil
+	default:
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return nil, err
+	}
+	// A bigger pipe moves more per splice; the default 64 KiB still works.
+	unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, maxBurstSplice)
+	return &splicePipe{r: fds[0], w: fds[1]}, nil
+}
+
+// putSplicePipe gives an empty pipe back, or closes it if splicePipes is full.
+func putSplicePipe(p *splicePipe) {
+	select {
+	case splicePipes <- p:
+	default:
+		p.close()
+	}
+}
+
 // readyWaiter is the RawConn.Read callback of one direction: it reports
-// "not yet" until its socket has bytes queued, has reached EOF or has
-// failed, and says which.
+// "not yet" until its socket is readable, has reached EOF or has failed,
+// and says which.
 type readyWaiter struct {
-	queued int   // bytes the kernel holds for us
 	eof    bool  // the peer half-closed and nothing is queued
 	err    error // the socket failed (reset)
-	hot    bool  // the last burst moved bytes: more may be queued already
+	waited bool  // the poller woke us: the burst will find out what is there
 }
 
 // ready is called by RawConn.Read, first at once and then each time the
-// poller sees the socket readable; false sends it back to wait. While
-// bytes are flowing (hot: the last burst moved some) SIOCINQ first
-// counts what is queued, one system call when more is there. Otherwise,
-// and when nothing is queued, a one-byte peek tells "not yet", EOF and
-// failure apart, one system call for the common cases of a tunnel that
-// waits or ends.
+// poller sees the socket readable; false sends it back to wait. The first
+// call peeks one byte (MSG_PEEK|MSG_DONTWAIT), which tells "not yet", EOF
+// and failure apart without taking anything: the poller's readiness was
+// reset when the wait began, so bytes already queued would not wake it.
+// After a wake-up it answers at once, and the burst's splice finds out
+// what is there (nothing: it gives the pipe back and the direction waits
+// again; EOF: zero bytes).
 func (w *readyWaiter) ready(fd uintptr) bool {
-	if w.hot {
-		q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			w.err = err
-			return true
-		}
-		if q > 0 {
-			w.queued = q
-			return true
-		}
+	if w.waited {
+		return true
 	}
 	for {
 		var b byte
@@ -100,6 +251,7 @@ func (w *readyWaiter) ready(fd uintptr) bool {
 			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		switch {
 		case errno == syscall.EAGAIN:
+			w.waited = true
 			return false
 		case errno == syscall.EINTR:
 			continue
@@ -110,11 +262,6 @@ func (w *readyWaiter) ready(fd uintptr) bool {
 			w.eof = true
 			return true
 		}
-		q, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if err != nil {
-			w.err = err
-		}
-		w.queued = max(q, 1)
 		return true
 	}
 }
