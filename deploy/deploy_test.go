@@ -230,7 +230,7 @@ func (d *dashboard) allPanels() []panel {
 
 // TestDashboard checks the dashboard's structure: the datasource is a
 // variable and no panel hard-codes one, every query panel has queries,
-// panel IDs are unique, and the panels the README describes are there.
+// panel IDs are unique, and the panels docs/deploying.md describes are there.
 func TestDashboard(t *testing.T) {
 	d := loadDashboard(t)
 	if d.UID == "" || d.Title == "" {
