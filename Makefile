@@ -38,7 +38,7 @@ check:
 	$(GO) vet ./...
 
 # egressgate vs Squid vs goproxy (unfiltered reference) vs direct, on
-# loopback (README, Performance). Installs Squid when missing. A full run
+# loopback (docs/performance.md). Installs Squid when missing. A full run
 # takes about 6 minutes; BENCHFLAGS=--quick about one.
 bench:
 	command -v squid >/dev/null || test -x /usr/sbin/squid || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq squid)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/metrics"
+	"github.com/egressgate/egressgate/rules"
 )
 
 // needAlertmanagerTool returns the path of a program of Debian's
@@ -43,33 +44,28 @@ const alertmanagerExample = "alertmanager/alertmanager.yml"
 
 var updateAlertmanager = flag.Bool("update-alertmanager", false, "rewrite "+alertmanagerExample+" from the worked example's contacts")
 
+// exampleEnterprise is the worked example whose contacts the shipped
+// Alertmanager configuration routes to.
+const exampleEnterprise = "examples/enterprise/egressgate.yaml"
+
 // exampleTargets returns the contacts of the worked example,
-// deploy/examples/enterprise (estates.d/sydney.yaml included), and the
-// flags of the command line in alertmanager/README.md.
-//
-// INTEGRATION(issue 11): once the example and rules.EstateContacts are on
-// main, build egressgate and run that command line on the example instead
-// of restating its contacts here.
+// deploy/examples/enterprise (estates.d/sydney.yaml included), loaded and
+// mapped as egressgate alertmanager-config does, and the flags of the
+// command line in alertmanager/README.md.
 func exampleTargets(t *testing.T) ([]metrics.EscalationTarget, metrics.AlertmanagerOptions) {
 	t.Helper()
-	soc := metrics.AlertContact{Name: "Enterprise SOC", Email: "soc@example.org", Phone: "+44 20 7946 0000"}
-	targets := []metrics.EscalationTarget{
-		{Estate: "default", Contacts: []metrics.AlertContact{soc}},
-		{Estate: "london", Contacts: []metrics.AlertContact{soc}}, // configured: the enterprise's contacts
-		{Estate: "newyork", Contacts: []metrics.AlertContact{
-			{Name: "Dana Reyes", Email: "dana.reyes@example.org", Phone: "+1 212 555 0101"},
-			{Name: "Lee Park", Email: "lee.park@example.org", Phone: "+1 212 555 0102", OptOutReports: true},
-			{Name: "NY on-call", Email: "ny-oncall@example.org", Phone: "+1 212 555 0199", OptOutReports: true},
-		}},
-		{Estate: "sydney", Contacts: []metrics.AlertContact{{Name: "Sam Taylor", Email: "sam.taylor@example.net", Phone: "+61 2 5550 1234"}}},
+	rs, err := rules.Load(exampleEnterprise)
+	if err != nil {
+		t.Fatal(err)
 	}
+	targets := metrics.EscalationTargets(rs.EstateContacts())
 	opts := metrics.AlertmanagerOptions{
 		WebhookURL: "https://sms-gateway.example.org/send?to={phone}&estate={estate}&role={role}",
 		SMTP: &metrics.SMTP{
 			Smarthost: "smtp.example.org:587", From: "egressgate-alerts@example.org",
 			AuthUsername: "egressgate", AuthPasswordFile: "/etc/prometheus/alertmanager-smtp-password",
 		},
-		Source: "deploy/examples/enterprise/egressgate.yaml",
+		Source: "deploy/" + exampleEnterprise, // the README's command runs from the repository's root
 	}
 	return targets, opts
 }

@@ -230,7 +230,7 @@ func (d *dashboard) allPanels() []panel {
 
 // TestDashboard checks the dashboard's structure: the datasource is a
 // variable and no panel hard-codes one, every query panel has queries,
-// panel IDs are unique, and the panels the README describes are there.
+// panel IDs are unique, and the panels docs/deploying.md describes are there.
 func TestDashboard(t *testing.T) {
 	d := loadDashboard(t)
 	if d.UID == "" || d.Title == "" {
@@ -333,6 +333,23 @@ func dashboardQueries(t *testing.T) []query {
 		}
 	}
 	return qs
+}
+
+// panelExpr returns the expression of query A of the dashboard panel
+// with the given title, Grafana's variables expanded.
+func panelExpr(t *testing.T, title string) string {
+	t.Helper()
+	for _, q := range dashboardQueries(t) {
+		if q.Where == fmt.Sprintf("dashboard panel %q A", title) {
+			e, err := expandVars(q.Expr)
+			if err != nil {
+				t.Fatalf("%s: %v", q.Where, err)
+			}
+			return e
+		}
+	}
+	t.Fatalf("%s: no panel %q", dashboardFile, title)
+	return ""
 }
 
 // alertRule is one rule of alerts.yml.
@@ -484,11 +501,12 @@ func TestConditionParts(t *testing.T) {
 	}
 }
 
-// knownMetrics are the metrics egressgate exports (README, "Metrics"), the
+// knownMetrics are the metrics egressgate exports (docs/metrics.md), the
 // Go and process collectors' that the dashboard uses, and Prometheus's up.
 // Histograms are listed by their base name.
 var knownMetrics = map[string]string{
 	"egressgate_rule_hits_total":                               "counter",
+	"egressgate_rule_upstream_failures_total":                  "counter",
 	"egressgate_rule_info":                                     "gauge",
 	"egressgate_rule_last_hit_timestamp_seconds":               "gauge",
 	"egressgate_requests_total":                                "counter",

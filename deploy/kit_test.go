@@ -26,7 +26,7 @@ const (
 	dockerfile  = "../Dockerfile"
 )
 
-// The ports the artefacts must agree on (README: --listen default :3128,
+// The ports the artefacts must agree on (docs/proxy.md: --listen default :3128,
 // --admin default 127.0.0.1:9128).
 const (
 	proxyPort = 3128
@@ -222,8 +222,8 @@ func isSubset(sub, super map[string]string) bool {
 	return true
 }
 
-// TestKubernetes checks that the manifests decode, that the kinds the
-// README lists are there, and that ports, probes, mounts and selectors
+// TestKubernetes checks that the manifests decode, that the kinds
+// docs/deploying.md lists are there, and that ports, probes, mounts and selectors
 // agree with each other and with egressgate's flags.
 func TestKubernetes(t *testing.T) {
 	objs := loadKubernetes(t)

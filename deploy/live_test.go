@@ -87,8 +87,8 @@ func TestServeFlags(t *testing.T) {
 }
 
 // liveCatalog is the catalog the live test serves: one entry in two
-// groups, on the ports of the test's upstreams, and two entries nothing
-// asks for.
+// groups, on the ports of the test's upstreams, one on a port nothing
+// listens on (admitted, never reached), and two entries nothing asks for.
 const liveCatalog = `catalog: live
 groups:
   - {id: web, title: Web}
@@ -96,6 +96,7 @@ groups:
   - {id: spare, title: Never used}
 entries:
   - {pattern: %[1]s, groups: [web, api], ports: [%[2]d, %[3]d, %[4]d]}
+  - {pattern: unreachable.example.org, groups: [web], ports: [%[4]d]}
   - {pattern: never.example.org, groups: [spare]}
   - {pattern: "*.unused.example.net", groups: [spare]}
 `
@@ -138,7 +139,7 @@ func TestLive(t *testing.T) {
 	const host = "upstream.example.org"
 	// never.example.org too: the probe (--probe-interval) tries every
 	// concrete name, and no test may ask a real resolver.
-	writeFile(t, filepath.Join(dir, "hosts"), "127.0.0.1 "+host+" never.example.org\n")
+	writeFile(t, filepath.Join(dir, "hosts"), "127.0.0.1 "+host+" unreachable.example.org never.example.org\n")
 	writeFile(t, filepath.Join(dir, "live.yaml"), fmt.Sprintf(liveCatalog, host, tlsPort, plainPort, closedPort))
 	writeFile(t, filepath.Join(dir, "config.yaml"), "embedded: []\ncatalogs:\n  - path: live.yaml\n")
 
@@ -205,10 +206,11 @@ func TestLive(t *testing.T) {
 		{fmt.Sprintf("https://%s:%d/", host, tlsPort), true},
 		{fmt.Sprintf("http://%s:%d/", host, plainPort), true},
 		{fmt.Sprintf("http://%s:%d/again", host, plainPort), true},
-		{"https://denied.example.net/", false},                   // not-in-catalog
-		{"http://denied.example.net/", false},                    // not-in-catalog, plain HTTP
-		{fmt.Sprintf("https://%s:1/", host), false},              // port-not-allowed
-		{fmt.Sprintf("https://%s:%d/", host, closedPort), false}, // admitted, refused upstream
+		{"https://denied.example.net/", false},                                  // not-in-catalog
+		{"http://denied.example.net/", false},                                   // not-in-catalog, plain HTTP
+		{fmt.Sprintf("https://%s:1/", host), false},                             // port-not-allowed
+		{fmt.Sprintf("https://%s:%d/", host, closedPort), false},                // admitted, refused upstream
+		{fmt.Sprintf("https://unreachable.example.org:%d/", closedPort), false}, // admitted, never reached
 	} {
 		code, err := get(tc.url)
 		if ok := err == nil && code == http.StatusOK; ok != tc.allow {
@@ -234,13 +236,20 @@ func TestLive(t *testing.T) {
 		{`count(sum by (catalog, rule) (egressgate_rule_hits_total{job=~"egressgate"}) == 0)`, "2"}, // never.example.org, *.unused.example.net
 		{`sum(egressgate_requests_total{decision="deny",reason="port-not-allowed"})`, "1"},
 		{`sum(egressgate_requests_total{decision="deny",reason="not-in-catalog"})`, "2"},
-		{`sum(egressgate_upstream_errors_total{reason="refused"})`, "1"},
+		{`sum(egressgate_upstream_errors_total{reason="refused"})`, "2"},
+		{`sum(egressgate_rule_upstream_failures_total{rule="unreachable.example.org"})`, "1"},
 		{`count(sum by (group) (egressgate_rule_info * on (job, instance, catalog, rule) group_left () egressgate_rule_hits_total) > 0)`, "2"}, // web and api
 	} {
 		res, err := p.query(ctx, tc.expr)
 		if err != nil || len(res) != 1 || fmt.Sprint(res[0].Value[1]) != tc.want {
 			t.Errorf("%s = %v (%v), want %s", tc.expr, res, err, tc.want)
 		}
+	}
+	// upstream.example.org reached its upstream, so its one refused
+	// CONNECT does not make it "never reached".
+	res, err := p.query(ctx, panelExpr(t, "Admitted, never reached"))
+	if err != nil || len(res) != 1 || res[0].Metric["rule"] != "unreachable.example.org" {
+		t.Errorf("Admitted, never reached = %v (%v), want unreachable.example.org only", res, err)
 	}
 }
 

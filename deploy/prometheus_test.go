@@ -341,6 +341,11 @@ func fakeReplica(scale int) http.Handler {
 		line(`egressgate_rule_hits_total{catalog="site",rule="a.example.org"} %d`, 3*c)
 		line(`egressgate_rule_hits_total{catalog="site",rule="b.example.org"} %d`, n)
 		line(`egressgate_rule_hits_total{catalog="site",rule="*.c.example.net"} 0`)
+		// b.example.org is admitted but never reached: every hit fails.
+		line("# TYPE egressgate_rule_upstream_failures_total counter")
+		line(`egressgate_rule_upstream_failures_total{catalog="site",rule="a.example.org"} %d`, c)
+		line(`egressgate_rule_upstream_failures_total{catalog="site",rule="b.example.org"} %d`, n)
+		line(`egressgate_rule_upstream_failures_total{catalog="site",rule="*.c.example.net"} 0`)
 		line("# TYPE egressgate_rule_last_hit_timestamp_seconds gauge")
 		line(`egressgate_rule_last_hit_timestamp_seconds{catalog="site",rule="a.example.org"} %d`, now*int64(min(scale, 1)))
 		line(`egressgate_rule_last_hit_timestamp_seconds{catalog="site",rule="b.example.org"} %d`, now)
@@ -434,19 +439,14 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 	checkRulesHealthy(t, evalCtx, p)
 
 	// What the fakes make true, read through the dashboard's own queries.
-	panelQuery := func(title string) string {
-		for _, q := range dashboardQueries(t) {
-			if strings.HasPrefix(q.Where, fmt.Sprintf("dashboard panel %q A", title)) {
-				e, _ := expandVars(q.Expr)
-				return e
-			}
-		}
-		t.Fatalf("no panel %q", title)
-		return ""
-	}
+	panelQuery := func(title string) string { return panelExpr(t, title) }
 	res, err := p.query(ctx, panelQuery("Never used since start"))
 	if err != nil || len(res) != 1 || res[0].value() != 1 {
 		t.Errorf("Never used since start = %v (%v), want 1 (*.c.example.net; a.example.org is used on one replica only)", res, err)
+	}
+	res, err = p.query(ctx, panelQuery("Admitted, never reached"))
+	if err != nil || len(res) != 1 || res[0].Metric["rule"] != "b.example.org" {
+		t.Errorf("Admitted, never reached = %v (%v), want b.example.org only (a.example.org gets through on the busy replica, *.c.example.net is never asked for)", res, err)
 	}
 	res, err = p.query(ctx, panelQuery("Hits per group"))
 	var groups []string

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // An Alertmanager configuration that escalates each estate's alerts through
@@ -73,6 +75,31 @@ type AlertContact struct {
 type EscalationTarget struct {
 	Estate   string
 	Contacts []AlertContact
+}
+
+// EscalationTargets maps each estate's contacts, as the ruleset has them
+// (rules.Ruleset.EstateContacts), to the generator's input: primary,
+// secondary, tertiary, in that order, skipping those not set. A primary
+// without name or email (an enterprise without contacts) leaves the estate
+// with no contacts at all, and AlertmanagerConfig then says the estate has
+// no primary contact.
+func EscalationTargets(ecs []rules.EstateContacts) []EscalationTarget {
+	out := make([]EscalationTarget, 0, len(ecs))
+	for _, ec := range ecs {
+		t := EscalationTarget{Estate: ec.Estate}
+		add := func(c *rules.Contact) {
+			if c != nil && (c.Name != "" || c.Email != "") {
+				t.Contacts = append(t.Contacts, AlertContact{Name: c.Name, Email: c.Email, Phone: c.Phone, OptOutReports: c.OptOutReports})
+			}
+		}
+		add(&ec.Contacts.Primary)
+		if len(t.Contacts) > 0 {
+			add(ec.Contacts.Secondary)
+			add(ec.Contacts.Tertiary)
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // SMTP is how Alertmanager sends email. The password stays in a file that

@@ -5,11 +5,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // alertingInput is the "input.yaml" section of a testdata/alertmanager-*
@@ -258,4 +261,30 @@ func FuzzURLTemplate(f *testing.F) {
 			t.Errorf("template %q with %q, %q expands to %q: scheme/host %s://%s, want %s://%s", tmplText, v1, v2, got, u.Scheme, u.Host, base.Scheme, base.Host)
 		}
 	})
+}
+
+func TestEscalationTargets(t *testing.T) {
+	ann := rules.Contact{Name: "Ann", Email: "ann@example.org", Phone: "+44 20 7946 0000"}
+	bob := rules.Contact{Name: "Bob", Email: "bob@example.org", OptOutReports: true, OptOutAnnouncements: true}
+	cat := rules.Contact{Name: "Cat", Email: "cat@example.org"}
+	in := []rules.EstateContacts{
+		{Estate: "default", Contacts: rules.Contacts{Primary: ann}},
+		{Estate: "london", Contacts: rules.Contacts{Primary: ann, Secondary: &bob, Tertiary: &cat}},
+		{Estate: "paris", Contacts: rules.Contacts{Primary: ann, Tertiary: &cat}},                  // no secondary: the tertiary moves up
+		{Estate: "rome", Contacts: rules.Contacts{Secondary: &bob}},                                // no primary: none at all, the generator refuses
+		{Estate: "oslo", Contacts: rules.Contacts{Primary: rules.Contact{Email: "o@example.org"}}}, // email only is a contact
+	}
+	A := AlertContact{Name: "Ann", Email: "ann@example.org", Phone: "+44 20 7946 0000"}
+	B := AlertContact{Name: "Bob", Email: "bob@example.org", OptOutReports: true}
+	C := AlertContact{Name: "Cat", Email: "cat@example.org"}
+	want := []EscalationTarget{
+		{Estate: "default", Contacts: []AlertContact{A}},
+		{Estate: "london", Contacts: []AlertContact{A, B, C}},
+		{Estate: "paris", Contacts: []AlertContact{A, C}},
+		{Estate: "rome"},
+		{Estate: "oslo", Contacts: []AlertContact{{Email: "o@example.org"}}},
+	}
+	if got := EscalationTargets(in); !reflect.DeepEqual(got, want) {
+		t.Errorf("EscalationTargets =\n%+v\nwant\n%+v", got, want)
+	}
 }

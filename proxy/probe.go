@@ -55,45 +55,67 @@ type ProbeSkip struct {
 	Reason string `json:"reason"`
 }
 
-// ProbeTargets returns the concrete names of m's entries, sorted by name,
-// with the ports of every entry that names each; and the entries that
-// are skipped: wildcards and globs (no name to try), address prefixes,
-// and examples of per-account hosts.
-func ProbeTargets(m *rules.Matcher) ([]ProbeTarget, []ProbeSkip) {
+// refusedPrefix starts the reason an entry no estate admits is skipped
+// for; the estates' deny reasons follow.
+const refusedPrefix = "refused by every policy: "
+
+// ProbeTargets returns the concrete names that any of the matchers (one
+// per distinct estate policy) admits, sorted by name, with the ports of
+// every entry that names each; and the entries that are skipped, once
+// each: wildcards and globs (no name to try), address prefixes, examples
+// of per-account hosts, and entries that no matcher admits.
+func ProbeTargets(ms ...*rules.Matcher) ([]ProbeTarget, []ProbeSkip) {
 	var targets []ProbeTarget
 	var skipped []ProbeSkip
 	index := map[string]int{}
-	for _, e := range m.Entries() {
-		var why string
-		switch {
-		case e.Kind == rules.KindWildcard:
-			why = "wildcard: no single name to try"
-		case e.Kind == rules.KindGlob:
-			why = "glob: no single name to try"
-		case e.Kind == rules.KindCIDR:
-			why = "address prefix: no name to resolve"
-		case e.Example:
-			why = "example of a per-account host"
-		}
-		if why != "" {
-			skipped = append(skipped, ProbeSkip{e.Pattern, why})
-			continue
-		}
-		if i, ok := index[e.Pattern]; ok {
-			for _, p := range e.Ports {
-				if !slices.Contains(targets[i].Ports, p) {
-					targets[i].Ports = append(targets[i].Ports, p)
-				}
+	skippedWhy := map[string]string{}
+	var skippedOrder []string // catalog order, first matcher first
+	for _, m := range ms {
+		for _, e := range m.Entries() {
+			var why string
+			switch {
+			case e.Kind == rules.KindWildcard:
+				why = "wildcard: no single name to try"
+			case e.Kind == rules.KindGlob:
+				why = "glob: no single name to try"
+			case e.Kind == rules.KindCIDR:
+				why = "address prefix: no name to resolve"
+			case e.Example:
+				why = "example of a per-account host"
+			case e.Deny != rules.ReasonNone:
+				why = refusedPrefix + e.Deny.String()
 			}
-			continue
+			if why != "" {
+				if prev, ok := skippedWhy[e.Pattern]; ok && strings.HasPrefix(prev, refusedPrefix) && !strings.Contains(prev, e.Deny.String()) {
+					skippedWhy[e.Pattern] = prev + ", " + e.Deny.String() // each estate's reason
+				}
+				if _, ok := skippedWhy[e.Pattern]; !ok {
+					skippedWhy[e.Pattern] = why
+					skippedOrder = append(skippedOrder, e.Pattern)
+				}
+				continue
+			}
+			if i, ok := index[e.Pattern]; ok {
+				for _, p := range e.Ports {
+					if !slices.Contains(targets[i].Ports, p) {
+						targets[i].Ports = append(targets[i].Ports, p)
+					}
+				}
+				continue
+			}
+			index[e.Pattern] = len(targets)
+			targets = append(targets, ProbeTarget{Name: e.Pattern, Rule: e.Pattern, Ports: slices.Clone(e.Ports)})
 		}
-		index[e.Pattern] = len(targets)
-		targets = append(targets, ProbeTarget{Name: e.Pattern, Rule: e.Pattern, Ports: slices.Clone(e.Ports)})
 	}
 	for i := range targets {
 		slices.Sort(targets[i].Ports)
 	}
 	slices.SortFunc(targets, func(a, b ProbeTarget) int { return strings.Compare(a.Name, b.Name) })
+	for _, rule := range skippedOrder {
+		if _, probed := index[rule]; !probed { // another estate admits it
+			skipped = append(skipped, ProbeSkip{rule, skippedWhy[rule]})
+		}
+	}
 	return targets, skipped
 }
 

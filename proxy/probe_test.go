@@ -267,3 +267,41 @@ func TestProbeStops(t *testing.T) {
 		t.Fatalf("%d results, want %d", len(res), len(targets))
 	}
 }
+
+// TestProbeTargetsEstates probes the union of what the worked example's
+// estates admit: a Live Response host that only newyork admits is probed
+// once; one in a region no estate uses is skipped with its reason.
+func TestProbeTargetsEstates(t *testing.T) {
+	rs, err := rules.Load("../deploy/examples/enterprise/egressgate.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, skipped := ProbeTargets(rs.Matchers()...)
+	probed := map[string]bool{}
+	for _, tg := range targets {
+		if probed[tg.Name] {
+			t.Errorf("%s probed twice", tg.Name)
+		}
+		probed[tg.Name] = true
+	}
+	why := map[string]string{}
+	for _, s := range skipped {
+		if _, dup := why[s.Rule]; dup {
+			t.Errorf("%s skipped twice", s.Rule)
+		}
+		why[s.Rule] = s.Reason
+	}
+	for _, tc := range []struct{ name, skip string }{
+		{"central.sophos.com", ""},
+		{"live-terminal-us-east-2.prod.hydra.sophos.com", ""}, // newyork only
+		{"live-terminal-eu-west-1.prod.hydra.sophos.com", "refused by every policy: live-response-off, region-excluded, not-licensed"},
+		{"*.sophos.com", "wildcard: no single name to try"},
+	} {
+		if tc.skip == "" && !probed[tc.name] {
+			t.Errorf("%s not probed (skipped: %q)", tc.name, why[tc.name])
+		}
+		if tc.skip != "" && (probed[tc.name] || why[tc.name] != tc.skip) {
+			t.Errorf("%s: probed %v, skipped %q; want skipped %q", tc.name, probed[tc.name], why[tc.name], tc.skip)
+		}
+	}
+}

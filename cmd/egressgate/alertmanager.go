@@ -27,12 +27,7 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	opts.Source = rs.Config.Path
-	ecs, err := estateContacts(rs)
-	if err != nil {
-		fmt.Fprintf(stderr, "egressgate alertmanager-config: %v\n", err)
-		return 1
-	}
-	data, err := metrics.AlertmanagerConfig(escalationTargets(ecs), opts)
+	data, err := metrics.AlertmanagerConfig(metrics.EscalationTargets(rs.EstateContacts()), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate alertmanager-config: %v\n", err)
 		return 1
@@ -121,41 +116,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
-}
-
-// The contacts types are rules', so that the generator reads the loaded
-// config's estates as they are.
-type (
-	contact          = rules.Contact
-	contacts         = rules.Contacts
-	estateContactsOf = rules.EstateContacts
-)
-
-// estateContacts returns every estate of the ruleset with its contacts in
-// effect, the enterprise's own (estate "default") among them.
-func estateContacts(rs *rules.Ruleset) ([]estateContactsOf, error) {
-	return rs.EstateContacts(), nil
-}
-
-// escalationTargets maps each estate's contacts to the generator's input:
-// primary, secondary, tertiary, in that order, skipping those not set. A
-// primary without name or email (an enterprise without contacts) is left
-// out, and the generator then says the estate has no primary contact.
-func escalationTargets(ecs []estateContactsOf) []metrics.EscalationTarget {
-	out := make([]metrics.EscalationTarget, 0, len(ecs))
-	for _, ec := range ecs {
-		t := metrics.EscalationTarget{Estate: ec.Estate}
-		add := func(c *contact) {
-			if c != nil && (c.Name != "" || c.Email != "") {
-				t.Contacts = append(t.Contacts, metrics.AlertContact{Name: c.Name, Email: c.Email, Phone: c.Phone, OptOutReports: c.OptOutReports})
-			}
-		}
-		add(&ec.Contacts.Primary)
-		if len(t.Contacts) > 0 {
-			add(ec.Contacts.Secondary)
-			add(ec.Contacts.Tertiary)
-		}
-		out = append(out, t)
-	}
-	return out
 }

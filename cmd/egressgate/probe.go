@@ -69,7 +69,7 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	targets, skipped := proxy.ProbeTargets(rs.Matcher)
+	targets, skipped := proxy.ProbeTargets(rs.Matchers()...)
 	if isTerminal(stderr) {
 		p.Progress = func(done, total int) { fmt.Fprintf(stderr, "\rprobing %d/%d names", done, total) }
 	}
@@ -206,11 +206,11 @@ func isTerminal(w io.Writer) bool {
 
 // probeLoop runs p on the current matcher every interval until ctx ends,
 // and exports each run through m. The first run starts at once.
-func probeLoop(ctx context.Context, interval time.Duration, p *proxy.Prober, current func() *rules.Matcher, m *metrics.ProbeMetrics, log *slog.Logger) {
+func probeLoop(ctx context.Context, interval time.Duration, p *proxy.Prober, current func() []*rules.Matcher, m *metrics.ProbeMetrics, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		targets, _ := proxy.ProbeTargets(current())
+		targets, _ := proxy.ProbeTargets(current()...)
 		start := time.Now()
 		results := p.Run(ctx, targets)
 		if ctx.Err() != nil {

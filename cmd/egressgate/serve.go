@@ -334,7 +334,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		p := newServerProber(cfg)
 		pm := metrics.NewProbeMetrics(tel.reg)
 		wg.Go(func() {
-			probeLoop(watchCtx, o.probeEvery, p, func() *rules.Matcher { return reloader.Current().Matcher }, pm, log)
+			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
 		})
 	}
 	listening.Store(true)
