@@ -156,5 +156,13 @@ func hijack(w http.ResponseWriter) (net.Conn, []byte, error) {
 		b, _ := brw.Reader.Peek(n)
 		early = append(make([]byte, 0, n), b...)
 	}
+	// A connection the front end handed to net/http with bytes it had
+	// read comes back wrapped; those net/http has not read yet follow
+	// its buffer. Unwrapped, the tunnel has the TCP connection itself:
+	// splice, and a half-close rather than a close at the peer's EOF.
+	if rc, ok := c.(*replayConn); ok {
+		early = append(early, rc.pending...)
+		c = rc.Conn
+	}
 	return c, early, nil
 }

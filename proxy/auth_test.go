@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/egressgate/egressgate/rules"
+)
+
+// authProxy starts a proxy that requires proxy authentication and admits
+// up.example.org:port (on loopback) only to the users file's estate
+// "inside". users maps a name to its password.
+func authProxy(t *testing.T, port uint16, users map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	var file strings.Builder
+	for name, pass := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&file, "%s:%s:inside\n", name, hash)
+	}
+	os.WriteFile(filepath.Join(dir, "users"), []byte(file.String()), 0o600)
+	os.WriteFile(filepath.Join(dir, "local.txt"), []byte(fmt.Sprintf("up.example.org:%d\n", port)), 0o644)
+	cfg := filepath.Join(dir, "egressgate.yaml")
+	os.WriteFile(cfg, []byte(`embedded: []
+catalogs: [{path: local.txt}]
+policy:
+  disable: [local]
+estates:
+  - name: inside
+    subnets: [127.200.0.0/16]
+    source: enterprise
+    policy:
+      enable: [local]
+auth:
+  password_file: users
+  required: true
+`), 0o644)
+	rl, err := rules.NewReloader(cfg, nil, rules.ReloadHooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := startProxy(t, Config{Rules: rl, Recorder: &recorder{},
+		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	return addr
+}
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// TestAuthTunnelHalfClose: with proxy authentication on, CONNECTs are read
+// by net/http, not the front end; the tunnel must still half-close. The
+// upstream speaks, half-closes, and then reads what the client sends after
+// it saw that EOF.
+func TestAuthTunnelHalfClose(t *testing.T) {
+	got := make(chan string, 1)
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		io.WriteString(c, "banner")
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	})
+	port := portOf(t, up)
+	addr := authProxy(t, port, map[string]string{"bob": "hunter2-secret"})
+	c, code, _ := connectFrom(t, addr, "127.0.0.1", fmt.Sprintf("up.example.org:%d", port), basic("bob", "hunter2-secret"))
+	if code != 200 {
+		t.Fatalf("CONNECT with credentials = %d, want 200", code)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != "banner" {
+		t.Fatalf("read until upstream's EOF = %q, %v", b, err)
+	}
+	io.WriteString(c, "after-eof")
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case s := <-got:
+		if s != "after-eof" {
+			t.Errorf("upstream read %q after its half-close, want %q", s, "after-eof")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream never saw the client's bytes and EOF")
+	}
+}
