@@ -203,9 +203,16 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// errHTTPVersion is a head whose version is not HTTP/1.x: net/http
+// answers 505.
+var errHTTPVersion = errors.New("unsupported protocol version")
+
 // checkHead applies the checks net/http's server makes after parsing a
 // request, so a head is refused the same way whichever reads it.
 func checkHead(r *http.Request) error {
+	if r.ProtoMajor != 1 {
+		return errHTTPVersion
+	}
 	if hosts := r.Header["Host"]; len(hosts) > 1 {
 		return errors.New("too many Host headers")
 	} else if len(hosts) == 1 && !httpguts.ValidHostHeader(hosts[0]) {
@@ -226,7 +233,8 @@ func checkHead(r *http.Request) error {
 
 // badHead answers a CONNECT head that does not parse as net/http does:
 // silence for a timeout or a client gone, 431 for a head over
-// MaxHeaderBytes, 400 otherwise; then closes.
+// MaxHeaderBytes, 505 for a version other than HTTP/1.x, 400 otherwise;
+// then closes.
 func badHead(c net.Conn, err error, tooLarge bool) {
 	defer c.Close()
 	var ne net.Error
@@ -236,6 +244,10 @@ func badHead(c net.Conn, err error, tooLarge bool) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	if tooLarge {
 		io.WriteString(c, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")
+		return
+	}
+	if errors.Is(err, errHTTPVersion) {
+		io.WriteString(c, "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported")
 		return
 	}
 	io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")

@@ -34,6 +34,8 @@ func TestFrontEnd(t *testing.T) {
 		{"bad-authority", "CONNECT [name]:443 HTTP/1.1\r\n\r\n", "400"},
 		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
 		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400"},
+		{"http2-version", "CONNECT " + target + " HTTP/2.0\r\nHost: " + target + "\r\n\r\n", "505"},
+		{"http0-version", "CONNECT " + target + " HTTP/0.9\r\nHost: " + target + "\r\n\r\n", "505"},
 		{"head-too-large", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", "431"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
