@@ -137,7 +137,7 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	}
 	c.SetReadDeadline(time.Time{})
 	r.RemoteAddr = c.RemoteAddr().String()
-	w := &frontWriter{conn: c, br: br, header: http.Header{}}
+	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close}
 	s.ServeHTTP(w, r)
 	if w.hijacked {
 		release() // hijack copied what the tunnel needs
@@ -263,7 +263,7 @@ type frontWriter struct {
 	buf        []byte
 	status     int
 	hijacked   bool
-	closeAfter bool // the answer said Connection: close, or had no length
+	closeAfter bool // the request or answer said Connection: close (or HTTP/1.0), or the answer had no length
 }
 
 func (w *frontWriter) Header() http.Header { return w.header }
@@ -278,7 +278,7 @@ func (w *frontWriter) WriteHeader(code int) {
 	w.buf = append(w.buf, ' ')
 	w.buf = append(w.buf, http.StatusText(code)...)
 	w.buf = append(w.buf, "\r\n"...)
-	if w.header.Get("Content-Length") == "" || w.header.Get("Connection") == "close" {
+	if w.closeAfter || w.header.Get("Content-Length") == "" || w.header.Get("Connection") == "close" {
 		w.closeAfter = true
 		w.header.Set("Connection", "close")
 	}

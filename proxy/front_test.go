@@ -75,6 +75,24 @@ func TestFrontEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	for _, tc := range []struct{ name, raw string }{
+		{"http1.0-refused-closes", "CONNECT denied.example.org:443 HTTP/1.0\r\n\r\n"},
+		{"connection-close-refused-closes", "CONNECT denied.example.org:443 HTTP/1.1\r\nHost: denied.example.org:443\r\nConnection: close\r\n\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The client asked for no second request: after the answer
+			// the proxy closes, as net/http does, rather than holding the
+			// connection for a keep-alive the client never wanted.
+			c, head := send(t, tc.raw)
+			if !strings.HasPrefix(head, "HTTP/1.1 403 ") || !strings.Contains(head, "Connection: close\r\n") {
+				t.Fatalf("answer %q, want 403 with Connection: close", head)
+			}
+			c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				t.Fatalf("connection not closed after the answer: %v", err)
+			}
+		})
+	}
 	t.Run("slow-prefix", func(t *testing.T) {
 		// "CONN", a pause, then the rest: the front end waits for the method.
 		c, err := net.Dial("tcp", addr)
