@@ -116,14 +116,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 		}
 	}
 	if es == nil {
-		d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Action: ActionDeny, Reason: rules.ReasonProxyAuth}
-		if r.Method == http.MethodConnect {
-			d.Listener = ListenerConnect
-			d.Host, d.Port, _ = parseTarget(r.RequestURI)
-		} else {
-			d.Host = r.URL.Hostname()
-		}
-		s.rec.Decided(d)
+		s.rec.Decided(earlyDeny(r, client, rules.ReasonProxyAuth))
 		w.Header().Set("Proxy-Authenticate", `Basic realm="`+users.Realm+`", charset="UTF-8"`)
 		answer{http.StatusProxyAuthRequired, rules.ReasonProxyAuth.String(), "egressgate: proxy authentication required"}.write(w)
 		return nil

@@ -133,14 +133,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := remoteAddrPort(r.RemoteAddr)
 	if !s.acl.allows(client.Addr()) {
-		d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Action: ActionDeny, Reason: rules.ReasonClientNotAllowed}
-		if r.Method == http.MethodConnect {
-			d.Listener = ListenerConnect
-			d.Host, d.Port, _ = parseTarget(r.RequestURI)
-		} else {
-			d.Host = r.URL.Hostname()
-		}
-		s.rec.Decided(d)
+		s.rec.Decided(earlyDeny(r, client, rules.ReasonClientNotAllowed))
 		s.cfg.Log.Warn("client not allowed", "client", client.Addr(), "method", r.Method)
 		w.Header().Set("Connection", "close")
 		clientAnswer(client.Addr().String()).write(w)

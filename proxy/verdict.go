@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -39,6 +40,20 @@ func (s *Server) judge(d *Decision) bool {
 // holds in every mode.
 func catalogReason(r rules.Reason) bool {
 	return r == rules.ReasonNotInCatalog || r == rules.ReasonPortNotAllowed
+}
+
+// earlyDeny is the Decision for a request refused before its target is
+// judged (client not allowed, proxy authentication failed): the CONNECT
+// target, or the URL's host.
+func earlyDeny(r *http.Request, client netip.AddrPort, reason rules.Reason) *Decision {
+	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Action: ActionDeny, Reason: reason}
+	if r.Method == http.MethodConnect {
+		d.Listener = ListenerConnect
+		d.Host, d.Port, _ = parseTarget(r.RequestURI)
+	} else {
+		d.Host = r.URL.Hostname()
+	}
+	return d
 }
 
 // deny turns d into a deny for reason.
