@@ -96,7 +96,10 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 	name, password, ok := parseBasic(hdr)
 	var es *rules.Estate
 	if ok {
-		k := authKey(sha256.Sum256([]byte(name + "\x00" + password)))
+		// ':' cannot be in a name (Basic splits at the first), so this
+		// joins each name and password to different bytes; a password
+		// may hold anything, NUL included.
+		k := authKey(sha256.Sum256([]byte(name + ":" + password)))
 		now := time.Now()
 		if es = s.auth.get(k, users, now); es == nil {
 			// bcrypt is slow on purpose; wrong passwords are never cached,

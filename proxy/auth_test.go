@@ -95,3 +95,20 @@ func TestAuthTunnelHalfClose(t *testing.T) {
 		t.Fatal("upstream never saw the client's bytes and EOF")
 	}
 }
+
+// TestAuthCacheKeyUnambiguous: a cached success for one name and password
+// must not admit a different name and password that join to the same
+// bytes. Names cannot hold ':' (Basic splits at the first), passwords can
+// hold anything, NUL included.
+func TestAuthCacheKeyUnambiguous(t *testing.T) {
+	up := echoServer(t, echo)
+	port := portOf(t, up)
+	addr := authProxy(t, port, map[string]string{"a": "b\x00c"})
+	target := fmt.Sprintf("up.example.org:%d", port)
+	if _, code, _ := connectFrom(t, addr, "127.0.0.1", target, basic("a", "b\x00c")); code != 200 {
+		t.Fatalf("CONNECT as a = %d, want 200", code)
+	}
+	if _, code, _ := connectFrom(t, addr, "127.0.0.1", target, basic("a\x00b", "c")); code != 407 {
+		t.Errorf("CONNECT as %q after a's success = %d, want 407", "a\x00b", code)
+	}
+}
