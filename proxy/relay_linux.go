@@ -14,9 +14,9 @@ import (
 )
 
 // pipe copies src to dst until EOF or error and adds the bytes to *n. On
-// EOF it half-closes dst (the peer sees our EOF and may still answer); on
-// an error it closes the whole tunnel, so that the other direction ends
-// too.
+// EOF it half-closes dst (the peer sees our EOF and may still answer) and
+// reports true; on an error it closes the whole tunnel, so that the other
+// direction ends too.
 //
 // Between TCP sockets it splices in bursts so that an idle tunnel holds
 // its two sockets and nothing else. io.Copy would splice too, but it takes
@@ -27,18 +27,17 @@ import (
 // poller waits for a slow dst) until src has nothing more (EAGAIN), and
 // gives the pipe back. Between bursts the direction waits for src to be
 // readable through the poller, with no pipe.
-func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
+func (t *tunnel) pipe(dst, src net.Conn, n *int64) (eof bool) {
 	d, dok := dst.(*net.TCPConn)
 	s, sok := src.(*net.TCPConn)
 	if !dok || !sok {
-		t.copyChunks(dst, src, n)
-		return
+		return t.copyChunks(dst, src, n)
 	}
 	srcRC, err1 := s.SyscallConn()
 	dstRC, err2 := d.SyscallConn()
 	if err1 != nil || err2 != nil {
 		t.close()
-		return
+		return false
 	}
 	b := burst{src: srcRC, dst: dstRC}
 	b.init()
@@ -48,11 +47,11 @@ func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
 		w.eof, w.err, w.waited = false, nil, false
 		if err := srcRC.Read(ready); err != nil || w.err != nil {
 			t.close() // closed, deadline, or reset
-			return
+			return false
 		}
 		if w.eof {
 			closeWrite(dst)
-			return
+			return true
 		}
 		moved, eof, err := b.run(s, d)
 		*n += moved
@@ -62,11 +61,39 @@ func (t *tunnel) pipe(dst, src net.Conn, n *int64) {
 		switch {
 		case err != nil:
 			t.close()
-			return
+			return false
 		case eof:
 			closeWrite(dst)
-			return
+			return true
 		}
+	}
+}
+
+// awaitReset is what a direction does after src's EOF while the other
+// direction still runs: it waits until src fails, and then closes the
+// tunnel. Nothing else reads src any more, so without it a peer that
+// half-closed and then vanished (its keepalive probe answered with a
+// reset) would go unnoticed for as long as the other side stays open and
+// quiet. It returns when the tunnel is closed.
+func (t *tunnel) awaitReset(src net.Conn) {
+	s, ok := src.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	rc, err := s.SyscallConn()
+	if err != nil {
+		return
+	}
+	failed := false
+	rc.Read(func(fd uintptr) bool {
+		// A read would say EOF even after a reset: the socket's error
+		// is where the reset (or a keepalive timeout) shows.
+		soErr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		failed = err != nil || soErr != 0
+		return failed
+	})
+	if failed {
+		t.close()
 	}
 }
 

@@ -330,3 +330,30 @@ func TestRelayIntegrityUnderBackpressure(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfClosedPeerResetEndsTunnel: a client half-closes (its EOF goes
+// on to the upstream, which keeps the connection open and says nothing),
+// then resets its connection, as a peer that gave up does, or as its
+// kernel answers a keepalive probe once the peer is gone. Nothing reads
+// the client's socket after its EOF, so only a watch on that socket sees
+// the reset; without one the tunnel stays open as long as the upstream.
+func TestHalfClosedPeerResetEndsTunnel(t *testing.T) {
+	hold := make(chan struct{})
+	t.Cleanup(func() { close(hold) })
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c) // until the client's EOF, then silence
+		<-hold
+	})
+	target := fmt.Sprintf("quiet.example.org:%d", portOf(t, up))
+	rec := &recorder{}
+	addr, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("quiet.example.org"),
+		AllowDest: loopbackDest, Recorder: rec})
+	c := openTunnel(t, addr, target)
+	tunnelConns(t, srv)
+	c.(*net.TCPConn).CloseWrite()
+	time.Sleep(100 * time.Millisecond) // the EOF reaches the proxy
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // a reset
+	rec.waitClosed(t, 1)
+}

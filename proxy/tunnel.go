@@ -107,20 +107,26 @@ func (t *tunnel) relay(toUpstream, toClient []byte, end func(TunnelStats)) {
 
 // pipeUp is the goroutine copying client to upstream.
 func (t *tunnel) pipeUp() {
-	t.pipe(t.upstream, t.client, &t.upBytes)
-	t.directionDone()
+	eof := t.pipe(t.upstream, t.client, &t.upBytes)
+	t.directionDone(t.client, eof)
 }
 
 // pipeDown is the goroutine copying upstream to client.
 func (t *tunnel) pipeDown() {
-	t.pipe(t.client, t.upstream, &t.downBytes)
-	t.directionDone()
+	eof := t.pipe(t.client, t.upstream, &t.downBytes)
+	t.directionDone(t.upstream, eof)
 }
 
-// directionDone ends the tunnel when the second direction is done.
-func (t *tunnel) directionDone() {
+// directionDone ends the tunnel when the second direction is done. A
+// first direction that ended at src's EOF then watches src for a reset
+// (awaitReset) until the tunnel closes.
+func (t *tunnel) directionDone(src net.Conn, eof bool) {
 	if t.running.Add(-1) == 0 {
 		t.finish()
+		return
+	}
+	if eof {
+		t.awaitReset(src)
 	}
 }
 
@@ -166,7 +172,7 @@ func (t *tunnel) checkIdle() {
 // copyChunks is pipe for connections that cannot splice (not TCP, or
 // not Linux): a user-space copy through a buffer of its own that stamps
 // lastActive for each chunk.
-func (t *tunnel) copyChunks(dst, src net.Conn, n *int64) {
+func (t *tunnel) copyChunks(dst, src net.Conn, n *int64) (eof bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		r, err := src.Read(buf)
@@ -176,16 +182,16 @@ func (t *tunnel) copyChunks(dst, src net.Conn, n *int64) {
 			t.lastActive.Store(time.Now().UnixNano())
 			if werr != nil {
 				t.close()
-				return
+				return false
 			}
 		}
 		switch {
 		case err == io.EOF:
 			closeWrite(dst)
-			return
+			return true
 		case err != nil:
 			t.close()
-			return
+			return false
 		}
 	}
 }
