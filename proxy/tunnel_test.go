@@ -45,3 +45,62 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 		b.Fatal("upstream did not see the end")
 	}
 }
+
+// TestHalfCloseOrders ends a tunnel's two directions in each order, with
+// bytes still to come in the direction left open: the EOF of one side
+// reaches the other as a half-close, never as a close, and the tunnel
+// ends once both have.
+func TestHalfCloseOrders(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		upstreamFirst bool
+	}{
+		{"client-eof-first", false},
+		{"upstream-eof-first", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan string, 1)
+			up := echoServer(t, func(c net.Conn) {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if tc.upstreamFirst {
+					io.WriteString(c, "from-upstream")
+					c.(*net.TCPConn).CloseWrite()
+					b, _ := io.ReadAll(c)
+					got <- string(b)
+					return
+				}
+				b, _ := io.ReadAll(c)
+				got <- string(b)
+				io.WriteString(c, "answer-after-eof")
+				c.(*net.TCPConn).CloseWrite()
+			})
+			target := fmt.Sprintf("half.example.org:%d", portOf(t, up))
+			rec := &recorder{}
+			addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("half.example.org"),
+				AllowDest: loopbackDest, Recorder: rec})
+			c := openTunnel(t, addr, target)
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if tc.upstreamFirst {
+				if b, err := io.ReadAll(c); err != nil || string(b) != "from-upstream" {
+					t.Fatalf("client read %q, %v; want the upstream's bytes, then EOF", b, err)
+				}
+				io.WriteString(c, "client-after-eof")
+				c.(*net.TCPConn).CloseWrite()
+				if s := <-got; s != "client-after-eof" {
+					t.Errorf("upstream read %q after its EOF, want %q", s, "client-after-eof")
+				}
+			} else {
+				io.WriteString(c, "request")
+				c.(*net.TCPConn).CloseWrite()
+				if s := <-got; s != "request" {
+					t.Errorf("upstream read %q, want %q", s, "request")
+				}
+				if b, err := io.ReadAll(c); err != nil || string(b) != "answer-after-eof" {
+					t.Errorf("client read %q, %v after its EOF, want the answer", b, err)
+				}
+			}
+			rec.waitClosed(t, 1)
+		})
+	}
+}
