@@ -15,8 +15,9 @@ import (
 const ReasonNoDescriptors = "out-of-descriptors"
 
 // Descriptor budget behind DefaultMaxConns: a tunnel holds two
-// descriptors (client and upstream socket) and, only while bytes flow, a
-// pipe pair from Go's splice pool. reservedFDs covers the listeners, log
+// descriptors (client and upstream socket) and, only during a burst, a
+// pipe pair from the relay's pool (relay_linux.go), which keeps at most 16
+// idle. reservedFDs covers the listeners, log
 // and config files, the admin server and DNS; 1/fdHeadroomDiv of the
 // limit covers the pipes of busy tunnels and connections not yet counted
 // (accepted, still reading their request head).
