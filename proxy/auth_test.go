@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -110,5 +111,38 @@ func TestAuthCacheKeyUnambiguous(t *testing.T) {
 	}
 	if _, code, _ := connectFrom(t, addr, "127.0.0.1", target, basic("a\x00b", "c")); code != 407 {
 		t.Errorf("CONNECT as %q after a's success = %d, want 407", "a\x00b", code)
+	}
+}
+
+// TestAuthTunnelEarlyBytes: with proxy authentication on, bytes a client
+// pipelines after its CONNECT head (more than one buffer's worth) reach
+// the upstream whole and in order, whichever reader held them.
+func TestAuthTunnelEarlyBytes(t *testing.T) {
+	up := echoServer(t, echo)
+	port := portOf(t, up)
+	addr := authProxy(t, port, map[string]string{"bob": "hunter2-secret"})
+	target := fmt.Sprintf("up.example.org:%d", port)
+	early := make([]byte, 64<<10)
+	for i := range early {
+		early[i] = byte(i * 7)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	head := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", target, target, basic("bob", "hunter2-secret"))
+	go func() {
+		c.Write(append([]byte(head), early...))
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	answer, err := readHead(c)
+	if err != nil || !strings.HasPrefix(answer, "HTTP/1.1 200 ") {
+		t.Fatalf("CONNECT = %q, %v; want 200", answer, err)
+	}
+	back, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(back, early) {
+		t.Fatalf("echo of %d early bytes: %d back, equal %v, %v", len(early), len(back), bytes.Equal(back, early), err)
 	}
 }
