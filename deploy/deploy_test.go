@@ -352,6 +352,18 @@ func panelExpr(t *testing.T, title string) string {
 	return ""
 }
 
+// alertExpr returns the expression of the alert with the given name.
+func alertExpr(t *testing.T, name string) string {
+	t.Helper()
+	for _, r := range loadAlerts(t) {
+		if r.Alert == name {
+			return r.Expr
+		}
+	}
+	t.Fatalf("%s: no alert %s", alertsFile, name)
+	return ""
+}
+
 // alertRule is one rule of alerts.yml.
 type alertRule struct {
 	Alert       string            `yaml:"alert"`
@@ -526,6 +538,9 @@ var knownMetrics = map[string]string{
 	"egressgate_build_info":                                    "gauge",
 	"egressgate_probe_success":                                 "gauge",
 	"egressgate_probe_duration_seconds":                        "gauge",
+	"egressgate_proxy_connections_max":                         "gauge",
+	"egressgate_proxy_connections_active":                      "gauge",
+	"egressgate_proxy_descriptor_exhaustion_total":             "counter",
 	"process_resident_memory_bytes":                            "gauge",
 	"process_open_fds":                                         "gauge",
 	"process_max_fds":                                          "gauge",

@@ -403,6 +403,17 @@ func fakeReplica(scale int) http.Handler {
 		line("# TYPE egressgate_probe_duration_seconds gauge")
 		line(`egressgate_probe_duration_seconds{rule="a.example.org",port="",step="dns"} 0.002`)
 		line(`egressgate_probe_duration_seconds{rule="a.example.org",port="443",step="tcp"} 0.02`)
+		// The busy replica is at 95% of its cap and ran out of descriptors
+		// once per scrape; the idle one has none in use.
+		line("# TYPE egressgate_proxy_connections_max gauge")
+		line(`egressgate_proxy_connections_max 1000`)
+		line("# TYPE egressgate_proxy_connections_active gauge")
+		line(`egressgate_proxy_connections_active %d`, 950*scale)
+		line("# TYPE egressgate_proxy_refused_total counter")
+		line(`egressgate_proxy_refused_total{reason="max-conns"} %d`, 4*c)
+		line(`egressgate_proxy_refused_total{reason="out-of-descriptors"} %d`, c)
+		line("# TYPE egressgate_proxy_descriptor_exhaustion_total counter")
+		line(`egressgate_proxy_descriptor_exhaustion_total %d`, c)
 		line("# TYPE process_resident_memory_bytes gauge")
 		line(`process_resident_memory_bytes 2e+07`)
 		line("# TYPE process_open_fds gauge")
@@ -443,6 +454,15 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 	res, err := p.query(ctx, panelQuery("Never used since start"))
 	if err != nil || len(res) != 1 || res[0].value() != 1 {
 		t.Errorf("Never used since start = %v (%v), want 1 (*.c.example.net; a.example.org is used on one replica only)", res, err)
+	}
+	// The busy replica holds 950 of its 1000 connections and runs out of
+	// descriptors on every scrape; the idle one does neither.
+	busyInstance := busy.Listener.Addr().String()
+	for _, name := range []string{"EgressgateConnectionsNearLimit", "EgressgateDescriptorsExhausted"} {
+		res, err := p.query(ctx, alertExpr(t, name))
+		if err != nil || len(res) != 1 || res[0].Metric["instance"] != busyInstance {
+			t.Errorf("alert %s condition = %v (%v), want the busy replica %s only", name, res, err, busyInstance)
+		}
 	}
 	res, err = p.query(ctx, panelQuery("Admitted, never reached"))
 	if err != nil || len(res) != 1 || res[0].Metric["rule"] != "b.example.org" {
