@@ -298,7 +298,7 @@ func TestDashboard(t *testing.T) {
 	}
 	for _, want := range []string{"Requests by decision", "Top deny reasons (range)", "Catalog entries: used and never used",
 		"Never used since start", "Hits per group", "Active tunnels", "Tunnel throughput", "Upstream errors by reason",
-		"Last catalog reload", "Since last good reload"} {
+		"Last catalog reload", "Since last good reload", "Connections: active vs max", "Refused by reason"} {
 		if !titles[want] {
 			t.Errorf("no panel %q", want)
 		}
@@ -540,6 +540,7 @@ var knownMetrics = map[string]string{
 	"egressgate_probe_duration_seconds":                        "gauge",
 	"egressgate_proxy_connections_max":                         "gauge",
 	"egressgate_proxy_connections_active":                      "gauge",
+	"egressgate_proxy_refused_total":                           "counter",
 	"egressgate_proxy_descriptor_exhaustion_total":             "counter",
 	"process_resident_memory_bytes":                            "gauge",
 	"process_open_fds":                                         "gauge",

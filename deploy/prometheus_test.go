@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -463,6 +464,16 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 		if err != nil || len(res) != 1 || res[0].Metric["instance"] != busyInstance {
 			t.Errorf("alert %s condition = %v (%v), want the busy replica %s only", name, res, err, busyInstance)
 		}
+	}
+	res, err = p.query(ctx, panelQuery("Refused by reason"))
+	refused := map[string]bool{}
+	for _, s := range res {
+		if s.value() > 0 {
+			refused[s.Metric["instance"]+" "+s.Metric["reason"]] = true
+		}
+	}
+	if want := map[string]bool{busyInstance + " max-conns": true, busyInstance + " out-of-descriptors": true}; err != nil || !maps.Equal(refused, want) {
+		t.Errorf("Refused by reason: refusing %v (%v), want %v (the idle replica refuses nothing)", refused, err, want)
 	}
 	res, err = p.query(ctx, panelQuery("Admitted, never reached"))
 	if err != nil || len(res) != 1 || res[0].Metric["rule"] != "b.example.org" {
