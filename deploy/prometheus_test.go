@@ -444,6 +444,10 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 	idle := httptest.NewServer(fakeReplica(0))
 	t.Cleanup(idle.Close)
 	p := startPrometheus(t, ctx, []string{busy.Listener.Addr().String(), idle.Listener.Addr().String()})
+	// rate() and increase() need two samples of a series: until each
+	// replica has been scraped twice, an expression can return data from
+	// one replica while the other's rate is still missing.
+	waitQuery(t, ctx, p, `min(count_over_time(up{job="egressgate"}[1m])) >= 2 and count(up{job="egressgate"}) == 2`, "both fake replicas scraped twice")
 
 	evalCtx, cancelEval := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelEval()
