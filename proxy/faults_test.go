@@ -455,3 +455,22 @@ func TestClientACL403(t *testing.T) {
 		t.Errorf("decision %s %s, want deny client-not-allowed", d.Action, d.Reason)
 	}
 }
+
+// TestSlowlorisShortPrefix: a client that sends fewer bytes than
+// "CONNECT " and then nothing is cut once HeaderTimeout has passed since
+// it connected, not handed to net/http for a second HeaderTimeout.
+func TestSlowlorisShortPrefix(t *testing.T) {
+	const timeout = time.Second
+	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, HeaderTimeout: timeout})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "CONN")
+	c.SetReadDeadline(start.Add(timeout * 17 / 10))
+	if _, err := io.Copy(io.Discard, c); isTimeout(err) {
+		t.Fatalf("connection still open %v after its first bytes, with a %v header timeout", time.Since(start).Round(time.Millisecond), timeout)
+	}
+}

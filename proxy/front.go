@@ -115,9 +115,12 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	c.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	if p, err := br.Peek(len(connectPrefix)); err != nil || !bytes.Equal(p, connectPrefix) || s.authRequired() {
 		s.untrackFront(c)
-		if err != nil && br.Buffered() == 0 {
+		var ne net.Error
+		if err != nil && (br.Buffered() == 0 || errors.As(err, &ne) && ne.Timeout()) {
+			// Closed before a byte, or HeaderTimeout spent on a few:
+			// closed as net/http does, not given a second HeaderTimeout.
 			release()
-			c.Close() // timed out or closed before a byte: as net/http does
+			c.Close()
 			return
 		}
 		c.SetReadDeadline(time.Time{})
