@@ -97,7 +97,10 @@ func (es *Estate) Lookup(client netip.Addr, host string, port uint16) Verdict {
 
 // Excluded reports whether client is a device excluded from Live Response.
 func (es *Estate) Excluded(client netip.Addr) bool {
-	client = client.Unmap()
+	// A link-local client's address carries its interface as a zone, and
+	// netip.Prefix.Contains never matches a zoned address: drop it, or
+	// such a device would escape its exclusion.
+	client = client.Unmap().WithZone("")
 	for _, p := range es.Policy.Exclusions {
 		if p.Contains(client) {
 			return true

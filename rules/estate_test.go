@@ -88,6 +88,12 @@ func TestPolicyMatrix(t *testing.T) {
 			{dev, ssp, ReasonNotInCatalog}, {dev, "central.sophos.com", ReasonNone}}},
 		{"linux in wildcard mode: *.sophos.com still covers ssp", Policy{OS: []string{OSLinux}}, []check{
 			{dev, ssp, ReasonNone}}},
+		// A link-local client's address carries its interface as a zone,
+		// which netip.Prefix.Contains refuses to match: it must not slip
+		// past an exclusion that way.
+		{"LR on, IPv6 and mapped clients excluded", Policy{LiveResponse: "on", LiveResponseExclusions: []string{"fe80::/64", "2001:db8::7", exdev}}, []check{
+			{"fe80::5%eth0", lt, ReasonDeviceExcluded}, {"fe80::5", lt, ReasonDeviceExcluded}, {"2001:db8::7%1", lt, ReasonDeviceExcluded},
+			{"::ffff:" + exdev, lt, ReasonDeviceExcluded}, {"fe80:0:0:1::5%eth0", lt, ReasonNone}, {"2001:db8::8", lt, ReasonNone}}},
 		{"remote assistance on", Policy{Enable: []string{"remote-assistance"}}, []check{
 			{dev, apu, ReasonNone}, {dev, lt, ReasonLiveResponseOff}}},
 	}
