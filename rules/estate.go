@@ -138,11 +138,11 @@ type estateFile func(path string) ([]byte, error)
 // buildEstates resolves the enterprise defaults and every estate of cfg,
 // compiles one matcher per distinct policy (reusing prev's when the
 // catalogs did not change) and fills rs. readFile reads an estate's own
-// file; nil means os.ReadFile.
+// file; nil means readLimited.
 func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	cfg, catalogs := rs.Config, rs.Catalogs
 	if readFile == nil {
-		readFile = os.ReadFile
+		readFile = func(p string) ([]byte, error) { return readLimited(p, maxEstateFileBytes) }
 	}
 	warn := func(err error) { rs.Warnings = append(rs.Warnings, err) }
 	ent := where{cfg.Path, cfg.lines, "policy."}
@@ -289,7 +289,10 @@ func loadEstateFile(path string, readFile estateFile, catalogs []*Catalog, warn 
 		if errors.Is(err, os.ErrNotExist) {
 			return Policy{}, &PosError{Pos: Pos{File: path}, Err: fmt.Errorf("estate file missing: an estate with source: %s needs it: %w", SourceEstate, err)}
 		}
-		return Policy{}, Pos{File: path}.Errorf("reading estate file: %v", err)
+		return Policy{}, readError(path, "estate file", err)
+	}
+	if len(data) > maxEstateFileBytes {
+		return Policy{}, readError(path, "estate file", errTooLarge{maxEstateFileBytes})
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -183,7 +182,8 @@ func sameFiles(rs *Ruleset) bool {
 	}
 	h := sha256.New()
 	for _, f := range rs.Files {
-		data, err := os.ReadFile(f)
+		// Read no more than any file may hold: a larger one fails Load.
+		data, err := readLimited(f, maxCatalogBytes)
 		if err != nil {
 			return false
 		}

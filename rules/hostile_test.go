@@ -1,0 +1,107 @@
+package rules
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// billionLaughs is the YAML alias bomb: nine levels of nine references,
+// some 387 million strings once expanded, in a few hundred bytes.
+func billionLaughs(key string) string {
+	s := key + ": [&a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"
+	prev := "a"
+	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		s += ", &" + n + " [" + strings.Repeat("*"+prev+",", 8) + "*" + prev + "]"
+		prev = n
+	}
+	return s + "]\ncontacts: {primary: {name: *i}}\n"
+}
+
+// TestHostileEstateFile: an estate file is written by another estate's
+// admins, and the config's readers must stay bounded whatever it holds.
+// Each case must fail with an error that names the file; an oversized file
+// is refused before it is parsed (or read whole) with a clear message, and
+// the estate keeps its last good settings on reload.
+func TestHostileEstateFile(t *testing.T) {
+	tests := []struct {
+		name, content, want string
+	}{
+		{"larger than the limit", "licenses: [" + strings.Repeat("intercept-x-advanced, ", maxEstateFileBytes/20) + "]\n",
+			"estate file is larger than the limit of 1048576 bytes"},
+		{"a long comment past the limit", "mode: exact\n#" + strings.Repeat("x", maxEstateFileBytes) + "\n",
+			"estate file is larger than the limit of 1048576 bytes"},
+		{"alias bomb", billionLaughs("licenses"), "cannot unmarshal"},
+		{"alias bomb in an unknown key", billionLaughs("x-anchors"), "unknown field"},
+		{"deeply nested sequences", "licenses: " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "\n", "exceeded max depth"},
+		{"deeply nested mappings", "contacts: " + strings.Repeat("{a: ", 20000) + "1" + strings.Repeat("}", 20000) + "\n", "exceeded max depth"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, p := copyExample(t)
+			first, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			writeFile(t, sydney, tt.content)
+			rs, err := load(p, first)
+			if err != nil {
+				t.Fatalf("a broken estate file failed the whole config: %v", err)
+			}
+			es := rs.Estate("sydney")
+			if es.Stale == nil || !strings.HasPrefix(es.Stale.Error(), sydney) || !strings.Contains(es.Stale.Error(), tt.want) {
+				msg := "<nil>"
+				if es.Stale != nil {
+					msg = es.Stale.Error()
+					if len(msg) > 300 {
+						msg = msg[:300] + "..."
+					}
+				}
+				t.Errorf("sydney's error is %s; want it to name %s and say %q", msg, sydney, tt.want)
+			}
+			if got := changed(first, rs); len(got) != 0 {
+				t.Errorf("a hostile estate file changed %v", got)
+			}
+		})
+	}
+}
+
+// TestOversizedConfigFiles: the config, a catalog and the password file
+// are refused past their limit with the file named, without being read
+// whole.
+func TestOversizedConfigFiles(t *testing.T) {
+	dir := t.TempDir()
+	big := func(name string, limit int) string {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString("# a comment\n"); err != nil {
+			t.Fatal(err)
+		}
+		// Sparse: the size is there, the disk blocks are not.
+		if err := f.Truncate(int64(limit) + 1<<28); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := big("egressgate.yaml", maxConfigBytes)
+	start := time.Now()
+	_, err := Load(cfg)
+	if err == nil || !strings.HasPrefix(err.Error(), cfg) || !strings.Contains(err.Error(), "config is larger than the limit of") {
+		t.Errorf("Load(%s) = %v, want the size limit named", cfg, err)
+	}
+	t.Logf("refused in %v", time.Since(start))
+
+	cat := big("big.catalog.yaml", maxCatalogBytes)
+	cfg = filepath.Join(dir, "small.yaml")
+	writeFile(t, cfg, "embedded: []\ncatalogs:\n  - path: big.catalog.yaml\n")
+	if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), cat) || !strings.Contains(err.Error(), "catalog is larger than the limit of") {
+		t.Errorf("Load with %s = %v, want the size limit named", cat, err)
+	}
+}
