@@ -461,3 +461,73 @@ func TestEstateFileReload(t *testing.T) {
 		t.Errorf("sydney without contacts has primary %q, want the enterprise's", c)
 	}
 }
+
+// TestRefusalsBeatWildcardsOnEveryPort: a wildcard that a layered catalog
+// opens on another port must not admit a host the estate's policy refuses,
+// nor a Live Response host to an excluded device. The host's own entry
+// names it on 443 only; on 80 it is refused for its own reason, or (when
+// the policy admits it) port-not-allowed, never admitted by the wildcard.
+func TestRefusalsBeatWildcardsOnEveryPort(t *testing.T) {
+	const (
+		lt    = "live-terminal-us-east-2.prod.hydra.sophos.com"
+		ltEU  = "live-terminal-eu-west-1.prod.hydra.sophos.com"
+		push  = "mcs-push-server-us-east-2.prod.hydra.sophos.com"
+		other = "foo.hydra.sophos.com"
+		dev   = "10.0.0.1"
+		exdev = "10.9.0.7"
+	)
+	extra, err := Parse("extra.catalog.yaml", []byte(`catalog: extra
+groups:
+  - id: hydra-web
+    title: "Hydra on other ports"
+    ports: [80, 8443]
+entries:
+  - pattern: "*.hydra.sophos.com"
+    groups: [hydra-web]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	central, err := Embedded("sophos-central")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type check struct {
+		client, host string
+		port         uint16
+		want         Reason
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		checks []check
+	}{
+		{"LR off", Policy{}, []check{
+			{dev, lt, 443, ReasonLiveResponseOff}, {dev, lt, 80, ReasonLiveResponseOff}, {dev, lt, 8443, ReasonLiveResponseOff},
+			{dev, other, 80, ReasonNone}, {dev, push, 443, ReasonNone}}},
+		{"not licensed", Policy{Licenses: []string{"intercept-x-advanced"}}, []check{
+			{dev, push, 80, ReasonNotLicensed}, {dev, lt, 8443, ReasonNotLicensed}, {dev, other, 8443, ReasonNone}}},
+		{"region excluded", Policy{Regions: []string{"us-east-2"}, LiveResponse: "on"}, []check{
+			{dev, ltEU, 80, ReasonRegionExcluded}, {dev, lt, 443, ReasonNone}}},
+		{"LR on, a device excluded", Policy{LiveResponse: "on", LiveResponseExclusions: []string{exdev}}, []check{
+			{exdev, lt, 443, ReasonDeviceExcluded}, {exdev, lt, 80, ReasonPortNotAllowed}, {dev, lt, 80, ReasonPortNotAllowed},
+			{dev, lt, 443, ReasonNone}, {exdev, other, 80, ReasonNone}}},
+		{"exact mode: no wildcard at all", Policy{Mode: ModeExact}, []check{
+			{dev, lt, 80, ReasonLiveResponseOff}, {dev, other, 80, ReasonNotInCatalog}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := Select(&Config{Policy: tt.policy}, []*Catalog{central, extra})
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := rs.Estates[0]
+			for _, c := range tt.checks {
+				v := es.Lookup(netip.MustParseAddr(c.client), c.host, c.port)
+				if v.Reason != c.want || v.Allow != (c.want == ReasonNone) {
+					t.Errorf("Lookup(%s, %s:%d) = %t %q, want %q", c.client, c.host, c.port, v.Allow, v.Reason, c.want)
+				}
+			}
+		})
+	}
+}
