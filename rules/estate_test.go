@@ -531,3 +531,35 @@ entries:
 		})
 	}
 }
+
+// TestEstateFileCreatedLater: the config names a new estate with its own
+// file before its admins have written it. The reload fails (the file is
+// missing) and every estate keeps serving; when the file appears, the
+// watcher picks it up at once, without waiting for the poll.
+func TestEstateFileCreatedLater(t *testing.T) {
+	dir, p := copyExample(t)
+	r, h, lb := newTestReloader(t, p)
+	startRun(t, r, lb, 20*time.Millisecond, 0)
+	first := r.Current()
+
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, p, string(data)+"\n  - name: perth\n    subnets: [10.4.0.0/16]\n    source: estate\n")
+	waitFor(t, "the error for perth's missing file", func() bool { _, errs := h.counts(); return errs > 0 })
+	perthFile := filepath.Join(dir, EstatesDir, "perth.yaml")
+	if err := h.lastErr(); err == nil || !strings.Contains(err.Error(), perthFile) {
+		t.Fatalf("error %v does not name %s", err, perthFile)
+	}
+	if r.Current() != first {
+		t.Fatal("a missing estate file changed the ruleset")
+	}
+
+	writeAtomic(t, perthFile, "licenses: [intercept-x-advanced]\nmode: exact\n")
+	waitFor(t, "perth from its new file", func() bool { return r.Current().Estate("perth") != nil })
+	perth := netip.MustParseAddr("10.4.0.5")
+	if es := r.Current().EstateFor(perth); es.Name != "perth" || es.Policy.Mode != ModeExact {
+		t.Errorf("10.4.0.5 is in estate %s (mode %s), want perth in exact mode", es.Name, es.Policy.Mode)
+	}
+}
