@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -41,13 +42,21 @@ func (e errTooLarge) Error() string {
 }
 
 // readLimited reads the file at path, at most limit bytes of it: a larger
-// file is an errTooLarge, found without reading it whole.
+// file is an errTooLarge, found without reading it whole. Anything but a
+// regular file (a FIFO would block the reload forever, a device never end)
+// is refused; O_NONBLOCK lets the open of a FIFO return so that it can be
+// told apart.
 func readLimited(path string, limit int) ([]byte, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
 	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return nil, err

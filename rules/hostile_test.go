@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -103,5 +104,67 @@ func TestOversizedConfigFiles(t *testing.T) {
 	writeFile(t, cfg, "embedded: []\ncatalogs:\n  - path: big.catalog.yaml\n")
 	if _, err := Load(cfg); err == nil || !strings.Contains(err.Error(), cat) || !strings.Contains(err.Error(), "catalog is larger than the limit of") {
 		t.Errorf("Load with %s = %v, want the size limit named", cat, err)
+	}
+}
+
+// TestEstateFileNotRegular: an estate's admins can put anything at their
+// file's name. A FIFO would block the reload forever (and every later one
+// behind its lock), a directory cannot be read: each is refused with the
+// file named, and the estate keeps its last good settings.
+func TestEstateFileNotRegular(t *testing.T) {
+	tests := []struct {
+		name string
+		make func(path string) error
+	}{
+		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }},
+		{"symlink to a fifo", func(p string) error {
+			fifo := p + ".fifo"
+			if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+				return err
+			}
+			return os.Symlink(fifo, p)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, p := copyExample(t)
+			first, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			if err := os.Remove(sydney); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.make(sydney); err != nil {
+				t.Skipf("cannot make a %s here: %v", tt.name, err)
+			}
+			done := make(chan struct{})
+			var rs *Ruleset
+			go func() {
+				defer close(done)
+				rs, err = load(p, first)
+			}()
+			select {
+			case <-done:
+			case <-time.After(waitDeadline):
+				// Unblock the reader so that the test can end.
+				if f, err := os.OpenFile(sydney, os.O_WRONLY, 0); err == nil {
+					f.Close()
+				}
+				<-done
+				t.Fatalf("reading a %s as an estate file blocked for %v", tt.name, waitDeadline)
+			}
+			if err != nil {
+				t.Fatalf("a %s as an estate file failed the whole config: %v", tt.name, err)
+			}
+			if es := rs.Estate("sydney"); es.Stale == nil || !strings.HasPrefix(es.Stale.Error(), sydney) {
+				t.Errorf("sydney's error is %v; want one naming %s", es.Stale, sydney)
+			}
+			if got := changed(first, rs); len(got) != 0 {
+				t.Errorf("changed %v", got)
+			}
+		})
 	}
 }
