@@ -3,6 +3,7 @@ package rules
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -164,6 +165,60 @@ func TestEstateFileNotRegular(t *testing.T) {
 			}
 			if got := changed(first, rs); len(got) != 0 {
 				t.Errorf("changed %v", got)
+			}
+		})
+	}
+}
+
+// TestEstateFileGone: an estate file deleted or renamed (an admin's
+// "mv sydney.yaml sydney.yaml.bak") keeps the estate's last good
+// settings, says which file is missing, and touches no other estate; the
+// file's return is picked up.
+func TestEstateFileGone(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		gone func(path string) error
+	}{
+		{"deleted", os.Remove},
+		{"renamed", func(p string) error { return os.Rename(p, p+".bak") }},
+		{"estates.d renamed", func(p string) error { return os.Rename(filepath.Dir(p), filepath.Dir(p)+".old") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, p := copyExample(t)
+			first, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			good, err := os.ReadFile(sydney)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.gone(sydney); err != nil {
+				t.Fatal(err)
+			}
+			second, err := load(p, first)
+			if err != nil {
+				t.Fatalf("a missing estate file failed the whole config: %v", err)
+			}
+			if es := second.Estate("sydney"); es.Stale == nil || !strings.HasPrefix(es.Stale.Error(), sydney) || !strings.Contains(es.Stale.Error(), "missing") {
+				t.Errorf("sydney's error is %v; want it to say %s is missing", es.Stale, sydney)
+			}
+			if got := changed(first, second); len(got) != 0 {
+				t.Errorf("changed %v", got)
+			}
+			// Still stale on the next reload, from the stale ruleset.
+			third, err := load(p, second)
+			if err != nil || third.Estate("sydney").Stale == nil || len(changed(first, third)) != 0 {
+				t.Fatalf("second reload: %v, changed %v", err, changed(first, third))
+			}
+			writeFile(t, sydney, strings.Replace(string(good), "mode: exact", "mode: wildcard", 1))
+			back, err := load(p, third)
+			if err != nil || back.Estate("sydney").Stale != nil {
+				t.Fatalf("file back: %v, stale %v", err, back.Estate("sydney").Stale)
+			}
+			if got := changed(first, back); !reflect.DeepEqual(got, []string{"sydney"}) {
+				t.Errorf("file back changed %v, want [sydney]", got)
 			}
 		})
 	}
