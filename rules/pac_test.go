@@ -367,6 +367,8 @@ func FuzzPAC(f *testing.F) {
 		"entries:\n  - pattern: \"a.example.com\"\n  - pattern: \"*.example.com\"\n",
 		"entries: [{pattern: 'b.example.com', notes: [\"*/ \\u2028 </script>\"]}]\n",
 		"entries: [{pattern: 'xn--bcher-kva.example', ports: [443, 8443]}]\n",
+		"a.example.com:443\n*.example.com:1\n",
+		"groups: [{id: g}]\nentries:\n  - {pattern: 'lr.example.com', groups: [g], live_response: true}\n  - {pattern: '*.example.com', groups: [g], ports: [1]}\n",
 	} {
 		f.Add(s, uint8(0))
 		f.Add(s, uint8(0x55))
@@ -400,7 +402,10 @@ func FuzzPAC(f *testing.F) {
 			if e.Kind != KindExact {
 				continue
 			}
-			for _, p := range e.Ports {
+			// Its own ports, and one it lacks: a refused name is not
+			// sent to the proxy on any port, as the matcher refuses it
+			// on every port.
+			for _, p := range append([]uint16{1}, e.Ports...) {
 				want := "DIRECT"
 				if m.Lookup(e.Pattern, p).Allow {
 					want = testProxy
