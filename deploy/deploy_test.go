@@ -298,7 +298,7 @@ func TestDashboard(t *testing.T) {
 	}
 	for _, want := range []string{"Requests by decision", "Top deny reasons (range)", "Catalog entries: used and never used",
 		"Never used since start", "Hits per group", "Active tunnels", "Tunnel throughput", "Upstream errors by reason",
-		"Last catalog reload", "Since last good reload"} {
+		"Last catalog reload", "Since last good reload", "Connections: active vs max", "Refused by reason"} {
 		if !titles[want] {
 			t.Errorf("no panel %q", want)
 		}
@@ -349,6 +349,18 @@ func panelExpr(t *testing.T, title string) string {
 		}
 	}
 	t.Fatalf("%s: no panel %q", dashboardFile, title)
+	return ""
+}
+
+// alertExpr returns the expression of the alert with the given name.
+func alertExpr(t *testing.T, name string) string {
+	t.Helper()
+	for _, r := range loadAlerts(t) {
+		if r.Alert == name {
+			return r.Expr
+		}
+	}
+	t.Fatalf("%s: no alert %s", alertsFile, name)
 	return ""
 }
 
@@ -526,6 +538,10 @@ var knownMetrics = map[string]string{
 	"egressgate_build_info":                                    "gauge",
 	"egressgate_probe_success":                                 "gauge",
 	"egressgate_probe_duration_seconds":                        "gauge",
+	"egressgate_proxy_connections_max":                         "gauge",
+	"egressgate_proxy_connections_active":                      "gauge",
+	"egressgate_proxy_refused_total":                           "counter",
+	"egressgate_proxy_descriptor_exhaustion_total":             "counter",
 	"process_resident_memory_bytes":                            "gauge",
 	"process_open_fds":                                         "gauge",
 	"process_max_fds":                                          "gauge",

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,5 +127,37 @@ func checkRunLine(t *testing.T, f []string) {
 	}
 	if !mounted || !readOnly {
 		t.Errorf("%s: podman run: config directory %s mounted %v, --read-only %v; want both", deployingDoc, filepath.Dir(config), mounted, readOnly)
+	}
+}
+
+// TestDeployingCounts pins the counts docs/deploying.md states for the
+// expressions the Prometheus tests evaluate, so that a panel or an alert
+// added without its sentence fails here.
+func TestDeployingCounts(t *testing.T) {
+	data, err := os.ReadFile(deployingDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(\d+) PromQL expressions \((\d+) panel queries, (\d+) variable queries, (\d+) alert conditions and\s+(\d+) of their\s+operands`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatalf("%s: no sentence \"N PromQL expressions (N panel queries, N variable queries, N alert conditions and N of their operands\"", deployingDoc)
+	}
+	var panels, variables, conditions, operands int
+	checks := artefactChecks(t)
+	for _, c := range checks {
+		switch {
+		case strings.HasPrefix(c.where, "dashboard panel "):
+			panels++
+		case strings.HasPrefix(c.where, "dashboard variable "):
+			variables++
+		case c.cond:
+			conditions++
+		default:
+			operands++
+		}
+	}
+	got := fmt.Sprintf("%d %d %d %d %d", len(checks), panels, variables, conditions, operands)
+	if want := strings.Join(m[1:], " "); got != want {
+		t.Errorf("%s states %s expressions (all, panel queries, variable queries, alert conditions, operands); the artefacts have %s", deployingDoc, want, got)
 	}
 }

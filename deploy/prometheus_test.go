@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -403,6 +404,17 @@ func fakeReplica(scale int) http.Handler {
 		line("# TYPE egressgate_probe_duration_seconds gauge")
 		line(`egressgate_probe_duration_seconds{rule="a.example.org",port="",step="dns"} 0.002`)
 		line(`egressgate_probe_duration_seconds{rule="a.example.org",port="443",step="tcp"} 0.02`)
+		// The busy replica is at 95% of its cap and ran out of descriptors
+		// once per scrape; the idle one has none in use.
+		line("# TYPE egressgate_proxy_connections_max gauge")
+		line(`egressgate_proxy_connections_max 1000`)
+		line("# TYPE egressgate_proxy_connections_active gauge")
+		line(`egressgate_proxy_connections_active %d`, 950*scale)
+		line("# TYPE egressgate_proxy_refused_total counter")
+		line(`egressgate_proxy_refused_total{reason="max-conns"} %d`, 4*c)
+		line(`egressgate_proxy_refused_total{reason="out-of-descriptors"} %d`, c)
+		line("# TYPE egressgate_proxy_descriptor_exhaustion_total counter")
+		line(`egressgate_proxy_descriptor_exhaustion_total %d`, c)
 		line("# TYPE process_resident_memory_bytes gauge")
 		line(`process_resident_memory_bytes 2e+07`)
 		line("# TYPE process_open_fds gauge")
@@ -432,6 +444,10 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 	idle := httptest.NewServer(fakeReplica(0))
 	t.Cleanup(idle.Close)
 	p := startPrometheus(t, ctx, []string{busy.Listener.Addr().String(), idle.Listener.Addr().String()})
+	// rate() and increase() need two samples of a series: until each
+	// replica has been scraped twice, an expression can return data from
+	// one replica while the other's rate is still missing.
+	waitQuery(t, ctx, p, `min(count_over_time(up{job="egressgate"}[1m])) >= 2 and count(up{job="egressgate"}) == 2`, "both fake replicas scraped twice")
 
 	evalCtx, cancelEval := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelEval()
@@ -443,6 +459,25 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 	res, err := p.query(ctx, panelQuery("Never used since start"))
 	if err != nil || len(res) != 1 || res[0].value() != 1 {
 		t.Errorf("Never used since start = %v (%v), want 1 (*.c.example.net; a.example.org is used on one replica only)", res, err)
+	}
+	// The busy replica holds 950 of its 1000 connections and runs out of
+	// descriptors on every scrape; the idle one does neither.
+	busyInstance := busy.Listener.Addr().String()
+	for _, name := range []string{"EgressgateConnectionsNearLimit", "EgressgateDescriptorsExhausted"} {
+		res, err := p.query(ctx, alertExpr(t, name))
+		if err != nil || len(res) != 1 || res[0].Metric["instance"] != busyInstance {
+			t.Errorf("alert %s condition = %v (%v), want the busy replica %s only", name, res, err, busyInstance)
+		}
+	}
+	res, err = p.query(ctx, panelQuery("Refused by reason"))
+	refused := map[string]bool{}
+	for _, s := range res {
+		if s.value() > 0 {
+			refused[s.Metric["instance"]+" "+s.Metric["reason"]] = true
+		}
+	}
+	if want := map[string]bool{busyInstance + " max-conns": true, busyInstance + " out-of-descriptors": true}; err != nil || !maps.Equal(refused, want) {
+		t.Errorf("Refused by reason: refusing %v (%v), want %v (the idle replica refuses nothing)", refused, err, want)
 	}
 	res, err = p.query(ctx, panelQuery("Admitted, never reached"))
 	if err != nil || len(res) != 1 || res[0].Metric["rule"] != "b.example.org" {
