@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -221,5 +222,48 @@ func TestEstateFileGone(t *testing.T) {
 				t.Errorf("file back changed %v, want [sydney]", got)
 			}
 		})
+	}
+}
+
+// TestEstateForClients pins the estate of client addresses in the forms a
+// listener sees them: IPv4, IPv4-mapped IPv6 (a dual-stack socket), IPv6
+// with a zone (link-local), with subnets that overlap between estates.
+func TestEstateForClients(t *testing.T) {
+	cfg := &Config{Estates: []EstateConfig{
+		{Name: "london", Subnets: []string{"10.1.0.0/16", "2001:db8:1::/48"}},
+		{Name: "lab", Subnets: []string{"10.1.200.0/24", "2001:db8:1:200::/64", "10.1.0.7"}},
+		{Name: "mapped", Subnets: []string{"::ffff:10.9.0.0/112"}},
+		{Name: "v6all", Subnets: []string{"::/0"}},
+		{Name: "linklocal", Subnets: []string{"fe80::/64"}},
+	}}
+	cat, err := Embedded("sophos-central")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Select(cfg, []*Catalog{cat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ client, want string }{
+		{"10.1.0.5", "london"},
+		{"::ffff:10.1.0.5", "london"},
+		{"10.1.200.5", "lab"},
+		{"::ffff:10.1.200.5", "lab"},
+		{"10.1.0.7", "lab"},
+		{"::ffff:10.1.0.7", "lab"},
+		{"10.1.0.8", "london"},
+		{"10.9.3.4", "mapped"},
+		{"::ffff:10.9.3.4", "mapped"},
+		{"10.2.0.5", DefaultEstate},
+		{"::ffff:10.2.0.5", DefaultEstate}, // ::/0 holds IPv6 clients only
+		{"2001:db8:1::5", "london"},
+		{"2001:db8:1:200::5", "lab"},
+		{"2001:db8:2::5", "v6all"},
+		{"fe80::5%eth0", "linklocal"},
+		{"fe80:0:0:1::5%eth0", "v6all"},
+	} {
+		if got := rs.EstateFor(netip.MustParseAddr(tt.client)).Name; got != tt.want {
+			t.Errorf("EstateFor(%s) = %s, want %s", tt.client, got, tt.want)
+		}
 	}
 }
