@@ -267,3 +267,46 @@ func TestEstateForClients(t *testing.T) {
 		}
 	}
 }
+
+// TestEstateFileModeConflict: a mode the estate's file sets that cannot
+// hold with the sections it has on (exact mode with AD Sync) is found only
+// when its matcher is compiled. It is still that file's error: the estate
+// keeps its last good settings, the error names the file and line, and
+// the enterprise's own edits keep applying to the other estates.
+func TestEstateFileModeConflict(t *testing.T) {
+	dir, p := copyExample(t)
+	first, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+	writeFile(t, sydney, "licenses: [intercept-x-advanced]\nenable: [ad-sync]\nmode: exact\n")
+	second, err := load(p, first)
+	if err != nil {
+		t.Fatalf("sydney's file failed the whole config: %v", err)
+	}
+	es := second.Estate("sydney")
+	if es.Stale == nil || !strings.HasPrefix(es.Stale.Error(), sydney+":3: ") {
+		t.Errorf("sydney's error is %v; want it to name %s:3", es.Stale, sydney)
+	}
+	if got := changed(first, second); len(got) != 0 {
+		t.Errorf("changed %v", got)
+	}
+
+	// The enterprise changes newyork meanwhile: that applies.
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, p, strings.Replace(string(data), "regions: [us-east-2, us-west-2]", "regions: [us-east-2]", 1))
+	third, err := load(p, second)
+	if err != nil {
+		t.Fatalf("the enterprise's edit failed while sydney's file is wrong: %v", err)
+	}
+	if got := changed(second, third); !reflect.DeepEqual(got, []string{"newyork"}) {
+		t.Errorf("changed %v, want [newyork]", got)
+	}
+	if third.Estate("sydney").Stale == nil {
+		t.Error("sydney lost its error")
+	}
+}
