@@ -209,7 +209,7 @@ func classifyPattern(p string) (string, Kind, netip.Prefix, error) {
 		return c, KindExact, netip.Prefix{}, nil
 	}
 	lower := strings.ToLower(p)
-	if checkName(lower, true) != nameOK {
+	if checkName(lower, true) != nameOK || endsInNumber(lower) {
 		return "", 0, netip.Prefix{}, nameError(lower, true)
 	}
 	if strings.Contains(lower, "**") {

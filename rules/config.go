@@ -3,12 +3,15 @@ package rules
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -22,6 +25,57 @@ const (
 	// firewalls cannot do wildcards.
 	ModeExact = "exact"
 )
+
+// Size limits of the files a config reads: an estate file is written by
+// that estate's admins, and none of them may make a reload read, hash or
+// parse without bound. Catalogs have maxCatalogBytes.
+const (
+	maxConfigBytes     = 16 << 20 // the config and the password file
+	maxEstateFileBytes = 1 << 20  // one estate's own file
+)
+
+// errTooLarge is readLimited's error for a file past its limit.
+type errTooLarge struct{ limit int }
+
+func (e errTooLarge) Error() string {
+	return fmt.Sprintf("larger than the limit of %d bytes", e.limit)
+}
+
+// readLimited reads the file at path, at most limit bytes of it: a larger
+// file is an errTooLarge, found without reading it whole. Anything but a
+// regular file (a FIFO would block the reload forever, a device never end)
+// is refused; O_NONBLOCK lets the open of a FIFO return so that it can be
+// told apart.
+func readLimited(path string, limit int) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > limit {
+		return nil, errTooLarge{limit}
+	}
+	return data, nil
+}
+
+// readError says what went wrong reading the file at path, which is a
+// kind of file ("config", "catalog", "estate file").
+func readError(path, kind string, err error) error {
+	var tl errTooLarge
+	if errors.As(err, &tl) {
+		return Pos{File: path}.Errorf("%s is %v; split it, or shorten it", kind, tl)
+	}
+	return Pos{File: path}.Errorf("reading %s: %w", kind, err)
+}
 
 // Config is egressgate's config file.
 type Config struct {
@@ -147,8 +201,11 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 	cfg := &Config{}
 	var files []string
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := readLimited(path, maxConfigBytes)
 		if err != nil {
+			if errors.As(err, new(errTooLarge)) {
+				return nil, readError(path, "config", err)
+			}
 			return nil, fmt.Errorf("reading config: %w", err)
 		}
 		hashFile(h, path, data)
@@ -175,8 +232,11 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 		if !filepath.IsAbs(p) && path != "" {
 			p = filepath.Join(filepath.Dir(path), p)
 		}
-		data, err := os.ReadFile(p)
+		data, err := readLimited(p, maxCatalogBytes)
 		if err != nil {
+			if errors.As(err, new(errTooLarge)) {
+				err = readError(p, "catalog", err)
+			}
 			return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
 		}
 		hashFile(h, p, data)
@@ -208,7 +268,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 	catHash.Sum(catDigest[:0])
 	readEstate := func(p string) ([]byte, error) {
 		files = append(files, p)
-		data, err := os.ReadFile(p)
+		data, err := readLimited(p, maxEstateFileBytes)
 		if err != nil {
 			fmt.Fprintf(h, "%s\x00missing\x00", p)
 			return nil, err
@@ -222,7 +282,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 	}
 	if cfg.Auth != nil {
 		if rs.Users, err = loadUsers(cfg, rs, func(p string) ([]byte, error) {
-			data, err := os.ReadFile(p)
+			data, err := readLimited(p, maxConfigBytes)
 			if err == nil {
 				files = append(files, p)
 				hashFile(h, p, data)
@@ -247,6 +307,9 @@ func hashFile(h hash.Hash, path string, data []byte) {
 // ParseConfig parses a config file.
 func ParseConfig(path string, data []byte) (*Config, error) {
 	cfg := &Config{Path: path}
+	if len(data) > maxConfigBytes {
+		return nil, readError(path, "config", errTooLarge{maxConfigBytes})
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlError(path, err)

@@ -1,9 +1,11 @@
 package rules
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -151,4 +153,83 @@ func FuzzBinaryPlist(f *testing.F) {
 		}
 		_ = p.stringsForKey("RegistrationServerURL")
 	})
+}
+
+// hostilePlist builds a binary plist of one long UTF-16 string (object 0)
+// and one dict of pairs keys, whose keys and values are all references to
+// that string, listed dicts times in the offset table: a small file that
+// asks a naive reader to decode the long string keys×dicts times. With
+// keyObj set, object 1 is the ASCII string "RegistrationServerURL" and
+// the dict's keys point at it, so that every value is a hit.
+func hostilePlist(units, pairs, dicts int, keyObj bool) []byte {
+	b := []byte("bplist00")
+	offsets := []int{len(b)}
+	b = append(b, 0x6F, 0x12)
+	b = binary.BigEndian.AppendUint32(b, uint32(units))
+	for range units {
+		b = append(b, 0, 'A')
+	}
+	keyRef := byte(0)
+	if keyObj {
+		keyRef = 1
+		offsets = append(offsets, len(b))
+		b = append(b, 0x5F, 0x10, byte(len("RegistrationServerURL")))
+		b = append(b, "RegistrationServerURL"...)
+	}
+	dictAt := len(b)
+	b = append(b, 0xDF, 0x11)
+	b = binary.BigEndian.AppendUint16(b, uint16(pairs))
+	for range pairs {
+		b = append(b, keyRef)
+	}
+	for range pairs {
+		b = append(b, 0)
+	}
+	for range dicts {
+		offsets = append(offsets, dictAt)
+	}
+	tableAt := len(b)
+	for _, o := range offsets {
+		b = binary.BigEndian.AppendUint32(b, uint32(o))
+	}
+	b = append(b, 0, 0, 0, 0, 0, 0, 4, 1)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(offsets)))
+	b = binary.BigEndian.AppendUint64(b, 0)
+	return binary.BigEndian.AppendUint64(b, uint64(tableAt))
+}
+
+// TestBinaryPlistBoundedWork: references may point at one long string as
+// often as the reference budget allows; the reader must not decode (or
+// keep) it every time. Measured in bytes allocated, not time.
+func TestBinaryPlistBoundedWork(t *testing.T) {
+	tests := []struct {
+		name     string
+		data     []byte
+		maxFound int
+	}{
+		{"every key the long string", hostilePlist(maxPlistString, 50, 50, false), 0},
+		{"every value the long string", hostilePlist(maxPlistString, 50, 50, true), maxPlistDecoded / maxPlistString},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.data) > 200<<10 {
+				t.Fatalf("the hostile plist is %d bytes; it should be small", len(tt.data))
+			}
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			p, err := parseBinaryPlist(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := p.stringsForKey("RegistrationServerURL")
+			runtime.ReadMemStats(&after)
+			if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+				t.Errorf("reading a %d-byte plist allocated %d MiB", len(tt.data), n>>20)
+			}
+			if len(got) > tt.maxFound {
+				t.Errorf("%d values found, want at most %d", len(got), tt.maxFound)
+			}
+		})
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -97,7 +98,10 @@ func (es *Estate) Lookup(client netip.Addr, host string, port uint16) Verdict {
 
 // Excluded reports whether client is a device excluded from Live Response.
 func (es *Estate) Excluded(client netip.Addr) bool {
-	client = client.Unmap()
+	// A link-local client's address carries its interface as a zone, and
+	// netip.Prefix.Contains never matches a zoned address: drop it, or
+	// such a device would escape its exclusion.
+	client = client.Unmap().WithZone("")
 	for _, p := range es.Policy.Exclusions {
 		if p.Contains(client) {
 			return true
@@ -135,11 +139,11 @@ type estateFile func(path string) ([]byte, error)
 // buildEstates resolves the enterprise defaults and every estate of cfg,
 // compiles one matcher per distinct policy (reusing prev's when the
 // catalogs did not change) and fills rs. readFile reads an estate's own
-// file; nil means os.ReadFile.
+// file; nil means readLimited.
 func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	cfg, catalogs := rs.Config, rs.Catalogs
 	if readFile == nil {
-		readFile = os.ReadFile
+		readFile = func(p string) ([]byte, error) { return readLimited(p, maxEstateFileBytes) }
 	}
 	warn := func(err error) { rs.Warnings = append(rs.Warnings, err) }
 	ent := where{cfg.Path, cfg.lines, "policy."}
@@ -148,6 +152,29 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	}
 	if len(cfg.Estates) > MaxEstates {
 		return Pos{cfg.Path, cfg.lines["estates"]}.Errorf("estates: %d estates; at most %d", len(cfg.Estates), MaxEstates)
+	}
+	reuse := map[string]*compiled{}
+	if prev != nil { // same catalogs (selectRules checked)
+		reuse = prev.compiled
+	}
+	rs.compiled = map[string]*compiled{}
+	// compileFor returns the matcher of a policy: one already compiled
+	// for this ruleset, prev's for the same policy, or a new one.
+	compileFor := func(pol *EffectivePolicy) (*compiled, error) {
+		key := pol.matcherKey()
+		if c := rs.compiled[key]; c != nil {
+			return c, nil
+		}
+		c := reuse[key]
+		if c == nil {
+			m, enabled, err := compilePolicy(catalogs, pol)
+			if err != nil {
+				return nil, err
+			}
+			c = &compiled{m, enabled}
+		}
+		rs.compiled[key] = c
+		return c, nil
 	}
 	def := &Estate{Name: DefaultEstate, Source: SourceConfigured, Pos: Pos{cfg.Path, cfg.lines["policy"]}}
 	rs.Estates = []*Estate{def}
@@ -190,7 +217,20 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 			}
 		case SourceEstate:
 			es.File = filepath.Join(filepath.Dir(cfg.Path), EstatesDir, ec.Name+".yaml")
-			own, err := loadEstateFile(es.File, readFile, catalogs, warn)
+			own, lines, err := readEstatePolicy(es.File, readFile, catalogs, warn)
+			if err == nil {
+				// A setting of the file that cannot hold with the rest
+				// (exact mode with AD Sync on) shows only when compiled:
+				// it is the file's error too.
+				pol := effective(inherit(own, cfg.Policy))
+				if _, cerr := compileFor(&pol); cerr != nil {
+					line := lines["mode"]
+					if own.Mode == "" {
+						line = lines["enable"]
+					}
+					err = Pos{es.File, line}.Errorf("%s", strings.TrimPrefix(cerr.Error(), "policy."))
+				}
+			}
 			if err != nil {
 				var old *Estate
 				if prev != nil {
@@ -219,11 +259,6 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 		return err
 	}
 
-	reuse := map[string]*compiled{}
-	if prev != nil { // same catalogs (selectRules checked)
-		reuse = prev.compiled
-	}
-	rs.compiled = map[string]*compiled{}
 	for _, es := range rs.Estates {
 		es.Policy = effective(inherit(es.Own, cfg.Policy))
 		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
@@ -232,28 +267,22 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 		if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
 			warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
 		}
-		key := es.Policy.matcherKey()
-		c := rs.compiled[key]
-		if c == nil {
-			if c = reuse[key]; c == nil {
-				m, enabled, err := compilePolicy(catalogs, &es.Policy)
-				if err != nil {
-					// Say where the mode that cannot hold was set.
-					p := Pos{cfg.Path, cfg.lines["policy.mode"]}
-					switch {
-					case es.Own.Mode != "" && es.Source == SourceEstate:
-						p = Pos{es.File, 0}
-					case es.Own.Mode != "":
-						p = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.mode", es.Index-1)]}
-					}
-					if es.Index == 0 {
-						return p.Errorf("%v", err)
-					}
-					return p.Errorf("estate %s: %v", es.Name, err)
-				}
-				c = &compiled{m, enabled}
+		c, err := compileFor(&es.Policy)
+		if err != nil {
+			// Say where the mode that cannot hold was set. (An estate
+			// file's own conflict was caught when it was read; this is
+			// its last good settings against new enterprise defaults.)
+			p := Pos{cfg.Path, cfg.lines["policy.mode"]}
+			switch {
+			case es.Own.Mode != "" && es.Source == SourceEstate:
+				p = Pos{es.File, 0}
+			case es.Own.Mode != "":
+				p = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.mode", es.Index-1)]}
 			}
-			rs.compiled[key] = c
+			if es.Index == 0 {
+				return p.Errorf("%v", err)
+			}
+			return p.Errorf("estate %s: %v", es.Name, err)
 		}
 		es.Matcher, es.Enabled = c.matcher, c.enabled
 	}
@@ -281,30 +310,40 @@ func (rs *Ruleset) Matchers() []*Matcher {
 // loadEstateFile reads and validates an estate's own file: a policy block
 // at the top level.
 func loadEstateFile(path string, readFile estateFile, catalogs []*Catalog, warn func(error)) (Policy, error) {
+	p, _, err := readEstatePolicy(path, readFile, catalogs, warn)
+	return p, err
+}
+
+// readEstatePolicy is loadEstateFile that also returns the line of each
+// key.
+func readEstatePolicy(path string, readFile estateFile, catalogs []*Catalog, warn func(error)) (Policy, map[string]int, error) {
 	data, err := readFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return Policy{}, &PosError{Pos: Pos{File: path}, Err: fmt.Errorf("estate file missing: an estate with source: %s needs it: %w", SourceEstate, err)}
+			return Policy{}, nil, &PosError{Pos: Pos{File: path}, Err: fmt.Errorf("estate file missing: an estate with source: %s needs it: %w", SourceEstate, err)}
 		}
-		return Policy{}, Pos{File: path}.Errorf("reading estate file: %v", err)
+		return Policy{}, nil, readError(path, "estate file", err)
+	}
+	if len(data) > maxEstateFileBytes {
+		return Policy{}, nil, readError(path, "estate file", errTooLarge{maxEstateFileBytes})
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Policy{}, yamlError(path, err)
+		return Policy{}, nil, yamlError(path, err)
 	}
 	if len(root.Content) == 0 {
-		return Policy{}, Pos{File: path}.Errorf("estate file is empty; write at least one setting (an estate that wants the enterprise defaults has source: %s)", SourceConfigured)
+		return Policy{}, nil, Pos{File: path}.Errorf("estate file is empty; write at least one setting (an estate that wants the enterprise defaults has source: %s)", SourceConfigured)
 	}
 	var p Policy
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {
-		return Policy{}, yamlError(path, err)
+		return Policy{}, nil, yamlError(path, err)
 	}
 	lines := map[string]int{}
 	recordLines(root.Content[0], "", lines)
 	if err := validatePolicy(&p, where{path, lines, ""}, catalogs, warn); err != nil {
-		return Policy{}, err
+		return Policy{}, nil, err
 	}
-	return p, nil
+	return p, lines, nil
 }

@@ -88,6 +88,12 @@ func TestPolicyMatrix(t *testing.T) {
 			{dev, ssp, ReasonNotInCatalog}, {dev, "central.sophos.com", ReasonNone}}},
 		{"linux in wildcard mode: *.sophos.com still covers ssp", Policy{OS: []string{OSLinux}}, []check{
 			{dev, ssp, ReasonNone}}},
+		// A link-local client's address carries its interface as a zone,
+		// which netip.Prefix.Contains refuses to match: it must not slip
+		// past an exclusion that way.
+		{"LR on, IPv6 and mapped clients excluded", Policy{LiveResponse: "on", LiveResponseExclusions: []string{"fe80::/64", "2001:db8::7", exdev}}, []check{
+			{"fe80::5%eth0", lt, ReasonDeviceExcluded}, {"fe80::5", lt, ReasonDeviceExcluded}, {"2001:db8::7%1", lt, ReasonDeviceExcluded},
+			{"::ffff:" + exdev, lt, ReasonDeviceExcluded}, {"fe80:0:0:1::5%eth0", lt, ReasonNone}, {"2001:db8::8", lt, ReasonNone}}},
 		{"remote assistance on", Policy{Enable: []string{"remote-assistance"}}, []check{
 			{dev, apu, ReasonNone}, {dev, lt, ReasonLiveResponseOff}}},
 	}
@@ -453,5 +459,107 @@ func TestEstateFileReload(t *testing.T) {
 	waitFor(t, "sydney fixed", func() bool { return !wildAllowed() && r.Current().Estate("sydney").Stale == nil })
 	if c := r.Current().Estate("sydney").Policy.Contacts.Primary.Name; c != "Enterprise SOC" {
 		t.Errorf("sydney without contacts has primary %q, want the enterprise's", c)
+	}
+}
+
+// TestRefusalsBeatWildcardsOnEveryPort: a wildcard that a layered catalog
+// opens on another port must not admit a host the estate's policy refuses,
+// nor a Live Response host to an excluded device. The host's own entry
+// names it on 443 only; on 80 it is refused for its own reason, or (when
+// the policy admits it) port-not-allowed, never admitted by the wildcard.
+func TestRefusalsBeatWildcardsOnEveryPort(t *testing.T) {
+	const (
+		lt    = "live-terminal-us-east-2.prod.hydra.sophos.com"
+		ltEU  = "live-terminal-eu-west-1.prod.hydra.sophos.com"
+		push  = "mcs-push-server-us-east-2.prod.hydra.sophos.com"
+		other = "foo.hydra.sophos.com"
+		dev   = "10.0.0.1"
+		exdev = "10.9.0.7"
+	)
+	extra, err := Parse("extra.catalog.yaml", []byte(`catalog: extra
+groups:
+  - id: hydra-web
+    title: "Hydra on other ports"
+    ports: [80, 8443]
+entries:
+  - pattern: "*.hydra.sophos.com"
+    groups: [hydra-web]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	central, err := Embedded("sophos-central")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type check struct {
+		client, host string
+		port         uint16
+		want         Reason
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		checks []check
+	}{
+		{"LR off", Policy{}, []check{
+			{dev, lt, 443, ReasonLiveResponseOff}, {dev, lt, 80, ReasonLiveResponseOff}, {dev, lt, 8443, ReasonLiveResponseOff},
+			{dev, other, 80, ReasonNone}, {dev, push, 443, ReasonNone}}},
+		{"not licensed", Policy{Licenses: []string{"intercept-x-advanced"}}, []check{
+			{dev, push, 80, ReasonNotLicensed}, {dev, lt, 8443, ReasonNotLicensed}, {dev, other, 8443, ReasonNone}}},
+		{"region excluded", Policy{Regions: []string{"us-east-2"}, LiveResponse: "on"}, []check{
+			{dev, ltEU, 80, ReasonRegionExcluded}, {dev, lt, 443, ReasonNone}}},
+		{"LR on, a device excluded", Policy{LiveResponse: "on", LiveResponseExclusions: []string{exdev}}, []check{
+			{exdev, lt, 443, ReasonDeviceExcluded}, {exdev, lt, 80, ReasonPortNotAllowed}, {dev, lt, 80, ReasonPortNotAllowed},
+			{dev, lt, 443, ReasonNone}, {exdev, other, 80, ReasonNone}}},
+		{"exact mode: no wildcard at all", Policy{Mode: ModeExact}, []check{
+			{dev, lt, 80, ReasonLiveResponseOff}, {dev, other, 80, ReasonNotInCatalog}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs, err := Select(&Config{Policy: tt.policy}, []*Catalog{central, extra})
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := rs.Estates[0]
+			for _, c := range tt.checks {
+				v := es.Lookup(netip.MustParseAddr(c.client), c.host, c.port)
+				if v.Reason != c.want || v.Allow != (c.want == ReasonNone) {
+					t.Errorf("Lookup(%s, %s:%d) = %t %q, want %q", c.client, c.host, c.port, v.Allow, v.Reason, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestEstateFileCreatedLater: the config names a new estate with its own
+// file before its admins have written it. The reload fails (the file is
+// missing) and every estate keeps serving; when the file appears, the
+// watcher picks it up at once, without waiting for the poll.
+func TestEstateFileCreatedLater(t *testing.T) {
+	dir, p := copyExample(t)
+	r, h, lb := newTestReloader(t, p)
+	startRun(t, r, lb, 20*time.Millisecond, 0)
+	first := r.Current()
+
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, p, string(data)+"\n  - name: perth\n    subnets: [10.4.0.0/16]\n    source: estate\n")
+	waitFor(t, "the error for perth's missing file", func() bool { _, errs := h.counts(); return errs > 0 })
+	perthFile := filepath.Join(dir, EstatesDir, "perth.yaml")
+	if err := h.lastErr(); err == nil || !strings.Contains(err.Error(), perthFile) {
+		t.Fatalf("error %v does not name %s", err, perthFile)
+	}
+	if r.Current() != first {
+		t.Fatal("a missing estate file changed the ruleset")
+	}
+
+	writeAtomic(t, perthFile, "licenses: [intercept-x-advanced]\nmode: exact\n")
+	waitFor(t, "perth from its new file", func() bool { return r.Current().Estate("perth") != nil })
+	perth := netip.MustParseAddr("10.4.0.5")
+	if es := r.Current().EstateFor(perth); es.Name != "perth" || es.Policy.Mode != ModeExact {
+		t.Errorf("10.4.0.5 is in estate %s (mode %s), want perth in exact mode", es.Name, es.Policy.Mode)
 	}
 }

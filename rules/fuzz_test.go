@@ -122,10 +122,26 @@ func refLookup(entries []*Entry, host string, port uint16) Verdict {
 		}
 	}
 	slices.SortStableFunc(cands, func(a, b cand) int { return a.rank - b.rank })
+	// An entry the policy refuses, or a Live Response host, that names the
+	// host on other ports stops the less specific entries.
+	var owner *Entry
+	ownerRank := 0
 	for _, c := range cands {
-		if c.e.AllowsPort(port) {
-			return Verdict{Allow: true, Entry: c.e}
+		if owner != nil && c.rank > ownerRank {
+			break
 		}
+		if c.e.AllowsPort(port) {
+			return Verdict{Allow: c.e.Deny == ReasonNone, Reason: c.e.Deny, Entry: c.e}
+		}
+		if owner == nil && (c.e.Deny != ReasonNone || c.e.LiveResponse) {
+			owner, ownerRank = c.e, c.rank
+		}
+	}
+	if owner != nil {
+		if owner.Deny != ReasonNone {
+			return Verdict{Reason: owner.Deny, Entry: owner}
+		}
+		return Verdict{Reason: ReasonPortNotAllowed, Entry: owner}
 	}
 	if len(cands) > 0 {
 		return Verdict{Reason: ReasonPortNotAllowed, Entry: cands[0].e}
@@ -174,7 +190,15 @@ func TestLookupAgreesWithReference(t *testing.T) {
 			if r.IntN(3) == 0 {
 				ports = []uint16{22}
 			}
-			entries = append(entries, &Entry{Pattern: canon, Kind: kind, Ports: ports})
+			e := &Entry{Pattern: canon, Kind: kind, Ports: ports}
+			// Some entries refused by a policy, some Live Response hosts.
+			switch r.IntN(6) {
+			case 0:
+				e.Deny = ReasonNotLicensed
+			case 1:
+				e.LiveResponse = true
+			}
+			entries = append(entries, e)
 		}
 		m, err := Compile(entries)
 		if err != nil {

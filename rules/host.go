@@ -86,9 +86,15 @@ func classifyHost(host string) (name string, addr netip.Addr, kind hostKind) {
 			if a, ok := parseIPLiteral(host); ok {
 				return "", a, hostAddr
 			}
+			if endsInNumber(host) {
+				return host, netip.Addr{}, hostBad
+			}
 		}
 		return host, netip.Addr{}, hostName
 	case nameNeedsFold:
+		if endsInNumber(host) {
+			return host, netip.Addr{}, hostBad
+		}
 		return host, netip.Addr{}, hostFold
 	case nameNonASCII:
 		return host, netip.Addr{}, hostUnicode
@@ -104,7 +110,38 @@ func checkedFold(orig, folded string) (string, error) {
 	if checkName(folded, false) != nameOK {
 		return "", nameError(orig, false)
 	}
+	if endsInNumber(folded) {
+		return "", nameError(folded, false)
+	}
 	return folded, nil
+}
+
+// endsInNumber reports whether the last label of a name is a number:
+// decimal digits, or 0x and hex digits. Browsers and inet_aton read such
+// a host as an IPv4 address in some notation ("010.0.0.1" is 8.0.0.1,
+// "0x7f.1" is 127.0.0.1), while a DNS name never has a numeric top-level
+// domain: whatever is not a plain IP literal is refused, so that the
+// proxy, the PAC file and the endpoint never disagree on what it is.
+func endsInNumber(name string) bool {
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	if len(last) >= 2 && last[0] == '0' && (last[1] == 'x' || last[1] == 'X') {
+		last = last[2:]
+		for i := 0; i < len(last); i++ {
+			if c := last[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+		return true
+	}
+	if last == "" {
+		return false
+	}
+	for i := 0; i < len(last); i++ {
+		if c := last[i]; c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseIPLiteral reports whether host is an IPv4 or unbracketed IPv6
@@ -243,6 +280,9 @@ func nameError(s string, star bool) error {
 				return fmt.Errorf("%w %q: character %q not allowed in a DNS name", ErrInvalidHost, s, c)
 			}
 		}
+	}
+	if endsInNumber(s) {
+		return fmt.Errorf("%w %q: the last label is a number; write an address as a plain IPv4 or IPv6 literal", ErrInvalidHost, s)
 	}
 	return fmt.Errorf("%w %q", ErrInvalidHost, s)
 }

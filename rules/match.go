@@ -251,12 +251,20 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 		end = start - 1
 	}
 	var named *Entry // best entry that names the host, whatever its port
+	// owner is an entry that names the host on other ports and must not be
+	// overruled by a broader one that admits this port: one the policy
+	// refuses, or a Live Response host (its device exclusions are checked
+	// on its entry). Entries as specific as it still count.
+	var owner *Entry
 	try := func(e *Entry) bool {
 		if e.AllowsPort(port) {
 			return true
 		}
 		if named == nil {
 			named = e
+		}
+		if owner == nil && (e.Deny != ReasonNone || e.LiveResponse) {
+			owner = e
 		}
 		return false
 	}
@@ -267,7 +275,7 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 			}
 		}
 	}
-	for i := len(cands) - 1; i >= 0; i-- { // deepest suffix first
+	for i := len(cands) - 1; i >= 0 && owner == nil; i-- { // deepest suffix first
 		c := cands[i]
 		if len(c.n.globs) == 0 {
 			continue
@@ -282,12 +290,18 @@ func (m *Matcher) lookupName(name string, fold bool, port uint16) Verdict {
 			}
 		}
 	}
-	for i := len(cands) - 1; i >= 0; i-- {
+	for i := len(cands) - 1; i >= 0 && owner == nil; i-- {
 		for _, e := range cands[i].n.wild {
 			if try(e) {
 				return admit(e)
 			}
 		}
+	}
+	if owner != nil {
+		if owner.Deny != ReasonNone {
+			return Verdict{Reason: owner.Deny, Entry: owner}
+		}
+		return Verdict{Reason: ReasonPortNotAllowed, Entry: owner}
 	}
 	if named != nil {
 		return Verdict{Reason: ReasonPortNotAllowed, Entry: named}

@@ -66,10 +66,32 @@ function FindProxyForURL(url, host) {
     host = host.substring(0, host.length - 1);
   }
   var port = egressgatePort(url);
-  if (!egressgateIn(REFUSED, host, port) && egressgateIn(RULES, host, port)) {
+  var held = egressgateHeld(host, port);
+  if (held != "") {
+    return held;
+  }
+  if (egressgateIn(RULES, host, port)) {
     return PROXY;
   }
   return FALLBACK;
+}
+
+// egressgateHeld decides a name of HELD: the first row that names host
+// and port, the proxy unless refused; the fallback on any other port. ""
+// when no row names host.
+function egressgateHeld(host, port) {
+  var named = false;
+  for (var i = 0; i < HELD.length; i++) {
+    var r = HELD[i];
+    if (r[1] != host) {
+      continue;
+    }
+    named = true;
+    if (egressgatePortIn(port, r[2])) {
+      return r[3] ? FALLBACK : PROXY;
+    }
+  }
+  return named ? FALLBACK : "";
 }
 
 // egressgatePort returns the URL's port, its scheme's default, or 0 when
@@ -199,11 +221,18 @@ func PAC(m *Matcher, proxyAddr string, fallback PACFallback) ([]byte, error) {
 //   "/" an IPv4 CIDR: the network, and its mask.
 var RULES = [
 `)
-	var refused []*Entry
+	// held: exact names that an entry refused by the policy, or a Live
+	// Response host, holds on every port, as the matcher has it (a
+	// broader wildcard never admits them on another port).
+	held := map[string]bool{}
 	for _, e := range m.Entries() {
-		if e.Deny != ReasonNone {
-			refused = append(refused, e)
-			continue
+		if e.Kind == KindExact && (e.Deny != ReasonNone || e.LiveResponse) {
+			held[e.Pattern] = true
+		}
+	}
+	for _, e := range m.Entries() {
+		if e.Deny != ReasonNone || e.Kind == KindExact && held[e.Pattern] {
+			continue // in HELD, or a refused pattern: simply not in RULES
 		}
 		row, ok := pacRow(e)
 		if !ok {
@@ -214,16 +243,20 @@ var RULES = [
 	}
 	b.WriteString("];\n\n")
 	// A name the estate's policy refuses beats the wildcard that would
-	// send it to the proxy, as in the matcher: it goes to the fallback.
-	// Only exact names are listed; a refused pattern is simply not in
-	// RULES.
-	b.WriteString("// Names the policy refuses (licence, Live Response, region): never sent to the proxy.\nvar REFUSED = [\n")
-	for _, e := range refused {
-		if e.Kind != KindExact {
+	// send it to the proxy, on every port, as in the matcher: it goes to
+	// the fallback. So does a Live Response host on a port it lacks.
+	b.WriteString("// Names the policy refuses (licence, Live Response, region), and Live Response hosts:\n" +
+		"// decided by these rows alone, in order; the first naming the port decides, true meaning refused.\nvar HELD = [\n")
+	for _, e := range m.Entries() {
+		if e.Kind != KindExact || !held[e.Pattern] {
 			continue
 		}
 		row, _ := pacRow(e)
-		fmt.Fprintf(&b, "  %s, // %s %s: %s\n", row, pacComment(e.Pattern), pacComment(e.Pos.String()), e.Deny)
+		why := "live response host"
+		if e.Deny != ReasonNone {
+			why = "refused: " + e.Deny.String()
+		}
+		fmt.Fprintf(&b, "  [%s, %t], // %s %s: %s\n", row[1:len(row)-1], e.Deny != ReasonNone, pacComment(e.Pattern), pacComment(e.Pos.String()), why)
 	}
 	b.WriteString("];\n")
 	b.WriteString(pacProgram)

@@ -354,3 +354,71 @@ func TestPACDocExample(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPAC: for any catalog the parser accepts, with some of its entries
+// refused as an estate's policy refuses them, the PAC file is valid
+// JavaScript, loads, and sends each exact name to the proxy exactly when
+// the matcher admits it.
+func FuzzPAC(f *testing.F) {
+	for _, s := range []string{
+		"a.example.com\n*.example.org:22\n10.0.0.0/8:443\n[2001:db8::1]:443\n",
+		"tf-*-bucket.s3.example.net # comment\n",
+		"x\\u2028.example.com\n",
+		"entries:\n  - pattern: \"a.example.com\"\n  - pattern: \"*.example.com\"\n",
+		"entries: [{pattern: 'b.example.com', notes: [\"*/ \\u2028 </script>\"]}]\n",
+		"entries: [{pattern: 'xn--bcher-kva.example', ports: [443, 8443]}]\n",
+		"a.example.com:443\n*.example.com:1\n",
+		"groups: [{id: g}]\nentries:\n  - {pattern: 'lr.example.com', groups: [g], live_response: true}\n  - {pattern: '*.example.com', groups: [g], ports: [1]}\n",
+	} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(0x55))
+	}
+	f.Fuzz(func(t *testing.T, text string, refuse uint8) {
+		c, err := Parse("fuzz.txt", []byte(text))
+		if err != nil {
+			return
+		}
+		// Refuse the entries selected by the bits of refuse, with the
+		// reasons an estate's policy gives.
+		reasons := []Reason{ReasonNotLicensed, ReasonLiveResponseOff, ReasonRegionExcluded}
+		for i, e := range c.Entries {
+			if refuse&(1<<(i%8)) != 0 {
+				e.Deny = reasons[i%len(reasons)]
+			}
+		}
+		m, err := Compile(c.Entries)
+		if err != nil {
+			t.Fatalf("parsed catalog does not compile: %v", err)
+		}
+		script, err := PAC(m, "192.0.2.10:3128", PACDirect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := goja.Compile("proxy.pac", string(script), true); err != nil {
+			t.Fatalf("PAC is not valid JavaScript: %v\n%s", err, script)
+		}
+		find := pacRuntime(t, script)
+		// Each call walks every row in goja: keep a fuzzed catalog of
+		// thousands of names from stalling the fuzzer.
+		checks := 0
+		for _, e := range m.Entries() {
+			if e.Kind != KindExact || checks > 200 {
+				continue
+			}
+			checks++
+			// Its own ports, and one it lacks: a refused name is not
+			// sent to the proxy on any port, as the matcher refuses it
+			// on every port.
+			for _, p := range append([]uint16{1}, e.Ports...) {
+				want := "DIRECT"
+				if m.Lookup(e.Pattern, p).Allow {
+					want = testProxy
+				}
+				u := "https://" + e.Pattern + ":" + strconv.Itoa(int(p)) + "/"
+				if got := find(u, e.Pattern); got != want {
+					t.Errorf("FindProxyForURL(%q) = %q, want %q (the matcher's)", u, got, want)
+				}
+			}
+		}
+	})
+}

@@ -29,6 +29,7 @@ const (
 	plistTrailerLen  = 32
 	maxPlistRefsRead = 1 << 20 // dict references followed, in all
 	maxPlistString   = 1 << 16 // longer strings are skipped
+	maxPlistDecoded  = 1 << 20 // string bytes read, in all
 )
 
 type binaryPlist struct {
@@ -36,7 +37,12 @@ type binaryPlist struct {
 	offsets []uint64 // of each object
 	refSize int
 	budget  int // references left to follow
+	decoded int // string bytes read so far, up to maxPlistDecoded
 }
+
+// errPlistBudget ends a search that read maxPlistDecoded bytes of strings:
+// references can point at one long string as often as they like.
+var errPlistBudget = errors.New("too much string data read")
 
 var errPlistTruncated = errors.New("object runs past the end of the file")
 
@@ -99,32 +105,67 @@ func (p *binaryPlist) header(off uint64) (typ byte, count uint64, content uint64
 	return typ, count, content, nil
 }
 
-// str returns the string object with index ref, and false when it is not
-// a string or longer than maxPlistString.
-func (p *binaryPlist) str(ref uint64) (string, bool, error) {
+// strObj locates the string object with index ref: its type (0x5 ASCII,
+// 0x6 UTF-16BE, 0 for anything else or a string longer than
+// maxPlistString), its length in code units and where its content starts.
+func (p *binaryPlist) strObj(ref uint64) (typ byte, n, at uint64, err error) {
 	if ref >= uint64(len(p.offsets)) {
-		return "", false, fmt.Errorf("reference %d to a missing object", ref)
+		return 0, 0, 0, fmt.Errorf("reference %d to a missing object", ref)
 	}
-	typ, n, at, err := p.header(p.offsets[ref])
-	if err != nil {
+	typ, n, at, err = p.header(p.offsets[ref])
+	if err != nil || typ != 0x5 && typ != 0x6 || n > maxPlistString {
+		return 0, 0, 0, err
+	}
+	size := n
+	if typ == 0x6 {
+		size = 2 * n
+	}
+	if at+size > uint64(len(p.data)) {
+		return 0, 0, 0, errPlistTruncated
+	}
+	return typ, n, at, nil
+}
+
+// isKey reports whether the object with index ref is the ASCII string key,
+// comparing in place: a key is looked at for every pair, so it must cost
+// no copy and no decoding.
+func (p *binaryPlist) isKey(ref uint64, key string) (bool, error) {
+	typ, n, at, err := p.strObj(ref)
+	if err != nil || typ == 0 || n != uint64(len(key)) {
+		return false, err
+	}
+	for i := range n {
+		var c uint16
+		switch typ {
+		case 0x5:
+			c = uint16(p.data[at+i])
+		case 0x6:
+			c = binary.BigEndian.Uint16(p.data[at+2*i:])
+		default:
+			return false, nil
+		}
+		if c != uint16(key[i]) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// str returns the string object with index ref, and false when it is not
+// a string or longer than maxPlistString. What it reads counts against
+// maxPlistDecoded.
+func (p *binaryPlist) str(ref uint64) (string, bool, error) {
+	typ, n, at, err := p.strObj(ref)
+	if err != nil || typ == 0 {
 		return "", false, err
+	}
+	if p.decoded += int(n); p.decoded > maxPlistDecoded {
+		return "", false, errPlistBudget
 	}
 	switch typ {
 	case 0x5:
-		if n > maxPlistString {
-			return "", false, nil
-		}
-		if at+n > uint64(len(p.data)) {
-			return "", false, errPlistTruncated
-		}
 		return string(p.data[at : at+n]), true, nil
 	case 0x6:
-		if n > maxPlistString {
-			return "", false, nil
-		}
-		if at+2*n > uint64(len(p.data)) {
-			return "", false, errPlistTruncated
-		}
 		units := make([]uint16, n)
 		for i := range units {
 			units[i] = binary.BigEndian.Uint16(p.data[at+2*uint64(i):])
@@ -150,11 +191,11 @@ func (p *binaryPlist) stringsForKey(key string) []string {
 		}
 		p.budget -= int(n)
 		for i := range n {
-			k, ok, err := p.str(readUintBE(p.data[at+i*size : at+(i+1)*size]))
+			ok, err := p.isKey(readUintBE(p.data[at+i*size:at+(i+1)*size]), key)
 			if err != nil {
 				return out
 			}
-			if !ok || k != key {
+			if !ok {
 				continue
 			}
 			v, ok, err := p.str(readUintBE(p.data[at+(n+i)*size : at+(n+i+1)*size]))

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -183,7 +182,8 @@ func sameFiles(rs *Ruleset) bool {
 	}
 	h := sha256.New()
 	for _, f := range rs.Files {
-		data, err := os.ReadFile(f)
+		// Read no more than any file may hold: a larger one fails Load.
+		data, err := readLimited(f, maxCatalogBytes)
 		if err != nil {
 			return false
 		}
@@ -260,7 +260,11 @@ func (r *Reloader) Run(ctx context.Context) error {
 				events = nil
 				continue
 			}
-			if ws.relevant(ev.Name) {
+			// After a failed reload, any change in a watched directory
+			// may be the fix: a file the new config names but the last
+			// good ruleset did not (an estate's file written after the
+			// config that names it).
+			if ws.relevant(ev.Name) || ws.inWatchedDir(ev.Name) && r.failing() {
 				r.log.Debug("rules file event", "event", ev.String())
 				debounce.Reset(delay)
 			}
@@ -347,6 +351,19 @@ func (s *watchSet) sync(files []string) (added bool) {
 		added = true
 	}
 	return added
+}
+
+// inWatchedDir reports whether name is in a watched directory.
+func (s *watchSet) inWatchedDir(name string) bool {
+	_, ok := s.names[filepath.Dir(filepath.Clean(name))]
+	return ok
+}
+
+// failing reports whether the last reload failed.
+func (r *Reloader) failing() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr != ""
 }
 
 // relevant reports whether an event on name may change the rules: name is
