@@ -288,3 +288,51 @@ func TestEscalationTargets(t *testing.T) {
 		t.Errorf("EscalationTargets =\n%+v\nwant\n%+v", got, want)
 	}
 }
+
+// TestAlertmanagerConfigSourceStaysAComment checks that a config path
+// naming characters YAML or a comment cannot carry (a newline above all)
+// is escaped, so the "generated from" comment stays one line and cannot
+// add keys to the generated configuration.
+func TestAlertmanagerConfigSourceStaysAComment(t *testing.T) {
+	data, err := os.ReadFile("testdata/alertmanager-webhook.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := parseTxtar(string(data)).file("input.yaml")
+	var in alertingInput
+	if err := yaml.Unmarshal([]byte(src), &in); err != nil {
+		t.Fatalf("input.yaml: %v", err)
+	}
+	targets, opts := in.convert(t)
+	opts.Source = ""
+	plain, err := AlertmanagerConfig(targets, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]any
+	if err := yaml.Unmarshal(plain, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, source := range []string{
+		"etc/egressgate.yaml\ninhibit_rules: [{equal: [x]}]\n# ",
+		"a\r\nreceivers: []",
+		"a\u2028b\"\\",
+	} {
+		opts.Source = source
+		out, err := AlertmanagerConfig(targets, opts)
+		if err != nil {
+			t.Fatalf("Source %q: %v", source, err)
+		}
+		first, rest, _ := strings.Cut(string(out), "\n")
+		if !strings.HasPrefix(first, "# ") || !strings.HasPrefix(rest, "# Regenerate") {
+			t.Errorf("Source %q: the comment is not one line:\n%s", source, out)
+		}
+		var got map[string]any
+		if err := yaml.Unmarshal(out, &got); err != nil {
+			t.Fatalf("Source %q: the output does not parse: %v\n%s", source, err, out)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Source %q changed the configuration:\n%s", source, out)
+		}
+	}
+}
