@@ -180,6 +180,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	rs.Estates = []*Estate{def}
 	var prefixes []estatePrefix
 	seen := map[string]int{}
+	fileLines := map[string]map[string]int{} // an estate file's key lines, by estate
 	for i, ec := range cfg.Estates {
 		key := fmt.Sprintf("estates.%d", i)
 		at := func(k string) Pos { return Pos{cfg.Path, cfg.lines[key+"."+k]} }
@@ -218,6 +219,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 		case SourceEstate:
 			es.File = filepath.Join(filepath.Dir(cfg.Path), EstatesDir, ec.Name+".yaml")
 			own, lines, err := readEstatePolicy(es.File, readFile, catalogs, warn)
+			fileLines[ec.Name] = lines
 			if err == nil {
 				// A setting of the file that cannot hold with the rest
 				// (exact mode with AD Sync on) shows only when compiled:
@@ -266,6 +268,19 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 		}
 		if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
 			warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
+		}
+		if inherited := inherit(es.Own, cfg.Policy).ActIfUnreachable; inherited != nil && *inherited && es.Policy.ThreatResponse != ThreatCollaborate {
+			// validatePolicy refused both in one block; this one came
+			// through inheritance, so say where it was set.
+			at := Pos{cfg.Path, cfg.lines["policy.act_if_unreachable"]}
+			switch {
+			case es.Own.ActIfUnreachable == nil:
+			case es.Source == SourceEstate:
+				at = Pos{es.File, fileLines[es.Name]["act_if_unreachable"]}
+			default:
+				at = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.act_if_unreachable", es.Index-1)]}
+			}
+			warn(at.Errorf("estate %s: act_if_unreachable is ignored: only the %q threat response acts when the contacts cannot be reached, and its threat response is %q", es.Name, ThreatCollaborate, es.Policy.ThreatResponse))
 		}
 		c, err := compileFor(&es.Policy)
 		if err != nil {

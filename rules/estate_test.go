@@ -563,3 +563,59 @@ func TestEstateFileCreatedLater(t *testing.T) {
 		t.Errorf("10.4.0.5 is in estate %s (mode %s), want perth in exact mode", es.Name, es.Policy.Mode)
 	}
 }
+
+// TestCheckActIfUnreachableIgnored: act_if_unreachable acts only with the
+// collaborate threat response; set where the effective threat response is
+// another, check warns at the line that set it.
+func TestCheckActIfUnreachableIgnored(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "egressgate.yaml")
+	writeFile(t, p, `policy:
+  act_if_unreachable: true
+  contacts:
+    primary: {name: A, email: a@example.org, phone: "+44 20 7946 0000"}
+estates:
+  - name: b
+    source: enterprise
+    subnets: [10.1.0.0/16]
+    policy:
+      threat_response: authorize
+  - name: c
+    source: enterprise
+    subnets: [10.2.0.0/16]
+    policy:
+      threat_response: collaborate
+  - name: d
+    source: estate
+    subnets: [10.3.0.0/16]
+  - name: e
+    source: enterprise
+    subnets: [10.4.0.0/16]
+    policy:
+      threat_response: collaborate
+      act_if_unreachable: false
+`)
+	writeFile(t, filepath.Join(dir, "estates.d", "d.yaml"), "regions: [eu-west-1]\nact_if_unreachable: true\n")
+	rs, err := Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warns []string
+	for _, e := range rs.Warnings {
+		warns = append(warns, strings.ReplaceAll(e.Error(), dir+"/", ""))
+	}
+	wantWarns := []string{
+		`egressgate.yaml:2: estate default: act_if_unreachable is ignored: only the "collaborate" threat response acts when the contacts cannot be reached, and its threat response is "notify"`,
+		`egressgate.yaml:2: estate b: act_if_unreachable is ignored: only the "collaborate" threat response acts when the contacts cannot be reached, and its threat response is "authorize"`,
+		`estates.d/d.yaml:2: estate d: act_if_unreachable is ignored: only the "collaborate" threat response acts when the contacts cannot be reached, and its threat response is "notify"`,
+	}
+	if !reflect.DeepEqual(warns, wantWarns) {
+		t.Errorf("Warnings =\n%s\nwant\n%s", strings.Join(warns, "\n"), strings.Join(wantWarns, "\n"))
+	}
+	for _, es := range rs.Estates {
+		want := es.Name == "c"
+		if es.Policy.ActIfUnreachable != want {
+			t.Errorf("estate %s: ActIfUnreachable = %v, want %v", es.Name, es.Policy.ActIfUnreachable, want)
+		}
+	}
+}

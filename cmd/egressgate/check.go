@@ -22,7 +22,8 @@ prints the policy and, per catalog, each group with its section, whether it
 is on, and its entries in force out of those in the catalog; with estates,
 one line per estate (source, settings, contacts, entries admitted and
 refused). Warnings (authorize with Live Response off, a phone number without
-its country code) go to stderr.
+its country code, act_if_unreachable ignored by a threat response other than
+collaborate) go to stderr.
 
 exit status: 0 the config loads, 1 it does not or an estate lacks a primary
 contact (FILE:LINE: message on stderr), 2 bad usage`)
