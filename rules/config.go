@@ -193,7 +193,18 @@ func Load(path string) (*Ruleset, error) { return load(path, nil) }
 // load is Load with the ruleset in use: an estate file that fails keeps
 // prev's settings for that estate, and matchers of unchanged policies
 // are reused.
-func load(path string, prev *Ruleset) (*Ruleset, error) {
+func load(path string, prev *Ruleset) (*Ruleset, error) { return loadTrying(path, prev, nil) }
+
+// loadTrying is load that, when tried is not nil, appends to it every
+// file it reads or tries to read, also when it fails: the reloader
+// watches their directories, so that a file that was missing is seen when
+// it appears.
+func loadTrying(path string, prev *Ruleset, tried *[]string) (*Ruleset, error) {
+	try := func(p string) {
+		if tried != nil {
+			*tried = append(*tried, p)
+		}
+	}
 	h := sha256.New()
 	// catHash covers the catalogs alone: when it is unchanged, matchers of
 	// unchanged policies are reused.
@@ -201,6 +212,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 	cfg := &Config{}
 	var files []string
 	if path != "" {
+		try(path)
 		data, err := readLimited(path, maxConfigBytes)
 		if err != nil {
 			if errors.As(err, new(errTooLarge)) {
@@ -232,6 +244,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 		if !filepath.IsAbs(p) && path != "" {
 			p = filepath.Join(filepath.Dir(path), p)
 		}
+		try(p)
 		data, err := readLimited(p, maxCatalogBytes)
 		if err != nil {
 			if errors.As(err, new(errTooLarge)) {
@@ -268,6 +281,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 	catHash.Sum(catDigest[:0])
 	readEstate := func(p string) ([]byte, error) {
 		files = append(files, p)
+		try(p)
 		data, err := readLimited(p, maxEstateFileBytes)
 		if err != nil {
 			fmt.Fprintf(h, "%s\x00missing\x00", p)
@@ -282,6 +296,7 @@ func load(path string, prev *Ruleset) (*Ruleset, error) {
 	}
 	if cfg.Auth != nil {
 		if rs.Users, err = loadUsers(cfg, rs, func(p string) ([]byte, error) {
+			try(p)
 			data, err := readLimited(p, maxConfigBytes)
 			if err == nil {
 				files = append(files, p)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -49,6 +50,7 @@ type Reloader struct {
 
 	mu      sync.Mutex // serialises Reload; lookups never take it
 	lastErr string     // text of the last failure logged; "" after a success
+	tried   []string   // the files the last failed load read or tried to read
 
 	// newWatcher creates Run's watcher; nil means fsnotify.NewWatcher.
 	newWatcher func() (*fsnotify.Watcher, error)
@@ -118,7 +120,8 @@ func (r *Reloader) reload(unchangedLevel slog.Level) error {
 		r.log.Log(context.Background(), unchangedLevel, "rules unchanged; reload skipped", "matcher_version", cur.Matcher.Version(), "digest", shortDigest(cur))
 		return nil
 	}
-	rs, err := load(r.path, cur)
+	var tried []string
+	rs, err := loadTrying(r.path, cur, &tried)
 	if err == nil && len(rs.Problems) > 0 {
 		// An estate's own file is wrong: the rest of the new ruleset is
 		// stored (no other estate notices), that estate keeps its last
@@ -132,6 +135,7 @@ func (r *Reloader) reload(unchangedLevel slog.Level) error {
 		err = errors.Join(rs.Problems...)
 	}
 	if err != nil {
+		r.tried = tried
 		if msg := err.Error(); msg != r.lastErr {
 			r.log.Error("rules reload failed; keeping the last good rules", "err", err)
 			r.lastErr = msg
@@ -144,7 +148,7 @@ func (r *Reloader) reload(unchangedLevel slog.Level) error {
 		return err
 	}
 	recovered := r.lastErr != ""
-	r.lastErr = ""
+	r.lastErr, r.tried = "", nil
 	if !r.storeIfChanged(rs, recovered) {
 		// The files changed and changed back, or hash differently from
 		// what sameFiles reads: still nothing to install.
@@ -208,7 +212,9 @@ func shortDigest(rs *Ruleset) string { return hex.EncodeToString(rs.Digest[:6]) 
 // change, until ctx is done; then it returns nil. It watches the parent
 // directory of every file (and of its symlink target), since editors and
 // Kubernetes ConfigMaps replace files by rename, and re-derives that set
-// after every reload, as the config may name new catalogs. An event in a
+// after every reload, as the config may name new catalogs; after a failed
+// one it also watches (boundedly) where that load tried to read, so that
+// the file it missed is seen when it appears. An event in a
 // watched directory triggers a reload when its name is one of the files or
 // starts with ".." (the ConfigMap "..data" symlink swap); a burst of events
 // gives one reload, Debounce after the last. A poll every PollInterval
@@ -246,7 +252,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 	// sync re-derives the watch set; when a directory was newly watched,
 	// a change there may have been missed, so one more reload is due.
 	sync := func() {
-		if ws.sync(r.Current().Files) {
+		if ws.sync(r.Current().Files, r.triedFiles()) {
 			debounce.Reset(delay)
 		}
 	}
@@ -296,10 +302,17 @@ type watchSet struct {
 	failed map[string]string   // directory → last error adding it, logged once
 }
 
+// maxTriedDirs bounds the directories watched for a failed load's files
+// beyond the last good ruleset's.
+const maxTriedDirs = 16
+
 // sync makes the watcher watch the directories of files (and of their
-// symlink targets) and nothing else. It reports whether a directory was
+// symlink targets), and of up to maxTriedDirs more holding the files a
+// failed load tried to read (a new estate's file, a catalog the config
+// now names), and nothing else: a watch of tried is dropped once the load
+// succeeds or no longer reads there. It reports whether a directory was
 // added.
-func (s *watchSet) sync(files []string) (added bool) {
+func (s *watchSet) sync(files, tried []string) (added bool) {
 	names := map[string][]string{}
 	note := func(p string) {
 		abs, err := filepath.Abs(p)
@@ -317,6 +330,24 @@ func (s *watchSet) sync(files []string) (added bool) {
 			note(target)
 		}
 	}
+	good := len(names)
+	// extra: directories only a failed load needs; one that does not
+	// exist yet is not worth a warning (its parent, the config's
+	// directory, usually is watched and sees it created).
+	extra := map[string]bool{}
+	for _, f := range tried {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			continue
+		}
+		if dir := filepath.Dir(abs); names[dir] == nil {
+			if len(names) >= good+maxTriedDirs {
+				continue
+			}
+			extra[dir] = true
+		}
+		note(abs)
+	}
 	s.names = names
 	if s.w == nil {
 		return false
@@ -326,6 +357,8 @@ func (s *watchSet) sync(files []string) (added bool) {
 		if _, ok := names[dir]; !ok {
 			if err := s.w.Remove(dir); err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) {
 				s.log.Debug("rules watcher: removing watch", "dir", dir, "err", err)
+			} else {
+				s.log.Debug("rules watcher: no longer watching", "dir", dir)
 			}
 		}
 	}
@@ -337,6 +370,10 @@ func (s *watchSet) sync(files []string) (added bool) {
 			continue
 		}
 		if err := s.w.Add(dir); err != nil {
+			if extra[dir] && errors.Is(err, fs.ErrNotExist) {
+				s.log.Debug("rules watcher: a directory the failed load read in does not exist", "dir", dir)
+				continue
+			}
 			if s.failed[dir] != err.Error() {
 				s.log.Warn("cannot watch rules directory; relying on the poll until it is back", "dir", dir, "err", err)
 				s.failed[dir] = err.Error()
@@ -357,6 +394,14 @@ func (s *watchSet) sync(files []string) (added bool) {
 func (s *watchSet) inWatchedDir(name string) bool {
 	_, ok := s.names[filepath.Dir(filepath.Clean(name))]
 	return ok
+}
+
+// triedFiles returns the files the last reload tried to read when it
+// failed, nil after a success.
+func (r *Reloader) triedFiles() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tried
 }
 
 // failing reports whether the last reload failed.

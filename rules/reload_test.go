@@ -564,7 +564,7 @@ func TestReloadEventFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws := &watchSet{log: slog.New(slog.DiscardHandler)}
-	ws.sync([]string{cfg, filepath.Join(dir, "sub", "local.txt")})
+	ws.sync([]string{cfg, filepath.Join(dir, "sub", "local.txt")}, nil)
 	for name, want := range map[string]bool{
 		cfg:                                                  true,
 		filepath.Join(dir, "..data"):                         true,
@@ -613,5 +613,62 @@ func goRun(r *Reloader) (stop func(t *testing.T)) {
 		case <-time.After(waitDeadline):
 			t.Error("Run did not return after its context was cancelled")
 		}
+	}
+}
+
+// TestReloadWatchesWhatAFailedLoadTried: after a load fails on a file in a
+// directory the last good ruleset had no file in (the first estate with
+// its own file, a catalog in a new directory), creating that file reloads
+// at once, with the poll off; fixing the config instead drops the watch.
+func TestReloadWatchesWhatAFailedLoadTried(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		config string // appended to testConfig("local.txt")
+		file   string // relative to the config's directory
+		data   string
+		done   func(*Ruleset) bool
+	}{{
+		name:   "estate file",
+		config: "estates:\n  - name: perth\n    subnets: [10.4.0.0/16]\n    source: estate\n",
+		file:   filepath.Join(EstatesDir, "perth.yaml"),
+		data:   "mode: exact\n",
+		done:   func(rs *Ruleset) bool { return rs.Estate("perth") != nil },
+	}, {
+		name:   "catalog",
+		config: "  - path: more/extra.txt\n",
+		file:   filepath.Join("more", "extra.txt"),
+		data:   hostList("b.example.com"),
+		done:   func(rs *Ruleset) bool { return rs.Matcher.Lookup("b.example.com", 443).Allow },
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, cfg := writeLocalConfig(t, "a.example.com")
+			newDir := filepath.Join(dir, filepath.Dir(tc.file))
+			if err := os.Mkdir(newDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			r, h, lb := newTestReloader(t, cfg)
+			startRun(t, r, lb, 20*time.Millisecond, 0)
+			watching := "rules watcher: watching\" dir=" + newDir + "\n"
+			unwatching := "rules watcher: no longer watching\" dir=" + newDir + "\n"
+			count := func(s string) int { return strings.Count(lb.String(), s) }
+			if count(watching) != 0 {
+				t.Fatalf("%s watched before any file there was named", newDir)
+			}
+
+			writeAtomic(t, cfg, testConfig("local.txt")+tc.config)
+			waitFor(t, "the error for the missing file", func() bool { _, errs := h.counts(); return errs > 0 })
+			waitFor(t, newDir+" watched", func() bool { return count(watching) == 1 })
+			// The config no longer names the file: the watch goes.
+			writeAtomic(t, cfg, testConfig("local.txt"))
+			waitFor(t, newDir+" no longer watched", func() bool { return count(unwatching) == 1 })
+			if r.failing() {
+				t.Fatal("still failing after the config was fixed")
+			}
+
+			writeAtomic(t, cfg, testConfig("local.txt")+tc.config)
+			waitFor(t, newDir+" watched again", func() bool { return count(watching) == 2 })
+			writeAtomic(t, filepath.Join(dir, tc.file), tc.data)
+			waitFor(t, "the ruleset with the new file", func() bool { return tc.done(r.Current()) })
+		})
 	}
 }
