@@ -17,10 +17,10 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// authProxy starts a proxy that requires proxy authentication and admits
-// up.example.org:port (on loopback) only to the users file's estate
-// "inside". users maps a name to its password.
-func authProxy(t *testing.T, port uint16, users map[string]string) string {
+// authRules loads a config that requires proxy authentication and admits
+// up.example.org:port only to the estate "inside", which every user of
+// the password file (users maps a name to its password) belongs to.
+func authRules(t *testing.T, port uint16, users map[string]string) *rules.Reloader {
 	t.Helper()
 	dir := t.TempDir()
 	var file strings.Builder
@@ -52,6 +52,15 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rl
+}
+
+// authProxy starts a proxy that requires proxy authentication and admits
+// up.example.org:port (on loopback) only to the users file's estate
+// "inside". users maps a name to its password.
+func authProxy(t *testing.T, port uint16, users map[string]string) string {
+	t.Helper()
+	rl := authRules(t, port, users)
 	addr, _ := startProxy(t, Config{Rules: rl, Recorder: &recorder{},
 		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
 	return addr

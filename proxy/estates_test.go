@@ -213,29 +213,7 @@ func TestProxyAuthForward(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	port := portOf(t, upstream.Listener.Addr().String())
-	dir := t.TempDir()
-	hash, _ := bcrypt.GenerateFromPassword([]byte("hunter2-secret"), bcrypt.MinCost)
-	os.WriteFile(filepath.Join(dir, "users"), []byte("bob:"+string(hash)+":inside\n"), 0o600)
-	os.WriteFile(filepath.Join(dir, "local.txt"), []byte(fmt.Sprintf("up.example.org:%d\n", port)), 0o644)
-	cfg := filepath.Join(dir, "egressgate.yaml")
-	os.WriteFile(cfg, []byte(`embedded: []
-catalogs: [{path: local.txt}]
-policy:
-  disable: [local]
-estates:
-  - name: inside
-    subnets: [127.200.0.0/16]
-    source: enterprise
-    policy:
-      enable: [local]
-auth:
-  password_file: users
-  required: true
-`), 0o644)
-	rl, err := rules.NewReloader(cfg, nil, rules.ReloadHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rl := authRules(t, port, map[string]string{"bob": "hunter2-secret"})
 	var logBuf strings.Builder
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
