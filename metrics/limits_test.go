@@ -1,13 +1,11 @@
 package metrics
 
 import (
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/egressgate/egressgate/proxy"
 )
@@ -38,20 +36,5 @@ egressgate_proxy_refused_total{reason="out-of-descriptors"} 2
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-	}
-	doc, err := os.ReadFile("../docs/metrics.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if !strings.Contains(string(doc), "| `"+mf.GetName()+"` |") {
-			t.Errorf("%s is not in docs/metrics.md's metrics table", mf.GetName())
-		}
-	}
+	checkFamilies(t, mfs)
 }

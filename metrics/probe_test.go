@@ -1,14 +1,12 @@
 package metrics
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/egressgate/egressgate/proxy"
 )
@@ -62,22 +60,7 @@ egressgate_probe_success{port="",rule="b.example.org",step="dns"} 0
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, pr := range problems {
-		t.Errorf("promlint: %s: %s", pr.Metric, pr.Text)
-	}
-	doc, err := os.ReadFile("../docs/metrics.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if !strings.Contains(string(doc), "| `"+mf.GetName()+"` |") {
-			t.Errorf("%s is not in docs/metrics.md's metrics table", mf.GetName())
-		}
-	}
+	checkFamilies(t, mfs)
 }
 
 // seriesValue returns the value of the one gauge series of name whose
