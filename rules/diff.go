@@ -177,6 +177,7 @@ func entryFieldChanges(o, n *Entry) []FieldChange {
 	add("licenses", set(o.Licenses), set(n.Licenses))
 	add("region", o.Region, n.Region)
 	add("example", strconv.FormatBool(o.Example), strconv.FormatBool(n.Example))
+	add("live_response", strconv.FormatBool(o.LiveResponse), strconv.FormatBool(n.LiveResponse))
 	add("notes", strconv.Quote(strings.Join(o.Notes, " | ")), strconv.Quote(strings.Join(n.Notes, " | ")))
 	return out
 }

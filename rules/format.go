@@ -50,7 +50,9 @@ type (
 		Licenses []string `yaml:"licenses,flow,omitempty"`
 		Region   string   `yaml:"region,omitempty"`
 		Example  bool     `yaml:"example,omitempty"`
-		Notes    []string `yaml:"notes,omitempty"`
+		// LiveResponse keeps a Live Response host gated on Live Response.
+		LiveResponse bool     `yaml:"live_response,omitempty"`
+		Notes        []string `yaml:"notes,omitempty"`
 	}
 )
 
@@ -78,7 +80,8 @@ func FormatYAML(c *Catalog, header string) ([]byte, error) {
 		if e.Kind == KindCIDR && e.Prefix.IsSingleIP() {
 			pattern = e.Prefix.Addr().String()
 		}
-		oe := entryOut{Pattern: pattern, Groups: e.GroupIDs(), OS: e.OS, Region: e.Region, Example: e.Example, Notes: e.Notes}
+		oe := entryOut{Pattern: pattern, Groups: e.GroupIDs(), OS: e.OS, Region: e.Region, Example: e.Example,
+			LiveResponse: e.LiveResponse, Notes: e.Notes}
 		if !slices.Equal(e.Ports, entryPortsFromGroups(e.Groups)) {
 			oe.Ports = e.Ports
 		}

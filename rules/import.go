@@ -270,6 +270,10 @@ func ImportPage(path string, data []byte) (*Catalog, error) {
 		if m := pageRegionRE.FindStringSubmatch(host); m != nil {
 			ef.Region = m[1]
 		}
+		// The page lists Live Response's terminal hosts among the XDR and
+		// MDR hosts without marking them; their name does. Unmarked, an
+		// imported catalog would admit them with Live Response off.
+		ef.LiveResponse = strings.HasPrefix(host, "live-terminal")
 		switch {
 		case (e.first || e.second) && len(ef.Groups) > 1:
 			ef.Notes = []string{noteInstallerAlso}

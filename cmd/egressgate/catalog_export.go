@@ -164,7 +164,10 @@ type jsonEntry struct {
 	Licenses []string `json:"licenses"`
 	Region   string   `json:"region,omitempty"`
 	Example  bool     `json:"example,omitempty"`
-	Notes    []string `json:"notes,omitempty"`
+	// LiveResponse marks a Live Response host: admitted only while Live
+	// Response is on, and never from the estate's excluded devices.
+	LiveResponse bool     `json:"live_response,omitempty"`
+	Notes        []string `json:"notes,omitempty"`
 	// Refused is why the estate's policy refuses the entry; such an
 	// entry must be denied before any wildcard that covers it.
 	Refused string `json:"refused,omitempty"`
@@ -187,7 +190,7 @@ func writeJSON(w io.Writer, rs *rules.Ruleset, es *rules.Estate) error {
 	for _, e := range es.Matcher.Entries() {
 		je := jsonEntry{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(),
 			Ports: e.Ports, Groups: orEmpty(e.GroupIDs()), Sections: orEmpty(e.Sections()), OS: orEmpty(e.OS),
-			Licenses: orEmpty(e.Licenses), Region: e.Region, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
+			Licenses: orEmpty(e.Licenses), Region: e.Region, Example: e.Example, LiveResponse: e.LiveResponse, Notes: e.Notes, Source: e.Pos.String()}
 		if e.Deny != rules.ReasonNone {
 			je.Refused = e.Deny.String()
 		}
