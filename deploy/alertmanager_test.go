@@ -364,15 +364,7 @@ func startAlertingPrometheus(t *testing.T, ctx context.Context, am, exporter str
 			"static_configs": []map[string]any{{"targets": []string{exporter}}},
 		}},
 	})
-	addr := freeAddr(t)
-	_, exited := startProcess(t, dir, "prometheus.log", bin,
-		"--config.file=prometheus.yml",
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--log.level=warn")
-	readyCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	waitHTTP(t, readyCtx, "http://"+addr+"/-/ready", exited, "prometheus")
+	runPrometheus(t, ctx, bin, dir)
 }
 
 // silence creates, through Alertmanager's API v2, a one-hour silence of

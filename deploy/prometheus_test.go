@@ -134,7 +134,14 @@ func startPrometheus(t *testing.T, ctx context.Context, targets []string) *prome
 		"rule_files":     []string{"alerts.yml"},
 		"scrape_configs": []map[string]any{job},
 	})
+	return &prometheus{base: runPrometheus(t, ctx, bin, dir)}
+}
 
+// runPrometheus starts bin on loopback with dir's prometheus.yml and its
+// own storage there, and returns its base URL once it is ready, at most
+// 20 s later.
+func runPrometheus(t *testing.T, ctx context.Context, bin, dir string) string {
+	t.Helper()
 	addr := freeAddr(t)
 	_, exited := startProcess(t, dir, "prometheus.log", bin,
 		"--config.file=prometheus.yml",
@@ -144,7 +151,7 @@ func startPrometheus(t *testing.T, ctx context.Context, targets []string) *prome
 	readyCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	waitHTTP(t, readyCtx, "http://"+addr+"/-/ready", exited, "prometheus")
-	return &prometheus{base: "http://" + addr}
+	return "http://" + addr
 }
 
 // sample is one element of an instant query's result.
