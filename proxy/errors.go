@@ -23,6 +23,7 @@ const ReasonHeader = "X-Egressgate-Reason"
 // Reasons of answers that are not catalog decisions. The set is fixed.
 const (
 	ReasonBadTarget         = "bad-target"           // 400: CONNECT target is not host:port
+	ReasonBadRequest        = "bad-request"          // 400: a CONNECT head that does not parse
 	ReasonNotProxyRequest   = "not-proxy-request"    // 400: origin-form request to the proxy itself
 	ReasonUnsupportedScheme = "unsupported-scheme"   // 400: absolute URI that is not http://
 	ReasonOverloaded        = "max-conns"            // 503: Config.MaxConns reached

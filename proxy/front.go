@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -236,8 +239,10 @@ func checkHead(r *http.Request) error {
 
 // badHead answers a CONNECT head that does not parse as net/http does:
 // silence for a timeout or a client gone, 431 for a head over
-// MaxHeaderBytes, 505 for a version other than HTTP/1.x, 400 otherwise;
-// then closes.
+// MaxHeaderBytes, 505 for a version other than HTTP/1.x; then closes.
+// Otherwise it answers 400 with a reason, which net/http would not give:
+// bad-target for a target that is not host:port, bad-request for the
+// rest, and what was wrong in the body.
 func badHead(c net.Conn, err error, tooLarge bool) {
 	defer c.Close()
 	var ne net.Error
@@ -253,7 +258,12 @@ func badHead(c net.Conn, err error, tooLarge bool) {
 		io.WriteString(c, "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported")
 		return
 	}
-	io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request")
+	a := badRequest(ReasonBadRequest, err)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		a = badRequest(ReasonBadTarget, fmt.Errorf("CONNECT target %q is not host:port", strings.TrimPrefix(ue.URL, "http://")))
+	}
+	fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
+		ReasonHeader, a.reason, len(a.text)+1, a.text)
 }
 
 // frontWriter is the http.ResponseWriter of a CONNECT read by the front

@@ -28,20 +28,34 @@ func TestFrontEnd(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, raw, status string
+		reason            string // of a 400: net/http gives none, the front end does
 	}{
-		{"no-version", "CONNECT " + target + "\r\n\r\n", "400"},
-		{"bad-version", "CONNECT " + target + " HTTP/9\r\n\r\n", "400"},
-		{"bad-authority", "CONNECT [name]:443 HTTP/1.1\r\n\r\n", "400"},
-		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"},
-		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400"},
-		{"http2-version", "CONNECT " + target + " HTTP/2.0\r\nHost: " + target + "\r\n\r\n", "505"},
-		{"http0-version", "CONNECT " + target + " HTTP/0.9\r\nHost: " + target + "\r\n\r\n", "505"},
-		{"head-too-large", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", "431"},
+		{"no-version", "CONNECT " + target + "\r\n\r\n", "400", ReasonBadRequest},
+		{"bad-version", "CONNECT " + target + " HTTP/9\r\n\r\n", "400", ReasonBadRequest},
+		{"bad-authority", "CONNECT [name]:443 HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
+		{"bad-port", "CONNECT example.org:443abc HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
+		{"escaped-host", "CONNECT example%2eorg:443 HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
+		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400", ReasonBadRequest},
+		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400", ReasonBadRequest},
+		{"http2-version", "CONNECT " + target + " HTTP/2.0\r\nHost: " + target + "\r\n\r\n", "505", ""},
+		{"http0-version", "CONNECT " + target + " HTTP/0.9\r\nHost: " + target + "\r\n\r\n", "505", ""},
+		{"head-too-large", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", "431", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, head := send(t, tc.raw)
+			c, head := send(t, tc.raw)
 			if !strings.HasPrefix(head, "HTTP/1.1 "+tc.status+" ") {
 				t.Errorf("answer %q, want %s", head, tc.status)
+			}
+			if tc.reason == "" {
+				return
+			}
+			if !strings.Contains(head, "\r\n"+ReasonHeader+": "+tc.reason+"\r\n") {
+				t.Errorf("answer %q, want reason %s", head, tc.reason)
+			}
+			// The body says what was wrong, and then the connection closes.
+			body, err := io.ReadAll(c)
+			if err != nil || !strings.HasPrefix(string(body), "egressgate: bad request: ") {
+				t.Errorf("body %q, %v", body, err)
 			}
 		})
 	}
