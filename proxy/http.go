@@ -51,6 +51,11 @@ func (s *Server) newGoproxy() (*goproxy.ProxyHttpServer, *http.Transport) {
 	gp.NonproxyHandler = http.HandlerFunc(notProxyRequest)
 	gp.OnRequest().DoFunc(func(r *http.Request, _ *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 		removeHopByHop(r.Header)
+		if _, ok := r.Header["User-Agent"]; !ok {
+			// An empty value keeps http.Transport from sending its
+			// own: the upstream sees the client's request, not Go's.
+			r.Header["User-Agent"] = []string{""}
+		}
 		return r, nil
 	})
 	gp.OnResponse().DoFunc(func(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {

@@ -73,6 +73,67 @@ func TestForwardHopByHop(t *testing.T) {
 	}
 }
 
+// TestForwardHeaders: the upstream sees the client's User-Agent, or none
+// when the client sent none (never Go's default), and the URL's authority
+// as Host whatever Host the client sent: an allowed URL with another Host
+// must not reach that other host through a shared front end.
+func TestForwardHeaders(t *testing.T) {
+	type seenReq struct {
+		host string
+		ua   []string
+	}
+	seen := make(chan seenReq, 1)
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		seen <- seenReq{req.Host, req.Header.Values("User-Agent")}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+	})
+	port := portOf(t, up)
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("crl.example.org:%d", port))},
+		Hosts:     hostsFor("crl.example.org"),
+		AllowDest: loopbackDest,
+	})
+	authority := fmt.Sprintf("crl.example.org:%d", port)
+	for _, tc := range []struct {
+		name, header string
+		wantUA       []string
+	}{
+		{"no-user-agent", "Host: " + authority + "\r\n", nil},
+		{"client-user-agent", "Host: " + authority + "\r\nUser-Agent: ocsp-client/1\r\n", []string{"ocsp-client/1"}},
+		{"other-host", "Host: not-allowed.example.net\r\nUser-Agent: x\r\n", []string{"x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\n%sConnection: close\r\n\r\n", authority, tc.header)
+			if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+				t.Fatalf("answer %q, %v", head, err)
+			}
+			select {
+			case got := <-seen:
+				if strings.Join(got.ua, "|") != strings.Join(tc.wantUA, "|") {
+					t.Errorf("upstream got User-Agent %q, want %q", got.ua, tc.wantUA)
+				}
+				if got.host != authority {
+					t.Errorf("upstream got Host %q, want %q", got.host, authority)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("upstream saw no request")
+			}
+		})
+	}
+}
+
 func sortedKeys(h http.Header) []string {
 	var k []string
 	for n := range h {
