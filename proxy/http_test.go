@@ -19,19 +19,8 @@ import (
 // not forwarded; end-to-end fields are.
 func TestForwardHopByHop(t *testing.T) {
 	// A raw upstream, as net/http's server would rewrite Connection.
-	seen := make(chan http.Header, 1)
-	up := echoServer(t, func(c net.Conn) {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return
-		}
-		seen <- req.Header
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: X-Upstream-Hop, close\r\nX-Upstream-Hop: 1\r\n"+
-			"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok")
-	})
-	port := portOf(t, up)
+	port, seen := rawUpstream(t, "HTTP/1.1 200 OK\r\nConnection: X-Upstream-Hop, close\r\nX-Upstream-Hop: 1\r\n"+
+		"Keep-Alive: timeout=5\r\nProxy-Authenticate: Basic\r\nX-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok")
 	addr, _ := startProxy(t, Config{
 		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("crl.example.org:%d", port))},
 		Hosts:     hostsFor("crl.example.org"),
@@ -48,7 +37,8 @@ func TestForwardHopByHop(t *testing.T) {
 	}
 	var h http.Header
 	select {
-	case h = <-seen:
+	case req := <-seen:
+		h = req.Header
 	case <-time.After(5 * time.Second):
 		t.Fatal("upstream saw no request")
 	}
@@ -78,22 +68,7 @@ func TestForwardHopByHop(t *testing.T) {
 // as Host whatever Host the client sent: an allowed URL with another Host
 // must not reach that other host through a shared front end.
 func TestForwardHeaders(t *testing.T) {
-	type seenReq struct {
-		host string
-		ua   []string
-	}
-	seen := make(chan seenReq, 1)
-	up := echoServer(t, func(c net.Conn) {
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		req, err := http.ReadRequest(bufio.NewReader(c))
-		if err != nil {
-			return
-		}
-		seen <- seenReq{req.Host, req.Header.Values("User-Agent")}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
-	})
-	port := portOf(t, up)
+	port, seen := rawUpstream(t, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
 	addr, _ := startProxy(t, Config{
 		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("crl.example.org:%d", port))},
 		Hosts:     hostsFor("crl.example.org"),
@@ -120,18 +95,36 @@ func TestForwardHeaders(t *testing.T) {
 				t.Fatalf("answer %q, %v", head, err)
 			}
 			select {
-			case got := <-seen:
-				if strings.Join(got.ua, "|") != strings.Join(tc.wantUA, "|") {
-					t.Errorf("upstream got User-Agent %q, want %q", got.ua, tc.wantUA)
+			case req := <-seen:
+				if ua := req.Header.Values("User-Agent"); strings.Join(ua, "|") != strings.Join(tc.wantUA, "|") {
+					t.Errorf("upstream got User-Agent %q, want %q", ua, tc.wantUA)
 				}
-				if got.host != authority {
-					t.Errorf("upstream got Host %q, want %q", got.host, authority)
+				if req.Host != authority {
+					t.Errorf("upstream got Host %q, want %q", req.Host, authority)
 				}
 			case <-time.After(5 * time.Second):
 				t.Fatal("upstream saw no request")
 			}
 		})
 	}
+}
+
+// rawUpstream is an HTTP upstream that reads one request per connection,
+// hands it to the test, answers with the raw bytes of answer and closes:
+// what it sent is on the wire as written, not rewritten by net/http.
+func rawUpstream(t *testing.T, answer string) (uint16, <-chan *http.Request) {
+	seen := make(chan *http.Request, 1)
+	up := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		seen <- req
+		io.WriteString(c, answer)
+	})
+	return portOf(t, up), seen
 }
 
 func sortedKeys(h http.Header) []string {
