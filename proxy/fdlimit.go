@@ -75,8 +75,8 @@ var noDescriptorsReply = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
 // spareListener keeps one descriptor in reserve so that running out of
 // descriptors still gets an answer. Accept fails with EMFILE at once,
 // client or not (the kernel takes the descriptor before it looks at the
-// queue), so the listener first waits, in the poller, for a client to be
-// queued; then it frees the spare, accepts that client into the freed
+// queue), so the listener first waits (poll(2) on the listening socket)
+// for a client to be queued; then it frees the spare, accepts that client into the freed
 // slot, answers 503 out-of-descriptors, and keeps the answered socket as
 // the next spare. The spare is never closed and reopened: a slot freed
 // that way could be taken by anything else in the process (a dial, the
