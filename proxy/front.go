@@ -262,9 +262,15 @@ func badHead(c net.Conn, err error, tooLarge bool) {
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		a = badRequest(ReasonBadTarget, fmt.Errorf("CONNECT target %q is not host:port", strings.TrimPrefix(ue.URL, "http://")))
 	}
+	if len(a.text) > maxBadHeadText { // the error quotes the client's line, which may be long
+		a.text = strings.ToValidUTF8(a.text[:maxBadHeadText], "") + "..."
+	}
 	fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
 		ReasonHeader, a.reason, len(a.text)+1, a.text)
 }
+
+// maxBadHeadText bounds the body of badHead's 400.
+const maxBadHeadText = 256
 
 // frontWriter is the http.ResponseWriter of a CONNECT read by the front
 // end: it buffers a short answer and writes it in one go, or hands the

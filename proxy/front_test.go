@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // TestFrontEnd pins what the CONNECT front end must answer exactly as
@@ -37,6 +38,7 @@ func TestFrontEnd(t *testing.T) {
 		{"escaped-host", "CONNECT example%2eorg:443 HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
 		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400", ReasonBadRequest},
 		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400", ReasonBadRequest},
+		{"long-bad-line", "CONNECT " + strings.Repeat("é", 900) + "\r\n\r\n", "400", ReasonBadRequest},
 		{"http2-version", "CONNECT " + target + " HTTP/2.0\r\nHost: " + target + "\r\n\r\n", "505", ""},
 		{"http0-version", "CONNECT " + target + " HTTP/0.9\r\nHost: " + target + "\r\n\r\n", "505", ""},
 		{"head-too-large", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", "431", ""},
@@ -54,8 +56,8 @@ func TestFrontEnd(t *testing.T) {
 			}
 			// The body says what was wrong, and then the connection closes.
 			body, err := io.ReadAll(c)
-			if err != nil || !strings.HasPrefix(string(body), "egressgate: bad request: ") {
-				t.Errorf("body %q, %v", body, err)
+			if err != nil || !strings.HasPrefix(string(body), "egressgate: bad request: ") || len(body) > 300 || !utf8.Valid(body) {
+				t.Errorf("body %q, %v: want the fault, at most 300 bytes of UTF-8", body, err)
 			}
 		})
 	}
