@@ -123,14 +123,15 @@ func (l *spareListener) Accept() (net.Conn, error) {
 			return c, err
 		}
 		l.s.noFDs.Add(1)
-		if l.raw != nil && !queued {
+		switch {
+		case l.raw == nil: // not a socket we can poll: only wait
+		case !queued:
 			if werr := l.waitQueued(); werr != nil {
 				return nil, werr
 			}
 			queued = true
 			continue // a descriptor may have come free meanwhile
-		}
-		if l.raw != nil && l.refuseOne() {
+		case l.refuseOne():
 			backoff, queued = 0, false
 			continue
 		}
