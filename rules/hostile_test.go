@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -118,11 +117,11 @@ func TestEstateFileNotRegular(t *testing.T) {
 		name string
 		make func(path string) error
 	}{
-		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"fifo", func(p string) error { return mkfifo(p) }},
 		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }},
 		{"symlink to a fifo", func(p string) error {
 			fifo := p + ".fifo"
-			if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+			if err := mkfifo(fifo); err != nil {
 				return err
 			}
 			return os.Symlink(fifo, p)
