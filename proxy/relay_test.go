@@ -260,6 +260,29 @@ func TestKeepAliveFindsVanishedPeer(t *testing.T) {
 	}
 }
 
+// openSmallWindowTunnel is openTunnel from a client socket with a 4 KiB
+// receive buffer. The buffer is set before connecting: shrunk later, the
+// window the peer already saw stalls TCP itself.
+func openSmallWindowTunnel(t *testing.T, addr, target string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		t.Fatalf("CONNECT = %q, %v", head, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
+}
+
 // TestRelayIntegrityUnderBackpressure runs tunnels at once whose clients
 // read slowly through a small receive buffer, so that the relay's splices
 // into them are partial or meet EAGAIN while pipes go back and forth
@@ -272,22 +295,8 @@ func TestRelayIntegrityUnderBackpressure(t *testing.T) {
 	const tunnels, size = 8, 3 << 20
 	errs := make(chan error, tunnels)
 	for i := range tunnels {
-		// The small buffer is set before connecting: shrunk later, the
-		// window the peer already saw stalls TCP itself.
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			return nil
-		}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := openSmallWindowTunnel(t, addr, target)
 		c.SetDeadline(time.Now().Add(60 * time.Second))
-		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-		if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
-			t.Fatalf("CONNECT = %q, %v", head, err)
-		}
 		data := make([]byte, size)
 		rand.New(rand.NewSource(int64(i))).Read(data)
 		go func() {
@@ -406,24 +415,9 @@ func TestStalledTunnelDescriptors(t *testing.T) {
 	base := openFDs(t)
 	conns := make([]net.Conn, n)
 	for i := range conns {
-		// A small receive buffer, set before connecting, keeps the
-		// bytes parked in the kernel for 40 stalled tunnels small.
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			return nil
-		}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-		if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
-			t.Fatalf("CONNECT = %q, %v", head, err)
-		}
-		c.SetDeadline(time.Time{})
-		conns[i] = c // and never read until the count is taken
+		// The small window also keeps the bytes parked in the kernel
+		// for 40 stalled tunnels small.
+		conns[i] = openSmallWindowTunnel(t, addr, target) // and never read until the count is taken
 	}
 
 	// Per stalled tunnel in this process: the test's client socket, the
