@@ -36,6 +36,7 @@ type Server struct {
 	// estates is cfg.Rules when it serves estates (a *rules.Reloader
 	// does); nil judges every client with cfg.Rules' one matcher.
 	estates EstateRules
+	sole    atomic.Pointer[rules.Estate] // soleEstate's, when estates is nil
 	auth    authCache
 	gate    *authGate // password checks (authlimit.go)
 	strikes strikes   // failed authentications (authlimit.go)
