@@ -37,6 +37,7 @@ type Server struct {
 	// estates is cfg.Rules when it serves estates (a *rules.Reloader
 	// does); nil judges every client with cfg.Rules' one matcher.
 	estates EstateRules
+	sole    atomic.Pointer[rules.Estate] // soleEstate's, when estates is nil
 	auth    authCache
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
