@@ -37,8 +37,9 @@ check:
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-# egressgate vs Squid vs goproxy (unfiltered reference) vs direct, on
-# loopback (docs/performance.md). Installs Squid when missing. A full run
+# egressgate vs Squid vs goproxy (unfiltered reference) vs raw (the bare
+# CONNECT-and-splice loop, the limit) vs direct, on loopback
+# (docs/performance.md). Installs Squid when missing. A full run
 # takes about 6 minutes; BENCHFLAGS=--quick about one.
 bench:
 	command -v squid >/dev/null || test -x /usr/sbin/squid || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq squid)

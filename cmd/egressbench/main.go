@@ -47,6 +47,9 @@ import (
 const benchHost = "bench.example.org"
 
 func main() {
+	if code, ok := runChild(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -90,7 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every scenario on every target")
 	fs.BoolVar(&o.quick, "quick", false, "short phases, 2 rounds, fewer idle and held tunnels: a run of about a minute")
-	targets := fs.String("targets", "direct,egressgate,squid,goproxy", "targets to measure, in order: direct, egressgate, squid, goproxy (unfiltered reference), and names given with --external")
+	targets := fs.String("targets", "direct,raw,egressgate,squid,goproxy", "targets to measure, in order: direct, raw (the bare CONNECT-and-splice loop, the limit), egressgate, squid, goproxy (unfiltered reference), and names given with --external")
 	fs.Func("external", "a running proxy to measure too: `name=host:port[,pid=N]` (repeatable; without pid no CPU or RSS)", func(s string) error {
 		e, err := parseExternal(s)
 		if err == nil {
@@ -305,6 +308,9 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 	if slices.Contains(o.targets, o.reference) && o.reference != o.subject && o.reference != o.baseline {
 		r.Reference = o.reference
 	}
+	if slices.Contains(o.targets, "raw") && o.subject != "raw" {
+		r.Limit = "raw"
+	}
 	for _, n := range o.clients {
 		r.Scenarios = append(r.Scenarios, scenario{fmt.Sprintf("rate-%d", n), kindRate, n})
 	}
@@ -399,6 +405,8 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 				return out, err
 			}
 			t.launch = eg.launch
+		case "raw":
+			t.launch = (&rawTarget{dir: filepath.Join(dir, "raw")}).launch
 		case "squid":
 			bin, err := findSquid(o.squidBin)
 			if err != nil {
@@ -432,7 +440,7 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 		default:
 			i := slices.IndexFunc(o.external, func(e external) bool { return e.name == name })
 			if i < 0 {
-				return out, fmt.Errorf("unknown target %q: want direct, egressgate, squid, goproxy or a name given with --external", name)
+				return out, fmt.Errorf("unknown target %q: want direct, raw, egressgate, squid, goproxy or a name given with --external", name)
 			}
 			t.inst = &instance{addr: o.external[i].addr, pid: o.external[i].pid}
 		}
