@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,7 +36,10 @@ type Server struct {
 	// estates is cfg.Rules when it serves estates (a *rules.Reloader
 	// does); nil judges every client with cfg.Rules' one matcher.
 	estates EstateRules
+	sole    atomic.Pointer[rules.Estate] // soleEstate's, when estates is nil
 	auth    authCache
+	gate    *authGate // password checks (authlimit.go)
+	strikes strikes   // failed authentications (authlimit.go)
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
 
@@ -78,7 +80,7 @@ func New(cfg Config) (*Server, error) {
 		fronts:    map[net.Conn]struct{}{},
 	}
 	s.estates, _ = cfg.Rules.(EstateRules)
-	s.auth.slots = make(chan struct{}, runtime.NumCPU())
+	s.gate = newAuthGate(authWorkers())
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
 		if err != nil {
@@ -139,9 +141,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		clientAnswer(client.Addr().String()).write(w)
 		return
 	}
-	if r = s.authenticate(w, r, client); r == nil {
-		return // 407 answered
-	}
+	// The connection holds a slot from here, its password check
+	// included, so that connections waiting for a check are counted.
 	if !s.begin() {
 		w.Header().Set("Connection", "close")
 		answer{http.StatusServiceUnavailable, ReasonOverloaded, "egressgate: shutting down"}.write(w)
@@ -152,6 +153,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refusedMax.Add(1)
 		overloaded(s.cfg.MaxConns).write(w)
 		return
+	}
+	if r = s.authenticate(w, r, client); r == nil {
+		s.finish()
+		return // answered
 	}
 	if r.Method == http.MethodConnect {
 		s.serveConnect(w, r, client) // gives the slot back itself, maybe later

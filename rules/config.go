@@ -143,7 +143,8 @@ type Policy struct {
 	// reached; it only means something with ThreatCollaborate.
 	ActIfUnreachable *bool `yaml:"act_if_unreachable"`
 	// LiveResponse is LiveResponseOn or LiveResponseOff; unset means on
-	// for ThreatAuthorize, off otherwise.
+	// where Licenses include an XDR or MDR licence (or are unset), off
+	// otherwise.
 	LiveResponse string `yaml:"live_response"`
 	// LiveResponseExclusions are devices (addresses or CIDRs) never
 	// admitted to the Live Response hosts.

@@ -224,7 +224,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 				// A setting of the file that cannot hold with the rest
 				// (exact mode with AD Sync on) shows only when compiled:
 				// it is the file's error too.
-				pol := effective(inherit(own, cfg.Policy))
+				pol := effective(inherit(own, cfg.Policy), catalogs)
 				if _, cerr := compileFor(&pol); cerr != nil {
 					line := lines["mode"]
 					if own.Mode == "" {
@@ -262,7 +262,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	}
 
 	for _, es := range rs.Estates {
-		es.Policy = effective(inherit(es.Own, cfg.Policy))
+		es.Policy = effective(inherit(es.Own, cfg.Policy), catalogs)
 		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
 			rs.CheckErrors = append(rs.CheckErrors, Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: the enterprise has no primary contact, and estate %q has none of its own; set policy.contacts.primary", es.Name))
 		}

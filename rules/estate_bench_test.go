@@ -20,7 +20,7 @@ func manyEstates(tb testing.TB, n, subnetsEach int) *Ruleset {
 	}
 	policies := []Policy{
 		{},
-		{LiveResponse: "on"},
+		{LiveResponse: "off"},
 		{Licenses: []string{"intercept-x-advanced"}},
 		{Mode: ModeExact},
 		{Regions: []string{"us-east-2"}, LiveResponse: "on"},

@@ -54,6 +54,14 @@ func CanonicalHost(host string) (string, error) {
 	return "", nameError(name, false)
 }
 
+// HostAddr returns the address an IP-literal host names (bracketed or
+// not, IPv4-mapped IPv6 as IPv4), and false for a name or an invalid host.
+// It does not allocate, so the proxy can ask it of every request.
+func HostAddr(host string) (netip.Addr, bool) {
+	_, addr, kind := classifyHost(host)
+	return addr, kind == hostAddr
+}
+
 // hostKind is what classifyHost found.
 type hostKind uint8
 

@@ -171,10 +171,23 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	}
 	fmt.Fprintf(w, "allowed: %s\n", rs.Matcher.Summary())
 	for _, e := range rs.Matcher.Entries() {
-		if e.Kind == rules.KindCIDR && !proxy.Dialable(e.Prefix.Addr(), nil) && !proxy.Dialable(lastAddr(e.Prefix), nil) {
+		if e.Kind == rules.KindCIDR && !serveDials(rs.Matcher, e, e.Prefix.Addr()) && !serveDials(rs.Matcher, e, lastAddr(e.Prefix)) {
 			fmt.Fprintf(w, "note: %s (%s) is in a private or reserved range: serve refuses it as private-destination unless --allow-dest lists it\n", e.Pattern, e.Pos)
 		}
 	}
+}
+
+// serveDials reports whether serve, without --allow-dest, would dial a,
+// an address of CIDR entry e: proxy.Admit's destination check, asked on
+// one of e's ports.
+func serveDials(m *rules.Matcher, e *rules.Entry, a netip.Addr) bool {
+	port := uint16(443)
+	if len(e.Ports) > 0 {
+		port = e.Ports[0]
+	}
+	es := rules.Estate{Name: rules.DefaultEstate, Matcher: m}
+	q := proxy.Query{Estate: &es, Host: a.String(), Port: port}
+	return proxy.Admit(proxy.Gate{}, q).Reason != rules.ReasonPrivateDestination
 }
 
 // lastAddr returns the highest address of p.
