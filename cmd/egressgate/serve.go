@@ -123,6 +123,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	var upstream string
 	fs.StringVar(&upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
 	fs.Var(prefixList{&c.Clients}, "clients", "client `CIDR` allowed to use the proxy (repeatable; default loopback and private ranges)")
+	fs.Var(prefixList{&c.ProxyProtocolFrom}, "proxy-protocol-from", "load balancer `CIDR` whose connections must open with a PROXY protocol header (v1 or v2) naming the client (repeatable)")
 	fs.Var(prefixList{&c.AllowDest}, "allow-dest", "private or reserved destination `CIDR` to allow anyway (repeatable)")
 	fs.BoolVar(&c.Monitor, "monitor", false, "admit what the catalog denies and record it as would-deny")
 	sniRequired := fs.Bool("sni-required", true, "deny tunnels to SNI ports that do not open with a ClientHello naming a server")
