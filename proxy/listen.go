@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -39,6 +38,8 @@ type Server struct {
 	estates EstateRules
 	sole    atomic.Pointer[rules.Estate] // soleEstate's, when estates is nil
 	auth    authCache
+	gate    *authGate // password checks (authlimit.go)
+	strikes strikes   // failed authentications (authlimit.go)
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
 
@@ -79,7 +80,7 @@ func New(cfg Config) (*Server, error) {
 		fronts:    map[net.Conn]struct{}{},
 	}
 	s.estates, _ = cfg.Rules.(EstateRules)
-	s.auth.slots = make(chan struct{}, runtime.NumCPU())
+	s.gate = newAuthGate(authWorkers())
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
 		if err != nil {
@@ -98,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 // out-of-descriptors (see spareListener). A connection that opens with
 // CONNECT is read by the front end (front.go); the rest by net/http.
 func (s *Server) Serve(ln net.Listener) error {
-	h := newHandoff(newSpareListener(ln, s))
+	h := newHandoff(s.acceptProxied(newSpareListener(ln, s), "proxy", proxyRefusal))
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,
@@ -140,9 +141,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		clientAnswer(client.Addr().String()).write(w)
 		return
 	}
-	if r = s.authenticate(w, r, client); r == nil {
-		return // 407 answered
-	}
+	// The connection holds a slot from here, its password check
+	// included, so that connections waiting for a check are counted.
 	if !s.begin() {
 		w.Header().Set("Connection", "close")
 		answer{http.StatusServiceUnavailable, rules.ReasonMaxConns, "egressgate: shutting down"}.write(w)
@@ -153,6 +153,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refusedMax.Add(1)
 		overloaded(s.cfg.MaxConns).write(w)
 		return
+	}
+	if r = s.authenticate(w, r, client); r == nil {
+		s.finish()
+		return // answered
 	}
 	if r.Method == http.MethodConnect {
 		s.serveConnect(w, r, client) // gives the slot back itself, maybe later
@@ -199,9 +203,11 @@ func (s *Server) release() {
 	}
 }
 
-// track registers a tunnel for Shutdown; untrack forgets it.
+// track registers a tunnel for Shutdown; untrack forgets it. A
+// connection that came through a load balancer is tracked, and relayed,
+// as the socket it is.
 func (s *Server) track(client net.Conn) *tunnel {
-	t := &tunnel{client: client, idle: s.cfg.IdleTimeout}
+	t := &tunnel{client: unwrapProxyConn(client), idle: s.cfg.IdleTimeout}
 	s.mu.Lock()
 	s.tunnels[t] = struct{}{}
 	if s.cut {

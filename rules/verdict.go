@@ -24,6 +24,7 @@ const (
 	ReasonDeviceExcluded                   // a Live Response host from a device excluded from it
 	ReasonRegionExcluded                   // a host of a Central region the estate does not use
 	ReasonProxyAuth                        // proxy authentication missing or wrong
+	ReasonTLSRequired                      // proxy credentials sent without TLS where auth.require_tls is set
 
 	// Answers that are not admission decisions; never a Decision's
 	// reason. New deny reasons go above this line.
@@ -49,7 +50,7 @@ const firstAnswerReason = ReasonBadTarget
 
 var reasonNames = [numReasons]string{"", "not-in-catalog", "port-not-allowed", "invalid-host",
 	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed", "not-licensed",
-	"live-response-off", "device-excluded", "region-excluded", "proxy-auth",
+	"live-response-off", "device-excluded", "region-excluded", "proxy-auth", "tls-required",
 	"bad-target", "bad-request", "not-proxy-request", "unsupported-scheme", "max-conns",
 	"out-of-descriptors", "pac-unavailable", "upstream-dns", "upstream-refused", "upstream-reset",
 	"upstream-unreachable", "upstream-timeout", "upstream-error", "upstream-proxy"}
