@@ -74,6 +74,12 @@ type Config struct {
 	// the private ranges, like Squid's localnet). There is no way to serve
 	// every address short of listing 0.0.0.0/0 and ::/0 explicitly.
 	Clients []netip.Prefix
+	// ProxyProtocolFrom are the load balancers whose connections open with
+	// a PROXY protocol header (v1 or v2) naming the client, on the proxy
+	// and SNI listeners alike (proxyproto.go). A connection from one of
+	// them without a valid header is refused; from every other address a
+	// connection is a direct client. Nil: every connection is direct.
+	ProxyProtocolFrom []netip.Prefix
 	// AllowDest are destination prefixes admitted although they are
 	// private, loopback or reserved (see the refused list in dest.go).
 	// Nil allows none of them.

@@ -21,11 +21,10 @@ import (
 // is nearly every client's first and only request, is read here and
 // handed to ServeHTTP without net/http's per-connection machinery (its
 // connection state, contexts, the background read it starts and then
-// aborts on hijack); profiles of the CONNECT path show that machinery
-// as the part of the proxy's own work that goproxy, the reference, does
-// not also pay in kind. Everything else — a first request that is not
-// CONNECT, and whatever follows a CONNECT answered without a tunnel — is
-// given to an http.Server, which serves it as before.
+// aborts on hijack), which a connection that becomes a tunnel at once has
+// no use for (docs/performance.md has the measurements). Everything else
+// — a first request that is not CONNECT, and whatever follows a CONNECT
+// answered without a tunnel — is given to an http.Server.
 
 // connectPrefix starts every CONNECT request line.
 var connectPrefix = []byte("CONNECT ")

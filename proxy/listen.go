@@ -97,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 // out-of-descriptors (see spareListener). A connection that opens with
 // CONNECT is read by the front end (front.go); the rest by net/http.
 func (s *Server) Serve(ln net.Listener) error {
-	h := newHandoff(newSpareListener(ln, s))
+	h := newHandoff(s.acceptProxied(newSpareListener(ln, s), "proxy", proxyRefusal))
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,
@@ -206,9 +206,11 @@ func (s *Server) release() {
 	}
 }
 
-// track registers a tunnel for Shutdown; untrack forgets it.
+// track registers a tunnel for Shutdown; untrack forgets it. A
+// connection that came through a load balancer is tracked, and relayed,
+// as the socket it is.
 func (s *Server) track(client net.Conn) *tunnel {
-	t := &tunnel{client: client, idle: s.cfg.IdleTimeout}
+	t := &tunnel{client: unwrapProxyConn(client), idle: s.cfg.IdleTimeout}
 	s.mu.Lock()
 	s.tunnels[t] = struct{}{}
 	if s.cut {
