@@ -3,8 +3,8 @@
 package proxy
 
 import (
-	"fmt"
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,13 +14,6 @@ import (
 	"testing"
 	"time"
 )
-
-// dialFrom connects to addr from the loopback address src.
-func dialFrom(t testing.TB, src, addr string) (net.Conn, error) {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	return d.Dial("tcp", addr)
-}
 
 // TestACLAtAcceptDescriptors: the front end read a whole request head
 // before the client ACL, so 1,100 connections from outside --clients
@@ -37,19 +30,8 @@ func TestACLAtAcceptDescriptors(t *testing.T) {
 	target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))
 	child := startFDChild(t, 1024, target, -1, false, fdChildClients+"=127.0.0.1/32")
 	const outsiders = 1100
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for i := range outsiders {
-		c, err := dialFrom(t, "127.0.0.9", child.addr)
-		if err != nil {
-			t.Fatalf("outsider %d: %v", i, err)
-		}
-		c.Write([]byte("C"))
-		held = append(held, c)
+	for range outsiders {
+		dialFrom(t, "127.0.0.9", child.addr).Write([]byte("C")) // held open until the test ends
 	}
 	c, code, reason := connectStatus(t, child.addr, target)
 	defer c.Close()
@@ -65,11 +47,7 @@ func TestACLAtAcceptDescriptors(t *testing.T) {
 		t.Errorf("child ran out of descriptors %d times", st["no-fd"])
 	}
 	// An outsider reads its 403 rather than a reset.
-	o, err := dialFrom(t, "127.0.0.9", child.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer o.Close()
+	o := dialFrom(t, "127.0.0.9", child.addr)
 	io.WriteString(o, "CONNECT "+target+" HTTP/1.1\r\n\r\n")
 	o.SetReadDeadline(time.Now().Add(5 * time.Second))
 	head, _ := readHead(o)
@@ -84,11 +62,7 @@ func TestACLCountedAtAccept(t *testing.T) {
 	rec := &recorder{}
 	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "up.example.org:443")}, Recorder: rec,
 		Clients: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}})
-	c, err := dialFrom(t, "127.0.0.9", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialFrom(t, "127.0.0.9", addr)
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	head, _ := readHead(c) // answered before a byte was sent
 	if !strings.HasPrefix(head, "HTTP/1.1 403 ") {
