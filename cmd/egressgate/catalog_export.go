@@ -30,13 +30,18 @@ func runCatalogExport(format string, rs *rules.Ruleset, es *rules.Estate, opts e
 			fmt.Fprintln(stderr, "egressgate catalog: --format pac needs --pac-proxy HOST:PORT, the address endpoints reach the proxy on")
 			return 2
 		}
+		proxyAddr, perr := parsePACProxy(opts.pacProxy)
+		if perr != nil {
+			fmt.Fprintf(stderr, "egressgate catalog: --pac-proxy %v\n", perr)
+			return 2
+		}
 		fallback, ferr := rules.ParsePACFallback(opts.pacFallback)
 		if ferr != nil {
 			fmt.Fprintf(stderr, "egressgate catalog: --pac-fallback: %v\n", ferr)
 			return 2
 		}
 		var pac []byte
-		if pac, err = rules.PAC(es.Matcher, opts.pacProxy, fallback); err == nil {
+		if pac, err = rules.PAC(es.Matcher, proxyAddr, fallback); err == nil {
 			_, err = stdout.Write(pac)
 		}
 	case "squid":
