@@ -23,6 +23,7 @@ import (
 	"github.com/egressgate/egressgate/metrics"
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // listenOff turns an optional listener off.
@@ -140,7 +141,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.PAC.Proxy, "pac-proxy", "", "`HOST:PORT` that /proxy.pac tells endpoints to use (default: the address they fetched it from)")
 	fs.Func("pac-fallback", "where /proxy.pac sends names outside the catalog: direct or proxy (default direct)", func(v string) (err error) {
-		c.PAC.Fallback, err = rules.ParsePACFallback(v)
+		c.PAC.Fallback, err = export.ParsePACFallback(v)
 		return err
 	})
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
@@ -168,7 +169,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		if c.PAC.Proxy, err = parsePACProxy(c.PAC.Proxy); err != nil {
 			return nil, fmt.Errorf("--pac-proxy %w", err)
 		}
-		if err := rules.CheckPACProxy(c.PAC.Proxy); err != nil {
+		if err := export.CheckPACProxy(c.PAC.Proxy); err != nil {
 			return nil, fmt.Errorf("--pac-proxy: %w", err)
 		}
 	}
