@@ -167,6 +167,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
 	if c.PAC.Proxy != "" {
+		if c.PAC.Proxy, err = parsePACProxy(c.PAC.Proxy); err != nil {
+			return nil, fmt.Errorf("--pac-proxy %w", err)
+		}
 		if err := export.CheckPACProxy(c.PAC.Proxy); err != nil {
 			return nil, fmt.Errorf("--pac-proxy: %w", err)
 		}
