@@ -252,4 +252,3 @@ func BenchmarkParseClientHello(b *testing.B) {
 		}
 	}
 }
-
