@@ -15,20 +15,19 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// buildEgressgate builds ./cmd/egressgate into a temporary directory and
-// returns its path and the flags `serve -h` lists.
+// buildEgressgate returns the path of ./cmd/egressgate built for this test
+// run, and the flags `serve -h` lists.
 func buildEgressgate(t *testing.T) (bin string, flags []string) {
 	t.Helper()
-	bin = filepath.Join(t.TempDir(), "egressgate")
-	// The build has its own bound: it depends on how warm the build cache
-	// is, not on anything under test.
-	if out, err := run(t, 3*time.Minute, "..", "go", "build", "-o", bin, "./cmd/egressgate"); err != nil {
-		t.Fatalf("go build ./cmd/egressgate: %v\n%s", err, out)
+	bin, err := egressgateBinary()
+	if err != nil {
+		t.Fatal(err)
 	}
 	out, _ := run(t, 10*time.Second, ".", bin, "serve", "-h")
 	for _, m := range regexp.MustCompile(`(?m)^\s+--?([a-z][a-z0-9.-]*)`).FindAllStringSubmatch(out, -1) {
@@ -38,6 +37,38 @@ func buildEgressgate(t *testing.T) (bin string, flags []string) {
 		t.Fatalf("egressgate serve -h lists no flags:\n%s", out)
 	}
 	return bin, flags
+}
+
+// binDir holds the binary egressgateBinary builds; TestMain removes it.
+var binDir string
+
+// egressgateBinary builds ./cmd/egressgate once per test run: every test
+// that runs the binary runs the same source, and each link costs seconds.
+// The build has its own bound: it depends on how warm the build cache is,
+// not on anything under test.
+var egressgateBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "egressgate-deploy-test-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
+	bin := filepath.Join(dir, "egressgate")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/egressgate")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/egressgate: %w\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // deployFlags returns the flags of `egressgate serve` that the artefacts

@@ -38,13 +38,18 @@ func runCatalogExport(format string, v *export.View, opts exportOptions, stdout,
 			fmt.Fprintln(stderr, "egressgate catalog: --format pac needs --pac-proxy HOST:PORT, the address endpoints reach the proxy on")
 			return 2
 		}
+		proxyAddr, perr := parsePACProxy(opts.pacProxy)
+		if perr != nil {
+			fmt.Fprintf(stderr, "egressgate catalog: --pac-proxy %v\n", perr)
+			return 2
+		}
 		fallback, ferr := export.ParsePACFallback(opts.pacFallback)
 		if ferr != nil {
 			fmt.Fprintf(stderr, "egressgate catalog: --pac-fallback: %v\n", ferr)
 			return 2
 		}
 		var pac []byte
-		if pac, err = export.PAC(v.Estate.Matcher, opts.pacProxy, fallback); err == nil {
+		if pac, err = export.PAC(v.Estate.Matcher, proxyAddr, fallback); err == nil {
 			_, err = stdout.Write(pac)
 		}
 	default:

@@ -134,6 +134,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&c.SNITimeout, "sni-timeout", proxy.DefaultSNITimeout, "wait at most this long for a ClientHello")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "resolve and connect to an upstream within this time")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
+	fs.DurationVar(&c.ClientIdleTimeout, "client-idle-timeout", proxy.DefaultClientIdleTimeout, "close a client's keep-alive connection to the proxy port idle this long between requests")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close a tunnel idle this long in both directions (0: never; dead peers are found by --tcp-keepalive)")
 	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet; 4 unanswered probes 15 s apart end it (negative: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
@@ -166,6 +167,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
 	if c.PAC.Proxy != "" {
+		if c.PAC.Proxy, err = parsePACProxy(c.PAC.Proxy); err != nil {
+			return nil, fmt.Errorf("--pac-proxy %w", err)
+		}
 		if err := export.CheckPACProxy(c.PAC.Proxy); err != nil {
 			return nil, fmt.Errorf("--pac-proxy: %w", err)
 		}
@@ -338,6 +342,9 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		wg.Go(func() {
 			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
 		})
+	}
+	if cfg.PAC.Proxy == "" {
+		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")
 	}
 	listening.Store(true)
 	sdNotify(log, sdReady)
