@@ -341,7 +341,7 @@ func (r *pageReader) entryFile(host string, groups []rules.GroupFile) rules.Entr
 			ef.Groups = append(ef.Groups, g.ID)
 		}
 	}
-	for _, o := range rules.AllOS {
+	for _, o := range rules.AllOS() {
 		if slices.Contains(e.os, o) {
 			ef.OS = append(ef.OS, o)
 		}

@@ -82,7 +82,7 @@ func ParseLayout(path string, data []byte) (*Layout, error) {
 			return nil, fmt.Errorf("%s: lead_ins[%d]: text is empty", path, i)
 		case m.Group != "" && !groups[m.Group]:
 			return nil, fmt.Errorf("%s: lead_ins[%d] (%q): group %q is not in groups", path, i, m.Text, m.Group)
-		case m.OS != "" && m.OS != "any" && !slices.Contains(rules.AllOS, m.OS):
+		case m.OS != "" && m.OS != "any" && !slices.Contains(rules.AllOS(), m.OS):
 			return nil, fmt.Errorf("%s: lead_ins[%d] (%q): os %q is not windows, macos, linux or any", path, i, m.Text, m.OS)
 		case m.Installer != "" && m.Installer != "first" && m.Installer != "second":
 			return nil, fmt.Errorf("%s: lead_ins[%d] (%q): installer %q is not first or second", path, i, m.Text, m.Installer)
