@@ -20,6 +20,10 @@ const (
 	DefaultHeaderTimeout  = 10 * time.Second
 	DefaultKeepAlive      = time.Minute
 	DefaultMaxHeaderBytes = 32 << 10
+	// DefaultClientIdleTimeout is short: an idle keep-alive connection
+	// holds a descriptor and counts against MaxConns, and a plain-HTTP
+	// client reconnects cheaply.
+	DefaultClientIdleTimeout = 15 * time.Second
 )
 
 // Rules gives the matcher to judge a new connection with. A connection
@@ -127,6 +131,10 @@ type Config struct {
 	// HeaderTimeout bounds reading a request's header (slowloris). Zero
 	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
+	// ClientIdleTimeout closes a client's keep-alive connection to the
+	// proxy port after this long between requests. Zero means
+	// DefaultClientIdleTimeout.
+	ClientIdleTimeout time.Duration
 	// IdleTimeout closes a tunnel after this long without a byte in
 	// either direction. Zero means never: an endpoint's long-lived
 	// channel to its vendor may be quiet for hours, and a dead peer is
@@ -243,6 +251,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.SNITimeout, DefaultSNITimeout)
 	def(&cfg.DialTimeout, DefaultDialTimeout)
 	def(&cfg.HeaderTimeout, DefaultHeaderTimeout)
+	def(&cfg.ClientIdleTimeout, DefaultClientIdleTimeout)
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}

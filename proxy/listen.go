@@ -10,16 +10,10 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/egressgate/egressgate/rules"
 	"github.com/elazarl/goproxy"
 )
-
-// keepAliveTimeout closes a client's idle keep-alive connection between
-// requests. It is not a flag: tunnels have their own IdleTimeout, and
-// plain-HTTP clients reconnect cheaply.
-const keepAliveTimeout = 2 * time.Minute
 
 // Server is egressgate's proxy: the forward-proxy listener (CONNECT and
 // plain HTTP) and the transparent SNI listener, sharing one set of rules,
@@ -42,6 +36,10 @@ type Server struct {
 	strikes strikes   // failed authentications (authlimit.go)
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
+	// open counts proxy-port connections holding no slot: reading a
+	// request head, or idle between requests (accept.go).
+	open   atomic.Int64
+	states connStates
 
 	refusedMax   atomic.Int64 // 503 max-conns
 	refusedNoFDs atomic.Int64 // 503 out-of-descriptors
@@ -103,7 +101,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,
-		IdleTimeout:       keepAliveTimeout,
+		IdleTimeout:       s.cfg.ClientIdleTimeout,
+		ConnState:         s.connStateHook,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelDebug),
 	}
@@ -134,6 +133,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // check, and wraps connections in a way that loses splice.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := remoteAddrPort(r.RemoteAddr)
+	if r.Method == http.MethodConnect && hasBody(r) {
+		// Answered without a tunnel, it closes (front.go's hasBody).
+		w.Header().Set("Connection", "close")
+	}
 	if !s.acl.allows(client.Addr()) {
 		s.rec.Decided(earlyDeny(r, client, rules.ReasonClientNotAllowed))
 		s.cfg.Log.Warn("client not allowed", "client", client.Addr(), "method", r.Method)

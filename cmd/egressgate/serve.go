@@ -134,6 +134,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&c.SNITimeout, "sni-timeout", proxy.DefaultSNITimeout, "wait at most this long for a ClientHello")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "resolve and connect to an upstream within this time")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
+	fs.DurationVar(&c.ClientIdleTimeout, "client-idle-timeout", proxy.DefaultClientIdleTimeout, "close a client's keep-alive connection to the proxy port idle this long between requests")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close a tunnel idle this long in both directions (0: never; dead peers are found by --tcp-keepalive)")
 	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet; 4 unanswered probes 15 s apart end it (negative: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
