@@ -31,6 +31,7 @@ type missCount struct {
 	Count    uint64
 	Error    uint64 // Count overestimates the host's misses by at most Error
 	Client   string
+	Estate   string // from the config, "" before the verdict step
 	Reason   string
 	Listener string
 	Port     uint16
@@ -71,7 +72,10 @@ func (t *topMisses) record(d *proxy.Decision) {
 	m.Listener = string(d.Listener)
 	m.Port = d.Port
 	m.Seen = seen
-	m.Client = ""
+	m.Client, m.Estate = "", ""
+	if d.Estate != nil {
+		m.Estate = d.Estate.Name
+	}
 	if d.Client.IsValid() {
 		m.Client = d.Client.String()
 	}
