@@ -217,10 +217,7 @@ func TestMissesPage(t *testing.T) {
 // table a person sees. The screenshot is kept in $EGRESSGATE_SCREENSHOT_DIR
 // (default: the test's temporary directory) as rules-page.png.
 func TestRulesPageInBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium not installed (apt-get install chromium); skipping the browser test of /rules")
-	}
+	chromium := needTool(t, "apt-get install chromium", "chromium")
 	rs, err := rules.Load("")
 	if err != nil {
 		t.Fatal(err)

@@ -134,6 +134,7 @@ type Recorder struct {
 
 	misses *missLog
 	top    *topMisses
+	auth   *authFailures
 
 	catalog *catalogChanges // reload diffs, tunnels on removed entries
 }
@@ -242,6 +243,7 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 	}, []string{"outcome"})
 	r.misses = newMissLog(log, opts, missOutcomes)
 	r.top = newTopMisses(opts.TopMisses)
+	r.auth = newAuthFailures(reg, log, opts.MissLogInterval)
 	return r
 }
 
@@ -369,4 +371,5 @@ func (r *Recorder) ReloadResult(err error) {
 // of at the end of the fold interval. Call it on shutdown.
 func (r *Recorder) Flush() {
 	r.misses.flush(context.Background())
+	r.auth.flush(context.Background())
 }

@@ -142,6 +142,7 @@ func TestPromlint(t *testing.T) {
 	}
 	// Every metric docs/metrics.md lists, in the order Gather sorts them.
 	want := []string{
+		"egressgate_auth_failures_total",
 		"egressgate_build_info",
 		"egressgate_catalog_changes_total",
 		"egressgate_catalog_entries",

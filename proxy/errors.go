@@ -179,3 +179,11 @@ func hostPort(host string, port uint16) string {
 	}
 	return net.JoinHostPort(host, strconv.Itoa(int(port)))
 }
+
+// tlsRequired is the 403 for proxy credentials sent in clear where
+// auth.require_tls is set: they were not checked, and the client should
+// use the HTTPS proxy listener.
+func tlsRequired() answer {
+	r := rules.ReasonTLSRequired.String()
+	return answer{http.StatusForbidden, r, "egressgate: proxy credentials are accepted only over TLS (an https:// proxy): " + r}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -26,6 +27,8 @@ const (
 	fdChildTarget = "EGRESSGATE_TEST_FD_TARGET" // host:port of the upstream
 	fdChildCap    = "EGRESSGATE_TEST_FD_CAP"    // Config.MaxConns
 	fdChildChurn  = "EGRESSGATE_TEST_FD_CHURN"  // "1": another user of descriptors
+	// fdChildClients is Config.Clients, one prefix; empty: the default.
+	fdChildClients = "EGRESSGATE_TEST_FD_CLIENTS"
 )
 
 // TestOutOfDescriptorsChild is the proxy process of TestOutOfDescriptors.
@@ -59,8 +62,12 @@ func TestOutOfDescriptorsChild(t *testing.T) {
 		}()
 	}
 	host, _, _ := net.SplitHostPort(target)
+	var clients []netip.Prefix
+	if p := os.Getenv(fdChildClients); p != "" {
+		clients = []netip.Prefix{netip.MustParsePrefix(p)}
+	}
 	addr, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor(host),
-		AllowDest: loopbackDest, MaxConns: maxConns})
+		AllowDest: loopbackDest, MaxConns: maxConns, Clients: clients})
 	fmt.Printf("addr %s\n", addr)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -94,11 +101,12 @@ func (c *fdChild) stats(t *testing.T) map[string]int {
 	return m
 }
 
-func startFDChild(t *testing.T, limit int, target string, maxConns int, churn bool) *fdChild {
+func startFDChild(t *testing.T, limit int, target string, maxConns int, churn bool, env ...string) *fdChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOutOfDescriptorsChild$", "-test.v=false")
 	cmd.Env = append(os.Environ(), fdChildEnv+"="+strconv.Itoa(limit), fdChildTarget+"="+target,
 		fdChildCap+"="+strconv.Itoa(maxConns))
+	cmd.Env = append(cmd.Env, env...)
 	if churn {
 		cmd.Env = append(cmd.Env, fdChildChurn+"=1")
 	}

@@ -21,11 +21,10 @@ import (
 // is nearly every client's first and only request, is read here and
 // handed to ServeHTTP without net/http's per-connection machinery (its
 // connection state, contexts, the background read it starts and then
-// aborts on hijack); profiles of the CONNECT path show that machinery
-// as the part of the proxy's own work that goproxy, the reference, does
-// not also pay in kind. Everything else — a first request that is not
-// CONNECT, and whatever follows a CONNECT answered without a tunnel — is
-// given to an http.Server, which serves it as before.
+// aborts on hijack), which a connection that becomes a tunnel at once has
+// no use for (docs/performance.md has the measurements). Everything else
+// — a first request that is not CONNECT, and whatever follows a CONNECT
+// answered without a tunnel — is given to an http.Server.
 
 // connectPrefix starts every CONNECT request line.
 var connectPrefix = []byte("CONNECT ")
@@ -104,8 +103,11 @@ func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 // did not become a tunnel, and every request when proxy authentication is
 // on, goes to the http.Server with the bytes already read.
 func (s *Server) serveFront(c net.Conn, h *handoff) {
+	if !s.admitConn(c) {
+		return
+	}
 	if !s.trackFront(c) {
-		c.Close()
+		s.closeOpen(c)
 		return
 	}
 	br := frontReaders.Get().(*bufio.Reader)
@@ -123,11 +125,11 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 			// Closed before a byte, or HeaderTimeout spent on a few:
 			// closed as net/http does, not given a second HeaderTimeout.
 			release()
-			c.Close()
+			s.closeOpen(c)
 			return
 		}
 		c.SetReadDeadline(time.Time{})
-		h.give(withBuffered(c, br))
+		h.give(withBuffered(c, br)) // still open: net/http's ConnState takes over
 		release()
 		return
 	}
@@ -138,12 +140,14 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	}
 	if err != nil {
 		release()
+		s.open.Add(-1)
 		badHead(c, err, limit.N == 0)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 	r.RemoteAddr = c.RemoteAddr().String()
-	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close}
+	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close || hasBody(r)}
+	s.open.Add(-1) // ServeHTTP takes a slot
 	s.ServeHTTP(w, r)
 	if w.hijacked {
 		release() // hijack copied what the tunnel needs
@@ -154,8 +158,17 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 		c.Close()
 		return
 	}
+	s.open.Add(1)
 	h.give(withBuffered(c, br))
 	release()
+}
+
+// hasBody reports whether a request says a body follows its head. A
+// CONNECT that is refused rather than tunnelled must then close: its body
+// would otherwise be read as the connection's next request, one the
+// refusal never judged.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 || len(r.TransferEncoding) > 0
 }
 
 // authRequired reports whether the rules ask for proxy credentials. The

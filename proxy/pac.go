@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // PACPath is where the proxy auto-config file is served, on the proxy
@@ -30,8 +31,8 @@ type PACOptions struct {
 	// Host's name with the proxy's port.
 	Proxy string
 	// Fallback is where the file sends names outside the catalog. The
-	// zero value is rules.PACDirect.
-	Fallback rules.PACFallback
+	// zero value is export.PACDirect.
+	Fallback export.PACFallback
 	// For returns the matcher whose catalog the file of a client lists.
 	// Nil means the client's estate's matcher when Config.Rules serves
 	// estates (EstateRules), else Config.Rules' current matcher for every
@@ -58,14 +59,14 @@ type pacKey struct {
 }
 
 // get returns the file for m and proxy, generating it on a miss.
-func (c *pacCache) get(m *rules.Matcher, proxy string, fallback rules.PACFallback) ([]byte, error) {
+func (c *pacCache) get(m *rules.Matcher, proxy string, fallback export.PACFallback) ([]byte, error) {
 	k := pacKey{m, proxy}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b, ok := c.files[k]; ok {
 		return b, nil
 	}
-	b, err := rules.PAC(m, proxy, fallback)
+	b, err := export.PAC(m, proxy, fallback)
 	if err != nil {
 		return nil, err
 	}

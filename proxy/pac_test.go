@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // rawGet sends one request with the given Host to addr and returns the
@@ -109,7 +110,7 @@ func TestPACHandlerAdmin(t *testing.T) {
 	m := testMatcher(t, "all.example.org")
 	estate := testMatcher(t, "estate.example.org")
 	srv, err := New(Config{Rules: StaticRules{m}, PAC: PACOptions{
-		Fallback: rules.PACProxy,
+		Fallback: export.PACProxy,
 		// The client of an httptest server is 127.0.0.1: give it the
 		// estate's matcher, to show the file is chosen per client.
 		For: func(client netip.Addr) *rules.Matcher {
@@ -152,16 +153,16 @@ func TestPACFixedProxy(t *testing.T) {
 func TestPACCacheBounded(t *testing.T) {
 	var c pacCache
 	m := testMatcher(t, "a.example.org")
-	first, err := c.get(m, "a.example.net:1", rules.PACDirect)
+	first, err := c.get(m, "a.example.net:1", export.PACDirect)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := c.get(m, "a.example.net:1", rules.PACDirect)
+	again, _ := c.get(m, "a.example.net:1", export.PACDirect)
 	if &first[0] != &again[0] {
 		t.Error("second get regenerated the file")
 	}
 	for i := range 10 * maxPACCache {
-		if _, err := c.get(m, "h"+strconv.Itoa(i)+".example.net:1", rules.PACDirect); err != nil {
+		if _, err := c.get(m, "h"+strconv.Itoa(i)+".example.net:1", export.PACDirect); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -184,7 +185,7 @@ func FuzzPACHost(f *testing.F) {
 	f.Fuzz(func(t *testing.T, host string) {
 		for _, keep := range []bool{true, false} {
 			addr := pacProxyFor(host, 3128, local, keep)
-			file, err := rules.PAC(m, addr, rules.PACDirect)
+			file, err := export.PAC(m, addr, export.PACDirect)
 			if err != nil {
 				continue
 			}

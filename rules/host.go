@@ -180,6 +180,13 @@ func parseIPLiteral(host string) (netip.Addr, bool) {
 	return a.Unmap(), true
 }
 
+// IsIPLiteral reports whether host is an IPv4 or unbracketed IPv6
+// literal, as the matcher reads one (no zone).
+func IsIPLiteral(host string) bool {
+	_, ok := parseIPLiteral(host)
+	return ok
+}
+
 type nameCheck int
 
 const (

@@ -20,12 +20,13 @@ const (
 	ReasonDeviceExcluded                   // a Live Response host from a device excluded from it
 	ReasonRegionExcluded                   // a host of a Central region the estate does not use
 	ReasonProxyAuth                        // proxy authentication missing or wrong
+	ReasonTLSRequired                      // proxy credentials sent without TLS where auth.require_tls is set
 	numReasons
 )
 
 var reasonNames = [numReasons]string{"", "not-in-catalog", "port-not-allowed", "invalid-host",
 	"private-destination", "sni-mismatch", "no-sni", "client-not-allowed", "not-licensed",
-	"live-response-off", "device-excluded", "region-excluded", "proxy-auth"}
+	"live-response-off", "device-excluded", "region-excluded", "proxy-auth", "tls-required"}
 
 // String returns the reason's name as used in headers, logs and metrics.
 func (r Reason) String() string {

@@ -195,6 +195,8 @@ func runChild(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, bo
 	switch args[0] {
 	case serveRawCmd:
 		return serveRaw(args[1:], stderr), true
+	case holdChildCmd:
+		return runHoldChild(args[1:], stdin, stdout, stderr), true
 	}
 	return 0, false
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/upkeep"
 )
 
 // runCatalogSub runs "catalog import" and "catalog diff"; ok is false when
@@ -46,7 +47,7 @@ exit status: 0 printed, 1 the page cannot be read or imported, 2 bad usage`)
 		fmt.Fprintf(stderr, "egressgate catalog import: %v\n", err)
 		return 1
 	}
-	c, err := rules.ImportPage(path, data)
+	c, err := upkeep.ImportPage(path, data)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -116,7 +117,7 @@ func readAnyCatalog(arg string) (*rules.Catalog, error) {
 		return nil, fmt.Errorf("egressgate catalog diff: %w", err)
 	}
 	if looksLikePage(data) {
-		return rules.ImportPage(arg, data)
+		return upkeep.ImportPage(arg, data)
 	}
 	return rules.Parse(arg, data)
 }

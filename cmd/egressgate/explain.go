@@ -115,7 +115,8 @@ func parseExplain(args []string, stdout, stderr io.Writer) (explainArgs, int, bo
 Says whether a connection to HOST:PORT would be admitted under the config's
 policy, which catalog entry decides it, and, for a deny, what would change
 the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
-brackets ([2001:db8::1]:443). Flags may also follow HOST[:PORT].
+brackets ([2001:db8::1]:443). A URL (https://central.sophos.com/) is judged
+as its host and port. Flags may also follow HOST[:PORT].
 
 --client ADDR judges as a client at that address: outside --clients (as
 for serve: loopback and the private ranges by default) it is refused
@@ -159,7 +160,7 @@ config that does not load, bad usage)`)
 		ea.client = a.Unmap()
 	}
 	var err error
-	if ea.host, ea.port, err = splitTarget(pos[0]); err != nil {
+	if ea.host, ea.port, err = parseExplainTarget(pos[0]); err != nil {
 		fmt.Fprintf(stderr, "egressgate explain: %v\n", err)
 		return ea, 2, false
 	}

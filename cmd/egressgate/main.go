@@ -44,6 +44,7 @@ func commands() []command {
 		{"catalog", "print the effective allowlist", runCatalog},
 		{"discover", "find this account's own hosts in installer artefacts", runDiscover},
 		{"report", "print used and never-used entries and top misses", runReport},
+		{"passwd", "read a password on stdin, print a proxy-authentication users-file line", runPasswd},
 		{"healthcheck", "ask a running egressgate's /healthz; exit 0 if healthy", runHealthcheck},
 		{"probe", "check DNS, TCP and TLS to every concrete catalog name", runProbe},
 		{"alertmanager-config", "write an Alertmanager config that escalates each estate's alerts through its contacts", runAlertmanagerConfig},

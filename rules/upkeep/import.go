@@ -1,8 +1,9 @@
-package rules
+package upkeep
 
 import (
 	"bufio"
 	"bytes"
+	"github.com/egressgate/egressgate/rules"
 	"regexp"
 	"slices"
 	"strings"
@@ -42,9 +43,9 @@ var pageLayout = []pageMark{
 	{prefix: "Sophos domains", exact: true},
 	{prefix: "Allow the following wildcards to cover the Sophos domains", group: "sophos-wildcards"},
 	{prefix: "If your proxy or firewall doesn't support wildcards", group: "sophos-exact"},
-	{prefix: "On Windows devices", group: "", os: OSWindows},
-	{prefix: "On macOS devices", group: "", os: OSMacOS},
-	{prefix: "On Linux devices", group: "", os: OSLinux},
+	{prefix: "On Windows devices", group: "", os: rules.OSWindows},
+	{prefix: "On macOS devices", group: "", os: rules.OSMacOS},
+	{prefix: "On Linux devices", group: "", os: rules.OSLinux},
 	{prefix: "The first will look like one of these", group: "installer-hosts"},
 	{prefix: "The second will look like one of these", group: "installer-hosts", secondInstaller: true},
 	{prefix: "Add both the domains to your rules", group: ""},
@@ -64,7 +65,7 @@ var pageLayout = []pageMark{
 
 // pageSections and pageGroups are egressgate's names for the parts of the
 // page, in catalog order.
-var pageSections = []sectionFile{
+var pageSections = []rules.SectionFile{
 	{ID: "intercept-x", Title: "Intercept X, XDR, or MDR",
 		Notes: []string{"Don't use firewall regional rules: the services run on AWS, whose addresses are not static."}},
 	{ID: "ad-sync", Title: "Sophos AD Sync", Optional: true,
@@ -74,7 +75,7 @@ var pageSections = []sectionFile{
 		Notes: []string{"Lets Sophos Support staff reach devices remotely over port 22 TCP."}},
 }
 
-var pageGroups = []groupFile{
+var pageGroups = []rules.GroupFile{
 	{ID: "central-admin", Section: "intercept-x", Title: "Sophos Central Admin domains"},
 	{ID: "non-sophos", Section: "intercept-x", Title: "Non-Sophos addresses needed for essential operations"},
 	{ID: "sophos-wildcards", Section: "intercept-x", Title: "Sophos domains, wildcard set (firewalls that support wildcards)",
@@ -118,6 +119,9 @@ const (
 	noteInstallerExample = "Example only: each account's real host comes from its installer log (Windows SophosCloudInstaller.log, macOS SophosCloudConfig.plist, Linux SophosSetup.sh output)."
 )
 
+// maxPageBytes bounds a saved page: the vendor's is about 20 kB.
+const maxPageBytes = 64 << 20
+
 var (
 	pageStepRE    = regexp.MustCompile(`^\d{1,3}\.\s+`)
 	pageBulletRE  = regexp.MustCompile(`^\s*(?:•|-)\s+(?:Domain:\s+)?(\S+)\s*$`)
@@ -132,12 +136,12 @@ var (
 // is first listed. A bulleted host under no lead-in the importer knows is
 // an error naming its line: the page's layout has changed and the layout
 // table must learn the new lead-in.
-func ImportPage(path string, data []byte) (*Catalog, error) {
-	if len(data) > maxCatalogBytes {
-		return nil, Pos{File: path}.Errorf("page is %d bytes, more than the limit of %d", len(data), maxCatalogBytes)
+func ImportPage(path string, data []byte) (*rules.Catalog, error) {
+	if len(data) > maxPageBytes {
+		return nil, rules.Pos{File: path}.Errorf("page is %d bytes, more than the limit of %d", len(data), maxPageBytes)
 	}
-	f := catalogFile{
-		Catalog: DefaultCatalog,
+	f := rules.CatalogFile{
+		Catalog: rules.DefaultCatalog,
 		Title:   "Sophos Central - domains and ports to allow",
 		Source:  `Sophos Central Admin help, "Domains and ports to allow"`,
 	}
@@ -179,8 +183,8 @@ func ImportPage(path string, data []byte) (*Catalog, error) {
 				if id == "" {
 					id = slugID(name)
 				}
-				if !slices.ContainsFunc(f.Licenses, func(l licenseFile) bool { return l.ID == id }) {
-					f.Licenses = append(f.Licenses, licenseFile{ID: id, Name: name, line: line})
+				if !slices.ContainsFunc(f.Licenses, func(l rules.LicenseFile) bool { return l.ID == id }) {
+					f.Licenses = append(f.Licenses, rules.LicenseFile{ID: id, Name: name, Line: line})
 				}
 				continue
 			}
@@ -203,7 +207,7 @@ func ImportPage(path string, data []byte) (*Catalog, error) {
 			continue
 		}
 		if cur.group == "" {
-			return nil, Pos{path, line}.Errorf("%q is listed under no lead-in the importer knows; the page's layout has changed", host)
+			return nil, rules.Pos{File: path, Line: line}.Errorf("%q is listed under no lead-in the importer knows; the page's layout has changed", host)
 		}
 		e := entries[host]
 		if e == nil {
@@ -227,7 +231,7 @@ func ImportPage(path string, data []byte) (*Catalog, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, Pos{File: path}.Errorf("reading: %w", err)
+		return nil, rules.Pos{File: path}.Errorf("reading: %w", err)
 	}
 
 	for _, s := range pageSections {
@@ -250,19 +254,19 @@ func ImportPage(path string, data []byte) (*Catalog, error) {
 				}
 			}
 		}
-		g.line = 1
+		g.Line = 1
 		f.Groups = append(f.Groups, g)
 	}
 	for _, host := range order {
 		e := entries[host]
-		ef := entryFile{Pattern: host, line: entryLine[host]}
+		ef := rules.EntryFile{Pattern: host, Line: entryLine[host]}
 		// Groups in catalog order, so the file reads like the page.
 		for _, g := range pageGroups {
 			if slices.Contains(e.groups, g.ID) {
 				ef.Groups = append(ef.Groups, g.ID)
 			}
 		}
-		for _, o := range AllOS {
+		for _, o := range rules.AllOS {
 			if slices.Contains(e.os, o) {
 				ef.OS = append(ef.OS, o)
 			}
@@ -284,9 +288,9 @@ func ImportPage(path string, data []byte) (*Catalog, error) {
 		f.Entries = append(f.Entries, ef)
 	}
 	if len(f.Entries) == 0 {
-		return nil, Pos{File: path}.Errorf("no bulleted hosts found; is this a text copy of the \"Domains and ports to allow\" page?")
+		return nil, rules.Pos{File: path}.Errorf("no bulleted hosts found; is this a text copy of the \"Domains and ports to allow\" page?")
 	}
-	return buildCatalog(path, &f)
+	return f.Build(path)
 }
 
 func matchMark(line string) (pageMark, bool) {

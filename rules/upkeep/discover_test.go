@@ -1,8 +1,9 @@
-package rules
+package upkeep
 
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/egressgate/egressgate/rules"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -129,7 +130,7 @@ func FuzzDiscover(f *testing.F) {
 			return
 		}
 		for _, fd := range found {
-			if c, err := CanonicalHost(fd.Host); err != nil || c != fd.Host || fd.Port == 0 {
+			if c, err := rules.CanonicalHost(fd.Host); err != nil || c != fd.Host || fd.Port == 0 {
 				t.Fatalf("found %+v: not canonical (%q, %v) or no port", fd, c, err)
 			}
 		}

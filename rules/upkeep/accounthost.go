@@ -1,4 +1,4 @@
-package rules
+package upkeep
 
 import (
 	"regexp"
@@ -34,6 +34,9 @@ const (
 	station   = `stn\d{1,4}[a-z]{2,4}`
 )
 
+// maxHostLen is the longest DNS name (RFC 1035 section 2.3.4).
+const maxHostLen = 253
+
 var accountHostShapes = []struct {
 	re *regexp.Regexp
 	AccountHost
@@ -65,7 +68,7 @@ var accountHostShapes = []struct {
 // hosts, and which. It is pure and bounded: names longer than a DNS name
 // are refused before any matching, and Go's regexps run in linear time.
 func LooksLikeAccountHost(host string) (AccountHost, bool) {
-	if len(host) > maxNameLen || len(host) < len("api.stn1aa.ctr.sophos.com") {
+	if len(host) > maxHostLen || len(host) < len("api.stn1aa.ctr.sophos.com") {
 		return AccountHost{}, false
 	}
 	for _, s := range accountHostShapes {
