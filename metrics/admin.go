@@ -215,7 +215,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	// someOS returns an entry's OS list when it excludes an OS, nil when
 	// the entry applies to all of them.
 	"someOS": func(os []string) []string {
-		for _, o := range rules.AllOS {
+		for _, o := range rules.AllOS() {
 			if !slices.Contains(os, o) {
 				return os
 			}

@@ -25,7 +25,7 @@ func TestAdmit(t *testing.T) {
 		Matcher: testMatcher(t, "10.0.0.0/8:443", "93.184.0.0/16:443", "[2001:db8::/32]:443")}
 	const lr = "live-terminal-us-east-2.prod.hydra.sophos.com"
 	addr := netip.MustParseAddr
-	served := Gate{Clients: DefaultClients}
+	served := Gate{Clients: DefaultClients()}
 	tests := []struct {
 		name       string
 		gate       Gate
@@ -43,7 +43,7 @@ func TestAdmit(t *testing.T) {
 			ActionAllow, rules.ReasonNone, "newyork", true},
 		{"excluded device", served, Query{Client: addr("10.2.99.7"), Ruleset: rs, Host: lr, Port: 443},
 			ActionDeny, rules.ReasonDeviceExcluded, "newyork", true},
-		{"monitor keeps the estate's policy", Gate{Clients: DefaultClients, Monitor: true}, Query{Client: addr("10.2.99.7"), Ruleset: rs, Host: lr, Port: 443},
+		{"monitor keeps the estate's policy", Gate{Clients: DefaultClients(), Monitor: true}, Query{Client: addr("10.2.99.7"), Ruleset: rs, Host: lr, Port: 443},
 			ActionDeny, rules.ReasonDeviceExcluded, "newyork", true},
 		{"not licensed", served, Query{Client: addr("10.3.0.5"), Ruleset: rs, Host: lr, Port: 443},
 			ActionDeny, rules.ReasonNotLicensed, "sydney", true},
@@ -51,13 +51,13 @@ func TestAdmit(t *testing.T) {
 			ActionAllow, rules.ReasonNone, "newyork", true},
 		{"not in catalog", served, Query{Client: addr("10.1.0.5"), Ruleset: rs, Host: "example.org", Port: 443},
 			ActionDeny, rules.ReasonNotInCatalog, "london", false},
-		{"monitor admits not-in-catalog", Gate{Clients: DefaultClients, Monitor: true}, Query{Client: addr("10.1.0.5"), Ruleset: rs, Host: "example.org", Port: 443},
+		{"monitor admits not-in-catalog", Gate{Clients: DefaultClients(), Monitor: true}, Query{Client: addr("10.1.0.5"), Ruleset: rs, Host: "example.org", Port: 443},
 			ActionWouldDeny, rules.ReasonNotInCatalog, "london", false},
-		{"invalid host", Gate{Clients: DefaultClients, Monitor: true}, Query{Client: addr("10.1.0.5"), Ruleset: rs, Host: "a..b", Port: 443},
+		{"invalid host", Gate{Clients: DefaultClients(), Monitor: true}, Query{Client: addr("10.1.0.5"), Ruleset: rs, Host: "a..b", Port: 443},
 			ActionDeny, rules.ReasonInvalidHost, "london", false},
 		{"private literal", served, Query{Client: addr("127.0.0.1"), Estate: literals, Host: "10.1.2.3", Port: 443},
 			ActionDeny, rules.ReasonPrivateDestination, "default", true},
-		{"private literal allowed by AllowDest", Gate{Clients: DefaultClients, AllowDest: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+		{"private literal allowed by AllowDest", Gate{Clients: DefaultClients(), AllowDest: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
 			Query{Client: addr("127.0.0.1"), Estate: literals, Host: "10.1.2.3", Port: 443},
 			ActionAllow, rules.ReasonNone, "default", true},
 		{"mapped private literal", served, Query{Client: addr("127.0.0.1"), Estate: literals, Host: "[::ffff:10.1.2.3]", Port: 443},
@@ -68,7 +68,7 @@ func TestAdmit(t *testing.T) {
 			ActionAllow, rules.ReasonNone, "default", true},
 		{"private literal's port comes first", served, Query{Client: addr("127.0.0.1"), Estate: literals, Host: "10.1.2.3", Port: 22},
 			ActionDeny, rules.ReasonPortNotAllowed, "default", true},
-		{"monitor does not admit a private literal", Gate{Clients: DefaultClients, Monitor: true}, Query{Client: addr("127.0.0.1"), Estate: literals, Host: "192.168.1.1", Port: 443},
+		{"monitor does not admit a private literal", Gate{Clients: DefaultClients(), Monitor: true}, Query{Client: addr("127.0.0.1"), Estate: literals, Host: "192.168.1.1", Port: 443},
 			ActionDeny, rules.ReasonPrivateDestination, "default", false},
 	}
 	for _, tt := range tests {
@@ -96,7 +96,7 @@ func TestAdmit(t *testing.T) {
 func TestAdmitAllocs(t *testing.T) {
 	rs := loadExample(t)
 	literals := &rules.Estate{Name: rules.DefaultEstate, Matcher: testMatcher(t, "10.0.0.0/8:443")}
-	g := Gate{Clients: DefaultClients}
+	g := Gate{Clients: DefaultClients()}
 	addr := netip.MustParseAddr
 	queries := map[string]Query{
 		"allow":           {Client: addr("10.2.0.5"), Ruleset: rs, Host: "central.sophos.com", Port: 443},
@@ -115,7 +115,7 @@ func TestAdmitAllocs(t *testing.T) {
 
 func BenchmarkAdmit(b *testing.B) {
 	rs := loadExample(b)
-	g := Gate{Clients: DefaultClients}
+	g := Gate{Clients: DefaultClients()}
 	q := Query{Client: netip.MustParseAddr("10.2.0.5"), Ruleset: rs, Host: "central.sophos.com", Port: 443}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/egressgate/egressgate/rules"
@@ -199,9 +200,12 @@ func (cfg *Config) dialer() net.Dialer {
 	return d
 }
 
-// DefaultClients are the sources served when Config.Clients is empty:
-// loopback plus the private and link-local ranges.
-var DefaultClients = []netip.Prefix{
+// DefaultClients returns the sources served when Config.Clients is empty:
+// loopback plus the private and link-local ranges. The slice is the
+// caller's own.
+func DefaultClients() []netip.Prefix { return slices.Clone(defaultClients) }
+
+var defaultClients = []netip.Prefix{
 	netip.MustParsePrefix("127.0.0.0/8"),
 	netip.MustParsePrefix("::1/128"),
 	netip.MustParsePrefix("10.0.0.0/8"),
@@ -224,7 +228,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Recorder = nopRecorder{}
 	}
 	if len(cfg.Clients) == 0 {
-		cfg.Clients = DefaultClients
+		cfg.Clients = DefaultClients()
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver

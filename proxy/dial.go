@@ -100,12 +100,24 @@ func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (
 	if err != nil || !rt.parent {
 		return c, nil, time.Since(start), err
 	}
-	pending, err := connectViaParent(ctx, c, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	pending, err := connectViaParent(ctx, c, net.JoinHostPort(onwardHost(host), strconv.Itoa(int(port))))
 	if err != nil {
 		c.Close()
 		return nil, nil, time.Since(start), err
 	}
 	return c, pending, time.Since(start), nil
+}
+
+// onwardHost is the name an admitted host goes on as, to a parent proxy
+// or in a forwarded request: its canonical form, the one the matcher
+// judged. A parent must never see another spelling (a soft hyphen,
+// fullwidth dots, a trailing dot, capitals) that it might read
+// differently.
+func onwardHost(host string) string {
+	if name, err := rules.CanonicalHost(host); err == nil {
+		return name
+	}
+	return host
 }
 
 // dialUpstream is dialAddrs with the upstream dialer (Config.KeepAlive).

@@ -99,7 +99,7 @@ func overloaded(max int) answer {
 // goes to the server's log instead, one line per failure.
 func (s *Server) upstreamAnswer(host string, port uint16, err error) answer {
 	a := upstreamReply(host, port, err)
-	s.cfg.Log.Warn("upstream failed", "host", host, "port", port, "reason", a.reason, "err", err)
+	s.cfg.Log.Warn("upstream failed", "host", onwardHost(host), "port", port, "reason", a.reason, "err", err)
 	return a
 }
 

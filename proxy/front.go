@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -40,10 +41,15 @@ type handoff struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+
+	// idle hands accepted connections to front-end goroutines that
+	// finished their last one (frontWorker); nIdle counts those waiting.
+	idle  chan net.Conn
+	nIdle atomic.Int32
 }
 
 func newHandoff(ln net.Listener) *handoff {
-	return &handoff{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	return &handoff{ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), idle: make(chan net.Conn)}
 }
 
 func (h *handoff) Accept() (net.Conn, error) {
@@ -72,8 +78,9 @@ func (h *handoff) Close() error {
 func (h *handoff) Addr() net.Addr { return h.ln.Addr() }
 
 // acceptFront accepts on ln until it fails, and serves each connection on
-// a goroutine of its own. It backs off on temporary errors as net/http
-// does (descriptor exhaustion is answered by the spareListener below it).
+// a goroutine of its own: one that finished its last connection, or a new
+// one. It backs off on temporary errors as net/http does (descriptor
+// exhaustion is answered by the spareListener below it).
 func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 	var backoff time.Duration
 	for {
@@ -94,7 +101,49 @@ func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 			return err
 		}
 		backoff = 0
-		go s.serveFront(c, h)
+		select {
+		case h.idle <- c:
+		default:
+			go s.frontWorker(c, h)
+		}
+	}
+}
+
+// maxIdleFront bounds the front-end goroutines kept waiting for the next
+// connection, and frontIdleFor how long each waits before it ends.
+const (
+	maxIdleFront = 64
+	frontIdleFor = time.Second
+)
+
+// frontWorker serves c and then, while fewer than maxIdleFront others
+// wait, waits up to frontIdleFor for the next connection instead of
+// ending. A goroutine reused keeps the stack that reading a head, judging
+// and dialling grew; a new one starts small and grows it again, copying
+// it each time, for every connection.
+func (s *Server) frontWorker(c net.Conn, h *handoff) {
+	var idle *time.Timer
+	for {
+		s.serveFront(c, h)
+		if h.nIdle.Add(1) > maxIdleFront {
+			h.nIdle.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(frontIdleFor)
+		} else {
+			idle.Reset(frontIdleFor)
+		}
+		select {
+		case c = <-h.idle:
+			h.nIdle.Add(-1)
+		case <-idle.C:
+			h.nIdle.Add(-1)
+			return
+		case <-h.done:
+			h.nIdle.Add(-1)
+			return
+		}
 	}
 }
 
@@ -151,6 +200,9 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	s.ServeHTTP(w, r)
 	if w.hijacked {
 		release() // hijack copied what the tunnel needs
+		if w.tunnel != nil {
+			w.tunnel()
+		}
 		return
 	}
 	if err := w.finish(); err != nil || w.closeAfter {
@@ -296,6 +348,9 @@ type frontWriter struct {
 	status     int
 	hijacked   bool
 	closeAfter bool // the request or answer said Connection: close (or HTTP/1.0), or the answer had no length
+	// tunnel, set by a handler that hijacked, is what it leaves to run
+	// on this goroutine once it has returned (serveConnect's tunnel).
+	tunnel func()
 }
 
 func (w *frontWriter) Header() http.Header { return w.header }

@@ -121,6 +121,8 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client net
 		return
 	}
 	s.rec.TunnelOpened(d)
+	r.URL.Host = onwardURLHost(d.Host, r.URL.Port())
+	r.Host = r.URL.Host
 	f := &forward{d: d, rt: rt}
 	var up atomic.Int64
 	if r.Body != nil && r.Body != http.NoBody {
@@ -129,6 +131,19 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client net
 	cw := &countingWriter{ResponseWriter: w}
 	s.gp.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), forwardKey{}, f)))
 	s.rec.TunnelClosed(d, TunnelStats{Upstream: up.Load(), Downstream: cw.n, Duration: time.Since(d.Time)})
+}
+
+// onwardURLHost is a URL's host[:port] with the host in its onward
+// (canonical) form; port is the URL's own, "" when it had none.
+func onwardURLHost(host, port string) string {
+	h := onwardHost(host)
+	if port != "" {
+		return net.JoinHostPort(h, port)
+	}
+	if strings.Contains(h, ":") {
+		return "[" + h + "]"
+	}
+	return h
 }
 
 // forward is what serveForward decided, handed to dialForward through

@@ -138,7 +138,18 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request, client netip.A
 	w.Header().Set("Content-Type", PACContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(file)))
 	// A reload changes the file: clients may keep it, but must ask again.
-	w.Header().Set("Cache-Control", "no-cache")
+	// With estates each client's file is its own: no shared cache may
+	// keep one for another.
+	cc := "no-cache"
+	if s.estates != nil || s.cfg.PAC.For != nil {
+		cc = "no-cache, private"
+	}
+	w.Header().Set("Cache-Control", cc)
+	if s.cfg.PAC.Proxy == "" {
+		// The proxy address in the file is the request's Host: a cache
+		// must not give one Host's file for another's.
+		w.Header().Set("Vary", "Host")
+	}
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(file) // a write error means the client went away
 	}

@@ -200,3 +200,23 @@ func FuzzPACHost(f *testing.F) {
 		}
 	})
 }
+
+// TestPACVaryHost: the file's proxy address comes from the Host header,
+// and there was no Vary: Host, so a shared cache could hand one Host's
+// file (an attacker's address) to every client. The answer now varies
+// on Host whenever Host shapes it, and not when --pac-proxy fixes it.
+func TestPACVaryHost(t *testing.T) {
+	derived, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}})
+	fixed, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, PAC: PACOptions{Proxy: "gate.example.net:3128"}})
+	for _, tc := range []struct {
+		name, addr, vary string
+	}{
+		{"derived", derived, "Host"},
+		{"fixed", fixed, ""},
+	} {
+		resp, _ := rawGet(t, tc.addr, "GET", "/proxy.pac", "attacker.example.net:3128")
+		if got := resp.Header.Get("Vary"); got != tc.vary {
+			t.Errorf("%s: Vary = %q, want %q", tc.name, got, tc.vary)
+		}
+	}
+}

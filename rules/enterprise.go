@@ -98,8 +98,8 @@ func validatePolicy(p *Policy, w where, catalogs []*Catalog, warn func(error)) e
 		return w.at("mode").Errorf("%s: %q is not %q or %q", w.field("mode"), p.Mode, ModeWildcard, ModeExact)
 	}
 	for i, o := range p.OS {
-		if !slices.Contains(AllOS, o) {
-			return w.at(fmt.Sprintf("os.%d", i)).Errorf("%s: %q is not one of %s", w.field("os"), o, strings.Join(AllOS, ", "))
+		if !slices.Contains(AllOS(), o) {
+			return w.at(fmt.Sprintf("os.%d", i)).Errorf("%s: %q is not one of %s", w.field("os"), o, strings.Join(AllOS(), ", "))
 		}
 	}
 	for _, list := range []struct {
@@ -274,7 +274,7 @@ func effective(p Policy, catalogs []*Catalog) EffectivePolicy {
 		e.Mode = ModeWildcard
 	}
 	if len(e.OS) == 0 {
-		e.OS = AllOS
+		e.OS = AllOS()
 	}
 	if e.ThreatResponse == "" {
 		e.ThreatResponse = ThreatNotify

@@ -281,8 +281,8 @@ func (f *CatalogFile) Build(path string) (*Catalog, error) {
 			}
 		}
 		for _, o := range ef.OS {
-			if !slices.Contains(AllOS, o) {
-				return nil, at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS, ", "))
+			if !slices.Contains(AllOS(), o) {
+				return nil, at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS(), ", "))
 			}
 			if !slices.Contains(e.OS, o) {
 				e.OS = append(e.OS, o)

@@ -71,7 +71,7 @@ func (rs *Ruleset) Hints(host string, port uint16) []PolicyHint {
 		changes = append(changes, policyChange{"the policy is in exact mode, which leaves out every wildcard entry", p,
 			(*Entry).HasWildcard})
 	}
-	if len(pol.OS) > 0 && len(pol.OS) < len(AllOS) {
+	if len(pol.OS) > 0 && len(pol.OS) < len(AllOS()) {
 		p := pol
 		p.OS = nil
 		changes = append(changes, policyChange{fmt.Sprintf("the policy keeps only the per-OS entries of %s", strings.Join(pol.OS, ", ")), p,

@@ -125,7 +125,7 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	pol := rs.Config.Policy
 	oses := pol.OS
 	if len(oses) == 0 {
-		oses = rules.AllOS
+		oses = rules.AllOS()
 	}
 	src := rs.Config.Path
 	if src == "" {

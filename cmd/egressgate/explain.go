@@ -149,7 +149,7 @@ config that does not load, bad usage)`)
 	}
 	ea.config, ea.asJSON, ea.user = *config, *asJSON, *userFlag
 	if len(ea.clients) == 0 {
-		ea.clients = proxy.DefaultClients
+		ea.clients = proxy.DefaultClients()
 	}
 	if *clientFlag != "" {
 		a, err := netip.ParseAddr(*clientFlag)

@@ -343,6 +343,9 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
 		})
 	}
+	if cfg.PAC.Proxy == "" {
+		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")
+	}
 	listening.Store(true)
 	sdNotify(log, sdReady)
 

@@ -17,7 +17,7 @@ func WriteList(w io.Writer, v *View) error {
 	pol := es.Policy
 	var b strings.Builder
 	fmt.Fprintf(&b, "# egressgate effective allowlist: mode %s", pol.Mode)
-	if len(pol.OS) > 0 && len(pol.OS) < len(rules.AllOS) {
+	if len(pol.OS) > 0 && len(pol.OS) < len(rules.AllOS()) {
 		fmt.Fprintf(&b, ", os %s", strings.Join(pol.OS, ","))
 	}
 	if v.multiEstate() {

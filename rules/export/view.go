@@ -84,7 +84,7 @@ func (v *View) header() []string {
 	}
 	pol := v.Estate.Policy
 	s := fmt.Sprintf("egressgate effective allowlist from %s: mode %s", src, pol.Mode)
-	if len(pol.OS) > 0 && len(pol.OS) < len(rules.AllOS) {
+	if len(pol.OS) > 0 && len(pol.OS) < len(rules.AllOS()) {
 		s += ", os " + strings.Join(pol.OS, ",")
 	}
 	if v.multiEstate() {

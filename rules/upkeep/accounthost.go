@@ -15,7 +15,7 @@ type AccountHost struct {
 	Shape string // the document's shape of the name, REGION and STATION for the variable parts
 }
 
-// Hint is the sentence /misses and report show for such a host.
+// AccountHostHint is the sentence /misses and report show for such a host.
 const AccountHostHint = "probably this account's own host: confirm it, then add it"
 
 // Line returns the plain-list catalog line that admits host on port.

@@ -266,7 +266,7 @@ func ImportPage(path string, data []byte) (*rules.Catalog, error) {
 				ef.Groups = append(ef.Groups, g.ID)
 			}
 		}
-		for _, o := range rules.AllOS {
+		for _, o := range rules.AllOS() {
 			if slices.Contains(e.os, o) {
 				ef.OS = append(ef.OS, o)
 			}
