@@ -23,9 +23,9 @@ const (
 	// SourceEnterprise has its own settings written in the enterprise
 	// config, under the estate ("Set preferences from Enterprise level").
 	SourceEnterprise = "enterprise"
-	// SourceEstate has its own file, estates.d/NAME.yaml next to the
-	// config, kept by the estate's admins ("Set preferences from sub
-	// estate level").
+	// SourceEstate has its own file, NAME.yaml in estates_dir
+	// (estates.d next to the config by default), kept by the estate's
+	// admins ("Set preferences from sub estate level").
 	SourceEstate = "estate"
 )
 
@@ -33,9 +33,21 @@ const (
 // subnets hold: it has the enterprise defaults.
 const DefaultEstate = "default"
 
-// EstatesDir is the directory, next to the config, of the estates whose
-// source is SourceEstate.
+// EstatesDir is the default directory, next to the config, of the
+// estates whose source is SourceEstate (Config.EstatesDir).
 const EstatesDir = "estates.d"
+
+// estatesDir returns the directory of the estates' own files.
+func (cfg *Config) estatesDir() string {
+	dir := cfg.EstatesDir
+	if dir == "" {
+		dir = EstatesDir
+	}
+	if filepath.IsAbs(dir) {
+		return filepath.Clean(dir)
+	}
+	return filepath.Join(filepath.Dir(cfg.Path), dir)
+}
 
 // MaxEstates bounds the estates of one config, so that the label values
 // of the metrics stay bounded.
@@ -221,7 +233,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 				return err
 			}
 		case SourceEstate:
-			es.File = filepath.Join(filepath.Dir(cfg.Path), EstatesDir, ec.Name+".yaml")
+			es.File = filepath.Join(cfg.estatesDir(), ec.Name+".yaml")
 			own, lines, err := readEstatePolicy(es.File, readFile, catalogs, warn)
 			fileLines[ec.Name] = lines
 			if err == nil {

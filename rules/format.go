@@ -60,13 +60,14 @@ func FileOf(c *Catalog) CatalogFile {
 		out.Groups = append(out.Groups, og)
 	}
 	for _, e := range c.Entries {
-		out.Entries = append(out.Entries, entryFileOf(e))
+		out.Entries = append(out.Entries, EntryFileOf(e))
 	}
 	return out
 }
 
-// entryFileOf writes one entry as the schema has it.
-func entryFileOf(e *Entry) EntryFile {
+// EntryFileOf writes one entry as the schema has it, with the ports and
+// licences it inherits from its groups left out.
+func EntryFileOf(e *Entry) EntryFile {
 	pattern := e.Pattern
 	if e.Kind == KindCIDR && e.Prefix.IsSingleIP() {
 		pattern = e.Prefix.Addr().String()

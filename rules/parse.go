@@ -175,6 +175,10 @@ func ParseYAML(path string, data []byte) (*Catalog, error) {
 		}
 		return nil, yamlError(path, err)
 	}
+	var more yaml.Node
+	if err := dec.Decode(&more); err == nil {
+		return nil, Pos{File: path, Line: more.Line}.Errorf("a second YAML document: a catalog file holds one catalog; save each catalog in a file of its own")
+	}
 	if f.Catalog == "" {
 		f.Catalog = defaultCatalogName(path)
 	}

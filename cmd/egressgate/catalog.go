@@ -20,7 +20,7 @@ func runCatalog(args []string, stdout, stderr io.Writer) int {
 Prints the entries in force under the config's policy: as a plain list, itself
 a catalog to paste into another firewall, with the optional sections that are
 off as comments; with --format yaml, with every field each entry inherits
-resolved; or as a Squid ACL file (squid), a proxy auto-config file (pac, the
+resolved, as catalogs in the loader's schema; or as a Squid ACL file (squid), a proxy auto-config file (pac, the
 same file /proxy.pac serves; it needs --pac-proxy), bare host names (hosts) or
 JSON for other enforcement points. --estate NAME prints that estate's
 allowlist (the default estate's otherwise); the entries its policy refuses

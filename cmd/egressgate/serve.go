@@ -259,9 +259,10 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	cfg.Log = log
 	cfg.Recorder = tel.recorder
 	if o.hostsPath != "" {
-		if cfg.Hosts, err = proxy.LoadHosts(o.hostsPath); err != nil {
+		if cfg.HostsFile, err = proxy.OpenHostsFile(o.hostsPath); err != nil {
 			return err
 		}
+		cfg.Hosts = cfg.HostsFile.Hosts() // the prober's, as at start
 	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
@@ -336,6 +337,9 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			log.Error("rules watcher stopped", "err", err)
 		}
 	})
+	if cfg.HostsFile != nil {
+		wg.Go(func() { watchHosts(watchCtx, cfg.HostsFile, log) })
+	}
 	if o.probeEvery > 0 {
 		p := newServerProber(cfg)
 		pm := metrics.NewProbeMetrics(tel.reg)
@@ -359,6 +363,9 @@ wait:
 			log.Info("SIGHUP: reloading rules")
 			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
+			if cfg.HostsFile != nil {
+				reloadHosts(cfg.HostsFile, log)
+			}
 			sdNotify(log, sdReady)
 		case err := <-errc:
 			if err != nil {

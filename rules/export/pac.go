@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/egressgate/egressgate/rules"
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // PACFallback is where a PAC file sends what the catalog does not name.

@@ -1,7 +1,6 @@
 package export
 
 import (
-	"github.com/egressgate/egressgate/rules"
 	"net/netip"
 	"net/url"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/dop251/goja"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // pacHelpers are the standard PAC functions the generated file may call,

@@ -2,10 +2,11 @@ package export
 
 import (
 	"fmt"
-	"github.com/egressgate/egressgate/rules"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // squidPrefix starts every ACL name the Squid export writes.

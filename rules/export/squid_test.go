@@ -2,11 +2,12 @@ package export
 
 import (
 	"fmt"
-	"github.com/egressgate/egressgate/rules"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 func TestSquidRegex(t *testing.T) {

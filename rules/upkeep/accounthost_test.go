@@ -1,9 +1,10 @@
 package upkeep
 
 import (
-	"github.com/egressgate/egressgate/rules"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 func TestLooksLikeAccountHost(t *testing.T) {

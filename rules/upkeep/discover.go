@@ -6,13 +6,14 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"github.com/egressgate/egressgate/rules"
 	"io"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // maxArtefactBytes bounds what Discover reads of one file: installer logs

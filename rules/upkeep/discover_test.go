@@ -3,13 +3,14 @@ package upkeep
 import (
 	"encoding/binary"
 	"fmt"
-	"github.com/egressgate/egressgate/rules"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The artefacts under testdata/discover are written from the source

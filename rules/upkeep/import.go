@@ -3,114 +3,49 @@ package upkeep
 import (
 	"bufio"
 	"bytes"
-	"github.com/egressgate/egressgate/rules"
+	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The importer reads a saved text copy of the vendor's "Domains and ports
 // to allow" page (what a browser's "save as text" or a copy and paste of
-// the page gives) into the catalog schema. The page is a sequence of
-// headings and lead-in sentences, each followed by a bulleted list; the
-// importer knows which lead-in starts which group (pageLayout), takes every
-// bulleted host or pattern under it, and merges an entry listed under
-// several lead-ins into one entry with all their groups and OSes.
+// the page gives, or what ReadPage makes of its HTML) into the catalog
+// schema. The page is a sequence of headings and lead-in sentences, each
+// followed by a bulleted list; the Layout says which lead-in starts which
+// group. The importer takes every bulleted host or pattern under it, and
+// merges an entry listed under several lead-ins into one entry with all
+// their groups and OSes.
 //
 // What the page cannot say by its layout, egressgate's IDs, titles and
 // notes of sections and groups, and the ports of OCSP and CRL (plain
-// HTTP), comes from the layout table below. What the embedded catalog adds
-// by hand beyond that is listed, with the reason, in import_test.go.
+// HTTP), comes from the Layout too. What the embedded catalog adds by hand
+// beyond that (a note) is not on the page; "catalog diff" leaves notes out
+// unless asked (see Diff).
 
-// pageMark is a lead-in line of the page and what it starts.
-type pageMark struct {
-	prefix string // the trimmed line, without a step number, contains it
-	exact  bool   // the line is exactly prefix
-	group  string // the group its bullets go to; "" for none
-	os     string // "" keeps the current OS; "-" clears it
-	// licenses marks the list of license names.
-	licenses bool
-	// secondInstaller marks the installer log's second host (the API
-	// host), whose bullets are examples only.
-	secondInstaller bool
+// Options say how ImportPage reads a page.
+type Options struct {
+	Layout *Layout // nil: DefaultLayout()
+	// Strict makes a host under a lead-in the layout does not know an
+	// error, instead of an unclassified entry.
+	Strict bool
 }
 
-var pageLayout = []pageMark{
-	{prefix: "Follow these instructions if you have any of these licenses", licenses: true},
-	{prefix: "Ports", exact: true},
-	{prefix: "Sophos Central Admin domains", exact: true, group: "central-admin"},
-	{prefix: "Allow the following non-Sophos addresses", group: "non-sophos"},
-	{prefix: "Sophos domains", exact: true},
-	{prefix: "Allow the following wildcards to cover the Sophos domains", group: "sophos-wildcards"},
-	{prefix: "If your proxy or firewall doesn't support wildcards", group: "sophos-exact"},
-	{prefix: "On Windows devices", group: "", os: rules.OSWindows},
-	{prefix: "On macOS devices", group: "", os: rules.OSMacOS},
-	{prefix: "On Linux devices", group: "", os: rules.OSLinux},
-	{prefix: "The first will look like one of these", group: "installer-hosts"},
-	{prefix: "The second will look like one of these", group: "installer-hosts", secondInstaller: true},
-	{prefix: "Add both the domains to your rules", group: ""},
-	{prefix: "Add the following addresses", group: "os-addresses"},
-	{prefix: "Add the domains required for Sophos Management Communication System", group: "mcs"},
-	{prefix: "Add the domains required for the SophosLabs Intelix service", group: "intelix"},
-	{prefix: "You may need to allow access to the following Certificate Authority sites", group: "certificate-authorities"},
-	{prefix: "Note", exact: true, group: "", os: "-"},
-	{prefix: "Domains for XDR and MDR", exact: true, group: "xdr-mdr", os: "-"},
-	{prefix: "Domains for TLS inspection", exact: true, group: "tls-inspection", os: "-"},
-	{prefix: "To confirm you need to add these domain exclusions", group: ""},
-	{prefix: "Sophos AD Sync", exact: true, group: "", os: "-"},
-	{prefix: "If you're using the Active Directory service, allow the following pre-signed s3 domains", group: "adsync-presigned"},
-	{prefix: "Allow the following wildcards:", exact: true, group: "adsync-s3"},
-	{prefix: "Remote assistance", exact: true, group: "remote-assistance-ssh", os: "-"},
-}
+// UnclassifiedSection is the section of the groups ImportPage makes for
+// lead-ins its layout does not know. It is optional, so a catalog put in
+// service as imported admits none of their hosts until an operator
+// enables it or teaches the layout the lead-in.
+const UnclassifiedSection = "unclassified"
 
-// pageSections and pageGroups are egressgate's names for the parts of the
-// page, in catalog order.
-var pageSections = []rules.SectionFile{
-	{ID: "intercept-x", Title: "Intercept X, XDR, or MDR",
-		Notes: []string{"Don't use firewall regional rules: the services run on AWS, whose addresses are not static."}},
-	{ID: "ad-sync", Title: "Sophos AD Sync", Optional: true,
-		NeedsWildcards: "the source says: if your firewall doesn't allow wildcards you can't use Sophos AD Sync utility",
-		Notes:          []string{"Opens whole S3 regions. When using wildcard FQDNs, make sure DNS requests go through your firewall."}},
-	{ID: "remote-assistance", Title: "Remote assistance", Optional: true,
-		Notes: []string{"Lets Sophos Support staff reach devices remotely over port 22 TCP."}},
-}
-
-var pageGroups = []rules.GroupFile{
-	{ID: "central-admin", Section: "intercept-x", Title: "Sophos Central Admin domains"},
-	{ID: "non-sophos", Section: "intercept-x", Title: "Non-Sophos addresses needed for essential operations"},
-	{ID: "sophos-wildcards", Section: "intercept-x", Title: "Sophos domains, wildcard set (firewalls that support wildcards)",
-		Notes: []string{"Wildcard mode only: exact mode drops these patterns."}},
-	{ID: "sophos-exact", Section: "intercept-x", Title: "Sophos domains, exact set (firewalls without wildcards)"},
-	{ID: "installer-hosts", Section: "intercept-x", Title: "Hosts the installer log names (examples)",
-		Notes: []string{"Each account's management and API hosts must be read from its installer log: Windows SophosCloudInstaller.log lines starting 'Opening connection to'; macOS SophosCloudConfig.plist key RegistrationServerURL; Linux 'sudo bash -x ./SophosSetup.sh' lines '+ CLOUD_URL=' and '+ MCS_URL='. The entries here are the source's examples."}},
-	{ID: "os-addresses", Section: "intercept-x", Title: "Per-OS addresses",
-		Notes: []string{"Linux lists no ssp.sophos.com, no sdu-auto-upload.sophosupd.com and no rca-upload hosts."}},
-	{ID: "mcs", Section: "intercept-x", Title: "Sophos Management Communication System"},
-	{ID: "intelix", Section: "intercept-x", Title: "SophosLabs Intelix"},
-	// OCSP and CRL are fetched over plain HTTP: the page says "port 443"
-	// for the whole product, but a CA's revocation service is port 80.
-	{ID: "certificate-authorities", Section: "intercept-x", Title: "Certificate authorities (OCSP and CRL over plain HTTP)",
-		Ports: []int{80, 443}, Notes: []string{"Needed if the firewall does not already allow them."}},
-	{ID: "xdr-mdr", Section: "intercept-x", Title: "XDR and MDR: Live Response and Live Discover",
-		Notes: []string{"The domains required for Live Response and Live Discover can change; contact Sophos Support if these features don't work with all domains allowed."}},
-	{ID: "tls-inspection", Section: "intercept-x", Title: "Exempt from TLS inspection or application filtering",
-		Notes: []string{"egressgate never terminates TLS; these are admitted like the others."}},
-	{ID: "adsync-presigned", Section: "ad-sync", Title: "AD Sync: pre-signed S3 domains (Active Directory service)"},
-	{ID: "adsync-s3", Section: "ad-sync", Title: "AD Sync: S3 wildcards"},
-	{ID: "remote-assistance-ssh", Section: "remote-assistance", Title: "Remote assistance over SSH"},
-}
-
-// pageLicenseIDs are egressgate's IDs of the license names the page lists.
-// A name not here gets an ID made from its words.
-var pageLicenseIDs = map[string]string{
-	"Intercept X Advanced":                             "intercept-x-advanced",
-	"Intercept X Advanced for Server":                  "intercept-x-advanced-server",
-	"Intercept X Advanced with XDR":                    "intercept-x-advanced-xdr",
-	"Intercept X Advanced for Server with XDR":         "intercept-x-advanced-server-xdr",
-	"Managed Detection and Response Essentials":        "mdr-essentials",
-	"Managed Detection and Response Complete":          "mdr-complete",
-	"Managed Detection and Response Essentials Server": "mdr-essentials-server",
-	"Managed Detection and Response Complete Server":   "mdr-complete-server",
+// Unclassified is a host listed under a lead-in the layout does not know.
+type Unclassified struct {
+	Host   string
+	LeadIn string // the heading or sentence above the host's list
+	Line   int    // the host's line on the page
+	Group  string // the group it was imported into
 }
 
 // Notes the importer writes on installer examples.
@@ -124,6 +59,7 @@ const maxPageBytes = 64 << 20
 
 var (
 	pageStepRE    = regexp.MustCompile(`^\d{1,3}\.\s+`)
+	pageAnyBullet = regexp.MustCompile(`^\s*(?:•|-)\s`)
 	pageBulletRE  = regexp.MustCompile(`^\s*(?:•|-)\s+(?:Domain:\s+)?(\S+)\s*$`)
 	pagePortRE    = regexp.MustCompile(`^\s*(?:•|-)\s+(?:Port:\s+)?(\d{1,5})\b`)
 	pageHostRE    = regexp.MustCompile(`^(?:\*\.)?[a-z0-9*][a-z0-9*-]*(?:\.[a-z0-9*-]+)+$`)
@@ -131,179 +67,305 @@ var (
 	pageLicenseRE = regexp.MustCompile(`^\s*•\s+(.+?)\s*$`)
 )
 
-// ImportPage reads a saved text copy of the vendor page into a catalog
-// named sophos-central. Each entry's position is the page line where it
-// is first listed. A bulleted host under no lead-in the importer knows is
-// an error naming its line: the page's layout has changed and the layout
-// table must learn the new lead-in.
-func ImportPage(path string, data []byte) (*rules.Catalog, error) {
+// ImportPage reads a saved text copy of the vendor page into a catalog.
+// Each entry's position is the page line where it is first listed. A
+// bulleted host under a lead-in the layout does not know is imported
+// into a group named after that lead-in, in UnclassifiedSection, and
+// returned among the unclassified; with opts.Strict it is an error naming
+// its line instead.
+func ImportPage(path string, data []byte, opts Options) (*rules.Catalog, []Unclassified, error) {
 	if len(data) > maxPageBytes {
-		return nil, rules.Pos{File: path}.Errorf("page is %d bytes, more than the limit of %d", len(data), maxPageBytes)
+		return nil, nil, rules.Pos{File: path}.Errorf("page is %d bytes, more than the limit of %d", len(data), maxPageBytes)
 	}
-	f := rules.CatalogFile{
-		Catalog: rules.DefaultCatalog,
-		Title:   "Sophos Central - domains and ports to allow",
-		Source:  `Sophos Central Admin help, "Domains and ports to allow"`,
-	}
-	type seen struct {
-		groups []string
-		os     []string
-		first  bool // in the installer log's first list
-		second bool // in the installer log's second list
-	}
-	var order []string
-	entries := map[string]*seen{}
-	entryLine := map[string]int{}
-	groupPorts := map[string][]int{}
-
-	var cur pageMark
-	os := ""
-	inLicenses := false
+	r := newPageReader(path, opts)
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
 	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimPrefix(sc.Text(), "\ufeff")
-		trimmed := strings.TrimSpace(strings.TrimSuffix(text, "\r"))
-		if m, ok := matchMark(pageStepRE.ReplaceAllString(trimmed, "")); ok {
-			cur = m
-			inLicenses = m.licenses
-			switch m.os {
-			case "":
-			case "-":
-				os = ""
-			default:
-				os = m.os
-			}
-			continue
-		}
-		if inLicenses {
-			if lm := pageLicenseRE.FindStringSubmatch(trimmed); lm != nil {
-				name := lm[1]
-				id := pageLicenseIDs[name]
-				if id == "" {
-					id = slugID(name)
-				}
-				if !slices.ContainsFunc(f.Licenses, func(l rules.LicenseFile) bool { return l.ID == id }) {
-					f.Licenses = append(f.Licenses, rules.LicenseFile{ID: id, Name: name, Line: line})
-				}
-				continue
-			}
-			if trimmed != "" {
-				inLicenses = false
-			}
-		}
-		if cur.group != "" {
-			if pm := pagePortRE.FindStringSubmatch(trimmed); pm != nil && strings.Contains(trimmed, "Port:") {
-				groupPorts[cur.group] = append(groupPorts[cur.group], atoiBounded(pm[1]))
-				continue
-			}
-		}
-		bm := pageBulletRE.FindStringSubmatch(trimmed)
-		if bm == nil {
-			continue
-		}
-		host := strings.ToLower(bm[1])
-		if !pageHostRE.MatchString(host) || !strings.Contains(host, ".") {
-			continue
-		}
-		if cur.group == "" {
-			return nil, rules.Pos{File: path, Line: line}.Errorf("%q is listed under no lead-in the importer knows; the page's layout has changed", host)
-		}
-		e := entries[host]
-		if e == nil {
-			e = &seen{}
-			entries[host] = e
-			entryLine[host] = line
-			order = append(order, host)
-		}
-		if !slices.Contains(e.groups, cur.group) {
-			e.groups = append(e.groups, cur.group)
-		}
-		if os != "" && !slices.Contains(e.os, os) {
-			e.os = append(e.os, os)
-		}
-		if cur.group == "installer-hosts" {
-			if cur.secondInstaller {
-				e.second = true
-			} else {
-				e.first = true
-			}
+		if err := r.line(line, sc.Text()); err != nil {
+			return nil, nil, err
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return nil, rules.Pos{File: path}.Errorf("reading: %w", err)
+		return nil, nil, rules.Pos{File: path}.Errorf("reading: %w", err)
 	}
+	if len(r.order) == 0 {
+		return nil, nil, rules.Pos{File: path}.Errorf("no bulleted hosts found; is this a text copy of the \"Domains and ports to allow\" page?")
+	}
+	f := r.catalogFile()
+	c, err := f.Build(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, r.unclassified, nil
+}
 
-	for _, s := range pageSections {
-		if s.ID == "intercept-x" {
-			for _, l := range f.Licenses {
-				s.Licenses = append(s.Licenses, l.ID)
+// seenHost is what the page says of one host across its lists.
+type seenHost struct {
+	line   int
+	groups []string
+	os     []string
+	first  bool // in the installer log's first list
+	second bool // in the installer log's second list
+}
+
+// pageReader is the state of one import: where on the page it is, and
+// what it has read so far.
+type pageReader struct {
+	path   string
+	layout *Layout
+	strict bool
+
+	cur        LeadIn // the lead-in in force; Group "" when none
+	unknown    string // the unknown lead-in in force, if any
+	os         string
+	inLicenses bool
+	taken      bool // the list under cur has had a host
+
+	licenses     []rules.LicenseFile
+	order        []string
+	hosts        map[string]*seenHost
+	groupPorts   map[string][]int
+	extraGroups  []rules.GroupFile // one per unknown lead-in
+	unclassified []Unclassified
+}
+
+func newPageReader(path string, opts Options) *pageReader {
+	l := opts.Layout
+	if l == nil {
+		l = DefaultLayout()
+	}
+	return &pageReader{path: path, layout: l, strict: opts.Strict,
+		hosts: map[string]*seenHost{}, groupPorts: map[string][]int{}}
+}
+
+// line reads one line of the page.
+func (r *pageReader) line(n int, raw string) error {
+	text := strings.TrimSuffix(strings.TrimPrefix(raw, "\ufeff"), "\r")
+	trimmed := strings.TrimSpace(text)
+	if m, ok := r.layout.match(pageStepRE.ReplaceAllString(trimmed, "")); ok {
+		r.enter(m)
+		return nil
+	}
+	if r.inLicenses {
+		if r.license(n, trimmed) {
+			return nil
+		}
+		if trimmed != "" {
+			r.inLicenses = false
+		}
+	}
+	if r.cur.Group != "" && strings.Contains(trimmed, "Port:") {
+		if pm := pagePortRE.FindStringSubmatch(trimmed); pm != nil {
+			r.groupPorts[r.cur.Group] = append(r.groupPorts[r.cur.Group], atoiBounded(pm[1]))
+			return nil
+		}
+	}
+	if !pageAnyBullet.MatchString(trimmed) {
+		r.prose(text, trimmed)
+		return nil
+	}
+	bm := pageBulletRE.FindStringSubmatch(trimmed)
+	if bm == nil {
+		return nil
+	}
+	host := strings.ToLower(bm[1])
+	if !pageHostRE.MatchString(host) {
+		return nil
+	}
+	return r.host(n, host)
+}
+
+// enter starts what a known lead-in starts.
+func (r *pageReader) enter(m LeadIn) {
+	r.cur, r.unknown, r.taken = m, "", false
+	r.inLicenses = m.Licenses
+	switch m.OS {
+	case "":
+	case "any":
+		r.os = ""
+	default:
+		r.os = m.OS
+	}
+}
+
+// license reads a bullet of the licence list; false when the line is
+// not one.
+func (r *pageReader) license(n int, trimmed string) bool {
+	lm := pageLicenseRE.FindStringSubmatch(trimmed)
+	if lm == nil {
+		return false
+	}
+	name := lm[1]
+	id := r.layout.Licenses[name]
+	if id == "" {
+		id = slugID(name, 60)
+	}
+	if !slices.ContainsFunc(r.licenses, func(l rules.LicenseFile) bool { return l.ID == id }) {
+		r.licenses = append(r.licenses, rules.LicenseFile{ID: id, Name: name, Line: n})
+	}
+	return true
+}
+
+// prose reads a line that is neither a known lead-in nor a bullet. A
+// heading (a short line at the margin, without closing punctuation) the
+// layout does not know starts an unknown section; so does a sentence
+// ending in ':' once the list before it has had its hosts. Any other
+// line keeps the lead-in in force: the page often explains a list
+// between its lead-in and its bullets.
+func (r *pageReader) prose(text, trimmed string) {
+	if trimmed == "" {
+		return
+	}
+	lead := pageStepRE.ReplaceAllString(trimmed, "")
+	switch {
+	case isHeading(text):
+		r.os = ""
+	case strings.HasSuffix(lead, ":") && (r.taken || r.cur.Group == ""):
+	default:
+		return
+	}
+	r.cur, r.unknown, r.taken, r.inLicenses = LeadIn{}, lead, false, false
+}
+
+// isHeading reports whether a line of the page reads as a heading: at the
+// margin, short, capitalised, and not a sentence.
+func isHeading(text string) bool {
+	if text == "" || text[0] == ' ' || text[0] == '\t' || len(text) > 80 {
+		return false
+	}
+	if text[0] < 'A' || text[0] > 'Z' {
+		return false
+	}
+	return !strings.ContainsAny(text[len(text)-1:], ".:,;!?")
+}
+
+// host records a bulleted host under the lead-in in force.
+func (r *pageReader) host(n int, host string) error {
+	group := r.cur.Group
+	if group == "" {
+		var err error
+		if group, err = r.unclassifiedGroup(n, host); err != nil {
+			return err
+		}
+	}
+	r.taken = true
+	e := r.hosts[host]
+	if e == nil {
+		e = &seenHost{line: n}
+		r.hosts[host] = e
+		r.order = append(r.order, host)
+	}
+	if !slices.Contains(e.groups, group) {
+		e.groups = append(e.groups, group)
+	}
+	if r.os != "" && !slices.Contains(e.os, r.os) {
+		e.os = append(e.os, r.os)
+	}
+	switch r.cur.Installer {
+	case "first":
+		e.first = true
+	case "second":
+		e.second = true
+	}
+	return nil
+}
+
+// unclassifiedGroup returns the group for a host under no known lead-in,
+// making it on first use, or the strict mode's error.
+func (r *pageReader) unclassifiedGroup(n int, host string) (string, error) {
+	lead := r.unknown
+	if r.strict || lead == "" {
+		return "", rules.Pos{File: r.path, Line: n}.Errorf("%q is listed under no lead-in the importer knows; the page's layout has changed: teach the importer the lead-in above it with --layout FILE (docs/catalog-upkeep.md)", host)
+	}
+	id := "unclassified-" + slugID(lead, 48)
+	if !slices.ContainsFunc(r.extraGroups, func(g rules.GroupFile) bool { return g.ID == id }) {
+		r.extraGroups = append(r.extraGroups, rules.GroupFile{ID: id, Section: UnclassifiedSection, Title: lead, Line: 1,
+			Notes: []string{fmt.Sprintf("Listed under %q (page line %d), a lead-in the importer does not know: check it, then teach the importer with --layout FILE.", lead, n)}})
+	}
+	r.unclassified = append(r.unclassified, Unclassified{Host: host, LeadIn: lead, Line: n, Group: id})
+	return id, nil
+}
+
+// catalogFile writes what was read in the catalog schema.
+func (r *pageReader) catalogFile() rules.CatalogFile {
+	l := r.layout
+	f := rules.CatalogFile{Catalog: l.Catalog, Title: l.Title, Source: l.Source, Licenses: r.licenses}
+	for i, s := range l.Sections {
+		if i == 0 {
+			// The page's licence list is for its first product.
+			s.Licenses = nil
+			for _, lic := range r.licenses {
+				s.Licenses = append(s.Licenses, lic.ID)
 			}
 		}
 		f.Sections = append(f.Sections, s)
 	}
-	for _, g := range pageGroups {
-		if ps := groupPorts[g.ID]; len(ps) > 0 {
-			g.Ports = ps
-		}
-		if g.ID == "xdr-mdr" {
-			// "Allow these domains if your license includes XDR or MDR."
-			for _, l := range f.Licenses {
-				if strings.Contains(l.Name, "XDR") || strings.HasPrefix(l.Name, "Managed Detection and Response") {
-					g.Licenses = append(g.Licenses, l.ID)
-				}
-			}
-		}
-		g.Line = 1
-		f.Groups = append(f.Groups, g)
+	if len(r.extraGroups) > 0 {
+		f.Sections = append(f.Sections, rules.SectionFile{ID: UnclassifiedSection, Optional: true,
+			Title: "Listed under lead-ins the importer does not know"})
 	}
-	for _, host := range order {
-		e := entries[host]
-		ef := rules.EntryFile{Pattern: host, Line: entryLine[host]}
-		// Groups in catalog order, so the file reads like the page.
-		for _, g := range pageGroups {
-			if slices.Contains(e.groups, g.ID) {
-				ef.Groups = append(ef.Groups, g.ID)
-			}
-		}
-		for _, o := range rules.AllOS() {
-			if slices.Contains(e.os, o) {
-				ef.OS = append(ef.OS, o)
-			}
-		}
-		if m := pageRegionRE.FindStringSubmatch(host); m != nil {
-			ef.Region = m[1]
-		}
-		// The page lists Live Response's terminal hosts among the XDR and
-		// MDR hosts without marking them; their name does. Unmarked, an
-		// imported catalog would admit them with Live Response off.
-		ef.LiveResponse = strings.HasPrefix(host, "live-terminal")
-		switch {
-		case (e.first || e.second) && len(ef.Groups) > 1:
-			ef.Notes = []string{noteInstallerAlso}
-		case e.second || e.first:
-			ef.Example = true
-			ef.Notes = []string{noteInstallerExample}
-		}
-		f.Entries = append(f.Entries, ef)
+	for _, g := range slices.Concat(l.Groups, r.extraGroups) {
+		f.Groups = append(f.Groups, r.groupFile(g))
 	}
-	if len(f.Entries) == 0 {
-		return nil, rules.Pos{File: path}.Errorf("no bulleted hosts found; is this a text copy of the \"Domains and ports to allow\" page?")
+	for _, host := range r.order {
+		f.Entries = append(f.Entries, r.entryFile(host, f.Groups))
 	}
-	return f.Build(path)
+	return f
 }
 
-func matchMark(line string) (pageMark, bool) {
-	for _, m := range pageLayout {
-		if m.exact && line == m.prefix || !m.exact && strings.Contains(line, m.prefix) {
-			return m, true
+// groupFile completes a layout group with what the page says of it.
+func (r *pageReader) groupFile(g rules.GroupFile) rules.GroupFile {
+	if ps := r.groupPorts[g.ID]; len(ps) > 0 {
+		g.Ports = ps
+	}
+	if g.ID == "xdr-mdr" {
+		// "Allow these domains if your license includes XDR or MDR."
+		g.Licenses = nil
+		for _, l := range r.licenses {
+			if strings.Contains(l.Name, "XDR") || strings.HasPrefix(l.Name, "Managed Detection and Response") {
+				g.Licenses = append(g.Licenses, l.ID)
+			}
 		}
 	}
-	return pageMark{}, false
+	g.Line = 1
+	return g
 }
 
-// slugID makes a catalog ID from a name: lower case words joined by '-'.
-func slugID(name string) string {
+// entryFile writes one host as a catalog entry.
+func (r *pageReader) entryFile(host string, groups []rules.GroupFile) rules.EntryFile {
+	e := r.hosts[host]
+	ef := rules.EntryFile{Pattern: host, Line: e.line}
+	// Groups in catalog order, so the file reads like the page.
+	for _, g := range groups {
+		if slices.Contains(e.groups, g.ID) {
+			ef.Groups = append(ef.Groups, g.ID)
+		}
+	}
+	for _, o := range rules.AllOS() {
+		if slices.Contains(e.os, o) {
+			ef.OS = append(ef.OS, o)
+		}
+	}
+	if m := pageRegionRE.FindStringSubmatch(host); m != nil {
+		ef.Region = m[1]
+	}
+	// The page lists Live Response's terminal hosts among the XDR and
+	// MDR hosts without marking them; their name does. Unmarked, an
+	// imported catalog would admit them with Live Response off.
+	ef.LiveResponse = strings.HasPrefix(host, "live-terminal")
+	switch {
+	case (e.first || e.second) && len(ef.Groups) > 1:
+		ef.Notes = []string{noteInstallerAlso}
+	case e.second || e.first:
+		ef.Example = true
+		ef.Notes = []string{noteInstallerExample}
+	}
+	return ef
+}
+
+// slugID makes a catalog ID of at most max bytes from a name: lower case
+// words joined by '-'.
+func slugID(name string, max int) string {
 	var b strings.Builder
 	dash := false
 	for _, r := range strings.ToLower(name) {
@@ -316,7 +378,7 @@ func slugID(name string) string {
 		} else {
 			dash = true
 		}
-		if b.Len() >= 60 {
+		if b.Len() >= max {
 			break
 		}
 	}

@@ -1,12 +1,13 @@
 package upkeep
 
 import (
-	"github.com/egressgate/egressgate/rules"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // sourceDocName is the vendor page the embedded catalog transcribes, as
@@ -52,7 +53,8 @@ var importDeltas = map[string]string{
 // compares the result with the embedded catalog: entries field by field,
 // and sections, groups and licenses.
 func TestImportReproducesEmbedded(t *testing.T) {
-	got, err := ImportPage(sourceDoc(t))
+	path, data := sourceDoc(t)
+	got, unc, err := ImportPage(path, data, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +73,12 @@ func TestImportReproducesEmbedded(t *testing.T) {
 		if !seen[d] {
 			t.Errorf("listed manual delta no longer seen; remove it from importDeltas: %s", d)
 		}
+	}
+	if len(unc) > 0 {
+		t.Errorf("the vendor page has hosts under lead-ins the layout does not know: %+v", unc)
+	}
+	if d := Diff(got, want, false); len(d) > 0 {
+		t.Errorf("the vendor page differs from the embedded catalog in what the page can say (%d changes), first %s", len(d), d[0])
 	}
 	if len(got.Entries) != len(want.Entries) {
 		t.Errorf("imported %d entries, embedded catalog has %d", len(got.Entries), len(want.Entries))
@@ -127,7 +135,7 @@ func TestFormatYAMLRoundTrip(t *testing.T) {
 func TestImportEditedPage(t *testing.T) {
 	_, data := sourceDoc(t)
 	page := string(data)
-	orig, err := ImportPage("old.txt", []byte(page))
+	orig, _, err := ImportPage("old.txt", []byte(page), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +153,7 @@ func TestImportEditedPage(t *testing.T) {
 		}
 		page = strings.Replace(page, e.old, e.new, 1)
 	}
-	edited, err := ImportPage("new.txt", []byte(page))
+	edited, _, err := ImportPage("new.txt", []byte(page), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +179,7 @@ func TestImportPageErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ImportPage("page.txt", []byte(tt.page))
+			_, _, err := ImportPage("page.txt", []byte(tt.page), Options{Strict: true})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("ImportPage(%q) = %v, want an error containing %q", tt.page, err, tt.want)
 			}
@@ -188,7 +196,7 @@ func FuzzImportPage(f *testing.F) {
 	f.Add("Follow these instructions if you have any of these licenses:\n  • A B\n  • a-b\nDomains for XDR and MDR\n  • x.example.org\n")
 	f.Add("Note\n  • y.example.org\n")
 	f.Fuzz(func(t *testing.T, page string) {
-		c, err := ImportPage("fuzz.txt", []byte(page))
+		c, _, err := ImportPage("fuzz.txt", []byte(page), Options{})
 		if err != nil {
 			return
 		}
@@ -204,4 +212,114 @@ func FuzzImportPage(f *testing.F) {
 			t.Fatalf("round trip changed %s", d[0])
 		}
 	})
+}
+
+// excerpt is the page excerpt the repository carries, in the page's layout.
+func excerpt(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("../../cmd/egressgate/testdata/configs/page-excerpt.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// withUnknownSections adds to the excerpt a heading the layout does not
+// know, with one host, and a new step after a list that had its hosts.
+func withUnknownSections(t *testing.T) string {
+	t.Helper()
+	page := excerpt(t)
+	for _, e := range []struct{ old, new string }{
+		{"Remote assistance\n", "Domains for Sophos Firewall integration\n\n  • fw-telemetry.sophos.com\n\nRemote assistance\n"},
+		{"    • dc.services.visualstudio.com\n", "    • dc.services.visualstudio.com\n\n  3. Allow the new telemetry hosts:\n\n    • telemetry.sophos.com\n"},
+	} {
+		if !strings.Contains(page, e.old) {
+			t.Fatalf("excerpt has no %q", e.old)
+		}
+		page = strings.Replace(page, e.old, e.new, 1)
+	}
+	return page
+}
+
+func TestImportUnknownSection(t *testing.T) {
+	page := withUnknownSections(t)
+	base, _, err := ImportPage("old.txt", []byte(excerpt(t)), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, unc, err := ImportPage("new.txt", []byte(page), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantUnc := []Unclassified{
+		{Host: "telemetry.sophos.com", LeadIn: "Allow the new telemetry hosts:", Line: 27, Group: "unclassified-allow-the-new-telemetry-hosts"},
+		{Host: "fw-telemetry.sophos.com", LeadIn: "Domains for Sophos Firewall integration", Line: 38, Group: "unclassified-domains-for-sophos-firewall-integration"},
+	}
+	if !slices.Equal(unc, wantUnc) {
+		t.Errorf("unclassified = %+v\nwant %+v", unc, wantUnc)
+	}
+	var got []string
+	for _, ch := range Diff(base, c, false) {
+		got = append(got, Describe(ch))
+	}
+	want := []string{
+		`+ telemetry.sophos.com (unknown section "Allow the new telemetry hosts:", line 27)`,
+		`+ fw-telemetry.sophos.com (unknown section "Domains for Sophos Firewall integration", line 38)`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("diff:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The unclassified section is optional: as imported, the catalog
+	// admits none of its hosts.
+	for _, s := range c.Sections {
+		if s.ID == UnclassifiedSection && !s.Optional {
+			t.Errorf("section %s is not optional", s.ID)
+		}
+	}
+
+	if _, _, err := ImportPage("new.txt", []byte(page), Options{Strict: true}); err == nil ||
+		!strings.Contains(err.Error(), `new.txt:27: "telemetry.sophos.com" is listed under no lead-in the importer knows`) {
+		t.Errorf("strict import: %v", err)
+	}
+}
+
+// TestImportLayoutTeachesLeadIn: a layout file that names the new
+// section classifies its host.
+func TestImportLayoutTeachesLeadIn(t *testing.T) {
+	data := string(DefaultLayoutYAML())
+	data = strings.Replace(data, "lead_ins:\n", "lead_ins:\n  - {text: \"Domains for Sophos Firewall integration\", exact: true, group: firewall, os: any}\n", 1)
+	data += "  - {id: firewall, section: intercept-x, title: Sophos Firewall integration}\n"
+	l, err := ParseLayout("layout.yaml", []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, unc, err := ImportPage("new.txt", []byte(withUnknownSections(t)), Options{Layout: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(unc) != 1 || unc[0].Host != "telemetry.sophos.com" {
+		t.Errorf("unclassified = %+v, want only telemetry.sophos.com", unc)
+	}
+	for _, e := range c.Entries {
+		if e.Pattern == "fw-telemetry.sophos.com" && !slices.Equal(e.GroupIDs(), []string{"firewall"}) {
+			t.Errorf("fw-telemetry.sophos.com in groups %v, want [firewall]", e.GroupIDs())
+		}
+	}
+}
+
+func TestParseLayoutErrors(t *testing.T) {
+	tests := []struct{ name, data, want string }{
+		{"unknown key", "lead_in: []\n", "field lead_in not found"},
+		{"unknown group", "lead_ins: [{text: X, group: nope}]\n", `group "nope" is not in groups`},
+		{"bad os", "lead_ins: [{text: X, os: beos}]\n", `os "beos" is not`},
+		{"empty", "", "layout is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseLayout("l.yaml", []byte(tt.data))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("ParseLayout(%q) = %v, want an error containing %q", tt.data, err, tt.want)
+			}
+		})
+	}
 }
