@@ -40,12 +40,8 @@ exit status: 0 printed, 1 a fetch failed, 2 bad usage`)
 	estate := cl.String("estate", "", "one `estate`'s view of the entries and its hits (the misses stay the whole proxy's)")
 	suggest := cl.Bool("suggest-exact", false, "print the names seen behind wildcard and glob entries as exact-mode catalog lines (with --from)")
 	timeout := cl.Duration("timeout", 30*time.Second, "time allowed for all requests")
-	pos, exit, ok := cl.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
-	}
-	if len(pos) > 0 {
-		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	if (*from == "") == (*prom == "") {
 		return cl.fail(stderr, "give exactly one of --from and --prometheus")

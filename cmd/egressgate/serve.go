@@ -151,7 +151,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
 	fs.IntVar(&m.MissLogBurst, "miss-log-burst", metrics.DefaultMissLogBurst, "log at most this many misses per host and reason per interval, then fold")
 	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
-	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
+	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses: this many denied once, as many denied again")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
 	fs.IntVar(&m.MaxEstateSeries, "max-estate-series", metrics.DefaultMaxEstateSeries, "per-estate series (requests by decision and reason, hits per entry) with an estate label of their own; the rest share estate=\"_other\"")
 	pos, err := parseInterspersed(fs.FlagSet, args)
