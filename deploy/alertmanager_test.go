@@ -23,21 +23,6 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// needAlertmanagerTool returns the path of a program of Debian's
-// prometheus-alertmanager package, or skips the test naming it. The
-// package installs the server as prometheus-alertmanager; upstream's
-// name, alertmanager, is tried too.
-func needAlertmanagerTool(t *testing.T, names ...string) string {
-	t.Helper()
-	for _, name := range names {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skipf("%s not installed (apt-get install prometheus-alertmanager)", strings.Join(names, " or "))
-	return ""
-}
-
 // alertmanagerExample is the shipped Alertmanager configuration, made by
 // egressgate alertmanager-config from the worked example.
 const alertmanagerExample = "alertmanager/alertmanager.yml"
@@ -90,7 +75,7 @@ func TestAlertmanagerExample(t *testing.T) {
 		t.Errorf("%s is not what the generator makes of the worked example; regenerate it with go test ./deploy -run TestAlertmanagerExample -update-alertmanager:\n%s",
 			alertmanagerExample, want)
 	}
-	amtool := needAlertmanagerTool(t, "amtool")
+	amtool := needTool(t, "apt-get install prometheus-alertmanager", "amtool")
 	if out, err := run(t, 30*time.Second, ".", amtool, "check-config", alertmanagerExample); err != nil {
 		t.Errorf("amtool check-config %s: %v\n%s", alertmanagerExample, err, out)
 	}
@@ -205,8 +190,8 @@ func (s *estateSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //     alert resolves before the secondary's delay, and the later contacts
 //     never hear of it.
 func TestAlertmanagerEscalation(t *testing.T) {
-	amBin := needAlertmanagerTool(t, "prometheus-alertmanager", "alertmanager")
-	needTool(t, "prometheus")
+	amBin := needTool(t, "apt-get install prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
+	needTool(t, "apt-get install prometheus", "prometheus")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 
@@ -341,7 +326,7 @@ func startAlertmanager(t *testing.T, ctx context.Context, bin string, cfg []byte
 // Alertmanager at am.
 func startAlertingPrometheus(t *testing.T, ctx context.Context, am, exporter string) {
 	t.Helper()
-	bin := needTool(t, "prometheus")
+	bin := needTool(t, "apt-get install prometheus", "prometheus")
 	dir := t.TempDir()
 	writeYAML(t, filepath.Join(dir, "rules.yml"), map[string]any{
 		"groups": []map[string]any{{
@@ -416,7 +401,7 @@ func TestAlertingDocs(t *testing.T) {
 		}
 		for _, b := range blocks {
 			if bytes.HasPrefix(b[1], []byte("alerting:")) {
-				promtool := needTool(t, "promtool")
+				promtool := needTool(t, "apt-get install prometheus", "promtool")
 				path := filepath.Join(t.TempDir(), "prometheus.yml")
 				if err := os.WriteFile(path, b[1], 0o644); err != nil {
 					t.Fatal(err)
@@ -430,7 +415,7 @@ func TestAlertingDocs(t *testing.T) {
 				t.Errorf("%s: yaml block is not in %s:\n%s", file, alertmanagerExample, b[1])
 			}
 		}
-		amtool := needAlertmanagerTool(t, "amtool")
+		amtool := needTool(t, "apt-get install prometheus-alertmanager", "amtool")
 		for _, rt := range routeTests {
 			args := append([]string{"config", "routes", "test", "--config.file=" + alertmanagerExample}, strings.Fields(rt[1])...)
 			out, err := exec.Command(amtool, args...).Output()

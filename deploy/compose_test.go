@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -187,7 +186,7 @@ func TestCompose(t *testing.T) {
 	amCfg := mountAt(t, am, commandFlag(t, am, "config.file"))
 
 	t.Run("promtool", func(t *testing.T) {
-		promtool := needTool(t, "promtool")
+		promtool := needTool(t, "apt-get install prometheus", "promtool")
 		dir := t.TempDir()
 		data, _ := os.ReadFile(promCfgPath)
 		abs, _ := filepath.Abs(alertsFile)
@@ -197,10 +196,7 @@ func TestCompose(t *testing.T) {
 		}
 	})
 	t.Run("amtool", func(t *testing.T) {
-		amtool, err := exec.LookPath("amtool")
-		if err != nil {
-			t.Skipf("amtool not installed (apt-get install prometheus-alertmanager): %v", err)
-		}
+		amtool := needTool(t, "apt-get install prometheus-alertmanager", "amtool")
 		if out, err := run(t, 30*time.Second, ".", amtool, "check-config", amCfg); err != nil {
 			t.Errorf("amtool check-config %s: %v\n%s", amCfg, err, out)
 		}

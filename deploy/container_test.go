@@ -33,16 +33,11 @@ const (
 // default ulimits, which need CAP_SYS_RESOURCE.
 func podmanEnv(t *testing.T) string {
 	t.Helper()
-	podman, err := exec.LookPath("podman")
-	if err != nil {
-		t.Skipf("podman not installed (apt-get install podman runc busybox-static): %v", err)
-	}
+	podman := needTool(t, "apt-get install podman", "podman")
 	if os.Geteuid() != 0 {
 		t.Skip("podman: the container test runs rootful podman and needs root")
 	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skipf("runc not installed (apt-get install runc): %v", err)
-	}
+	needTool(t, "apt-get install runc", "runc")
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skipf("busybox-static not installed, needed for the local Go builder image: %v", err)
 	}

@@ -25,15 +25,22 @@ const (
 	scrapeFile     = "prometheus/scrape.yml"
 )
 
-// needTool returns the path of a program the test needs, or skips the test.
-// CI installs them (Debian package prometheus: prometheus and promtool).
-func needTool(t *testing.T, name string) string {
+// needTool returns the path of the first of names installed, or skips the
+// test: under -short, which leaves out every test that starts a real
+// component, and when none of names is installed (`make deps` installs
+// them; how says where from).
+func needTool(t *testing.T, how string, names ...string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Skipf("%s not installed (apt-get install prometheus): %v", name, err)
+	if testing.Short() {
+		t.Skipf("-short: not starting %s", names[0])
 	}
-	return p
+	for _, name := range names {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skipf("%s not installed (%s)", strings.Join(names, " or "), how)
+	return ""
 }
 
 // run runs a program with a deadline and returns its combined output.
@@ -48,7 +55,7 @@ func run(t *testing.T, timeout time.Duration, dir, name string, args ...string) 
 }
 
 func TestAlertRulesCheck(t *testing.T) {
-	promtool := needTool(t, "promtool")
+	promtool := needTool(t, "apt-get install prometheus", "promtool")
 	out, err := run(t, 30*time.Second, ".", promtool, "check", "rules", alertsFile)
 	if err != nil {
 		t.Fatalf("promtool check rules %s: %v\n%s", alertsFile, err, out)
@@ -56,7 +63,7 @@ func TestAlertRulesCheck(t *testing.T) {
 }
 
 func TestAlertRulesUnit(t *testing.T) {
-	promtool := needTool(t, "promtool")
+	promtool := needTool(t, "apt-get install prometheus", "promtool")
 	out, err := run(t, 30*time.Second, ".", promtool, "test", "rules", alertsTestFile)
 	if err != nil {
 		t.Fatalf("promtool test rules %s: %v\n%s", alertsTestFile, err, out)
@@ -126,7 +133,7 @@ func TestAlertRulesShape(t *testing.T) {
 // job is checked without its discovery block, and its relabelling is
 // checked against the Deployment in TestScrapeMatchesDeployment.
 func TestScrapeConfig(t *testing.T) {
-	promtool := needTool(t, "promtool")
+	promtool := needTool(t, "apt-get install prometheus", "promtool")
 	var scrape struct {
 		ScrapeConfigs []map[string]any `yaml:"scrape_configs"`
 	}

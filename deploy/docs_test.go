@@ -50,9 +50,16 @@ func TestDeployingWalkthrough(t *testing.T) {
 		t.Fatalf("%s: %d commands in the walk-through, want the four steps' commands", deployingDoc, len(lines))
 	}
 	seen := map[string]bool{}
+	copies := map[string]string{} // "cp -r SRC DST": DST is SRC, edited
 	for _, line := range lines {
 		f := strings.Fields(line)
+		if len(f) == 4 && f[0] == "cp" && f[1] == "-r" {
+			copies[f[3]] = f[2]
+		}
 		for _, p := range regexp.MustCompile(`\bdeploy/[\w./-]+`).FindAllString(line, -1) {
+			if src, ok := copies[p]; ok {
+				p = src
+			}
 			if _, err := os.Stat(filepath.Join("..", p)); err != nil {
 				t.Errorf("%s: %q names %s: %v", deployingDoc, line, p, err)
 			}
@@ -66,6 +73,9 @@ func TestDeployingWalkthrough(t *testing.T) {
 		case f[0] == "kubectl" && (f[1] == "kustomize" || f[1] == "apply"):
 			seen["kubectl"] = true
 			dir := f[len(f)-1]
+			if src, ok := copies[dir]; ok {
+				dir = src
+			}
 			if !slices.Contains([]string{"deploy/" + kubeDir, "deploy/" + kubeOverlay}, dir) {
 				t.Errorf("%s: %q renders %s, which the tests do not", deployingDoc, line, dir)
 			}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -522,10 +521,7 @@ func TestSystemdUnit(t *testing.T) {
 		}
 	}
 
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skipf("systemd-analyze not installed: %v", err)
-	}
+	analyze := needTool(t, "apt-get install systemd", "systemd-analyze")
 	// verify insists that ExecStart's binary exists; point it at one that
 	// does, in a copy of the unit of the same name.
 	data, _ := os.ReadFile(systemdUnit)

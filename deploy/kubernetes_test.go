@@ -100,10 +100,7 @@ func decodeStrict(data []byte) ([]any, error) {
 // kustomize renders a kustomization with `kubectl kustomize`, or skips.
 func kustomize(t *testing.T, dir string) []byte {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skipf("kubectl not installed (not a Debian package; it renders kustomizations offline): %v", err)
-	}
+	kubectl := needTool(t, "not a Debian package; it renders kustomizations offline", "kubectl")
 	ctx := t.Context()
 	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
 	var stderr bytes.Buffer

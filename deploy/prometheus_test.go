@@ -113,7 +113,7 @@ type prometheus struct {
 // 20 s later.
 func startPrometheus(t *testing.T, ctx context.Context, targets []string) *prometheus {
 	t.Helper()
-	bin := needTool(t, "prometheus")
+	bin := needTool(t, "apt-get install prometheus", "prometheus")
 	dir := t.TempDir()
 
 	var scrape struct {
@@ -443,7 +443,7 @@ func fakeReplica(scale int) http.Handler {
 // "many-to-many matching not allowed", and one that leaves out instance
 // fails as soon as there are two replicas.
 func TestQueriesOnFakeReplicas(t *testing.T) {
-	needTool(t, "prometheus")
+	needTool(t, "apt-get install prometheus", "prometheus")
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	busy := httptest.NewServer(fakeReplica(1))

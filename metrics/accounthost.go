@@ -5,16 +5,17 @@ import (
 	"io"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/upkeep"
 )
 
 // AccountHostHint marks a denied host that has the shape of a Sophos
 // Central account's own management, API or station host (see
-// rules.LooksLikeAccountHost): the hint to confirm it and the catalog
+// upkeep.LooksLikeAccountHost): the hint to confirm it and the catalog
 // line that would admit it.
 type AccountHostHint struct {
 	Role  string `json:"role"`
 	Shape string `json:"shape"`
-	Hint  string `json:"hint"` // rules.AccountHostHint
+	Hint  string `json:"hint"` // upkeep.AccountHostHint
 	Add   string `json:"add"`  // plain-list catalog line, "host:port"
 }
 
@@ -27,11 +28,11 @@ func accountHostHint(host, reason string, port uint16) *AccountHostHint {
 	if reason != rules.ReasonNotInCatalog.String() {
 		return nil
 	}
-	ah, ok := rules.LooksLikeAccountHost(host)
+	ah, ok := upkeep.LooksLikeAccountHost(host)
 	if !ok {
 		return nil
 	}
-	return &AccountHostHint{Role: ah.Role, Shape: ah.Shape, Hint: rules.AccountHostHint, Add: ah.Line(host, port)}
+	return &AccountHostHint{Role: ah.Role, Shape: ah.Shape, Hint: upkeep.AccountHostHint, Add: ah.Line(host, port)}
 }
 
 // writeAccountHostHints lists, after the top misses, those that look like

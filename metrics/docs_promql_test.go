@@ -26,10 +26,7 @@ var promqlBlockRE = regexp.MustCompile("(?s)```promql\n(.*?)```")
 // the "never used" and "admitted but never reached" queries must find
 // the entries the traffic leaves so.
 func TestDocsPromQL(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("prometheus not installed (apt-get install prometheus): skipping the PromQL examples of the docs")
-	}
+	bin := needTool(t, "apt-get install prometheus", "prometheus")
 	files, _ := filepath.Glob("../docs/*.md")
 	files = append([]string{"../README.md"}, files...)
 	var exprs []string

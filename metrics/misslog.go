@@ -235,6 +235,16 @@ func (m *missLog) flush(ctx context.Context) {
 	}
 }
 
+// judgedHost is an admitted host as it was judged (canonical), the
+// spelling it went on in; a host that does not canonicalize is returned
+// as sent.
+func judgedHost(host string) string {
+	if name, err := rules.CanonicalHost(host); err == nil {
+		return name
+	}
+	return host
+}
+
 // logAccess writes the access line of a closed tunnel.
 func logAccess(log *slog.Logger, d *proxy.Decision, s proxy.TunnelStats) {
 	attrs := make([]slog.Attr, 0, 12)
@@ -243,7 +253,7 @@ func logAccess(log *slog.Logger, d *proxy.Decision, s proxy.TunnelStats) {
 	}
 	attrs = append(attrs,
 		slog.String(FieldListener, string(d.Listener)),
-		slog.String(FieldHost, escapeHost(d.Host)),
+		slog.String(FieldHost, escapeHost(judgedHost(d.Host))),
 		slog.Int(FieldPort, int(d.Port)))
 	if d.SNI != "" {
 		attrs = append(attrs, slog.String(FieldSNI, escapeHost(d.SNI)))

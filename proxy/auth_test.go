@@ -22,10 +22,17 @@ import (
 // the password file (users maps a name to its password) belongs to.
 func authRules(t *testing.T, port uint16, users map[string]string) *rules.Reloader {
 	t.Helper()
+	return authRulesCost(t, port, users, bcrypt.MinCost, "")
+}
+
+// authRulesCost is authRules with hashes of the given cost and more lines
+// for the auth: block.
+func authRulesCost(t *testing.T, port uint16, users map[string]string, cost int, authExtra string) *rules.Reloader {
+	t.Helper()
 	dir := t.TempDir()
 	var file strings.Builder
 	for name, pass := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.MinCost)
+		hash, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +54,7 @@ estates:
 auth:
   password_file: users
   required: true
-`), 0o644)
+`+authExtra), 0o644)
 	rl, err := rules.NewReloader(cfg, nil, rules.ReloadHooks{})
 	if err != nil {
 		t.Fatal(err)

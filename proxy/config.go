@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/egressgate/egressgate/rules"
@@ -20,6 +21,10 @@ const (
 	DefaultHeaderTimeout  = 10 * time.Second
 	DefaultKeepAlive      = time.Minute
 	DefaultMaxHeaderBytes = 32 << 10
+	// DefaultClientIdleTimeout is short: an idle keep-alive connection
+	// holds a descriptor and counts against MaxConns, and a plain-HTTP
+	// client reconnects cheaply.
+	DefaultClientIdleTimeout = 15 * time.Second
 )
 
 // Rules gives the matcher to judge a new connection with. A connection
@@ -70,6 +75,12 @@ type Config struct {
 	// the private ranges, like Squid's localnet). There is no way to serve
 	// every address short of listing 0.0.0.0/0 and ::/0 explicitly.
 	Clients []netip.Prefix
+	// ProxyProtocolFrom are the load balancers whose connections open with
+	// a PROXY protocol header (v1 or v2) naming the client, on the proxy
+	// and SNI listeners alike (proxyproto.go). A connection from one of
+	// them without a valid header is refused; from every other address a
+	// connection is a direct client. Nil: every connection is direct.
+	ProxyProtocolFrom []netip.Prefix
 	// AllowDest are destination prefixes admitted although they are
 	// private, loopback or reserved (see the refused list in dest.go).
 	// Nil allows none of them.
@@ -77,6 +88,9 @@ type Config struct {
 	// Hosts overrides name resolution for the names it lists. Nil
 	// overrides nothing.
 	Hosts Hosts
+	// HostsFile, when set, replaces Hosts: each lookup takes its current
+	// hosts, so a reload applies to the next connection. Nil uses Hosts.
+	HostsFile *HostsFile
 	// Resolver resolves names that Hosts does not list. Nil means
 	// net.DefaultResolver.
 	Resolver Resolver
@@ -118,6 +132,10 @@ type Config struct {
 	// HeaderTimeout bounds reading a request's header (slowloris). Zero
 	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
+	// ClientIdleTimeout closes a client's keep-alive connection to the
+	// proxy port after this long between requests. Zero means
+	// DefaultClientIdleTimeout.
+	ClientIdleTimeout time.Duration
 	// IdleTimeout closes a tunnel after this long without a byte in
 	// either direction. Zero means never: an endpoint's long-lived
 	// channel to its vendor may be quiet for hours, and a dead peer is
@@ -185,9 +203,12 @@ func (cfg *Config) dialer() net.Dialer {
 	return d
 }
 
-// DefaultClients are the sources served when Config.Clients is empty:
-// loopback plus the private and link-local ranges.
-var DefaultClients = []netip.Prefix{
+// DefaultClients returns the sources served when Config.Clients is empty:
+// loopback plus the private and link-local ranges. The slice is the
+// caller's own.
+func DefaultClients() []netip.Prefix { return slices.Clone(defaultClients) }
+
+var defaultClients = []netip.Prefix{
 	netip.MustParsePrefix("127.0.0.0/8"),
 	netip.MustParsePrefix("::1/128"),
 	netip.MustParsePrefix("10.0.0.0/8"),
@@ -210,7 +231,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Recorder = nopRecorder{}
 	}
 	if len(cfg.Clients) == 0 {
-		cfg.Clients = DefaultClients
+		cfg.Clients = DefaultClients()
 	}
 	if cfg.Resolver == nil {
 		cfg.Resolver = net.DefaultResolver
@@ -234,6 +255,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	def(&cfg.SNITimeout, DefaultSNITimeout)
 	def(&cfg.DialTimeout, DefaultDialTimeout)
 	def(&cfg.HeaderTimeout, DefaultHeaderTimeout)
+	def(&cfg.ClientIdleTimeout, DefaultClientIdleTimeout)
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = DefaultKeepAlive
 	}

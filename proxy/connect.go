@@ -27,8 +27,9 @@ var established = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
 //
 // serveConnect owns the caller's work unit and connection slot: it gives
 // them back when it answers, or hands them with the hijacked connection to
-// the tunnel's goroutine, so that the handler returns and net/http's
-// connection state and buffers are freed while the tunnel lives.
+// the tunnel, which runs once the handler has returned, so that net/http's
+// connection state and buffers are freed while the tunnel lives: on a
+// goroutine of its own, or on the front end's when it read the request.
 func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client netip.AddrPort) {
 	handedOff := false
 	defer func() {
@@ -39,7 +40,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 	d := &Decision{Time: time.Now(), Listener: ListenerConnect, Client: client, Estate: authEstate(r)}
 	host, port, err := parseTarget(r.RequestURI)
 	if err != nil {
-		badRequest(ReasonBadTarget, err).write(w)
+		badRequest(rules.ReasonBadTarget, err).write(w)
 		return
 	}
 	d.Host, d.Port = host, port
@@ -93,7 +94,12 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 		return
 	}
 	handedOff = true
-	go s.tunnelConnect(d, conn, upstream, early, pending, rt.lookup, dialTook)
+	tunnel := func() { s.tunnelConnect(d, conn, upstream, early, pending, rt.lookup, dialTook) }
+	if fw, ok := w.(*frontWriter); ok {
+		fw.tunnel = tunnel // the front end's goroutine, free once this returns
+		return
+	}
+	go tunnel()
 }
 
 // tunnelConnect is the goroutine of an admitted CONNECT after the 200:

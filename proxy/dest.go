@@ -102,10 +102,3 @@ func embeddedV4(a netip.Addr) (netip.Addr, bool) {
 	}
 	return netip.Addr{}, false
 }
-
-// Dialable reports whether serve would dial a given allowDest as its
-// --allow-dest list. explain uses it: a CIDR entry can admit an address
-// that the destination check then refuses as private-destination.
-func Dialable(a netip.Addr, allowDest []netip.Prefix) bool {
-	return destPolicy{allow: allowDest}.permits(a)
-}

@@ -66,7 +66,7 @@ func TestDestPolicy(t *testing.T) {
 }
 
 func TestClientACL(t *testing.T) {
-	acl := clientACL(DefaultClients)
+	acl := clientACL(DefaultClients())
 	for _, tc := range []struct {
 		addr string
 		ok   bool

@@ -75,7 +75,11 @@ func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Du
 	if a, err := netip.ParseAddr(name); err == nil {
 		return []netip.Addr{a}, 0, nil
 	}
-	if addrs, ok := s.cfg.Hosts[name]; ok {
+	hosts := s.cfg.Hosts
+	if s.cfg.HostsFile != nil {
+		hosts = s.cfg.HostsFile.Hosts()
+	}
+	if addrs, ok := hosts[name]; ok {
 		return addrs, 0, nil
 	}
 	start := time.Now()
@@ -100,12 +104,24 @@ func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (
 	if err != nil || !rt.parent {
 		return c, nil, time.Since(start), err
 	}
-	pending, err := connectViaParent(ctx, c, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	pending, err := connectViaParent(ctx, c, net.JoinHostPort(onwardHost(host), strconv.Itoa(int(port))))
 	if err != nil {
 		c.Close()
 		return nil, nil, time.Since(start), err
 	}
 	return c, pending, time.Since(start), nil
+}
+
+// onwardHost is the name an admitted host goes on as, to a parent proxy
+// or in a forwarded request: its canonical form, the one the matcher
+// judged. A parent must never see another spelling (a soft hyphen,
+// fullwidth dots, a trailing dot, capitals) that it might read
+// differently.
+func onwardHost(host string) string {
+	if name, err := rules.CanonicalHost(host); err == nil {
+		return name
+	}
+	return host
 }
 
 // dialUpstream is dialAddrs with the upstream dialer (Config.KeepAlive).

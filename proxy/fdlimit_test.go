@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The child half of TestOutOfDescriptors runs in a process of its own,
@@ -26,6 +29,8 @@ const (
 	fdChildTarget = "EGRESSGATE_TEST_FD_TARGET" // host:port of the upstream
 	fdChildCap    = "EGRESSGATE_TEST_FD_CAP"    // Config.MaxConns
 	fdChildChurn  = "EGRESSGATE_TEST_FD_CHURN"  // "1": another user of descriptors
+	// fdChildClients is Config.Clients, one prefix; empty: the default.
+	fdChildClients = "EGRESSGATE_TEST_FD_CLIENTS"
 )
 
 // TestOutOfDescriptorsChild is the proxy process of TestOutOfDescriptors.
@@ -59,8 +64,12 @@ func TestOutOfDescriptorsChild(t *testing.T) {
 		}()
 	}
 	host, _, _ := net.SplitHostPort(target)
+	var clients []netip.Prefix
+	if p := os.Getenv(fdChildClients); p != "" {
+		clients = []netip.Prefix{netip.MustParsePrefix(p)}
+	}
 	addr, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor(host),
-		AllowDest: loopbackDest, MaxConns: maxConns})
+		AllowDest: loopbackDest, MaxConns: maxConns, Clients: clients})
 	fmt.Printf("addr %s\n", addr)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -94,11 +103,12 @@ func (c *fdChild) stats(t *testing.T) map[string]int {
 	return m
 }
 
-func startFDChild(t *testing.T, limit int, target string, maxConns int, churn bool) *fdChild {
+func startFDChild(t *testing.T, limit int, target string, maxConns int, churn bool, env ...string) *fdChild {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestOutOfDescriptorsChild$", "-test.v=false")
 	cmd.Env = append(os.Environ(), fdChildEnv+"="+strconv.Itoa(limit), fdChildTarget+"="+target,
 		fdChildCap+"="+strconv.Itoa(maxConns))
+	cmd.Env = append(cmd.Env, env...)
 	if churn {
 		cmd.Env = append(cmd.Env, fdChildChurn+"=1")
 	}
@@ -191,9 +201,9 @@ func TestOutOfDescriptors(t *testing.T) {
 		churn    bool
 		reason   string
 	}{
-		{"derived-cap", 0, false, ReasonOverloaded},
-		{"no-cap", -1, false, ReasonNoDescriptors},
-		{"no-cap-churn", -1, true, ReasonNoDescriptors},
+		{"derived-cap", 0, false, rules.ReasonMaxConns.String()},
+		{"no-cap", -1, false, rules.ReasonOutOfDescriptors.String()},
+		{"no-cap-churn", -1, true, rules.ReasonOutOfDescriptors.String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			child := startFDChild(t, limit, target, tc.maxConns, tc.churn)
@@ -229,14 +239,14 @@ func TestOutOfDescriptors(t *testing.T) {
 			st := child.stats(t)
 			t.Logf("%d tunnels held under a %d-descriptor limit, then %d refused; child: %v", len(open), limit, refused, st)
 			switch tc.reason {
-			case ReasonOverloaded:
+			case rules.ReasonMaxConns.String():
 				if st["no-fd"] != 0 || st["refused-max"] < refused {
 					t.Errorf("child stats %v: want no descriptor exhaustion and %d max-conns refusals", st, refused)
 				}
 				if len(open) != st["max"] {
 					t.Errorf("held %d tunnels, cap %d", len(open), st["max"])
 				}
-			case ReasonNoDescriptors:
+			case rules.ReasonOutOfDescriptors.String():
 				if st["refused-fd"] < refused || st["no-fd"] < refused {
 					t.Errorf("child stats %v: want at least %d out-of-descriptors refusals counted", st, refused)
 				}

@@ -12,20 +12,22 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The forward proxy's front end. A CONNECT that opens a connection, which
 // is nearly every client's first and only request, is read here and
 // handed to ServeHTTP without net/http's per-connection machinery (its
 // connection state, contexts, the background read it starts and then
-// aborts on hijack); profiles of the CONNECT path show that machinery
-// as the part of the proxy's own work that goproxy, the reference, does
-// not also pay in kind. Everything else — a first request that is not
-// CONNECT, and whatever follows a CONNECT answered without a tunnel — is
-// given to an http.Server, which serves it as before.
+// aborts on hijack), which a connection that becomes a tunnel at once has
+// no use for (docs/performance.md has the measurements). Everything else
+// — a first request that is not CONNECT, and whatever follows a CONNECT
+// answered without a tunnel — is given to an http.Server.
 
 // connectPrefix starts every CONNECT request line.
 var connectPrefix = []byte("CONNECT ")
@@ -41,10 +43,15 @@ type handoff struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+
+	// idle hands accepted connections to front-end goroutines that
+	// finished their last one (frontWorker); nIdle counts those waiting.
+	idle  chan net.Conn
+	nIdle atomic.Int32
 }
 
 func newHandoff(ln net.Listener) *handoff {
-	return &handoff{ln: ln, conns: make(chan net.Conn), done: make(chan struct{})}
+	return &handoff{ln: ln, conns: make(chan net.Conn), done: make(chan struct{}), idle: make(chan net.Conn)}
 }
 
 func (h *handoff) Accept() (net.Conn, error) {
@@ -73,8 +80,9 @@ func (h *handoff) Close() error {
 func (h *handoff) Addr() net.Addr { return h.ln.Addr() }
 
 // acceptFront accepts on ln until it fails, and serves each connection on
-// a goroutine of its own. It backs off on temporary errors as net/http
-// does (descriptor exhaustion is answered by the spareListener below it).
+// a goroutine of its own: one that finished its last connection, or a new
+// one. It backs off on temporary errors as net/http does (descriptor
+// exhaustion is answered by the spareListener below it).
 func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 	var backoff time.Duration
 	for {
@@ -95,7 +103,49 @@ func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 			return err
 		}
 		backoff = 0
-		go s.serveFront(c, h)
+		select {
+		case h.idle <- c:
+		default:
+			go s.frontWorker(c, h)
+		}
+	}
+}
+
+// maxIdleFront bounds the front-end goroutines kept waiting for the next
+// connection, and frontIdleFor how long each waits before it ends.
+const (
+	maxIdleFront = 64
+	frontIdleFor = time.Second
+)
+
+// frontWorker serves c and then, while fewer than maxIdleFront others
+// wait, waits up to frontIdleFor for the next connection instead of
+// ending. A goroutine reused keeps the stack that reading a head, judging
+// and dialling grew; a new one starts small and grows it again, copying
+// it each time, for every connection.
+func (s *Server) frontWorker(c net.Conn, h *handoff) {
+	var idle *time.Timer
+	for {
+		s.serveFront(c, h)
+		if h.nIdle.Add(1) > maxIdleFront {
+			h.nIdle.Add(-1)
+			return
+		}
+		if idle == nil {
+			idle = time.NewTimer(frontIdleFor)
+		} else {
+			idle.Reset(frontIdleFor)
+		}
+		select {
+		case c = <-h.idle:
+			h.nIdle.Add(-1)
+		case <-idle.C:
+			h.nIdle.Add(-1)
+			return
+		case <-h.done:
+			h.nIdle.Add(-1)
+			return
+		}
 	}
 }
 
@@ -104,8 +154,11 @@ func (s *Server) acceptFront(ln net.Listener, h *handoff) error {
 // did not become a tunnel, and every request when proxy authentication is
 // on, goes to the http.Server with the bytes already read.
 func (s *Server) serveFront(c net.Conn, h *handoff) {
+	if !s.admitConn(c) {
+		return
+	}
 	if !s.trackFront(c) {
-		c.Close()
+		s.closeOpen(c)
 		return
 	}
 	br := frontReaders.Get().(*bufio.Reader)
@@ -123,11 +176,11 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 			// Closed before a byte, or HeaderTimeout spent on a few:
 			// closed as net/http does, not given a second HeaderTimeout.
 			release()
-			c.Close()
+			s.closeOpen(c)
 			return
 		}
 		c.SetReadDeadline(time.Time{})
-		h.give(withBuffered(c, br))
+		h.give(withBuffered(c, br)) // still open: net/http's ConnState takes over
 		release()
 		return
 	}
@@ -138,15 +191,20 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	}
 	if err != nil {
 		release()
+		s.open.Add(-1)
 		badHead(c, err, limit.N == 0)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
 	r.RemoteAddr = c.RemoteAddr().String()
-	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close}
+	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close || hasBody(r)}
+	s.open.Add(-1) // ServeHTTP takes a slot
 	s.ServeHTTP(w, r)
 	if w.hijacked {
 		release() // hijack copied what the tunnel needs
+		if w.tunnel != nil {
+			w.tunnel()
+		}
 		return
 	}
 	if err := w.finish(); err != nil || w.closeAfter {
@@ -154,8 +212,17 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 		c.Close()
 		return
 	}
+	s.open.Add(1)
 	h.give(withBuffered(c, br))
 	release()
+}
+
+// hasBody reports whether a request says a body follows its head. A
+// CONNECT that is refused rather than tunnelled must then close: its body
+// would otherwise be read as the connection's next request, one the
+// refusal never judged.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 || len(r.TransferEncoding) > 0
 }
 
 // authRequired reports whether the rules ask for proxy credentials. The
@@ -258,9 +325,9 @@ func badHead(c net.Conn, err error, tooLarge bool) {
 		io.WriteString(c, "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported")
 		return
 	}
-	a := badRequest(ReasonBadRequest, err)
+	a := badRequest(rules.ReasonBadRequest, err)
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		a = badRequest(ReasonBadTarget, fmt.Errorf("CONNECT target %q is not host:port", strings.TrimPrefix(ue.URL, "http://")))
+		a = badRequest(rules.ReasonBadTarget, fmt.Errorf("CONNECT target %q is not host:port", strings.TrimPrefix(ue.URL, "http://")))
 	}
 	if len(a.text) > maxBadHeadText { // the error quotes the client's line, which may be long
 		a.text = strings.ToValidUTF8(a.text[:maxBadHeadText], "") + "..."
@@ -283,6 +350,9 @@ type frontWriter struct {
 	status     int
 	hijacked   bool
 	closeAfter bool // the request or answer said Connection: close (or HTTP/1.0), or the answer had no length
+	// tunnel, set by a handler that hijacked, is what it leaves to run
+	// on this goroutine once it has returned (serveConnect's tunnel).
+	tunnel func()
 }
 
 func (w *frontWriter) Header() http.Header { return w.header }

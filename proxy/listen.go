@@ -7,20 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/egressgate/egressgate/rules"
 	"github.com/elazarl/goproxy"
 )
-
-// keepAliveTimeout closes a client's idle keep-alive connection between
-// requests. It is not a flag: tunnels have their own IdleTimeout, and
-// plain-HTTP clients reconnect cheaply.
-const keepAliveTimeout = 2 * time.Minute
 
 // Server is egressgate's proxy: the forward-proxy listener (CONNECT and
 // plain HTTP) and the transparent SNI listener, sharing one set of rules,
@@ -37,9 +30,16 @@ type Server struct {
 	// estates is cfg.Rules when it serves estates (a *rules.Reloader
 	// does); nil judges every client with cfg.Rules' one matcher.
 	estates EstateRules
+	sole    atomic.Pointer[rules.Estate] // soleEstate's, when estates is nil
 	auth    authCache
+	gate    *authGate // password checks (authlimit.go)
+	strikes strikes   // failed authentications (authlimit.go)
 
 	active atomic.Int64 // tunnels + requests in flight, against MaxConns
+	// open counts proxy-port connections holding no slot: reading a
+	// request head, or idle between requests (accept.go).
+	open   atomic.Int64
+	states connStates
 
 	refusedMax   atomic.Int64 // 503 max-conns
 	refusedNoFDs atomic.Int64 // 503 out-of-descriptors
@@ -78,7 +78,7 @@ func New(cfg Config) (*Server, error) {
 		fronts:    map[net.Conn]struct{}{},
 	}
 	s.estates, _ = cfg.Rules.(EstateRules)
-	s.auth.slots = make(chan struct{}, runtime.NumCPU())
+	s.gate = newAuthGate(authWorkers())
 	if u := cfg.UpstreamProxy; u != nil {
 		port, err := parsePort(u.Port())
 		if err != nil {
@@ -98,11 +98,12 @@ func New(cfg Config) (*Server, error) {
 // in the queue until a descriptor comes free). A connection that opens with
 // CONNECT is read by the front end (front.go); the rest by net/http.
 func (s *Server) Serve(ln net.Listener) error {
-	h := newHandoff(guardAccept(ln, s))
+	h := newHandoff(s.acceptProxied(guardAccept(ln, s), "proxy", proxyRefusal))
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,
-		IdleTimeout:       keepAliveTimeout,
+		IdleTimeout:       s.cfg.ClientIdleTimeout,
+		ConnState:         s.connStateHook,
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.cfg.Log.Handler(), slog.LevelDebug),
 	}
@@ -133,6 +134,10 @@ func (s *Server) Serve(ln net.Listener) error {
 // check, and wraps connections in a way that loses splice.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	client := remoteAddrPort(r.RemoteAddr)
+	if r.Method == http.MethodConnect && hasBody(r) {
+		// Answered without a tunnel, it closes (front.go's hasBody).
+		w.Header().Set("Connection", "close")
+	}
 	if !s.acl.allows(client.Addr()) {
 		s.rec.Decided(earlyDeny(r, client, rules.ReasonClientNotAllowed))
 		s.cfg.Log.Warn("client not allowed", "client", client.Addr(), "method", r.Method)
@@ -140,12 +145,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		clientAnswer(client.Addr().String()).write(w)
 		return
 	}
-	if r = s.authenticate(w, r, client); r == nil {
-		return // 407 answered
-	}
+	// The connection holds a slot from here, its password check
+	// included, so that connections waiting for a check are counted.
 	if !s.begin() {
 		w.Header().Set("Connection", "close")
-		answer{http.StatusServiceUnavailable, ReasonOverloaded, "egressgate: shutting down"}.write(w)
+		answer{http.StatusServiceUnavailable, rules.ReasonMaxConns, "egressgate: shutting down"}.write(w)
 		return
 	}
 	if !s.acquire() {
@@ -153,6 +157,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refusedMax.Add(1)
 		overloaded(s.cfg.MaxConns).write(w)
 		return
+	}
+	if r = s.authenticate(w, r, client); r == nil {
+		s.finish()
+		return // answered
 	}
 	if r.Method == http.MethodConnect {
 		s.serveConnect(w, r, client) // gives the slot back itself, maybe later
@@ -199,9 +207,11 @@ func (s *Server) release() {
 	}
 }
 
-// track registers a tunnel for Shutdown; untrack forgets it.
+// track registers a tunnel for Shutdown; untrack forgets it. A
+// connection that came through a load balancer is tracked, and relayed,
+// as the socket it is.
 func (s *Server) track(client net.Conn) *tunnel {
-	t := &tunnel{client: client, idle: s.cfg.IdleTimeout}
+	t := &tunnel{client: unwrapProxyConn(client), idle: s.cfg.IdleTimeout}
 	s.mu.Lock()
 	s.tunnels[t] = struct{}{}
 	if s.cut {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // PACPath is where the proxy auto-config file is served, on the proxy
@@ -18,10 +19,6 @@ const PACPath = "/proxy.pac"
 // PACContentType is the media type browsers and OS proxy settings expect.
 const PACContentType = "application/x-ns-proxy-autoconfig"
 
-// ReasonPACUnavailable is the ReasonHeader of a 503 or 500 instead of the
-// PAC file: no ruleset yet, or an address that cannot go in a file.
-const ReasonPACUnavailable = "pac-unavailable"
-
 // PACOptions say what the PAC file served at PACPath contains.
 type PACOptions struct {
 	// Proxy is the HOST:PORT the file tells endpoints to use. Empty means
@@ -30,8 +27,8 @@ type PACOptions struct {
 	// Host's name with the proxy's port.
 	Proxy string
 	// Fallback is where the file sends names outside the catalog. The
-	// zero value is rules.PACDirect.
-	Fallback rules.PACFallback
+	// zero value is export.PACDirect.
+	Fallback export.PACFallback
 	// For returns the matcher whose catalog the file of a client lists.
 	// Nil means the client's estate's matcher when Config.Rules serves
 	// estates (EstateRules), else Config.Rules' current matcher for every
@@ -58,14 +55,14 @@ type pacKey struct {
 }
 
 // get returns the file for m and proxy, generating it on a miss.
-func (c *pacCache) get(m *rules.Matcher, proxy string, fallback rules.PACFallback) ([]byte, error) {
+func (c *pacCache) get(m *rules.Matcher, proxy string, fallback export.PACFallback) ([]byte, error) {
 	k := pacKey{m, proxy}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if b, ok := c.files[k]; ok {
 		return b, nil
 	}
-	b, err := rules.PAC(m, proxy, fallback)
+	b, err := export.PAC(m, proxy, fallback)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +112,7 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request, client netip.A
 		m = s.cfg.Rules.Matcher()
 	}
 	if m == nil {
-		answer{http.StatusServiceUnavailable, ReasonPACUnavailable, "egressgate: no ruleset installed yet"}.write(w)
+		answer{http.StatusServiceUnavailable, rules.ReasonPACUnavailable, "egressgate: no ruleset installed yet"}.write(w)
 		return
 	}
 	proxy := s.cfg.PAC.Proxy
@@ -131,13 +128,24 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request, client netip.A
 	}
 	if err != nil {
 		s.cfg.Log.Error("generating the PAC file", "err", err)
-		answer{http.StatusInternalServerError, ReasonPACUnavailable, "egressgate: " + err.Error()}.write(w)
+		answer{http.StatusInternalServerError, rules.ReasonPACUnavailable, "egressgate: " + err.Error()}.write(w)
 		return
 	}
 	w.Header().Set("Content-Type", PACContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(file)))
 	// A reload changes the file: clients may keep it, but must ask again.
-	w.Header().Set("Cache-Control", "no-cache")
+	// With estates each client's file is its own: no shared cache may
+	// keep one for another.
+	cc := "no-cache"
+	if s.estates != nil || s.cfg.PAC.For != nil {
+		cc = "no-cache, private"
+	}
+	w.Header().Set("Cache-Control", cc)
+	if s.cfg.PAC.Proxy == "" {
+		// The proxy address in the file is the request's Host: a cache
+		// must not give one Host's file for another's.
+		w.Header().Set("Vary", "Host")
+	}
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(file) // a write error means the client went away
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // rawGet sends one request with the given Host to addr and returns the
@@ -67,8 +68,8 @@ func TestPACOnProxyPort(t *testing.T) {
 		{"unusable host", "GET", "/proxy.pac", "a;DIRECT", 200, addr, ""},
 		{"empty host", "GET", "/proxy.pac", "", 200, addr, ""},
 		{"head", "HEAD", "/proxy.pac", addr, 200, "", ""},
-		{"post", "POST", "/proxy.pac", addr, 400, "", ReasonNotProxyRequest},
-		{"other path", "GET", "/wpad.dat", addr, 400, "", ReasonNotProxyRequest},
+		{"post", "POST", "/proxy.pac", addr, 400, "", rules.ReasonNotProxyRequest.String()},
+		{"other path", "GET", "/wpad.dat", addr, 400, "", rules.ReasonNotProxyRequest.String()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,7 +110,7 @@ func TestPACHandlerAdmin(t *testing.T) {
 	m := testMatcher(t, "all.example.org")
 	estate := testMatcher(t, "estate.example.org")
 	srv, err := New(Config{Rules: StaticRules{m}, PAC: PACOptions{
-		Fallback: rules.PACProxy,
+		Fallback: export.PACProxy,
 		// The client of an httptest server is 127.0.0.1: give it the
 		// estate's matcher, to show the file is chosen per client.
 		For: func(client netip.Addr) *rules.Matcher {
@@ -152,16 +153,16 @@ func TestPACFixedProxy(t *testing.T) {
 func TestPACCacheBounded(t *testing.T) {
 	var c pacCache
 	m := testMatcher(t, "a.example.org")
-	first, err := c.get(m, "a.example.net:1", rules.PACDirect)
+	first, err := c.get(m, "a.example.net:1", export.PACDirect)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := c.get(m, "a.example.net:1", rules.PACDirect)
+	again, _ := c.get(m, "a.example.net:1", export.PACDirect)
 	if &first[0] != &again[0] {
 		t.Error("second get regenerated the file")
 	}
 	for i := range 10 * maxPACCache {
-		if _, err := c.get(m, "h"+strconv.Itoa(i)+".example.net:1", rules.PACDirect); err != nil {
+		if _, err := c.get(m, "h"+strconv.Itoa(i)+".example.net:1", export.PACDirect); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -184,7 +185,7 @@ func FuzzPACHost(f *testing.F) {
 	f.Fuzz(func(t *testing.T, host string) {
 		for _, keep := range []bool{true, false} {
 			addr := pacProxyFor(host, 3128, local, keep)
-			file, err := rules.PAC(m, addr, rules.PACDirect)
+			file, err := export.PAC(m, addr, export.PACDirect)
 			if err != nil {
 				continue
 			}
@@ -198,4 +199,24 @@ func FuzzPACHost(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPACVaryHost: the file's proxy address comes from the Host header,
+// and there was no Vary: Host, so a shared cache could hand one Host's
+// file (an attacker's address) to every client. The answer now varies
+// on Host whenever Host shapes it, and not when --pac-proxy fixes it.
+func TestPACVaryHost(t *testing.T) {
+	derived, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}})
+	fixed, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, PAC: PACOptions{Proxy: "gate.example.net:3128"}})
+	for _, tc := range []struct {
+		name, addr, vary string
+	}{
+		{"derived", derived, "Host"},
+		{"fixed", fixed, ""},
+	} {
+		resp, _ := rawGet(t, tc.addr, "GET", "/proxy.pac", "attacker.example.net:3128")
+		if got := resp.Header.Get("Vary"); got != tc.vary {
+			t.Errorf("%s: Vary = %q, want %q", tc.name, got, tc.vary)
+		}
+	}
 }

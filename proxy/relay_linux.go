@@ -4,8 +4,10 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"os"
 	"syscall"
 	"time"
 	"unsafe"
@@ -26,7 +28,10 @@ import (
 // dst (SPLICE_F_NONBLOCK, inside the sockets' RawConn callbacks, so the
 // poller waits for a slow dst) until src has nothing more (EAGAIN), and
 // gives the pipe back. Between bursts the direction waits for src to be
-// readable through the poller, with no pipe.
+// readable through the poller, with no pipe. A dst that takes nothing for
+// stallGrace (a client that stopped reading) gets the pipe's bytes from
+// memory instead (burst.stash), so that a stalled tunnel holds two
+// descriptors too.
 func (t *tunnel) pipe(dst, src net.Conn, n *int64) (eof bool) {
 	d, dok := dst.(*net.TCPConn)
 	s, sok := src.(*net.TCPConn)
@@ -103,13 +108,22 @@ type burst struct {
 	src, dst syscall.RawConn
 	p        *splicePipe
 
-	in      int // bytes in the pipe
-	moved   int // bytes of the last splice
+	in      int  // bytes in the pipe
+	moved   int  // bytes of the last splice
+	full    bool // the last drain found dst full
+	wait    bool // drain waits for dst instead of reporting it full
 	err     error
 	fill    func(fd uintptr) bool
 	drain   func(fd uintptr) bool
 	copyBuf []byte // the user-space fallback's buffer, when no pipe could be had
+	stashed []byte // the pipe's bytes, taken out for a stalled dst (stash)
 }
+
+// stallGrace is how long a burst keeps its pipe, with bytes in it, waiting
+// for a dst that takes nothing. A receiver that reads at all frees room
+// within a round trip; one that has not for this long has stopped, and
+// the pipe's two descriptors go back rather than wait with it.
+const stallGrace = 250 * time.Millisecond
 
 func (b *burst) init() {
 	b.fill = b.fillPipe
@@ -129,14 +143,29 @@ func (b *burst) run(s, d *net.TCPConn) (moved int64, eof bool, err error) {
 		return b.copyOnce(s, d)
 	}
 	b.p = p
-	defer func() {
-		if b.in > 0 {
-			p.close() // bytes stranded in it: never reuse
-		} else {
-			putSplicePipe(p)
+	moved, eof, err = b.splice(d)
+	if b.in > 0 {
+		p.close() // bytes stranded in it: never reuse
+	} else {
+		putSplicePipe(p)
+	}
+	b.p, b.in = nil, 0
+	if b.stashed != nil {
+		// The pipe is back: now wait for dst as long as it takes.
+		n, werr := d.Write(b.stashed)
+		b.stashed = nil
+		moved += int64(n)
+		if err == nil {
+			err = werr
 		}
-		b.p, b.in = nil, 0
-	}()
+	}
+	return moved, eof, err
+}
+
+// splice is run's loop: fill the pipe from src, drain it into dst, until
+// src is empty, ends or fails, or dst stalled and the pipe's bytes were
+// stashed.
+func (b *burst) splice(d *net.TCPConn) (moved int64, eof bool, err error) {
 	for {
 		b.err, b.moved = nil, 0
 		if rerr := b.src.Read(b.fill); rerr != nil {
@@ -152,17 +181,61 @@ func (b *burst) run(s, d *net.TCPConn) (moved int64, eof bool, err error) {
 		}
 		b.in = b.moved
 		for b.in > 0 {
-			b.err, b.moved = nil, 0
-			if werr := b.dst.Write(b.drain); werr != nil {
-				return moved, false, werr
+			n, err := b.drainOnce(d)
+			moved += n
+			if err != nil || b.stashed != nil {
+				return moved, false, err
 			}
-			if b.err != nil {
-				return moved, false, b.err
-			}
-			b.in -= b.moved
-			moved += int64(b.moved)
 		}
 	}
+}
+
+// drainOnce moves what it can of the pipe's bytes to dst: at once if dst
+// has room, else once dst has room again within stallGrace, else it
+// stashes them.
+func (b *burst) drainOnce(d *net.TCPConn) (int64, error) {
+	b.err, b.moved, b.full, b.wait = nil, 0, false, false
+	if err := b.dst.Write(b.drain); err != nil {
+		return 0, err
+	}
+	if b.full {
+		d.SetWriteDeadline(time.Now().Add(stallGrace))
+		b.err, b.moved, b.full, b.wait = nil, 0, false, true
+		err := b.dst.Write(b.drain)
+		d.SetWriteDeadline(time.Time{})
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, b.stash()
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	b.in -= b.moved
+	return int64(b.moved), nil
+}
+
+// stash reads the pipe's bytes into memory, which empties the pipe so
+// that run gives it back before it writes them to dst. A stalled
+// direction thus holds at most a pipe's worth of memory and no descriptor
+// beyond its sockets.
+func (b *burst) stash() error {
+	buf := make([]byte, b.in)
+	for off := 0; off < len(buf); {
+		n, err := unix.Read(b.p.r, buf[off:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return fmt.Errorf("emptying a splice pipe: %w", err)
+		}
+		off += n
+	}
+	b.in = 0
+	b.stashed = buf
+	return nil
 }
 
 // fillPipe splices what src holds into the pipe, without waiting.
@@ -177,8 +250,9 @@ func (b *burst) fillPipe(fd uintptr) bool {
 	}
 }
 
-// drainPipe splices the pipe's bytes into dst; false (dst full) waits for
-// the poller to say dst is writable.
+// drainPipe splices the pipe's bytes into dst. When dst is full it
+// reports so (full), or, once told to wait, returns false so that the
+// poller waits for dst to be writable.
 func (b *burst) drainPipe(fd uintptr) bool {
 	for {
 		n, err := unix.Splice(b.p.r, nil, int(fd), nil, b.in, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
@@ -186,7 +260,8 @@ func (b *burst) drainPipe(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false
+			b.full = !b.wait
+			return b.full
 		}
 		b.moved, b.err = int(n), err
 		return true
@@ -222,8 +297,11 @@ func (p *splicePipe) close() {
 }
 
 // splicePipes holds idle pipes for the next bursts: a few, so that busy
-// tunnels do not create a pipe per burst, and bounded, so that idle
-// tunnels' descriptors stay two each (issue 12's count allows a constant).
+// tunnels do not create a pipe per burst, and bounded, so that the
+// descriptors beyond two per tunnel stay a small constant. It is one pool
+// for the process, as Go's own splice pool is, rather than one per
+// Server: the pipes are interchangeable, and what the bound protects, the
+// descriptor limit, is the process's.
 var splicePipes = make(chan *splicePipe, 16)
 
 // getSplicePipe takes a pipe from splicePipes or makes one.

@@ -260,6 +260,29 @@ func TestKeepAliveFindsVanishedPeer(t *testing.T) {
 	}
 }
 
+// openSmallWindowTunnel is openTunnel from a client socket with a 4 KiB
+// receive buffer. The buffer is set before connecting: shrunk later, the
+// window the peer already saw stalls TCP itself.
+func openSmallWindowTunnel(t *testing.T, addr, target string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		t.Fatalf("CONNECT = %q, %v", head, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
+}
+
 // TestRelayIntegrityUnderBackpressure runs tunnels at once whose clients
 // read slowly through a small receive buffer, so that the relay's splices
 // into them are partial or meet EAGAIN while pipes go back and forth
@@ -272,22 +295,8 @@ func TestRelayIntegrityUnderBackpressure(t *testing.T) {
 	const tunnels, size = 8, 3 << 20
 	errs := make(chan error, tunnels)
 	for i := range tunnels {
-		// The small buffer is set before connecting: shrunk later, the
-		// window the peer already saw stalls TCP itself.
-		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-			return nil
-		}}
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := openSmallWindowTunnel(t, addr, target)
 		c.SetDeadline(time.Now().Add(60 * time.Second))
-		fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-		if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
-			t.Fatalf("CONNECT = %q, %v", head, err)
-		}
 		data := make([]byte, size)
 		rand.New(rand.NewSource(int64(i))).Read(data)
 		go func() {
@@ -356,4 +365,89 @@ func TestHalfClosedPeerResetEndsTunnel(t *testing.T) {
 	c.(*net.TCPConn).SetLinger(0)
 	c.Close() // a reset
 	rec.waitClosed(t, 1)
+}
+
+// patternByte is byte i of the stream floodPattern writes: a cycle of 251
+// (prime) so that a byte dropped, doubled or taken from another tunnel
+// shows.
+func patternByte(i int64) byte { return byte(i % 251) }
+
+// floodPattern writes the pattern to c until the write fails: an upstream
+// that sends far more than a client that stopped reading will take.
+func floodPattern(c net.Conn) {
+	defer c.Close()
+	buf := make([]byte, 64<<10)
+	var off int64
+	for {
+		for i := range buf {
+			buf[i] = patternByte(off + int64(i))
+		}
+		n, err := c.Write(buf)
+		off += int64(n)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestStalledTunnelDescriptors pins what a tunnel whose client stopped
+// reading costs: its two sockets, not its splice pipe as well. A relay
+// that waits for the client's socket to drain while holding the pipe
+// with bytes in it holds 4 descriptors per stalled tunnel, and a few
+// hundred such tunnels, below max-conns, exhaust the descriptors (a
+// hostile client's finding 9). The bytes held back are not lost: the
+// client then reads the pattern in order.
+func TestStalledTunnelDescriptors(t *testing.T) {
+	up := echoServer(t, floodPattern)
+	target := fmt.Sprintf("flood.example.org:%d", portOf(t, up))
+	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("flood.example.org"), AllowDest: loopbackDest})
+
+	// One tunnel first, so that listeners, the poller and the pipe pool
+	// are already in the base count.
+	warm := openTunnel(t, addr, target)
+	if _, err := io.ReadFull(warm, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	warm.Close()
+	time.Sleep(100 * time.Millisecond)
+
+	const n = 40
+	base := openFDs(t)
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		// The small window also keeps the bytes parked in the kernel
+		// for 40 stalled tunnels small.
+		conns[i] = openSmallWindowTunnel(t, addr, target) // and never read until the count is taken
+	}
+
+	// Per stalled tunnel in this process: the test's client socket, the
+	// proxy's two, the upstream's one. The slack covers the pipe pool,
+	// full, and a few bursts in flight.
+	const perTunnel = 4
+	slack := 2*cap(splicePipes) + 8
+	var got int
+	for range 100 { // up to 10 s for every tunnel to stall and settle
+		time.Sleep(100 * time.Millisecond)
+		if got = openFDs(t) - base; got <= perTunnel*n+slack {
+			break
+		}
+	}
+	if got > perTunnel*n+slack {
+		t.Fatalf("%d stalled tunnels opened %d descriptors, want at most %d (%d per tunnel + %d): the relay holds a pipe while its client does not read",
+			n, got, perTunnel*n+slack, perTunnel, slack)
+	}
+	t.Logf("%d stalled tunnels: %d descriptors in this process (%.2f per tunnel, proxy's share 2)", n, got, float64(got)/n)
+
+	for i, c := range conns[:4] {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4<<20)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			t.Fatalf("tunnel %d after the stall: %v", i, err)
+		}
+		for j, b := range buf {
+			if b != patternByte(int64(j)) {
+				t.Fatalf("tunnel %d: byte %d = %d, want %d: bytes held back during the stall were lost or reordered", i, j, b, patternByte(int64(j)))
+			}
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 // deny sends a TLS access_denied alert and closes. It returns nil after
 // Shutdown, or the listener's error.
 func (s *Server) ServeSNI(ln net.Listener) error {
+	ln = s.acceptProxied(ln, string(ListenerSNI), nil)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

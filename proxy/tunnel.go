@@ -140,8 +140,8 @@ func (t *tunnel) finish() {
 
 // startWatchdog arms the idle timer. It is the watchdog rather than the
 // copies themselves that closes an idle tunnel, because a copy can be stuck
-// writing to a peer that does not read (no write deadline is set: a splice
-// cut in the middle of a write would lose the bytes in its pipe), and a
+// writing to a peer that does not read (a write deadline there would only
+// tell the copy that the peer is slow, not that the tunnel is idle), and a
 // copy that ended at EOF no longer looks at the clock.
 func (t *tunnel) startWatchdog() {
 	if t.idle <= 0 {

@@ -8,38 +8,39 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// judge picks the client's estate (unless authentication already set
-// d.Estate), asks its matcher about d.Host and d.Port, and fills in
-// d.Estate, d.Matcher, d.Verdict, d.Action and d.Reason. It reports
-// whether the request may go on: allowed, or only would-be denied in
-// monitor mode.
+// judge asks Admit about d: the client's estate (unless authentication
+// already set d.Estate), its verdict on d.Host and d.Port, and the
+// destination check of an IP literal; it fills in d.Estate, d.Matcher,
+// d.Verdict, d.Action and d.Reason. It reports whether the request may go
+// on: allowed, or only would-be denied in monitor mode.
 func (s *Server) judge(d *Decision) bool {
-	client := d.Client.Addr()
-	if d.Estate == nil {
+	q := Query{Client: d.Client.Addr(), Estate: d.Estate, Host: d.Host, Port: d.Port}
+	if q.Estate == nil {
 		if s.estates != nil {
-			d.Estate = s.estates.Current().EstateFor(client)
+			q.Ruleset = s.estates.Current()
 		} else {
-			d.Estate = &rules.Estate{Name: rules.DefaultEstate, Matcher: s.cfg.Rules.Matcher()}
+			q.Estate = s.soleEstate()
 		}
 	}
-	d.Matcher = d.Estate.Matcher
-	d.Verdict = d.Estate.Lookup(client, d.Host, d.Port)
-	switch {
-	case d.Verdict.Allow:
-		d.Action, d.Reason = ActionAllow, rules.ReasonNone
-	case s.cfg.Monitor && catalogReason(d.Verdict.Reason):
-		d.Action, d.Reason = ActionWouldDeny, d.Verdict.Reason
-	default:
-		d.Action, d.Reason = ActionDeny, d.Verdict.Reason
+	a := Admit(Gate{Clients: s.cfg.Clients, AllowDest: s.cfg.AllowDest, Monitor: s.cfg.Monitor}, q)
+	d.Estate, d.Verdict, d.Action, d.Reason = a.Estate, a.Verdict, a.Action, a.Reason
+	if a.Estate != nil {
+		d.Matcher = a.Estate.Matcher
 	}
 	return d.Action != ActionDeny
 }
 
-// catalogReason reports whether r is a matter of the catalog's content,
-// which monitor mode admits; every other reason is a safety check that
-// holds in every mode.
-func catalogReason(r rules.Reason) bool {
-	return r == rules.ReasonNotInCatalog || r == rules.ReasonPortNotAllowed
+// soleEstate is the default estate of rules that serve no estates, around
+// their current matcher. It is made again only when the matcher changed,
+// so that judging does not allocate.
+func (s *Server) soleEstate() *rules.Estate {
+	m := s.cfg.Rules.Matcher()
+	if es := s.sole.Load(); es != nil && es.Matcher == m {
+		return es
+	}
+	es := &rules.Estate{Name: rules.DefaultEstate, Matcher: m}
+	s.sole.Store(es)
+	return es
 }
 
 // earlyDeny is the Decision for a request refused before its target is

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -16,7 +17,7 @@ import (
 type AuthConfig struct {
 	// PasswordFile holds one user a line, "user:bcrypt-hash:estate",
 	// relative to the config's directory; '#' starts a comment. Make the
-	// hashes with htpasswd -nbB user password (then append ":estate").
+	// lines with "egressgate passwd USER" (then append ":estate").
 	PasswordFile string `yaml:"password_file"`
 	// Required refuses clients that send no credentials (407). When
 	// false, a client without credentials is judged by its address; wrong
@@ -25,13 +26,25 @@ type AuthConfig struct {
 	// Realm is the realm of the Proxy-Authenticate challenge; empty means
 	// "egressgate".
 	Realm string `yaml:"realm"`
+	// RequireTLS refuses Basic credentials sent to a listener without
+	// TLS (the plain proxy port), before any password is checked, so that
+	// a password never crosses the network in clear: clients use the
+	// HTTPS proxy listener (serve --listen-tls).
+	RequireTLS bool `yaml:"require_tls"`
 }
 
 // Users are the proxy-authentication users of a ruleset.
 type Users struct {
 	Required bool
 	Realm    string
-	users    map[string]user
+	// RequireTLS refuses Basic credentials that arrive on a listener
+	// without TLS, before any password is checked (AuthConfig.RequireTLS).
+	RequireTLS bool
+	users      map[string]user
+	// dummy is compared against when the user is unknown, at the cost
+	// most of the file's hashes have, so that an unknown user takes as
+	// long as a known one with a wrong password.
+	dummy []byte
 }
 
 type user struct {
@@ -42,26 +55,76 @@ type user struct {
 // maxUsers bounds the password file.
 const maxUsers = 100000
 
-// Authenticate checks a user's password and returns the user's estate,
-// or nil when the user is unknown or the password is wrong. It costs a
-// bcrypt comparison (tens of milliseconds by design); callers cache
-// successes, never the password.
-func (u *Users) Authenticate(name, password string) *Estate {
+// AuthResult is the outcome of a password check.
+type AuthResult uint8
+
+const (
+	AuthOK            AuthResult = iota
+	AuthUnknownUser              // no such user
+	AuthWrongPassword            // the user exists, the password is wrong
+)
+
+// Authenticate checks a user's password and returns the user's estate
+// (nil unless AuthOK) and the outcome. An unknown user costs a comparison
+// with a hash of the file's usual cost, so the time taken does not tell
+// which names exist. It costs a bcrypt comparison (tens of milliseconds
+// by design); callers cache successes, never the password.
+func (u *Users) Authenticate(name, password string) (*Estate, AuthResult) {
 	us, ok := u.users[name]
 	if !ok {
-		// Compare anyway, so that an unknown user takes as long as a
-		// wrong password.
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return nil
+		bcrypt.CompareHashAndPassword(u.dummy, []byte(password))
+		return nil, AuthUnknownUser
 	}
 	if bcrypt.CompareHashAndPassword(us.hash, []byte(password)) != nil {
-		return nil
+		return nil, AuthWrongPassword
 	}
-	return us.estate
+	return us.estate, AuthOK
 }
 
-// dummyHash is a bcrypt hash of nothing anyone types, at the default cost.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("\x00egressgate-no-such-user\x00"), bcrypt.DefaultCost)
+// dummyPassword is hashed for Users.dummy: nothing anyone types.
+const dummyPassword = "\x00egressgate-no-such-user\x00"
+
+// dummyHashes are the dummy hashes made so far, one per cost: a reload
+// of the same file must not pay for a new one.
+var dummyHashes sync.Map // int → []byte
+
+// dummyHashAt returns a bcrypt hash of dummyPassword at cost.
+func dummyHashAt(cost int) []byte {
+	if h, ok := dummyHashes.Load(cost); ok {
+		return h.([]byte)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(dummyPassword), cost)
+	if err != nil {
+		h, _ = bcrypt.GenerateFromPassword([]byte(dummyPassword), bcrypt.DefaultCost)
+	}
+	dummyHashes.Store(cost, h)
+	return h
+}
+
+// usualCost is the cost most of the hashes have (the higher on a tie),
+// bcrypt.DefaultCost for no hashes.
+func usualCost(costs map[int]int) int {
+	best, n := bcrypt.DefaultCost, 0
+	for c, k := range costs {
+		if k > n || k == n && c > best {
+			best, n = c, k
+		}
+	}
+	return best
+}
+
+// HashPassword returns the bcrypt hash of password at cost, for a line
+// of the password file.
+func HashPassword(password []byte, cost int) ([]byte, error) {
+	if len(password) == 0 {
+		return nil, fmt.Errorf("empty password")
+	}
+	h, err := bcrypt.GenerateFromPassword(password, cost)
+	if err != nil {
+		return nil, fmt.Errorf("hashing password: %w", err)
+	}
+	return h, nil
+}
 
 // EstateOf returns the estate of a user, or nil when there is no such
 // user. It checks no password: it is for explain, not for admission.
@@ -91,7 +154,8 @@ func loadUsers(cfg *Config, rs *Ruleset, read func(string) ([]byte, error)) (*Us
 	if err != nil {
 		return nil, Pos{cfg.Path, cfg.lines["auth.password_file"]}.Errorf("auth.password_file: %v", err)
 	}
-	u := &Users{Required: a.Required, Realm: a.Realm, users: map[string]user{}}
+	u := &Users{Required: a.Required, Realm: a.Realm, RequireTLS: a.RequireTLS, users: map[string]user{}}
+	costs := map[int]int{}
 	if u.Realm == "" {
 		u.Realm = "egressgate"
 	}
@@ -111,8 +175,9 @@ func loadUsers(cfg *Config, rs *Ruleset, read func(string) ([]byte, error)) (*Us
 			return nil, at.Errorf("want user:bcrypt-hash:estate")
 		}
 		hash, estate := rest[:i], rest[i+1:]
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
-			return nil, at.Errorf("user %q: the password is not a bcrypt hash (make one with htpasswd -nbB)", name)
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
+			return nil, at.Errorf("user %q: the password is not a bcrypt hash (make one with egressgate passwd %s)", name, name)
 		}
 		es := rs.Estate(estate)
 		if es == nil {
@@ -125,10 +190,12 @@ func loadUsers(cfg *Config, rs *Ruleset, read func(string) ([]byte, error)) (*Us
 			return nil, at.Errorf("more than %d users", maxUsers)
 		}
 		u.users[name] = user{[]byte(hash), es}
+		costs[cost]++
 	}
 	if err := sc.Err(); err != nil {
 		return nil, Pos{File: p}.Errorf("reading: %v", err)
 	}
+	u.dummy = dummyHashAt(usualCost(costs))
 	return u, nil
 }
 

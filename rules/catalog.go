@@ -14,8 +14,9 @@ const (
 	OSLinux   = "linux"
 )
 
-// AllOS lists every OS name in catalog order.
-var AllOS = []string{OSWindows, OSMacOS, OSLinux}
+// AllOS returns every OS name in catalog order, a new slice each call
+// that the caller may keep and change.
+func AllOS() []string { return []string{OSWindows, OSMacOS, OSLinux} }
 
 // Pos is where something was written: a file and a 1-based line.
 type Pos struct {

@@ -95,6 +95,12 @@ type Config struct {
 	// Estates are the parts of the enterprise chosen by client subnet,
 	// each with its own policy or the enterprise's (see EstateConfig).
 	Estates []EstateConfig `yaml:"estates"`
+	// EstatesDir is the directory of the estates with source: estate,
+	// each in NAME.yaml: relative to the config file's directory, or
+	// absolute. Empty means EstatesDir ("estates.d"); "." puts the
+	// files beside the config, as a Kubernetes ConfigMap (which has no
+	// subdirectories) mounts them.
+	EstatesDir string `yaml:"estates_dir"`
 	// Auth, when set, turns on proxy authentication.
 	Auth *AuthConfig `yaml:"auth"`
 
@@ -143,7 +149,8 @@ type Policy struct {
 	// reached; it only means something with ThreatCollaborate.
 	ActIfUnreachable *bool `yaml:"act_if_unreachable"`
 	// LiveResponse is LiveResponseOn or LiveResponseOff; unset means on
-	// for ThreatAuthorize, off otherwise.
+	// where Licenses include an XDR or MDR licence (or are unset), off
+	// otherwise.
 	LiveResponse string `yaml:"live_response"`
 	// LiveResponseExclusions are devices (addresses or CIDRs) never
 	// admitted to the Live Response hosts.

@@ -7,11 +7,11 @@
 // entries; a Reloader swaps a new Matcher in atomically when the files change
 // or on demand, keeping the last good one when a file is wrong.
 //
-// Around the catalog's upkeep (docs/catalog-upkeep.md): ImportPage reads a
-// saved copy of the vendor page into a catalog, DiffCatalogs and
-// DiffEntries say what changed, Discover finds an account's own hosts in
-// installer artefacts and LooksLikeAccountHost recognises their shapes,
-// and WriteSquid writes the entries as Squid ACLs of the same meaning.
+// The catalog schema (CatalogFile) is declared once, here: ParseYAML
+// reads it, FileOf and FormatYAML write it, and Build checks it, so the
+// upkeep tools (rules/upkeep) build catalogs the way an operator's file
+// is built. DiffCatalogs and DiffEntries say what changed between two
+// catalogs. The exports (Squid, PAC, lists, JSON) are rules/export's.
 //
 // Matching semantics, the single place they are written down:
 //

@@ -3,6 +3,8 @@ package rules
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -57,4 +59,72 @@ func TestEstatesDocExamples(t *testing.T) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// TestConfigKeysInDocs keeps docs/configuration.md's key table in step
+// with the config structs: every yaml key of Config, found by reflection,
+// is a row of the table, and every row is a key. A struct met a second
+// time (an estate's policy, the secondary contact) is not listed again.
+func TestConfigKeysInDocs(t *testing.T) {
+	keys := configKeys(reflect.TypeFor[Config](), "", map[reflect.Type]bool{})
+	data, err := os.ReadFile(configurationDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(data), "\n"+keyTableHeading+"\n")
+	if !ok {
+		t.Fatalf("%s: no section %q", configurationDoc, keyTableHeading)
+	}
+	if end := strings.Index(table, "\n## "); end >= 0 {
+		table = table[:end]
+	}
+	documented := map[string]bool{}
+	for _, m := range keyRowRE.FindAllStringSubmatch(table, -1) {
+		documented[m[1]] = true
+	}
+	for _, k := range keys {
+		if !documented[k] {
+			t.Errorf("%s: config key %s has no row in %q", configurationDoc, k, keyTableHeading)
+		}
+		delete(documented, k)
+	}
+	for k := range documented {
+		t.Errorf("%s: %q lists %s, which is no config key", configurationDoc, keyTableHeading, k)
+	}
+}
+
+const (
+	configurationDoc = "../docs/configuration.md"
+	keyTableHeading  = "## Every key"
+)
+
+// keyRowRE matches a table row's first cell, a key in backquotes.
+var keyRowRE = regexp.MustCompile("(?m)^\\| `([a-z_.\\[\\]]+)` \\|")
+
+// configKeys lists the yaml keys of t with their dotted paths below
+// prefix; a list's items are written "[]".
+func configKeys(t reflect.Type, prefix string, seen map[reflect.Type]bool) []string {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		if t.Kind() == reflect.Slice && t.Elem().Kind() != reflect.Pointer && t.Elem().Kind() != reflect.Struct {
+			return nil
+		}
+		if t.Kind() == reflect.Slice {
+			prefix = strings.TrimSuffix(prefix, ".") + "[]."
+		}
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return nil
+	}
+	seen[t] = true
+	var keys []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		keys = append(keys, prefix+name)
+		keys = append(keys, configKeys(f.Type, prefix+name+".", seen)...)
+	}
+	return keys
 }

@@ -8,8 +8,7 @@ import (
 )
 
 // Threat responses, after the MTR and MDR preferences: how the vendor's
-// team acts on an active threat. They change no verdict by themselves;
-// they decide the default of Live Response.
+// team acts on an active threat. They change no verdict.
 const (
 	ThreatNotify      = "notify"      // tell the contacts (the default)
 	ThreatCollaborate = "collaborate" // work with the contacts; may act if they cannot be reached
@@ -99,8 +98,8 @@ func validatePolicy(p *Policy, w where, catalogs []*Catalog, warn func(error)) e
 		return w.at("mode").Errorf("%s: %q is not %q or %q", w.field("mode"), p.Mode, ModeWildcard, ModeExact)
 	}
 	for i, o := range p.OS {
-		if !slices.Contains(AllOS, o) {
-			return w.at(fmt.Sprintf("os.%d", i)).Errorf("%s: %q is not one of %s", w.field("os"), o, strings.Join(AllOS, ", "))
+		if !slices.Contains(AllOS(), o) {
+			return w.at(fmt.Sprintf("os.%d", i)).Errorf("%s: %q is not one of %s", w.field("os"), o, strings.Join(AllOS(), ", "))
 		}
 	}
 	for _, list := range []struct {
@@ -263,16 +262,19 @@ func inherit(own, def Policy) Policy {
 }
 
 // effective fills in the built-in defaults of a policy whose blocks were
-// validated: wildcard mode, every OS, notify, and Live Response on for
-// authorize and off otherwise.
-func effective(p Policy) EffectivePolicy {
+// validated: wildcard mode, every OS, notify, and Live Response on where
+// the licences include one the catalogs' Live Response hosts are for (XDR
+// or MDR), off otherwise. The catalog page asks for the Live Response
+// hosts wherever such a licence is held, so a config that says nothing
+// admits the page as published; "off" is the operator's hardening choice.
+func effective(p Policy, catalogs []*Catalog) EffectivePolicy {
 	e := EffectivePolicy{Mode: p.Mode, OS: p.OS, Enable: p.Enable, Disable: p.Disable,
 		Licenses: p.Licenses, Regions: p.Regions, ThreatResponse: p.ThreatResponse}
 	if e.Mode == "" {
 		e.Mode = ModeWildcard
 	}
 	if len(e.OS) == 0 {
-		e.OS = AllOS
+		e.OS = AllOS()
 	}
 	if e.ThreatResponse == "" {
 		e.ThreatResponse = ThreatNotify
@@ -284,7 +286,7 @@ func effective(p Policy) EffectivePolicy {
 	case LiveResponseOff:
 		e.LiveResponse = false
 	default:
-		e.LiveResponse = e.ThreatResponse == ThreatAuthorize
+		e.LiveResponse = licensedForLiveResponse(p.Licenses, catalogs)
 	}
 	for _, x := range p.LiveResponseExclusions {
 		pfx, _ := parsePrefix(x) // validated
@@ -294,6 +296,26 @@ func effective(p Policy) EffectivePolicy {
 		e.Contacts, _ = p.Contacts.contacts(func(string) Pos { return Pos{} }, "", nil) // validated
 	}
 	return e
+}
+
+// licensedForLiveResponse reports whether licences (nil: every licence)
+// include one that some Live Response host of the catalogs is for. A
+// Live Response host that names no licence is for every licence.
+func licensedForLiveResponse(licences []string, catalogs []*Catalog) bool {
+	if licences == nil {
+		return true
+	}
+	for _, c := range catalogs {
+		for _, e := range c.Entries {
+			if !e.LiveResponse {
+				continue
+			}
+			if len(e.Licenses) == 0 || slices.ContainsFunc(e.Licenses, func(l string) bool { return slices.Contains(licences, l) }) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // denyReason says why pol refuses e although e's group is on, or

@@ -23,9 +23,9 @@ const (
 	// SourceEnterprise has its own settings written in the enterprise
 	// config, under the estate ("Set preferences from Enterprise level").
 	SourceEnterprise = "enterprise"
-	// SourceEstate has its own file, estates.d/NAME.yaml next to the
-	// config, kept by the estate's admins ("Set preferences from sub
-	// estate level").
+	// SourceEstate has its own file, NAME.yaml in estates_dir
+	// (estates.d next to the config by default), kept by the estate's
+	// admins ("Set preferences from sub estate level").
 	SourceEstate = "estate"
 )
 
@@ -33,9 +33,21 @@ const (
 // subnets hold: it has the enterprise defaults.
 const DefaultEstate = "default"
 
-// EstatesDir is the directory, next to the config, of the estates whose
-// source is SourceEstate.
+// EstatesDir is the default directory, next to the config, of the
+// estates whose source is SourceEstate (Config.EstatesDir).
 const EstatesDir = "estates.d"
+
+// estatesDir returns the directory of the estates' own files.
+func (cfg *Config) estatesDir() string {
+	dir := cfg.EstatesDir
+	if dir == "" {
+		dir = EstatesDir
+	}
+	if filepath.IsAbs(dir) {
+		return filepath.Clean(dir)
+	}
+	return filepath.Join(filepath.Dir(cfg.Path), dir)
+}
 
 // MaxEstates bounds the estates of one config, so that the label values
 // of the metrics stay bounded.
@@ -132,6 +144,10 @@ func (rs *Ruleset) EstateFor(client netip.Addr) *Estate {
 
 var estateNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// ValidEstateName reports whether name may name an estate: 1 to 63 of
+// a-z, 0-9, _ and -, starting with a letter or digit.
+func ValidEstateName(name string) bool { return estateNameRE.MatchString(name) }
+
 // estateFile reads an estate's own file for SourceEstate; Load gives one
 // that hashes and records the file, Select one that only reads it.
 type estateFile func(path string) ([]byte, error)
@@ -217,14 +233,14 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 				return err
 			}
 		case SourceEstate:
-			es.File = filepath.Join(filepath.Dir(cfg.Path), EstatesDir, ec.Name+".yaml")
+			es.File = filepath.Join(cfg.estatesDir(), ec.Name+".yaml")
 			own, lines, err := readEstatePolicy(es.File, readFile, catalogs, warn)
 			fileLines[ec.Name] = lines
 			if err == nil {
 				// A setting of the file that cannot hold with the rest
 				// (exact mode with AD Sync on) shows only when compiled:
 				// it is the file's error too.
-				pol := effective(inherit(own, cfg.Policy))
+				pol := effective(inherit(own, cfg.Policy), catalogs)
 				if _, cerr := compileFor(&pol); cerr != nil {
 					line := lines["mode"]
 					if own.Mode == "" {
@@ -262,7 +278,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	}
 
 	for _, es := range rs.Estates {
-		es.Policy = effective(inherit(es.Own, cfg.Policy))
+		es.Policy = effective(inherit(es.Own, cfg.Policy), catalogs)
 		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
 			rs.CheckErrors = append(rs.CheckErrors, Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: the enterprise has no primary contact, and estate %q has none of its own; set policy.contacts.primary", es.Name))
 		}

@@ -35,7 +35,7 @@ func FuzzEstateFile(f *testing.F) {
 			}
 			return
 		}
-		pol := effective(inherit(p, Policy{}))
+		pol := effective(inherit(p, Policy{}), cats)
 		m, _, err := compilePolicy(cats, &pol)
 		if err != nil {
 			return // exact mode with a wildcard-only section: reported with a position by buildEstates

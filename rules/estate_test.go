@@ -19,9 +19,11 @@ import (
 //     server-*) is for the XDR and MDR licences only; every other
 //     intercept-x group is for all eight; ssp.sophos.com is not listed
 //     for Linux; exact mode is for firewalls without wildcards.
-//   - MDR preferences: Authorize prompts to turn Live Response on, so an
-//     unset Live Response is on with authorize and off otherwise; excluded
-//     devices are kept away from Live Response only.
+//   - Domains and ports: the Live Response hosts are to be allowed
+//     wherever a licence includes XDR or MDR, so an unset Live Response is
+//     on with such a licence (or with no licence filter) and off
+//     otherwise; "off" is the operator's choice. Excluded devices are kept
+//     away from Live Response only.
 //   - The catalog carries each named host's region.
 func TestPolicyMatrix(t *testing.T) {
 	const (
@@ -49,16 +51,20 @@ func TestPolicyMatrix(t *testing.T) {
 		policy Policy
 		checks []check
 	}{
-		{"built-in defaults: notify, LR off", Policy{}, []check{
-			{dev, lt, ReasonLiveResponseOff}, {dev, push, ReasonNone}, {dev, ssp, ReasonNone}, {dev, wild, ReasonNone}, {dev, apu, ReasonPortNotAllowed}}},
+		{"built-in defaults: every licence, LR on", Policy{}, []check{
+			{dev, lt, ReasonNone}, {dev, ltEU, ReasonNone}, {dev, push, ReasonNone}, {dev, ssp, ReasonNone}, {dev, wild, ReasonNone}, {dev, apu, ReasonPortNotAllowed}}},
 		{"no XDR/MDR licence", Policy{Licenses: []string{ixa}, LiveResponse: "on"}, []check{
 			{dev, lt, ReasonNotLicensed}, {dev, push, ReasonNotLicensed}, {dev, ssp, ReasonNone}, {dev, wild, ReasonNone}}},
 		{"server licence without XDR", Policy{Licenses: []string{ixaSrv}, ThreatResponse: ThreatAuthorize}, []check{
 			{dev, lt, ReasonNotLicensed}, {dev, push, ReasonNotLicensed}, {dev, "central.sophos.com", ReasonNone}}},
-		{"XDR, notify, LR unset", Policy{Licenses: []string{xdr}, ThreatResponse: ThreatNotify}, []check{
+		{"XDR, notify, LR unset means on", Policy{Licenses: []string{xdr}, ThreatResponse: ThreatNotify}, []check{
+			{dev, lt, ReasonNone}, {dev, push, ReasonNone}}},
+		{"XDR, collaborate, LR unset means on", Policy{Licenses: []string{xdr}, ThreatResponse: ThreatCollaborate}, []check{
+			{dev, lt, ReasonNone}, {dev, push, ReasonNone}}},
+		{"XDR, notify, LR off by the operator", Policy{Licenses: []string{xdr}, LiveResponse: "off"}, []check{
 			{dev, lt, ReasonLiveResponseOff}, {dev, push, ReasonNone}}},
-		{"XDR, collaborate, LR unset", Policy{Licenses: []string{xdr}, ThreatResponse: ThreatCollaborate}, []check{
-			{dev, lt, ReasonLiveResponseOff}, {dev, push, ReasonNone}}},
+		{"no XDR/MDR licence, LR unset means off", Policy{Licenses: []string{ixa, ixaSrv}}, []check{
+			{dev, lt, ReasonNotLicensed}, {dev, ssp, ReasonNone}}},
 		{"XDR, collaborate, LR on", Policy{Licenses: []string{xdr}, ThreatResponse: ThreatCollaborate, LiveResponse: "on"}, []check{
 			{dev, lt, ReasonNone}, {dev, ltEU, ReasonNone}}},
 		{"MDR, authorize, LR unset means on", Policy{Licenses: []string{mdrE}, ThreatResponse: ThreatAuthorize}, []check{
@@ -69,7 +75,7 @@ func TestPolicyMatrix(t *testing.T) {
 			{dev, lt, ReasonNone}, {exdev, lt, ReasonDeviceExcluded}, {exdev, push, ReasonNone}, {exdev, "central.sophos.com", ReasonNone}}},
 		{"LR on, a subnet excluded", Policy{LiveResponse: "on", LiveResponseExclusions: []string{exNet}}, []check{
 			{"10.9.200.1", lt, ReasonDeviceExcluded}, {"10.8.0.1", lt, ReasonNone}}},
-		{"exclusions without LR change nothing", Policy{LiveResponseExclusions: []string{exNet}}, []check{
+		{"exclusions with LR off change nothing", Policy{LiveResponse: "off", LiveResponseExclusions: []string{exNet}}, []check{
 			{exdev, lt, ReasonLiveResponseOff}, {exdev, push, ReasonNone}}},
 		{"regions: us-east-2 only", Policy{LiveResponse: "on", Regions: []string{"us-east-2"}}, []check{
 			{dev, lt, ReasonNone}, {dev, ltEU, ReasonRegionExcluded}, {dev, "mcs-push-server-eu-west-1.prod.hydra.sophos.com", ReasonRegionExcluded},
@@ -78,11 +84,11 @@ func TestPolicyMatrix(t *testing.T) {
 			{dev, "live-terminal.stn100syd.ctr.sophos.com", ReasonNone}, {dev, lt, ReasonRegionExcluded}}},
 		{"licence beats region and LR", Policy{Licenses: []string{ixa}, Regions: []string{"eu-west-1"}}, []check{
 			{dev, lt, ReasonNotLicensed}}},
-		{"LR off beats region", Policy{Licenses: []string{xdr}, Regions: []string{"eu-west-1"}}, []check{
+		{"LR off beats region", Policy{Licenses: []string{xdr}, LiveResponse: "off", Regions: []string{"eu-west-1"}}, []check{
 			{dev, lt, ReasonLiveResponseOff}, {dev, push, ReasonRegionExcluded}}},
 		{"exact mode drops wildcards, keeps refusals", Policy{Mode: ModeExact, LiveResponse: "on", Licenses: []string{xdr}}, []check{
 			{dev, wild, ReasonNotInCatalog}, {dev, lt, ReasonNone}, {dev, ssp, ReasonNone}}},
-		{"exact mode, LR off: the host is still named", Policy{Mode: ModeExact}, []check{
+		{"exact mode, LR off: the host is still named", Policy{Mode: ModeExact, LiveResponse: "off"}, []check{
 			{dev, lt, ReasonLiveResponseOff}}},
 		{"linux: no ssp.sophos.com in exact mode", Policy{Mode: ModeExact, OS: []string{OSLinux}}, []check{
 			{dev, ssp, ReasonNotInCatalog}, {dev, "central.sophos.com", ReasonNone}}},
@@ -95,7 +101,7 @@ func TestPolicyMatrix(t *testing.T) {
 			{"fe80::5%eth0", lt, ReasonDeviceExcluded}, {"fe80::5", lt, ReasonDeviceExcluded}, {"2001:db8::7%1", lt, ReasonDeviceExcluded},
 			{"::ffff:" + exdev, lt, ReasonDeviceExcluded}, {"fe80:0:0:1::5%eth0", lt, ReasonNone}, {"2001:db8::8", lt, ReasonNone}}},
 		{"remote assistance on", Policy{Enable: []string{"remote-assistance"}}, []check{
-			{dev, apu, ReasonNone}, {dev, lt, ReasonLiveResponseOff}}},
+			{dev, apu, ReasonNone}, {dev, lt, ReasonNone}}},
 	}
 	cat, err := Embedded("sophos-central")
 	if err != nil {
@@ -228,6 +234,7 @@ func TestEstateConfigErrors(t *testing.T) {
 		{"bad phone", "policy:\n  contacts:\n    primary:\n      name: A\n      email: a@example.org\n      phone: call me\n", "", `egressgate.yaml:6: policy.contacts.primary.phone: "call me": 'c' is not allowed`},
 		{"tertiary without secondary", "policy:\n  contacts:\n    primary: {name: A, email: a@example.org}\n    tertiary: {name: C, email: c@example.org}\n", "", `egressgate.yaml:4: policy.contacts.tertiary: set without a secondary`},
 		{"missing estate file", "estates:\n  - name: sydney\n    source: estate\n", "", `egressgate.yaml:3: estates: sydney: estates.d/sydney.yaml: estate file missing`},
+		{"missing estate file, flat", "estates_dir: .\nestates:\n  - name: sydney\n    source: estate\n", "", `egressgate.yaml:4: estates: sydney: sydney.yaml: estate file missing`},
 		{"act if unreachable with notify", "policy:\n  threat_response: notify\n  act_if_unreachable: true\n", "", `egressgate.yaml:3: policy.act_if_unreachable: only the "collaborate" threat response acts`},
 		{"estate file unknown key", "estates:\n  - name: sydney\n    source: estate\n", "mode: exact\nlicence: [x]\n", `estates.d/sydney.yaml:2: unknown field "licence" in policy`},
 		{"estate file bad mode", "estates:\n  - name: sydney\n    source: estate\n", "licenses: [mdr-complete]\nmode: exacting\n", `estates.d/sydney.yaml:2: mode: "exacting" is not "wildcard" or "exact"`},
@@ -250,6 +257,39 @@ func TestEstateConfigErrors(t *testing.T) {
 			got := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
 			if !strings.Contains(got, tt.want) {
 				t.Errorf("Load error\n  %s\nwant it to contain\n  %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEstatesDir: an estate's own file is read from estates_dir: the
+// default estates.d, the config's own directory (a ConfigMap's flat
+// layout), a subdirectory or an absolute path.
+func TestEstatesDir(t *testing.T) {
+	abs := t.TempDir()
+	tests := []struct{ setting, file string }{
+		{"", "estates.d/sydney.yaml"},
+		{"estates_dir: .\n", "sydney.yaml"},
+		{"estates_dir: estates\n", "estates/sydney.yaml"},
+		{"estates_dir: " + abs + "\n", filepath.Join(abs, "sydney.yaml")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "egressgate.yaml")
+			writeFile(t, p, tt.setting+"estates:\n  - name: sydney\n    subnets: [10.3.0.0/16]\n    source: estate\n")
+			want := tt.file
+			if !filepath.IsAbs(want) {
+				want = filepath.Join(dir, want)
+			}
+			writeFile(t, want, "mode: exact\n")
+			rs, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := rs.EstateFor(netip.MustParseAddr("10.3.0.5"))
+			if es.Name != "sydney" || es.File != want || es.Policy.Mode != ModeExact {
+				t.Errorf("estate %s from %q, mode %q; want sydney from %q, exact", es.Name, es.File, es.Policy.Mode, want)
 			}
 		})
 	}
@@ -502,7 +542,7 @@ entries:
 		policy Policy
 		checks []check
 	}{
-		{"LR off", Policy{}, []check{
+		{"LR off", Policy{LiveResponse: "off"}, []check{
 			{dev, lt, 443, ReasonLiveResponseOff}, {dev, lt, 80, ReasonLiveResponseOff}, {dev, lt, 8443, ReasonLiveResponseOff},
 			{dev, other, 80, ReasonNone}, {dev, push, 443, ReasonNone}}},
 		{"not licensed", Policy{Licenses: []string{"intercept-x-advanced"}}, []check{
@@ -512,7 +552,7 @@ entries:
 		{"LR on, a device excluded", Policy{LiveResponse: "on", LiveResponseExclusions: []string{exdev}}, []check{
 			{exdev, lt, 443, ReasonDeviceExcluded}, {exdev, lt, 80, ReasonPortNotAllowed}, {dev, lt, 80, ReasonPortNotAllowed},
 			{dev, lt, 443, ReasonNone}, {exdev, other, 80, ReasonNone}}},
-		{"exact mode: no wildcard at all", Policy{Mode: ModeExact}, []check{
+		{"exact mode: no wildcard at all", Policy{Mode: ModeExact, LiveResponse: "off"}, []check{
 			{dev, lt, 80, ReasonLiveResponseOff}, {dev, other, 80, ReasonNotInCatalog}}},
 	}
 	for _, tt := range tests {

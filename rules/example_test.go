@@ -35,7 +35,8 @@ func TestWorkedExample(t *testing.T) {
 		estate string
 		want   Reason
 	}{
-		// The four the issue names.
+		// One Live Response host, four estates, four answers: what the
+		// worked example exists to show.
 		{"10.2.0.5", ltUSEast2, 443, "newyork", ReasonNone},
 		{"10.2.99.7", ltUSEast2, 443, "newyork", ReasonDeviceExcluded},
 		{"10.1.0.5", ltUSEast2, 443, "london", ReasonLiveResponseOff},

@@ -54,6 +54,14 @@ func CanonicalHost(host string) (string, error) {
 	return "", nameError(name, false)
 }
 
+// HostAddr returns the address an IP-literal host names (bracketed or
+// not, IPv4-mapped IPv6 as IPv4), and false for a name or an invalid host.
+// It does not allocate, so the proxy can ask it of every request.
+func HostAddr(host string) (netip.Addr, bool) {
+	_, addr, kind := classifyHost(host)
+	return addr, kind == hostAddr
+}
+
 // hostKind is what classifyHost found.
 type hostKind uint8
 
@@ -170,6 +178,13 @@ func parseIPLiteral(host string) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return a.Unmap(), true
+}
+
+// IsIPLiteral reports whether host is an IPv4 or unbracketed IPv6
+// literal, as the matcher reads one (no zone).
+func IsIPLiteral(host string) bool {
+	_, ok := parseIPLiteral(host)
+	return ok
 }
 
 type nameCheck int

@@ -329,12 +329,21 @@ func (m *Matcher) String() string {
 	return fmt.Sprintf("matcher v%d: %s", m.version, m.Summary())
 }
 
-// Summary counts the matcher's entries by kind.
+// Summary counts the entries the policy admits, by kind, and those it
+// refuses (which stay in the matcher so that no wildcard admits them).
 func (m *Matcher) Summary() string {
 	var kinds [KindCIDR + 1]int
+	admitted := 0
 	for _, e := range m.entries {
-		kinds[e.Kind]++
+		if e.Deny == ReasonNone {
+			kinds[e.Kind]++
+			admitted++
+		}
 	}
-	return fmt.Sprintf("%d entries (%d exact, %d wildcard, %d glob, %d cidr)",
-		len(m.entries), kinds[KindExact], kinds[KindWildcard], kinds[KindGlob], kinds[KindCIDR])
+	s := fmt.Sprintf("%d entries (%d exact, %d wildcard, %d glob, %d cidr)",
+		admitted, kinds[KindExact], kinds[KindWildcard], kinds[KindGlob], kinds[KindCIDR])
+	if refused := len(m.entries) - admitted; refused > 0 {
+		s += fmt.Sprintf(", %d refused by the policy", refused)
+	}
+	return s
 }

@@ -110,7 +110,77 @@ func TestLookupDefaultCatalog(t *testing.T) {
 		{"x.apu.sophos.com", 22, "*.sophos.com", ReasonPortNotAllowed},
 		{"example.org", 443, "", ReasonNotInCatalog},
 	}
+	// The catalog page asks for the Live Response hosts wherever a
+	// licence includes XDR or MDR; with no config every licence is
+	// held, so all nine are admitted, each by its own entry.
+	for _, h := range []string{
+		"live-terminal-eu-west-1.prod.hydra.sophos.com", "live-terminal-eu-central-1.prod.hydra.sophos.com",
+		"live-terminal-us-west-2.prod.hydra.sophos.com", "live-terminal-us-east-2.prod.hydra.sophos.com",
+		"live-terminal.stn100yul.ctr.sophos.com", "live-terminal.stn100syd.ctr.sophos.com",
+		"live-terminal.stn100hnd.ctr.sophos.com", "live-terminal.stn100gru.ctr.sophos.com",
+		"live-terminal.stn100bom.ctr.sophos.com",
+	} {
+		tests = append(tests, lookupCase{h, 443, h, ReasonNone})
+	}
 	checkLookups(t, m, tests)
+}
+
+// TestDefaultAdmitsThePage: with no config, every entry of the embedded
+// catalog whose groups are on by default is admitted, by name, on each of
+// its ports, and refused by none of the policy's reasons: a zero-config
+// egressgate admits the page as published.
+func TestDefaultAdmitsThePage(t *testing.T) {
+	rs, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Embedded(DefaultCatalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onByDefault := func(e *Entry) bool {
+		for _, g := range e.Groups {
+			if !g.Optional && (g.Section == nil || !g.Section.Optional) {
+				return true
+			}
+		}
+		return false
+	}
+	admitted, liveResponse := 0, 0
+	for _, e := range c.Entries {
+		if !onByDefault(e) {
+			continue
+		}
+		host := e.Pattern
+		switch e.Kind {
+		case KindWildcard:
+			host = "a" + e.Pattern[1:]
+		case KindGlob, KindCIDR:
+			t.Fatalf("%s: a %s entry in a default section; derive a host for it here", e.Pattern, e.Kind)
+		}
+		for _, port := range e.Ports {
+			v := rs.Matcher.Lookup(host, port)
+			if !v.Allow || v.Entry == nil || v.Entry.Pattern != e.Pattern {
+				got := ""
+				if v.Entry != nil {
+					got = v.Entry.Pattern
+				}
+				t.Errorf("Lookup(%s, %d) = %t %q by %q; want admitted by its own entry", host, port, v.Allow, v.Reason, got)
+			}
+		}
+		admitted++
+		if e.LiveResponse {
+			liveResponse++
+		}
+	}
+	for _, e := range rs.Matcher.Entries() {
+		if e.Deny != ReasonNone {
+			t.Errorf("%s: refused (%s) by the built-in default policy", e.Pattern, e.Deny)
+		}
+	}
+	if n := len(rs.Matcher.Entries()); liveResponse != 9 || admitted != n {
+		t.Errorf("%d entries on by default, %d of them Live Response hosts; want the matcher's %d, 9 of them Live Response hosts", admitted, liveResponse, n)
+	}
 }
 
 // TestLookupAllocs pins the zero-allocation paths of Lookup.

@@ -24,99 +24,6 @@ const (
 // defaultPorts apply to an entry whose groups name none.
 var defaultPorts = []uint16{443}
 
-// The YAML schema. Field names here are the documented keys.
-type catalogFile struct {
-	Catalog  string        `yaml:"catalog"`
-	Title    string        `yaml:"title"`
-	Source   string        `yaml:"source"`
-	Licenses []licenseFile `yaml:"licenses"`
-	Sections []sectionFile `yaml:"sections"`
-	Groups   []groupFile   `yaml:"groups"`
-	Entries  []entryFile   `yaml:"entries"`
-}
-
-type licenseFile struct {
-	ID   string `yaml:"id"`
-	Name string `yaml:"name"`
-	line int
-}
-
-type sectionFile struct {
-	ID             string   `yaml:"id"`
-	Title          string   `yaml:"title"`
-	Optional       bool     `yaml:"optional"`
-	Licenses       []string `yaml:"licenses"`
-	NeedsWildcards string   `yaml:"needs_wildcards"`
-	Notes          []string `yaml:"notes"`
-	line           int
-}
-
-type groupFile struct {
-	ID       string   `yaml:"id"`
-	Title    string   `yaml:"title"`
-	Section  string   `yaml:"section"`
-	Optional bool     `yaml:"optional"`
-	Ports    []int    `yaml:"ports"`
-	Licenses []string `yaml:"licenses"`
-	Notes    []string `yaml:"notes"`
-	line     int
-}
-
-type entryFile struct {
-	Pattern  string   `yaml:"pattern"`
-	Groups   []string `yaml:"groups"`
-	OS       []string `yaml:"os"`
-	Ports    []int    `yaml:"ports"`
-	Licenses []string `yaml:"licenses"`
-	Region   string   `yaml:"region"`
-	Example  bool     `yaml:"example"`
-	// LiveResponse marks a host of Live Response, admitted only where it
-	// is on and never from an excluded device.
-	LiveResponse bool     `yaml:"live_response"`
-	Notes        []string `yaml:"notes"`
-	line         int
-	// lines of individual fields, for errors that name one
-	fieldLine map[string]int
-}
-
-func (l *licenseFile) UnmarshalYAML(n *yaml.Node) error {
-	l.line = n.Line
-	_, err := decodeStrict(n, l, "license")
-	return err
-}
-
-func (s *sectionFile) UnmarshalYAML(n *yaml.Node) error {
-	s.line = n.Line
-	_, err := decodeStrict(n, s, "section")
-	return err
-}
-
-func (g *groupFile) UnmarshalYAML(n *yaml.Node) error {
-	g.line = n.Line
-	_, err := decodeStrict(n, g, "group")
-	return err
-}
-
-func (e *entryFile) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind == yaml.ScalarNode { // "- central.sophos.com" is short for "- pattern: ..."
-		e.line = n.Line
-		e.Pattern = n.Value
-		return nil
-	}
-	e.line = n.Line
-	lines, err := decodeStrict(n, e, "entry")
-	e.fieldLine = lines
-	return err
-}
-
-// lineOf returns the line of field in the entry, or the entry's own line.
-func (e *entryFile) lineOf(field string) int {
-	if l := e.fieldLine[field]; l != 0 {
-		return l
-	}
-	return e.line
-}
-
 // decodeStrict decodes a mapping node into out (a pointer to a struct),
 // rejecting keys that out has no field for. yaml.v3 does not carry
 // KnownFields into custom unmarshalers, so the check is done here. It
@@ -183,7 +90,7 @@ var (
 // yamlTypeNames says where a struct sits in the files, for messages.
 var yamlTypeNames = map[string]string{
 	"Config": "the config", "Policy": "policy", "Listeners": "listeners", "CatalogRef": "catalogs",
-	"catalogFile": "the catalog",
+	"CatalogFile": "the catalog",
 }
 
 // yamlMessage rewrites yaml.v3's wording for unknown keys.
@@ -259,7 +166,7 @@ func defaultCatalogName(path string) string {
 
 // ParseYAML parses a catalog in the YAML schema.
 func ParseYAML(path string, data []byte) (*Catalog, error) {
-	var f catalogFile
+	var f CatalogFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
@@ -268,15 +175,21 @@ func ParseYAML(path string, data []byte) (*Catalog, error) {
 		}
 		return nil, yamlError(path, err)
 	}
+	var more yaml.Node
+	if err := dec.Decode(&more); err == nil {
+		return nil, Pos{File: path, Line: more.Line}.Errorf("a second YAML document: a catalog file holds one catalog; save each catalog in a file of its own")
+	}
 	if f.Catalog == "" {
 		f.Catalog = defaultCatalogName(path)
 	}
-	return buildCatalog(path, &f)
+	return f.Build(path)
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
-func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
+// Build checks a catalog in the YAML schema and builds it; path is where
+// it came from, for errors and Catalog.Path.
+func (f *CatalogFile) Build(path string) (*Catalog, error) {
 	at := func(line int) Pos { return Pos{path, line} }
 	if !idRE.MatchString(f.Catalog) {
 		return nil, at(1).Errorf("catalog: name %q must be lower case letters, digits, '.', '_' or '-'", f.Catalog)
@@ -288,10 +201,10 @@ func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
 	licenses := map[string]bool{}
 	for _, l := range f.Licenses {
 		if !idRE.MatchString(l.ID) {
-			return nil, at(l.line).Errorf("licenses: id %q must be lower case letters, digits, '.', '_' or '-'", l.ID)
+			return nil, at(l.Line).Errorf("licenses: id %q must be lower case letters, digits, '.', '_' or '-'", l.ID)
 		}
 		if licenses[l.ID] {
-			return nil, at(l.line).Errorf("licenses: id %q defined twice", l.ID)
+			return nil, at(l.Line).Errorf("licenses: id %q defined twice", l.ID)
 		}
 		licenses[l.ID] = true
 		c.Licenses = append(c.Licenses, License{ID: l.ID, Name: l.Name})
@@ -307,39 +220,39 @@ func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
 	sections := map[string]*Section{}
 	for _, s := range f.Sections {
 		if !idRE.MatchString(s.ID) {
-			return nil, at(s.line).Errorf("sections: id %q must be lower case letters, digits, '.', '_' or '-'", s.ID)
+			return nil, at(s.Line).Errorf("sections: id %q must be lower case letters, digits, '.', '_' or '-'", s.ID)
 		}
 		if sections[s.ID] != nil {
-			return nil, at(s.line).Errorf("sections: id %q defined twice", s.ID)
+			return nil, at(s.Line).Errorf("sections: id %q defined twice", s.ID)
 		}
-		if err := checkLicenses(s.line, s.Licenses); err != nil {
+		if err := checkLicenses(s.Line, s.Licenses); err != nil {
 			return nil, err
 		}
 		sec := &Section{ID: s.ID, Title: s.Title, Optional: s.Optional, Licenses: s.Licenses,
-			NeedsWildcards: s.NeedsWildcards, Notes: s.Notes, Pos: at(s.line)}
+			NeedsWildcards: s.NeedsWildcards, Notes: s.Notes, Pos: at(s.Line)}
 		sections[s.ID] = sec
 		c.Sections = append(c.Sections, sec)
 	}
 	groups := map[string]*Group{}
 	for _, g := range f.Groups {
 		if !idRE.MatchString(g.ID) {
-			return nil, at(g.line).Errorf("groups: id %q must be lower case letters, digits, '.', '_' or '-'", g.ID)
+			return nil, at(g.Line).Errorf("groups: id %q must be lower case letters, digits, '.', '_' or '-'", g.ID)
 		}
 		if groups[g.ID] != nil || sections[g.ID] != nil {
-			return nil, at(g.line).Errorf("groups: id %q defined twice (group and section IDs share one name space)", g.ID)
+			return nil, at(g.Line).Errorf("groups: id %q defined twice (group and section IDs share one name space)", g.ID)
 		}
-		ports, err := checkPorts(at(g.line), g.Ports)
+		ports, err := checkPorts(at(g.Line), g.Ports)
 		if err != nil {
 			return nil, err
 		}
-		if err := checkLicenses(g.line, g.Licenses); err != nil {
+		if err := checkLicenses(g.Line, g.Licenses); err != nil {
 			return nil, err
 		}
 		grp := &Group{ID: g.ID, Title: g.Title, Optional: g.Optional, Ports: ports,
-			Licenses: g.Licenses, Notes: g.Notes, Pos: at(g.line)}
+			Licenses: g.Licenses, Notes: g.Notes, Pos: at(g.Line)}
 		if g.Section != "" {
 			if grp.Section = sections[g.Section]; grp.Section == nil {
-				return nil, at(g.line).Errorf("section: %q is not defined in sections", g.Section)
+				return nil, at(g.Line).Errorf("section: %q is not defined in sections", g.Section)
 			}
 		}
 		groups[g.ID] = grp
@@ -348,7 +261,7 @@ func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
 	seen := map[string]int{}
 	for i := range f.Entries {
 		ef := &f.Entries[i]
-		pos := at(ef.line)
+		pos := at(ef.Line)
 		if ef.Pattern == "" {
 			return nil, pos.Errorf("pattern: missing")
 		}
@@ -359,7 +272,7 @@ func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
 		if prev, dup := seen[pattern]; dup {
 			return nil, at(ef.lineOf("pattern")).Errorf("pattern: %q already listed at line %d; list its groups and OSes on one entry", pattern, prev)
 		}
-		seen[pattern] = ef.line
+		seen[pattern] = ef.Line
 		e := &Entry{Pattern: pattern, Kind: kind, Prefix: pfx, Catalog: c.Name, Region: ef.Region,
 			Example: ef.Example, LiveResponse: ef.LiveResponse, Notes: ef.Notes, Pos: pos}
 		for _, id := range ef.Groups {
@@ -372,8 +285,8 @@ func buildCatalog(path string, f *catalogFile) (*Catalog, error) {
 			}
 		}
 		for _, o := range ef.OS {
-			if !slices.Contains(AllOS, o) {
-				return nil, at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS, ", "))
+			if !slices.Contains(AllOS(), o) {
+				return nil, at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS(), ", "))
 			}
 			if !slices.Contains(e.OS, o) {
 				e.OS = append(e.OS, o)
@@ -447,7 +360,7 @@ func entryLicensesFromGroups(groups []*Group) []string {
 // into one group named after the catalog. This is the format to paste a
 // vendor's list into.
 func ParseList(path, name string, data []byte) (*Catalog, error) {
-	f := catalogFile{Catalog: name, Groups: []groupFile{{ID: name, Title: "entries of " + filepath.Base(path), line: 1}}}
+	f := CatalogFile{Catalog: name, Groups: []GroupFile{{ID: name, Title: "entries of " + filepath.Base(path), Line: 1}}}
 	if !idRE.MatchString(name) {
 		return nil, Pos{File: path}.Errorf("catalog name %q (from the file name) must be lower case letters, digits, '.', '_' or '-'", name)
 	}
@@ -469,12 +382,12 @@ func ParseList(path, name string, data []byte) (*Catalog, error) {
 		if err != nil {
 			return nil, Pos{path, line}.Errorf("%w", err)
 		}
-		f.Entries = append(f.Entries, entryFile{Pattern: pattern, Groups: []string{name}, Ports: ports, line: line})
+		f.Entries = append(f.Entries, EntryFile{Pattern: pattern, Groups: []string{name}, Ports: ports, Line: line})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, Pos{File: path}.Errorf("reading: %w", err)
 	}
-	return buildCatalog(path, &f)
+	return f.Build(path)
 }
 
 // splitListPorts splits "host:443,80", "[2001:db8::1]:443" or

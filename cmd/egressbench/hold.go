@@ -11,8 +11,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -140,7 +138,10 @@ func openFDs(pid int) (int, error) {
 // measureHold opens n held tunnels in a fresh instance and measures it:
 // descriptors, RSS and kernel memory per tunnel, CPU at rest over
 // lim.HoldIdle, then tunnel rate and p99 with lim.HoldClients clients
-// while holding, against the same measured just before the hold.
+// while holding, against the same measured just before the hold. The held
+// tunnels' client ends are opened and kept by a child process of the
+// tool (holdChild), so that the process measuring the p99 holds only its
+// upstream's ends.
 func measureHold(ctx context.Context, cl *client, inst *instance, n int, lim limits) sample {
 	var s sample
 	if inst.pid <= 0 {
@@ -160,59 +161,20 @@ func measureHold(ctx context.Context, cl *client, inst *instance, n int, lim lim
 	k0 := readKernelMem()
 
 	start := time.Now()
-	var (
-		mu    sync.Mutex
-		open  []net.Conn
-		errs  errorTally
-		fails atomic.Int64
-		next  atomic.Int64
-		wg    sync.WaitGroup
-	)
-	defer func() {
-		for _, c := range open {
-			c.Close()
-		}
-	}()
-	for range 32 {
-		wg.Go(func() {
-			for ctx.Err() == nil && fails.Load() < holdFailLimit {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				c, err := cl.holdTunnel(ctx, holdSource(i))
-				if err != nil {
-					errs.add(err)
-					fails.Add(1)
-					continue
-				}
-				mu.Lock()
-				open = append(open, c)
-				mu.Unlock()
-			}
-		})
+	h, err := startHoldChild(ctx, cl, n)
+	if err != nil {
+		s.Errors, s.FirstError = 1, err.Error()
+		return s
 	}
-	wg.Wait()
+	defer h.close()
 	s.Seconds = time.Since(start).Seconds()
-	s.Tunnels, s.Errors, s.FirstError = len(open), errs.n, errs.first
-	held := float64(len(open))
-	s.Held = ptr(held)
-	if len(open) == 0 {
+	s.Tunnels, s.Errors, s.FirstError = h.res.Held, h.res.Errors, h.res.First
+	s.Held = ptr(float64(h.res.Held))
+	if h.res.Held == 0 {
 		return s
 	}
 	time.Sleep(time.Second) // let the proxy finish what follows the first bytes
-
-	if fd1, err := openFDs(inst.pid); err == nil {
-		s.FDsPerHeld = ptr(float64(fd1-fd0) / held)
-	}
-	if rss1, err := rssBytes(inst.pid); err == nil && rss0 > 0 {
-		s.RSSPerHeldKiB = ptr(float64(rss1-rss0) / held / 1024)
-	}
-	k1 := readKernelMem()
-	s.KernelTCPKiBPerHeld = ptr(float64((k1.tcpPages-k0.tcpPages)*int64(os.Getpagesize())) / held / 1024)
-	if k0.slab >= 0 && k1.slab >= 0 {
-		s.SlabKiBPerHeld = ptr(float64(k1.slab-k0.slab) / held / 1024)
-	}
+	holdCost(&s, inst.pid, fd0, rss0, k0)
 
 	cpu := startCPU(inst.pid)
 	idleStart := time.Now()
@@ -236,6 +198,23 @@ func measureHold(ctx context.Context, cl *client, inst *instance, n int, lim lim
 		s.Errors, s.FirstError = during.Errors, "rate while holding: "+during.FirstError
 	}
 	return s
+}
+
+// holdCost fills in what each of s.Held tunnels costs process pid and the
+// kernel, from the counts taken before they were opened.
+func holdCost(s *sample, pid, fd0 int, rss0 int64, k0 kernelMem) {
+	held := *s.Held
+	if fd1, err := openFDs(pid); err == nil {
+		s.FDsPerHeld = ptr(float64(fd1-fd0) / held)
+	}
+	if rss1, err := rssBytes(pid); err == nil && rss0 > 0 {
+		s.RSSPerHeldKiB = ptr(float64(rss1-rss0) / held / 1024)
+	}
+	k1 := readKernelMem()
+	s.KernelTCPKiBPerHeld = ptr(float64((k1.tcpPages-k0.tcpPages)*int64(os.Getpagesize())) / held / 1024)
+	if k0.slab >= 0 && k1.slab >= 0 {
+		s.SlabKiBPerHeld = ptr(float64(k1.slab-k0.slab) / held / 1024)
+	}
 }
 
 // holdHelloFor is a recorded ClientHello for host that asks the upstream

@@ -1,26 +1,28 @@
 // Command egressbench measures CONNECT proxies on loopback: egressgate
 // against Squid, against an unfiltered goproxy (the reference: what a Go
-// proxy that splices its tunnels and checks nothing does on the same
-// machine, see ./baseline), and all against no proxy at all (direct, the
-// limit).
+// proxy built on an HTTP library does on the same machine, see
+// ./baseline), against the bare CONNECT-and-splice loop (raw, the limit:
+// see raw.go), and all against no proxy at all (direct).
 //
 // Every tunnel is what a real client does: TCP connect, CONNECT, a real
-// TLS ClientHello (recorded once and replayed by default, so that the tool's
-// crypto does not cap the rate; --handshake full for real handshakes) to the
-// tool's own upstream, a short reply, close. The hold scenario keeps
-// thousands of tunnels open at once and measures the proxy holding them:
-// descriptors, memory, kernel memory, CPU at rest, and the rate meanwhile. It reports tunnels per second at 1, 16 and 128 concurrent clients
-// with p50/p99 CONNECT latency, bulk MB/s through one and eight tunnels in
-// each direction, the proxy's CPU seconds per 1,000 tunnels and per GiB
+// TLS ClientHello (recorded once and replayed by default, so that the
+// tool's crypto does not cap the rate; --handshake full for real
+// handshakes) to the tool's own upstream, a short reply, close. It reports
+// tunnels per second at 1, 16 and 128 concurrent clients with p50/p99
+// CONNECT latency, bulk MB/s through one and eight tunnels in each
+// direction, the proxy's CPU seconds per 1,000 tunnels and per GiB
 // (/proc/PID/stat), and its RSS per idle tunnel with thousands open
-// (/proc/PID/status). Targets are measured interleaved, round by round, and
-// the report gives medians, the ratios egressgate/Squid, egressgate/direct
-// and egressgate/goproxy, and PASS/MISS against the targets of issue 6
-// beside what goproxy scores on the same checks.
+// (/proc/PID/status). The hold scenario keeps thousands of tunnels open at
+// once, opened by a child process of the tool, and measures the proxy
+// holding them: descriptors, memory, kernel memory, CPU at rest, and the
+// rate and p99 meanwhile. Targets are measured interleaved, round by
+// round, and the report gives medians, the ratios of the subject to each
+// other target, and PASS/MISS against the project's targets beside what
+// the reference scores on the same checks.
 //
 // Usage:
 //
-//	egressbench [--quick] [--rounds 3] [--targets direct,egressgate,squid,goproxy] [--json FILE]
+//	egressbench [--quick] [--rounds 3] [--targets direct,raw,egressgate,squid,goproxy] [--json FILE]
 //
 // "make bench" runs it with Squid installed. Traffic stays on loopback.
 package main
@@ -47,6 +49,9 @@ import (
 const benchHost = "bench.example.org"
 
 func main() {
+	if code, ok := runChild(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
@@ -90,7 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every scenario on every target")
 	fs.BoolVar(&o.quick, "quick", false, "short phases, 2 rounds, fewer idle and held tunnels: a run of about a minute")
-	targets := fs.String("targets", "direct,egressgate,squid,goproxy", "targets to measure, in order: direct, egressgate, squid, goproxy (unfiltered reference), and names given with --external")
+	targets := fs.String("targets", "direct,raw,egressgate,squid,goproxy", "targets to measure, in order: direct, raw (the bare CONNECT-and-splice loop, the limit), egressgate, squid, goproxy (unfiltered reference), and names given with --external")
 	fs.Func("external", "a running proxy to measure too: `name=host:port[,pid=N]` (repeatable; without pid no CPU or RSS)", func(s string) error {
 		e, err := parseExternal(s)
 		if err == nil {
@@ -133,39 +138,53 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.quick {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["rate-time"] {
-			o.lim.RateTime = 500 * time.Millisecond
-		}
-		if !set["bulk-time"] {
-			o.lim.BulkTime = 500 * time.Millisecond
-		}
-		if !set["idle"] {
-			o.lim.IdleTunnel = 500
-		}
-		if !set["hold"] {
-			o.lim.HoldTunnels = 1000
-		}
-		if !set["hold-idle"] {
-			o.lim.HoldIdle = 2 * time.Second
-		}
-		if !set["rounds"] {
-			o.rounds = 2
-		}
-		if !set["settle"] {
-			o.lim.Settle = 150 * time.Millisecond
-		}
+		o.quickDefaults(set)
 	}
-	switch *handshake {
+	if err := o.finish(*handshake, *targets, *only, *clients, *bulk, *bulkMiB); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// quickDefaults shortens what --quick shortens, unless set on the command
+// line (set).
+func (o *options) quickDefaults(set map[string]bool) {
+	if !set["rate-time"] {
+		o.lim.RateTime = 500 * time.Millisecond
+	}
+	if !set["bulk-time"] {
+		o.lim.BulkTime = 500 * time.Millisecond
+	}
+	if !set["idle"] {
+		o.lim.IdleTunnel = 500
+	}
+	if !set["hold"] {
+		o.lim.HoldTunnels = 1000
+	}
+	if !set["hold-idle"] {
+		o.lim.HoldIdle = 2 * time.Second
+	}
+	if !set["rounds"] {
+		o.rounds = 2
+	}
+	if !set["settle"] {
+		o.lim.Settle = 150 * time.Millisecond
+	}
+}
+
+// finish turns the flags that are lists and choices into options.
+func (o *options) finish(handshake, targets, only, clients, bulk string, bulkMiB int64) error {
+	switch handshake {
 	case "full":
 	case "replay":
 		o.replay = true
 	default:
-		return nil, fmt.Errorf("--handshake %q: want full or replay", *handshake)
+		return fmt.Errorf("--handshake %q: want full or replay", handshake)
 	}
-	o.lim.BulkMax = *bulkMiB << 20
-	o.targets = strings.Split(*targets, ",")
-	if *only != "" {
-		o.only = strings.Split(*only, ",")
+	o.lim.BulkMax = bulkMiB << 20
+	o.targets = strings.Split(targets, ",")
+	if only != "" {
+		o.only = strings.Split(only, ",")
 	}
 	for _, e := range o.external {
 		if !slices.Contains(o.targets, e.name) {
@@ -173,16 +192,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 	}
 	var err error
-	if o.clients, err = parseInts(*clients); err != nil {
-		return nil, fmt.Errorf("--clients: %w", err)
+	if o.clients, err = parseInts(clients); err != nil {
+		return fmt.Errorf("--clients: %w", err)
 	}
-	if o.bulkConns, err = parseInts(*bulk); err != nil {
-		return nil, fmt.Errorf("--bulk-tunnels: %w", err)
+	if o.bulkConns, err = parseInts(bulk); err != nil {
+		return fmt.Errorf("--bulk-tunnels: %w", err)
 	}
 	if o.rounds < 1 {
-		return nil, fmt.Errorf("--rounds %d: want at least 1", o.rounds)
+		return fmt.Errorf("--rounds %d: want at least 1", o.rounds)
 	}
-	return o, nil
+	return nil
 }
 
 func parseExternal(s string) (external, error) {
@@ -264,23 +283,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // bench sets up the upstream and the targets and runs every round.
 func bench(ctx context.Context, o *options, progress io.Writer) (*report, error) {
-	nofile, err := raiseFileLimit()
-	if err != nil {
+	if err := checkFileLimit(o); err != nil {
 		return nil, err
-	}
-	if need := uint64(4*o.lim.IdleTunnel + 1000); nofile < need {
-		return nil, fmt.Errorf("open-file limit %d is below the %d that %d idle tunnels need; lower --idle", nofile, need, o.lim.IdleTunnel)
-	}
-	// Held tunnels cost the tool two descriptors each (client and
-	// upstream end); the proxy, a process of its own, has its own limit.
-	if need := uint64(2*o.lim.HoldTunnels + 1000); nofile < need {
-		return nil, fmt.Errorf("open-file limit %d is below the %d that %d held tunnels need in the tool; lower --hold", nofile, need, o.lim.HoldTunnels)
-	}
-	if o.lim.HoldTunnels > 250*256 {
-		return nil, fmt.Errorf("--hold %d: at most %d (one source address each in 127.1.0.0/16)", o.lim.HoldTunnels, 250*256)
 	}
 	dir := o.workDir
 	if dir == "" {
+		var err error
 		if dir, err = os.MkdirTemp("", "egressbench-"); err != nil {
 			return nil, err
 		}
@@ -293,7 +301,57 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 		return nil, err
 	}
 	defer up.close()
+	r, err := newReport(o)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := setUpTargets(o, dir, up, r.Env, progress)
+	defer func() {
+		for _, t := range targets {
+			if t.inst != nil && t.inst.stop != nil {
+				t.inst.stop()
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range targets {
+		fmt.Fprintf(progress, "warming up %s\n", t.name)
+		warm(ctx, t.client, t.inst)
+	}
+	if err := r.runRounds(ctx, targets, o, progress); err != nil {
+		return nil, err
+	}
+	r.summarize()
+	return r, nil
+}
 
+// checkFileLimit raises the tool's open-file limit and reports an error
+// if it is still too low for the idle and hold scenarios.
+func checkFileLimit(o *options) error {
+	nofile, err := raiseFileLimit()
+	if err != nil {
+		return err
+	}
+	if need := uint64(4*o.lim.IdleTunnel + 1000); nofile < need {
+		return fmt.Errorf("open-file limit %d is below the %d that %d idle tunnels need; lower --idle", nofile, need, o.lim.IdleTunnel)
+	}
+	// Held tunnels cost the tool one descriptor each (the upstream's
+	// end) and the holder, a child with the same limit, one (the
+	// client's); the proxy, a process of its own, has its own limit.
+	if need := uint64(o.lim.HoldTunnels + 1000); nofile < need {
+		return fmt.Errorf("open-file limit %d is below the %d that %d held tunnels need in the tool; lower --hold", nofile, need, o.lim.HoldTunnels)
+	}
+	if o.lim.HoldTunnels > 250*256 {
+		return fmt.Errorf("--hold %d: at most %d (one source address each in 127.1.0.0/16)", o.lim.HoldTunnels, 250*256)
+	}
+	return nil
+}
+
+// newReport is the run's report before any sample: where it runs, what
+// it compares, and the scenarios it measures.
+func newReport(o *options) (*report, error) {
 	r := &report{
 		Env:      environment(o),
 		Limits:   o.lim,
@@ -304,6 +362,9 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 	}
 	if slices.Contains(o.targets, o.reference) && o.reference != o.subject && o.reference != o.baseline {
 		r.Reference = o.reference
+	}
+	if slices.Contains(o.targets, "raw") && o.subject != "raw" {
+		r.Limit = "raw"
 	}
 	for _, n := range o.clients {
 		r.Scenarios = append(r.Scenarios, scenario{fmt.Sprintf("rate-%d", n), kindRate, n})
@@ -325,23 +386,12 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 			return nil, fmt.Errorf("--scenarios %q names none of the scenarios", strings.Join(o.only, ","))
 		}
 	}
+	return r, nil
+}
 
-	targets, err := setUpTargets(o, dir, up, r.Env, progress)
-	defer func() {
-		for _, t := range targets {
-			if t.inst != nil && t.inst.stop != nil {
-				t.inst.stop()
-			}
-		}
-	}()
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range targets {
-		fmt.Fprintf(progress, "warming up %s\n", t.name)
-		warm(ctx, t.client, t.inst)
-	}
-
+// runRounds measures every scenario on every target, round by round, and
+// adds the samples to r.
+func (r *report) runRounds(ctx context.Context, targets []*target, o *options, progress io.Writer) error {
 	for round := 1; round <= o.rounds; round++ {
 		for _, sc := range r.Scenarios {
 			if sc.Kind == kindHold && round > 1 {
@@ -353,17 +403,17 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 			for i := range targets {
 				t := targets[(i+round-1)%len(targets)]
 				if ctx.Err() != nil {
-					return nil, ctx.Err()
+					return ctx.Err()
 				}
 				s, err := measure(ctx, t, sc, o.lim)
 				if err != nil {
-					return nil, fmt.Errorf("round %d %s %s: %w", round, sc.Name, t.name, err)
+					return fmt.Errorf("round %d %s %s: %w", round, sc.Name, t.name, err)
 				}
 				s.Round, s.Scenario, s.Target = round, sc.Name, t.name
 				fmt.Fprintln(progress, s)
 				if t.inst.alive != nil {
 					if err := t.inst.alive(); err != nil {
-						return nil, err
+						return err
 					}
 				}
 				r.Samples = append(r.Samples, s)
@@ -373,68 +423,16 @@ func bench(ctx context.Context, o *options, progress io.Writer) (*report, error)
 			}
 		}
 	}
-	r.summarize()
-	return r, nil
+	return nil
 }
 
 // setUpTargets starts every proxy target once for the run.
 func setUpTargets(o *options, dir string, up *upstream, env map[string]string, progress io.Writer) ([]*target, error) {
 	var out []*target
 	for _, name := range o.targets {
-		t := &target{name: name}
-		switch name {
-		case "direct":
-			t.inst = &instance{}
-		case "egressgate":
-			bin := o.egBin
-			if bin == "" {
-				fmt.Fprintln(progress, "building egressgate")
-				var err error
-				if bin, err = buildEgressgate(dir); err != nil {
-					return out, err
-				}
-			}
-			eg, err := newEgressgate(bin, filepath.Join(dir, "egressgate"), o.egArgs, benchHost, up.port(), o.accessLog)
-			if err != nil {
-				return out, err
-			}
-			t.launch = eg.launch
-		case "squid":
-			bin, err := findSquid(o.squidBin)
-			if err != nil {
-				return out, err
-			}
-			if v, err := squidVersion(bin); err == nil {
-				env["squid"] = v
-			}
-			sq, err := newSquid(bin, filepath.Join(dir, "squid"), benchHost, up.port(), o.accessLog)
-			if err != nil {
-				return out, err
-			}
-			t.launch = sq.launch
-		case "goproxy":
-			bin := o.goproxyBin
-			if bin == "" {
-				fmt.Fprintln(progress, "building goproxy baseline")
-				var err error
-				if bin, err = buildGoproxy(dir); err != nil {
-					return out, err
-				}
-			}
-			if v, err := goproxyVersion(bin); err == nil {
-				env["goproxy"] = v
-			}
-			gp, err := newGoproxy(bin, filepath.Join(dir, "goproxy"), benchHost)
-			if err != nil {
-				return out, err
-			}
-			t.launch = gp.launch
-		default:
-			i := slices.IndexFunc(o.external, func(e external) bool { return e.name == name })
-			if i < 0 {
-				return out, fmt.Errorf("unknown target %q: want direct, egressgate, squid, goproxy or a name given with --external", name)
-			}
-			t.inst = &instance{addr: o.external[i].addr, pid: o.external[i].pid}
+		t, err := newTarget(o, name, dir, up.port(), env, progress)
+		if err != nil {
+			return out, err
 		}
 		if t.launch != nil {
 			fmt.Fprintf(progress, "starting %s\n", name)
@@ -460,6 +458,70 @@ func setUpTargets(o *options, dir string, up *upstream, env map[string]string, p
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// newTarget prepares target name: how to launch it, or the instance it
+// already is (direct, external proxies), building what must be built.
+// upPort is the upstream's port, which the proxies' allowlists name.
+func newTarget(o *options, name, dir string, upPort int, env map[string]string, progress io.Writer) (*target, error) {
+	t := &target{name: name}
+	switch name {
+	case "direct":
+		t.inst = &instance{}
+	case "raw":
+		t.launch = (&rawTarget{dir: filepath.Join(dir, "raw")}).launch
+	case "egressgate":
+		bin := o.egBin
+		if bin == "" {
+			fmt.Fprintln(progress, "building egressgate")
+			var err error
+			if bin, err = buildEgressgate(dir); err != nil {
+				return nil, err
+			}
+		}
+		eg, err := newEgressgate(bin, filepath.Join(dir, "egressgate"), o.egArgs, benchHost, upPort, o.accessLog)
+		if err != nil {
+			return nil, err
+		}
+		t.launch = eg.launch
+	case "squid":
+		bin, err := findSquid(o.squidBin)
+		if err != nil {
+			return nil, err
+		}
+		if v, err := squidVersion(bin); err == nil {
+			env["squid"] = v
+		}
+		sq, err := newSquid(bin, filepath.Join(dir, "squid"), benchHost, upPort, o.accessLog)
+		if err != nil {
+			return nil, err
+		}
+		t.launch = sq.launch
+	case "goproxy":
+		bin := o.goproxyBin
+		if bin == "" {
+			fmt.Fprintln(progress, "building goproxy baseline")
+			var err error
+			if bin, err = buildGoproxy(dir); err != nil {
+				return nil, err
+			}
+		}
+		if v, err := goproxyVersion(bin); err == nil {
+			env["goproxy"] = v
+		}
+		gp, err := newGoproxy(bin, filepath.Join(dir, "goproxy"), benchHost)
+		if err != nil {
+			return nil, err
+		}
+		t.launch = gp.launch
+	default:
+		i := slices.IndexFunc(o.external, func(e external) bool { return e.name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown target %q: want direct, raw, egressgate, squid, goproxy or a name given with --external", name)
+		}
+		t.inst = &instance{addr: o.external[i].addr, pid: o.external[i].pid}
+	}
+	return t, nil
 }
 
 // measure runs one scenario on one target.

@@ -194,3 +194,59 @@ func TestRunReplay(t *testing.T) {
 		t.Errorf("report has errors or does not say replay:\n%s", stdout.String())
 	}
 }
+
+// TestMain lets the test binary be the tool's own children, as the tool
+// re-executes itself for them (the raw loop).
+func TestMain(m *testing.M) {
+	if code, ok := runChild(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); ok {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// TestRunRaw measures the bare loop, started as a child process, beside a
+// proxy and checks that the report compares the proxy with it.
+func TestRunRaw(t *testing.T) {
+	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
+	t.Cleanup(proxy.Close)
+	args := []string{
+		"--targets", "raw",
+		"--external", fmt.Sprintf("mini=%s,pid=%d", proxy.Listener.Addr(), os.Getpid()),
+		"--subject", "mini", "--baseline", "direct", "--reference", "",
+		"--rounds", "1", "--scenarios", "rate-4", "--clients", "4",
+		"--rate-time", "200ms", "--settle", "10ms",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if code := run(ctx, args, &stdout, &stderr); code != 0 {
+		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
+	}
+	out := stdout.String()
+	if strings.Contains(out, "errors:") || !strings.Contains(out, "mini/raw") {
+		t.Errorf("report has errors or no mini/raw ratio:\n%s", out)
+	}
+}
+
+// TestRawTarget pins what the bare loop parses: a CONNECT to host:port,
+// nothing else.
+func TestRawTarget(t *testing.T) {
+	l := rawLoop{name: benchHost}
+	tests := []struct {
+		head string
+		want string
+		ok   bool
+	}{
+		{"CONNECT " + benchHost + ":443 HTTP/1.1\r\nHost: x", "127.0.0.1:443", true},
+		{"CONNECT 127.0.0.2:8443 HTTP/1.1", "127.0.0.2:8443", true},
+		{"GET / HTTP/1.1", "", false},
+		{"CONNECT " + benchHost + " HTTP/1.1", "", false},
+		{"CONNECT", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := l.target([]byte(tt.head))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("target(%q) = %q, %v; want %q, %v", tt.head, got, ok, tt.want, tt.ok)
+		}
+	}
+}

@@ -26,7 +26,10 @@ type report struct {
 	// Reference is a second proxy the subject is compared with (the
 	// unfiltered goproxy); "" when not measured. It is scored on the same
 	// checks, to show what this setup allows a proxy without policy.
-	Reference string        `json:"reference,omitempty"`
+	Reference string `json:"reference,omitempty"`
+	// Limit is the bare CONNECT-and-splice loop ("raw") when measured:
+	// what a Go proxy does here with no work of its own.
+	Limit     string        `json:"limit,omitempty"`
 	Scenarios []scenario    `json:"scenarios"`
 	Samples   []sample      `json:"samples"`
 	Rows      []row         `json:"rows"`
@@ -82,6 +85,10 @@ type row struct {
 	// proxy without policy reaches here.
 	RefVsBase   *float64 `json:"reference_vs_baseline,omitempty"`
 	RefVsDirect *float64 `json:"reference_vs_direct,omitempty"`
+	// VsLimit and RefVsLimit are the subject's and the reference's ratios
+	// to the bare loop.
+	VsLimit    *float64 `json:"ratio_vs_limit,omitempty"`
+	RefVsLimit *float64 `json:"reference_vs_limit,omitempty"`
 	// Ceiling is direct/baseline: on shared cores the client and upstream
 	// cost the same for every target, so no proxy, however cheap, beats
 	// the baseline on tunnel rate by more than direct does.
@@ -93,7 +100,7 @@ type check struct {
 	Issue    int     `json:"issue"` // the issue that set it
 	Metric   string  `json:"metric"`
 	Scenario string  `json:"scenario"`
-	Against  string  `json:"against"` // "baseline", "direct", "reference" or "" (absolute)
+	Against  string  `json:"against"` // "baseline", "direct", "reference", "limit" or "" (absolute)
 	Op       string  `json:"op"`      // ">=" or "<="
 	Bound    float64 `json:"bound"`
 }
@@ -113,7 +120,7 @@ type checkResult struct {
 	RefResult string   `json:"reference_result,omitempty"`
 }
 
-// checks are the targets of issues 6 and 12. The bound of "held
+// checks are the targets of issues 6, 12 and 22. The bound of "held
 // tunnels" is --hold, filled in by summarize.
 var checks = []check{
 	{6, "tunnels/s", "rate-1", "baseline", ">=", 1.0},
@@ -144,6 +151,15 @@ var checks = []check{
 	{12, "RSS KiB/held tunnel", "hold", "", "<=", 8},
 	{12, "idle CPU % of a core", "hold", "", "<=", 1},
 	{12, "p99 held/none", "hold", "", "<=", 1.5},
+	{22, "tunnels/s", "rate-16", "limit", ">=", 0.95},
+	{22, "tunnels/s", "rate-128", "limit", ">=", 0.95},
+	{22, "CPU s/1000 tunnels", "rate-16", "limit", "<=", 1.1},
+	{22, "CPU s/1000 tunnels", "rate-128", "limit", "<=", 1.1},
+	{22, "p50 CONNECT ms", "rate-16", "limit", "<=", 1.1},
+	{22, "p50 CONNECT ms", "rate-128", "limit", "<=", 1.1},
+	{22, "p99 CONNECT ms", "rate-16", "limit", "<=", 1.1},
+	{22, "p99 CONNECT ms", "rate-128", "limit", "<=", 1.1},
+	{22, "RSS KiB/held tunnel", "hold", "", "<=", 7},
 }
 
 // toolBound is how much faster than the fastest proxy direct must be for
@@ -173,6 +189,8 @@ func (r *report) summarize() {
 			rw.VsRef = median(r.ratios(sc.Name, r.Subject, r.Reference, m.get))
 			rw.RefVsBase = median(r.ratios(sc.Name, r.Reference, r.Baseline, m.get))
 			rw.RefVsDirect = median(r.ratios(sc.Name, r.Reference, "direct", m.get))
+			rw.VsLimit = median(r.ratios(sc.Name, r.Subject, r.Limit, m.get))
+			rw.RefVsLimit = median(r.ratios(sc.Name, r.Reference, r.Limit, m.get))
 			r.Rows = append(r.Rows, rw)
 		}
 	}
@@ -193,6 +211,8 @@ func (r *report) summarize() {
 				res.Value, res.Reference = rw.VsDirect, rw.RefVsDirect
 			case "reference":
 				res.Value = rw.VsRef
+			case "limit":
+				res.Value, res.Reference = rw.VsLimit, rw.RefVsLimit
 			default:
 				res.Value = rw.Median[r.Subject]
 				if r.Reference != "" {
@@ -289,87 +309,15 @@ func median(vs []float64) *float64 {
 
 // print writes the tables for people.
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "\negressbench: %d round(s), medians over rounds; ratios are medians of per-round ratios\n", r.Rounds)
-	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "goproxy", "egressgate", "handshake"} {
-		if v, ok := r.Env[k]; ok {
-			fmt.Fprintf(w, "  %-10s %s\n", k+":", v)
-		}
-	}
-	fmt.Fprintln(w, "  note:      client, upstream and proxy share the same cores; the client's and the")
-	fmt.Fprintln(w, "             upstream's CPU (with --handshake full, TLS handshakes too) is the same for every target.")
-	fmt.Fprintln(w, "             CPU and RSS are the proxy process's own (/proc/PID); direct has none;")
-	fmt.Fprintln(w, "             \"tool CPU\" is the client's and upstream's, for scale. A proxy's tunnel")
-	fmt.Fprintf(w, "             rate cannot beat %s's by more than direct does (shown as direct/%s).\n", r.Baseline, r.Baseline)
-	fmt.Fprintln(w)
-
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	header := []string{"metric", "scenario"}
-	header = append(header, r.Targets...)
-	vsBase := r.Subject + "/" + r.Baseline
-	vsDirect := r.Subject + "/direct"
-	header = append(header, vsBase, vsDirect)
-	vsRef, refVsBase := "", ""
-	if r.Reference != "" {
-		vsRef = r.Subject + "/" + r.Reference
-		refVsBase = r.Reference + "/" + r.Baseline
-		header = append(header, vsRef, refVsBase)
-	}
-	header = append(header, "")
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
-	for _, rw := range r.Rows {
-		cells := []string{rw.Metric, rw.Scenario}
-		for _, t := range r.Targets {
-			cells = append(cells, fmtNum(rw.Median[t]))
-		}
-		cells = append(cells, fmtRatio(rw.VsBase), fmtRatio(rw.VsDirect))
-		if r.Reference != "" {
-			cells = append(cells, fmtRatio(rw.VsRef), fmtRatio(rw.RefVsBase))
-		}
-		cells = append(cells, "")
-		fmt.Fprintln(tw, strings.Join(cells, "\t"))
-	}
-	tw.Flush()
-
-	fmt.Fprintf(w, "\ntargets for %s (issues 6 and 12):\n", r.Subject)
-	if r.Reference != "" {
-		fmt.Fprintf(w, "  (last columns: %s, unfiltered, scored on the same check)\n", r.Reference)
-	}
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	for _, c := range r.Checks {
-		what := fmt.Sprintf("%s %s", c.Metric, c.Scenario)
-		var cond string
-		switch c.Against {
-		case "baseline":
-			cond = fmt.Sprintf("%s %s %.2f", vsBase, c.Op, c.Bound)
-		case "direct":
-			cond = fmt.Sprintf("%s %s %.2f", vsDirect, c.Op, c.Bound)
-		case "reference":
-			cond = fmt.Sprintf("%s %s %.2f", vsRef, c.Op, c.Bound)
-		default:
-			cond = fmt.Sprintf("%s %s %g", r.Subject, c.Op, c.Bound)
-		}
-		ceiling := ""
-		if c.Ceiling != nil && c.Metric == "tunnels/s" {
-			ceiling = fmt.Sprintf("(direct/%s %.2f)", r.Baseline, *c.Ceiling)
-		}
-		ref := ""
-		if r.Reference != "" {
-			ref = fmt.Sprintf("\t%s: %s\t%s", r.Reference, fmtNum(c.Reference), c.RefResult)
-		}
-		if c.Against == "reference" {
-			ref = ""
-		}
-		fmt.Fprintf(tw, "  #%d %s\t%s\t%s\t%s\t%s%s\n", c.Issue, what, cond, fmtNum(c.Value), c.Result, ceiling, ref)
-	}
-	tw.Flush()
-
+	r.printHeader(w)
+	r.printRows(w)
+	r.printChecks(w)
 	if len(r.Warnings) > 0 {
 		fmt.Fprintln(w, "\nwarnings:")
 		for _, l := range r.Warnings {
 			fmt.Fprintln(w, "  "+l)
 		}
 	}
-
 	var errLines []string
 	for _, s := range r.Samples {
 		if s.Errors > 0 {
@@ -381,6 +329,115 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintln(w, "\nerrors:")
 		fmt.Fprintln(w, strings.Join(errLines, "\n"))
 	}
+}
+
+// printHeader writes where the run ran and how to read it.
+func (r *report) printHeader(w io.Writer) {
+	fmt.Fprintf(w, "\negressbench: %d round(s), medians over rounds; ratios are medians of per-round ratios\n", r.Rounds)
+	for _, k := range []string{"date", "host", "cpu", "cores", "kernel", "go", "squid", "goproxy", "egressgate", "handshake"} {
+		if v, ok := r.Env[k]; ok {
+			fmt.Fprintf(w, "  %-10s %s\n", k+":", v)
+		}
+	}
+	fmt.Fprintln(w, "  note:      client, upstream and proxy share the same cores; the client's and the")
+	fmt.Fprintln(w, "             upstream's CPU (with --handshake full, TLS handshakes too) is the same for every target.")
+	fmt.Fprintln(w, "             CPU and RSS are the proxy process's own (/proc/PID); direct has none;")
+	fmt.Fprintln(w, "             \"tool CPU\" is the client's and upstream's, for scale. A proxy's tunnel")
+	fmt.Fprintf(w, "             rate cannot beat %s's by more than direct does (shown as direct/%s).\n", r.Baseline, r.Baseline)
+	if r.Limit != "" {
+		fmt.Fprintf(w, "             %s is the bare CONNECT-and-splice loop: no policy, no SNI check, no metrics.\n", r.Limit)
+	}
+	fmt.Fprintln(w)
+}
+
+// ratioNames are the column heads of the ratios: subject/baseline,
+// subject/direct, and where measured subject/reference,
+// reference/baseline, subject/limit and reference/limit.
+func (r *report) ratioNames() (vsBase, vsDirect, vsRef, refVsBase, vsLimit, refVsLimit string) {
+	vsBase = r.Subject + "/" + r.Baseline
+	vsDirect = r.Subject + "/direct"
+	if r.Reference != "" {
+		vsRef = r.Subject + "/" + r.Reference
+		refVsBase = r.Reference + "/" + r.Baseline
+	}
+	if r.Limit != "" {
+		vsLimit = r.Subject + "/" + r.Limit
+		if r.Reference != "" {
+			refVsLimit = r.Reference + "/" + r.Limit
+		}
+	}
+	return
+}
+
+// printRows writes the medians and ratios, one row per metric and
+// scenario.
+func (r *report) printRows(w io.Writer) {
+	vsBase, vsDirect, vsRef, refVsBase, vsLimit, refVsLimit := r.ratioNames()
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := append([]string{"metric", "scenario"}, r.Targets...)
+	header = append(header, vsBase, vsDirect)
+	for _, h := range []string{vsRef, refVsBase, vsLimit, refVsLimit} {
+		if h != "" {
+			header = append(header, h)
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(append(header, ""), "\t"))
+	for _, rw := range r.Rows {
+		cells := []string{rw.Metric, rw.Scenario}
+		for _, t := range r.Targets {
+			cells = append(cells, fmtNum(rw.Median[t]))
+		}
+		cells = append(cells, fmtRatio(rw.VsBase), fmtRatio(rw.VsDirect))
+		if vsRef != "" {
+			cells = append(cells, fmtRatio(rw.VsRef), fmtRatio(rw.RefVsBase))
+		}
+		if vsLimit != "" {
+			cells = append(cells, fmtRatio(rw.VsLimit))
+		}
+		if refVsLimit != "" {
+			cells = append(cells, fmtRatio(rw.RefVsLimit))
+		}
+		fmt.Fprintln(tw, strings.Join(append(cells, ""), "\t"))
+	}
+	tw.Flush()
+}
+
+// printChecks writes each target, the subject's value and PASS or MISS,
+// and beside it the reference's.
+func (r *report) printChecks(w io.Writer) {
+	vsBase, vsDirect, vsRef, _, vsLimit, _ := r.ratioNames()
+	fmt.Fprintf(w, "\ntargets for %s (issues 6, 12 and 22):\n", r.Subject)
+	if r.Reference != "" {
+		fmt.Fprintf(w, "  (last columns: %s, unfiltered, scored on the same check)\n", r.Reference)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range r.Checks {
+		if c.Against == "limit" && vsLimit == "" {
+			continue
+		}
+		what := fmt.Sprintf("%s %s", c.Metric, c.Scenario)
+		cond := fmt.Sprintf("%s %s %g", r.Subject, c.Op, c.Bound)
+		switch c.Against {
+		case "baseline":
+			cond = fmt.Sprintf("%s %s %.2f", vsBase, c.Op, c.Bound)
+		case "direct":
+			cond = fmt.Sprintf("%s %s %.2f", vsDirect, c.Op, c.Bound)
+		case "reference":
+			cond = fmt.Sprintf("%s %s %.2f", vsRef, c.Op, c.Bound)
+		case "limit":
+			cond = fmt.Sprintf("%s %s %.2f", vsLimit, c.Op, c.Bound)
+		}
+		ceiling := ""
+		if c.Ceiling != nil && c.Metric == "tunnels/s" {
+			ceiling = fmt.Sprintf("(direct/%s %.2f)", r.Baseline, *c.Ceiling)
+		}
+		ref := ""
+		if r.Reference != "" && c.Against != "reference" {
+			ref = fmt.Sprintf("\t%s: %s\t%s", r.Reference, fmtNum(c.Reference), c.RefResult)
+		}
+		fmt.Fprintf(tw, "  #%d %s\t%s\t%s\t%s\t%s%s\n", c.Issue, what, cond, fmtNum(c.Value), c.Result, ceiling, ref)
+	}
+	tw.Flush()
 }
 
 func fmtNum(v *float64) string {

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/upkeep"
 )
 
 // runCatalogSub runs "catalog import" and "catalog diff"; ok is false when
@@ -25,33 +28,101 @@ func runCatalogSub(args []string, stdout, stderr io.Writer) (exit int, ok bool) 
 	return 0, false
 }
 
-// runCatalogImport reads a saved text copy of the vendor page and prints
-// the catalog YAML it gives.
+// pageFlags are the flags of the commands that read the vendor page.
+type pageFlags struct {
+	layout string        // --layout FILE: the importer's layout table
+	strict bool          // --strict: an unknown lead-in is an error
+	via    string        // --via PROXY: fetch an https:// page through it
+	wait   time.Duration // bound on fetching a page
+}
+
+func (pf *pageFlags) add(cl *commandLine) {
+	cl.StringVar(&pf.layout, "layout", "", "read the page with this layout `FILE` instead of the built-in one (see docs/catalog-upkeep.md)")
+	cl.BoolVar(&pf.strict, "strict", false, "fail on a host under a lead-in the layout does not know, instead of importing it unclassified")
+	cl.StringVar(&pf.via, "via", "", "fetch an https:// page through this HTTP `PROXY` (host:port or http://host:port)")
+	pf.wait = time.Minute
+}
+
+// options returns the import options the flags give.
+func (pf *pageFlags) options() (upkeep.Options, error) {
+	opts := upkeep.Options{Strict: pf.strict}
+	if pf.layout == "" {
+		return opts, nil
+	}
+	data, err := os.ReadFile(pf.layout)
+	if err != nil {
+		return opts, fmt.Errorf("--layout: %w", err)
+	}
+	opts.Layout, err = upkeep.ParseLayout(pf.layout, data)
+	return opts, err
+}
+
+// readPage returns the page at arg, a file or an https:// URL, as text.
+func (pf *pageFlags) readPage(arg string) ([]byte, error) {
+	if !isPageURL(arg) {
+		return os.ReadFile(arg)
+	}
+	client, err := upkeep.PageClient(pf.via)
+	if err != nil {
+		return nil, fmt.Errorf("--via: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pf.wait)
+	defer cancel()
+	return upkeep.FetchPage(ctx, client, arg)
+}
+
+// importPage imports the page at arg and warns on stderr of every host it
+// could not classify.
+func (pf *pageFlags) importPage(arg string, stderr io.Writer) (*rules.Catalog, error) {
+	opts, err := pf.options()
+	if err != nil {
+		return nil, err
+	}
+	data, err := pf.readPage(arg)
+	if err != nil {
+		return nil, err
+	}
+	c, unc, err := upkeep.ImportPage(arg, data, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range unc {
+		fmt.Fprintf(stderr, "%s:%d: warning: %q is listed under %q, a lead-in the importer does not know: imported into group %s (section %s, off unless enabled); teach the importer with --layout FILE\n",
+			arg, u.Line, u.Host, u.LeadIn, u.Group, upkeep.UnclassifiedSection)
+	}
+	return c, nil
+}
+
+func isPageURL(arg string) bool {
+	return strings.HasPrefix(arg, "https://") || strings.HasPrefix(arg, "http://")
+}
+
+// runCatalogImport reads the vendor page (a saved copy or its https://
+// URL) and prints the catalog YAML it gives.
 func runCatalogImport(args []string, stdout, stderr io.Writer) int {
-	fs := newCommandLine("catalog import", "egressgate catalog import PAGE.txt", `
-Reads a saved text copy of the vendor page and prints the catalog YAML it
-gives (see docs/catalog-upkeep.md).
+	cl := newCommandLine("catalog import", "egressgate catalog import [--layout FILE] [--strict] [--via PROXY] PAGE.txt|https://URL", `
+Reads the vendor page, a saved text copy or its https:// URL (HTML is
+reduced to its text), and prints the catalog YAML it gives, in the
+loader's schema (see docs/catalog-upkeep.md). A host under a lead-in the
+importer does not know is imported into a group named after the lead-in,
+in the optional section "unclassified", with a warning on stderr.
 
 exit status: 0 printed, 1 the page cannot be read or imported, 2 bad usage`)
-	pos, exit, ok := fs.parse(args, stdout, stderr)
+	var pf pageFlags
+	pf.add(cl)
+	pos, exit, ok := cl.parse(args, stdout, stderr)
 	if !ok {
 		return exit
 	}
 	if len(pos) != 1 {
-		return fs.fail(stderr, "want one PAGE.txt, got %d arguments", len(pos))
+		return cl.fail(stderr, "want one PAGE.txt or https:// URL, got %d arguments", len(pos))
 	}
-	path := pos[0]
-	data, err := os.ReadFile(path)
+	c, err := pf.importPage(pos[0], stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate catalog import: %v\n", err)
 		return 1
 	}
-	c, err := rules.ImportPage(path, data)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	out, err := rules.FormatYAML(c, "Sophos Central: domains and ports to allow, imported by \"egressgate catalog import\"\nfrom a saved copy of the vendor page; see docs/catalog-upkeep.md.")
+	out, err := rules.FormatYAML(c, "Sophos Central: domains and ports to allow, imported by \"egressgate catalog import\"\nfrom a copy of the vendor page; see docs/catalog-upkeep.md.")
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate catalog import: %v\n", err)
 		return 1
@@ -61,38 +132,43 @@ exit status: 0 printed, 1 the page cannot be read or imported, 2 bad usage`)
 }
 
 // runCatalogDiff prints the entries added, removed and changed from OLD
-// to NEW. Each is a catalog file (YAML or plain list), a saved copy of the
-// vendor page, or "embedded" for the built-in catalog. It exits 0 when
-// they are the same and 3 when they differ, like diff(1) with 1.
+// to NEW. It exits 0 when they are the same and 3 when they differ, like
+// diff(1) with 1.
 func runCatalogDiff(args []string, stdout, stderr io.Writer) int {
-	fs := newCommandLine("catalog diff", "egressgate catalog diff OLD NEW", `
+	cl := newCommandLine("catalog diff", "egressgate catalog diff [--notes] [--layout FILE] [--strict] [--via PROXY] OLD NEW", `
 Prints the entries added, removed and changed from OLD to NEW. OLD and NEW
 are each a catalog file (YAML or plain list), a saved copy of the vendor
-page, or "embedded" for the built-in catalog.
+page, its https:// URL, or "embedded" for the built-in catalog. Entries'
+notes are compared only with --notes: the page cannot say what a catalog
+notes by hand. A host the page lists under a lead-in the importer does not
+know is listed as added, with the lead-in and its line.
 
 exit status: 0 the same, 3 they differ, 1 one cannot be read, 2 bad usage`)
-	pos, exit, ok := fs.parse(args, stdout, stderr)
+	notes := cl.Bool("notes", false, "compare the entries' notes too")
+	var pf pageFlags
+	pf.add(cl)
+	pos, exit, ok := cl.parse(args, stdout, stderr)
 	if !ok {
 		return exit
 	}
 	if len(pos) != 2 {
-		return fs.fail(stderr, "want OLD and NEW (each a catalog file, a saved copy of the vendor page, or \"embedded\"), got %d arguments", len(pos))
+		return cl.fail(stderr, "want OLD and NEW (each a catalog file, a saved copy of the vendor page, its https:// URL, or \"embedded\"), got %d arguments", len(pos))
 	}
 	var cats [2]*rules.Catalog
 	for i := range cats {
-		c, err := readAnyCatalog(pos[i])
+		c, err := readAnyCatalog(pos[i], &pf, stderr)
 		if err != nil {
-			fmt.Fprintln(stderr, err)
+			fmt.Fprintf(stderr, "egressgate catalog diff: %v\n", err)
 			return 1
 		}
 		cats[i] = c
 	}
-	changes := rules.DiffCatalogs(cats[0], cats[1])
+	changes := upkeep.Diff(cats[0], cats[1], *notes)
 	n := rules.CountChanges(changes)
 	fmt.Fprintf(stdout, "# %s -> %s: %d added, %d removed, %d changed\n", cats[0].Path, cats[1].Path,
 		n[rules.ChangeAdded], n[rules.ChangeRemoved], n[rules.ChangeChanged])
 	for _, c := range changes {
-		fmt.Fprintln(stdout, c)
+		fmt.Fprintln(stdout, upkeep.Describe(c))
 	}
 	if len(changes) > 0 {
 		return 3
@@ -100,10 +176,10 @@ exit status: 0 the same, 3 they differ, 1 one cannot be read, 2 bad usage`)
 	return 0
 }
 
-// readAnyCatalog reads a catalog file, or imports a saved vendor page
-// (text with "•" bullets that is not YAML), or returns the embedded
-// catalog for "embedded" or "embedded:NAME".
-func readAnyCatalog(arg string) (*rules.Catalog, error) {
+// readAnyCatalog reads a catalog file, or imports the vendor page (an
+// https:// URL, or text with "•" bullets that is not YAML), or returns
+// the embedded catalog for "embedded" or "embedded:NAME".
+func readAnyCatalog(arg string, pf *pageFlags, stderr io.Writer) (*rules.Catalog, error) {
 	if name, ok := strings.CutPrefix(arg, "embedded"); ok && (name == "" || strings.HasPrefix(name, ":")) {
 		name = strings.TrimPrefix(name, ":")
 		if name == "" {
@@ -111,12 +187,15 @@ func readAnyCatalog(arg string) (*rules.Catalog, error) {
 		}
 		return rules.Embedded(name)
 	}
+	if isPageURL(arg) {
+		return pf.importPage(arg, stderr)
+	}
 	data, err := os.ReadFile(arg)
 	if err != nil {
-		return nil, fmt.Errorf("egressgate catalog diff: %w", err)
+		return nil, err
 	}
 	if looksLikePage(data) {
-		return rules.ImportPage(arg, data)
+		return pf.importPage(arg, stderr)
 	}
 	return rules.Parse(arg, data)
 }

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 
-	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
-// exportFormats are the --format values of "catalog" that feed other
-// enforcement points, besides list and yaml.
-var exportFormats = []string{"squid", "pac", "hosts", "json"}
+// exportFormats are the --format values of "catalog", each written by
+// rules/export from the same view of the estate's entries.
+var exportFormats = []string{"list", "yaml", "squid", "pac", "hosts", "json"}
 
 // exportOptions are the flags only some export formats use.
 type exportOptions struct {
@@ -19,46 +18,42 @@ type exportOptions struct {
 	pacFallback string // --pac-fallback: direct or proxy
 }
 
-// runCatalogExport writes the effective entries in format (one of
-// exportFormats) and returns the exit code; 2 for an unknown format.
-func runCatalogExport(format string, rs *rules.Ruleset, es *rules.Estate, opts exportOptions, stdout, stderr io.Writer) int {
+// runCatalogExport writes the view in format (one of exportFormats) and
+// returns the exit code; 2 for an unknown format or a missing flag.
+func runCatalogExport(format string, v *export.View, opts exportOptions, stdout, stderr io.Writer) int {
 	var err error
-	admitted, refused := splitRefused(es.Matcher.Entries())
 	switch format {
+	case "list":
+		err = export.WriteList(stdout, v)
+	case "yaml":
+		err = export.WriteYAML(stdout, v)
+	case "squid":
+		err = export.WriteSquid(stdout, v)
+	case "hosts":
+		err = export.WriteHosts(stdout, v)
+	case "json":
+		err = export.WriteJSON(stdout, v)
 	case "pac":
 		if opts.pacProxy == "" {
 			fmt.Fprintln(stderr, "egressgate catalog: --format pac needs --pac-proxy HOST:PORT, the address endpoints reach the proxy on")
 			return 2
 		}
-		fallback, ferr := rules.ParsePACFallback(opts.pacFallback)
+		proxyAddr, perr := parsePACProxy(opts.pacProxy)
+		if perr != nil {
+			fmt.Fprintf(stderr, "egressgate catalog: --pac-proxy %v\n", perr)
+			return 2
+		}
+		fallback, ferr := export.ParsePACFallback(opts.pacFallback)
 		if ferr != nil {
 			fmt.Fprintf(stderr, "egressgate catalog: --pac-fallback: %v\n", ferr)
 			return 2
 		}
 		var pac []byte
-		if pac, err = rules.PAC(es.Matcher, opts.pacProxy, fallback); err == nil {
+		if pac, err = export.PAC(v.Estate.Matcher, proxyAddr, fallback); err == nil {
 			_, err = stdout.Write(pac)
 		}
-	case "squid":
-		// The deny rules go after WriteSquid's header comments and
-		// before its first allow.
-		var b strings.Builder
-		if err = rules.WriteSquid(&b, admitted, "egressgate_", exportHeader(rs, es)); err == nil {
-			out := b.String()
-			head := 0
-			for head < len(out) && out[head] == '#' {
-				head += strings.IndexByte(out[head:], '\n') + 1
-			}
-			io.WriteString(stdout, out[:head])
-			writeSquidRefused(stdout, refused)
-			io.WriteString(stdout, out[head:])
-		}
-	case "hosts":
-		writeHosts(stdout, rs, es, admitted)
-	case "json":
-		err = writeJSON(stdout, rs, es)
 	default:
-		fmt.Fprintf(stderr, "egressgate catalog: --format %q is not list, yaml, %s\n", format, strings.Join(exportFormats, ", "))
+		fmt.Fprintf(stderr, "egressgate catalog: --format %q is not %s\n", format, strings.Join(exportFormats, ", "))
 		return 2
 	}
 	if err != nil {
@@ -66,144 +61,4 @@ func runCatalogExport(format string, rs *rules.Ruleset, es *rules.Estate, opts e
 		return 1
 	}
 	return 0
-}
-
-// splitRefused separates the entries an estate's policy admits from those
-// it refuses (licence, Live Response, region).
-func splitRefused(entries []*rules.Entry) (admitted, refused []*rules.Entry) {
-	for _, e := range entries {
-		if e.Deny == rules.ReasonNone {
-			admitted = append(admitted, e)
-		} else {
-			refused = append(refused, e)
-		}
-	}
-	return admitted, refused
-}
-
-// writeSquidRefused writes deny rules for the refused entries, to come
-// before the allow rules: in egressgate a refused named host beats the
-// wildcard that would admit it, and in Squid the first matching
-// http_access line wins.
-func writeSquidRefused(w io.Writer, refused []*rules.Entry) {
-	var names, res []string
-	for _, e := range refused {
-		switch e.Kind {
-		case rules.KindExact:
-			names = append(names, e.Pattern)
-		case rules.KindWildcard, rules.KindGlob:
-			res = append(res, rules.SquidRegex(e))
-		}
-	}
-	if len(names)+len(res) == 0 {
-		return
-	}
-	fmt.Fprintln(w, "# Refused by the estate's policy (licence, Live Response, region): denied before any allow.")
-	if len(names) > 0 {
-		fmt.Fprintf(w, "acl egressgate_refused_names dstdomain -n %s\nhttp_access deny egressgate_refused_names\n", strings.Join(names, " "))
-	}
-	if len(res) > 0 {
-		fmt.Fprintf(w, "acl egressgate_refused_patterns dstdom_regex -n -i %s\nhttp_access deny egressgate_refused_patterns\n", strings.Join(res, " "))
-	}
-}
-
-// exportHeader says what an export was made from.
-func exportHeader(rs *rules.Ruleset, es *rules.Estate) string {
-	src := rs.Config.Path
-	if src == "" {
-		src = "the built-in default"
-	}
-	pol := es.Policy
-	s := fmt.Sprintf("egressgate effective allowlist from %s: mode %s", src, pol.Mode)
-	if len(pol.OS) > 0 && len(pol.OS) < len(rules.AllOS) {
-		s += ", os " + strings.Join(pol.OS, ",")
-	}
-	if len(rs.Estates) > 1 || es.Index > 0 {
-		s += ", estate " + es.Name
-	}
-	return s + "\ngenerated by \"egressgate catalog\"; regenerate it when the catalog changes"
-}
-
-// writeHosts prints the concrete names, one per line, for DNS allowlists
-// and tools that take a list of names. Ports are not part of the format;
-// wildcard, glob and CIDR entries cannot be written as names and are
-// listed as comments.
-func writeHosts(w io.Writer, rs *rules.Ruleset, es *rules.Estate, admitted []*rules.Entry) {
-	for _, line := range strings.Split(exportHeader(rs, es), "\n") {
-		fmt.Fprintf(w, "# %s\n", line)
-	}
-	seen := map[string]bool{}
-	var skipped []*rules.Entry
-	for _, e := range admitted {
-		if e.Kind != rules.KindExact {
-			skipped = append(skipped, e)
-			continue
-		}
-		if !seen[e.Pattern] {
-			seen[e.Pattern] = true
-			fmt.Fprintln(w, e.Pattern)
-		}
-	}
-	if len(skipped) > 0 {
-		fmt.Fprintf(w, "# %d entries cannot be names in this format; allow them another way:\n", len(skipped))
-		for _, e := range skipped {
-			fmt.Fprintf(w, "#   %s (%s)\n", e.Pattern, e.Kind)
-		}
-	}
-}
-
-// jsonEntry is one effective entry in the json export.
-type jsonEntry struct {
-	Catalog  string   `json:"catalog"`
-	Pattern  string   `json:"pattern"`
-	Kind     string   `json:"kind"`
-	Ports    []uint16 `json:"ports"`
-	Groups   []string `json:"groups"`
-	Sections []string `json:"sections"`
-	OS       []string `json:"os"`
-	Licenses []string `json:"licenses"`
-	Region   string   `json:"region,omitempty"`
-	Example  bool     `json:"example,omitempty"`
-	// LiveResponse marks a Live Response host: admitted only while Live
-	// Response is on, and never from the estate's excluded devices.
-	LiveResponse bool     `json:"live_response,omitempty"`
-	Notes        []string `json:"notes,omitempty"`
-	// Refused is why the estate's policy refuses the entry; such an
-	// entry must be denied before any wildcard that covers it.
-	Refused string `json:"refused,omitempty"`
-	Source  string `json:"source"`
-}
-
-// writeJSON prints {"mode", "os", "entries": [...]} with every field of
-// each effective entry resolved; lists are [] rather than null.
-func writeJSON(w io.Writer, rs *rules.Ruleset, es *rules.Estate) error {
-	oses := es.Own.OS // as written: [] when every OS
-	if oses == nil {
-		oses = rs.Config.Policy.OS
-	}
-	out := struct {
-		Estate  string      `json:"estate"`
-		Mode    string      `json:"mode"`
-		OS      []string    `json:"os"`
-		Entries []jsonEntry `json:"entries"`
-	}{Estate: es.Name, Mode: es.Policy.Mode, OS: orEmpty(oses), Entries: []jsonEntry{}}
-	for _, e := range es.Matcher.Entries() {
-		je := jsonEntry{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(),
-			Ports: e.Ports, Groups: orEmpty(e.GroupIDs()), Sections: orEmpty(e.Sections()), OS: orEmpty(e.OS),
-			Licenses: orEmpty(e.Licenses), Region: e.Region, Example: e.Example, LiveResponse: e.LiveResponse, Notes: e.Notes, Source: e.Pos.String()}
-		if e.Deny != rules.ReasonNone {
-			je.Refused = e.Deny.String()
-		}
-		out.Entries = append(out.Entries, je)
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
-}
-
-func orEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

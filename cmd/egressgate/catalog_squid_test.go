@@ -18,10 +18,15 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// findTool returns the path of a command from PATH or /usr/sbin, or skips
-// the test naming the Debian package to install.
+// findTool returns the path of a program a test starts, from PATH or
+// /usr/sbin, or skips the test: under -short, which leaves out every test
+// that starts a real component, and when the program is not installed,
+// naming the Debian package (`make deps` installs it).
 func findTool(t *testing.T, name, pkg string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: not starting %s", name)
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}

@@ -28,16 +28,11 @@ collaborate) go to stderr.
 exit status: 0 the config loads, 1 it does not or an estate lacks a primary
 contact (FILE:LINE: message on stderr), 2 bad usage`)
 	config := cl.addConfig()
-	pos, exit, ok := cl.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
 	}
-	if len(pos) > 0 {
-		return cl.fail(stderr, "unexpected argument %q", pos[0])
-	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	writeSummary(stdout, rs)
@@ -125,7 +120,7 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	pol := rs.Config.Policy
 	oses := pol.OS
 	if len(oses) == 0 {
-		oses = rules.AllOS
+		oses = rules.AllOS()
 	}
 	src := rs.Config.Path
 	if src == "" {
@@ -171,10 +166,23 @@ func writeSummary(w io.Writer, rs *rules.Ruleset) {
 	}
 	fmt.Fprintf(w, "allowed: %s\n", rs.Matcher.Summary())
 	for _, e := range rs.Matcher.Entries() {
-		if e.Kind == rules.KindCIDR && !proxy.Dialable(e.Prefix.Addr(), nil) && !proxy.Dialable(lastAddr(e.Prefix), nil) {
+		if e.Kind == rules.KindCIDR && !serveDials(rs.Matcher, e, e.Prefix.Addr()) && !serveDials(rs.Matcher, e, lastAddr(e.Prefix)) {
 			fmt.Fprintf(w, "note: %s (%s) is in a private or reserved range: serve refuses it as private-destination unless --allow-dest lists it\n", e.Pattern, e.Pos)
 		}
 	}
+}
+
+// serveDials reports whether serve, without --allow-dest, would dial a,
+// an address of CIDR entry e: proxy.Admit's destination check, asked on
+// one of e's ports.
+func serveDials(m *rules.Matcher, e *rules.Entry, a netip.Addr) bool {
+	port := uint16(443)
+	if len(e.Ports) > 0 {
+		port = e.Ports[0]
+	}
+	es := rules.Estate{Name: rules.DefaultEstate, Matcher: m}
+	q := proxy.Query{Estate: &es, Host: a.String(), Port: port}
+	return proxy.Admit(proxy.Gate{}, q).Reason != rules.ReasonPrivateDestination
 }
 
 // lastAddr returns the highest address of p.

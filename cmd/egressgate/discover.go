@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/upkeep"
 )
 
 // discovered is one host and port found in the artefacts, with every
@@ -17,7 +18,7 @@ import (
 type discovered struct {
 	host  string
 	port  uint16
-	from  []rules.Found
+	from  []upkeep.Found
 	entry *rules.Entry // admitting entry; nil when denied
 	deny  rules.Reason
 }
@@ -44,9 +45,8 @@ exit status: 0 every host is admitted, 3 some are not, 1 an error, 2 bad usage`)
 	if len(artefacts) == 0 {
 		return fs.fail(stderr, "missing ARTEFACT: SophosCloudInstaller.log, SophosCloudConfig.plist, or saved output of sudo bash -x ./SophosSetup.sh")
 	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	exit = 0
@@ -60,7 +60,7 @@ exit status: 0 every host is admitted, 3 some are not, 1 an error, 2 bad usage`)
 			exit = 1
 			continue
 		}
-		found, err := rules.Discover(path, data)
+		found, err := upkeep.Discover(path, data)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			exit = 1
@@ -110,8 +110,8 @@ func writeDiscovered(w io.Writer, hosts []*discovered) (denied int) {
 		} else {
 			denied++
 			fmt.Fprintf(w, "%s:%d  DENIED (%s)\n", d.host, d.port, d.deny)
-			if ah, ok := rules.LooksLikeAccountHost(d.host); ok && d.deny == rules.ReasonNotInCatalog {
-				fmt.Fprintf(w, "  %s (%s)\n  add: %s\n", rules.AccountHostHint, ah.Role, ah.Line(d.host, d.port))
+			if ah, ok := upkeep.LooksLikeAccountHost(d.host); ok && d.deny == rules.ReasonNotInCatalog {
+				fmt.Fprintf(w, "  %s (%s)\n  add: %s\n", upkeep.AccountHostHint, ah.Role, ah.Line(d.host, d.port))
 			}
 		}
 		fmt.Fprintf(w, "  found in %s\n", foundIn(d.from))
@@ -122,7 +122,7 @@ func writeDiscovered(w io.Writer, hosts []*discovered) (denied int) {
 
 // foundIn lists where a host was named: "file:line (what)", repeats of one
 // file joined.
-func foundIn(from []rules.Found) string {
+func foundIn(from []upkeep.Found) string {
 	parts := make([]string, 0, len(from))
 	for _, f := range from {
 		parts = append(parts, fmt.Sprintf("%s (%s)", f.Pos, f.Where))
@@ -141,7 +141,7 @@ func overlayList(hosts []*discovered, files []string) []byte {
 	b.WriteString("# Layer it on the embedded catalog: catalogs: [{path: THIS-FILE, name: account-hosts}]\n")
 	var order []string
 	ports := map[string][]uint16{}
-	from := map[string][]rules.Found{}
+	from := map[string][]upkeep.Found{}
 	known := map[string]string{}
 	for _, d := range hosts {
 		if e := d.entry; e != nil && e.Kind == rules.KindExact {

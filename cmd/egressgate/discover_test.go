@@ -16,7 +16,7 @@ import (
 func TestDiscoverWrite(t *testing.T) {
 	dir := t.TempDir()
 	art := func(name string) string {
-		p, err := filepath.Abs(filepath.Join("..", "..", "rules", "testdata", "discover", name))
+		p, err := filepath.Abs(filepath.Join("..", "..", "rules", "upkeep", "testdata", "discover", name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -26,6 +27,13 @@ type explainResult struct {
 	Hints []explainHint `json:"hints,omitempty"`
 }
 
+// explainHint is a rules.PolicyHint as explain's JSON shows it.
+type explainHint struct {
+	What   string `json:"what"`
+	Rule   string `json:"rule"`
+	Config string `json:"config"`
+}
+
 type explainRule struct {
 	Catalog  string   `json:"catalog"`
 	Pattern  string   `json:"pattern"`
@@ -39,109 +47,156 @@ type explainRule struct {
 	Source   string   `json:"source"`
 }
 
-// runExplain prints whether HOST[:PORT] would be admitted and why. Exit 0
-// for allow, 1 for deny, 2 for bad input.
+// explainArgs is explain's command line, parsed.
+type explainArgs struct {
+	config    string
+	asJSON    bool
+	client    netip.Addr // invalid when --client is not given
+	user      string
+	clients   []netip.Prefix
+	allowDest []netip.Prefix
+	host      string
+	port      uint16
+}
+
+// runExplain prints whether HOST[:PORT] would be admitted and why, as
+// proxy.Admit decides it for serve. Exit 0 for allow, 1 for deny, 2 for
+// bad input.
 func runExplain(args []string, stdout, stderr io.Writer) int {
+	ea, exit, ok := parseExplain(args, stdout, stderr)
+	if !ok {
+		return exit
+	}
+	rs, ok := loadConfig(ea.config, stderr)
+	if !ok {
+		return 2
+	}
+	q := proxy.Query{Client: ea.client, Ruleset: rs, Host: ea.host, Port: ea.port}
+	if !ea.client.IsValid() {
+		q.Estate = rs.Estates[0]
+	}
+	if ea.user != "" {
+		if rs.Users == nil {
+			fmt.Fprintf(stderr, "egressgate explain: --user: the config has no auth section\n")
+			return 2
+		}
+		if q.Estate = rs.Users.EstateOf(ea.user); q.Estate == nil {
+			fmt.Fprintf(stderr, "egressgate explain: --user %q is not in the password file\n", ea.user)
+			return 2
+		}
+	}
+	gate := proxy.Gate{AllowDest: ea.allowDest}
+	if ea.client.IsValid() {
+		gate.Clients = ea.clients
+	}
+	a := proxy.Admit(gate, q)
+	res := explainResultOf(rs, ea, a)
+	if ea.asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		writeExplain(stdout, &res, len(rs.Estates) > 1 || ea.client.IsValid() || ea.user != "")
+	}
+	switch a.Reason {
+	case rules.ReasonNone:
+		return 0
+	case rules.ReasonInvalidHost:
+		return 2
+	}
+	return 1
+}
+
+// parseExplain parses explain's command line; false with the exit status
+// when there is nothing to explain (help, or bad usage).
+func parseExplain(args []string, stdout, stderr io.Writer) (explainArgs, int, bool) {
 	cl := newCommandLine("explain", "egressgate explain [--config FILE] [--client ADDR] [--user NAME] [--json] HOST[:PORT]", `
 Says whether a connection to HOST:PORT would be admitted under the config's
 policy, which catalog entry decides it, and, for a deny, what would change
 the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
-brackets ([2001:db8::1]:443). Flags may also follow HOST[:PORT].
+brackets ([2001:db8::1]:443). A URL (https://central.sophos.com/) is judged
+as its host and port. Flags may also follow HOST[:PORT].
 
-With estates, --client ADDR judges as a client at that address (its estate,
-its Live Response exclusion) and --user NAME as a proxy user (its estate; no
-password is asked); otherwise the default estate's policy answers.
+--client ADDR judges as a client at that address: outside --clients (as
+for serve: loopback and the private ranges by default) it is refused
+client-not-allowed; with estates, it is judged by its estate and its Live
+Response exclusion. --user NAME judges as a proxy user (its estate; no
+password is asked). Otherwise the default estate's policy answers.
 
 An IP address the catalog admits is still a DENY private-destination when it
 is in a range serve never dials, unless --allow-dest lists it, as for serve.
 
 exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
 config that does not load, bad usage)`)
+	var ea explainArgs
 	config := cl.addConfig()
 	asJSON := cl.Bool("json", false, "print one JSON object")
-	clientFlag := cl.String("client", "", "judge as a client at this `address` (its estate, its Live Response exclusion)")
+	clientFlag := cl.String("client", "", "judge as a client at this `address` (the client ACL, its estate, its Live Response exclusion)")
 	userFlag := cl.String("user", "", "judge as this proxy-authentication `user` (its estate; no password needed here)")
-	var allowDest []netip.Prefix
-	cl.Var(prefixList{&allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
+	cl.Var(prefixList{&ea.clients}, "clients", "client `CIDR` serve is told to serve (repeatable; default loopback and private ranges), as for serve")
+	cl.Var(prefixList{&ea.allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
 	pos, exit, ok := cl.parse(args, stdout, stderr)
 	if !ok {
-		return exit
+		return ea, exit, false
 	}
 	switch len(pos) {
 	case 0:
-		return cl.fail(stderr, "missing HOST[:PORT]")
+		return ea, cl.fail(stderr, "missing HOST[:PORT]"), false
 	case 1:
 	default:
-		return cl.fail(stderr, "one HOST[:PORT] at a time; got %q", pos)
+		return ea, cl.fail(stderr, "one HOST[:PORT] at a time; got %q", pos), false
 	}
-	var client netip.Addr
+	ea.config, ea.asJSON, ea.user = *config, *asJSON, *userFlag
+	if len(ea.clients) == 0 {
+		ea.clients = proxy.DefaultClients()
+	}
 	if *clientFlag != "" {
 		a, err := netip.ParseAddr(*clientFlag)
 		if err != nil {
 			fmt.Fprintf(stderr, "egressgate explain: --client %q is not an IP address\n", *clientFlag)
-			return 2
+			return ea, 2, false
 		}
-		client = a.Unmap()
+		ea.client = a.Unmap()
 	}
-	host, port, err := splitTarget(pos[0])
-	if err != nil {
+	var err error
+	if ea.host, ea.port, err = parseExplainTarget(pos[0]); err != nil {
 		fmt.Fprintf(stderr, "egressgate explain: %v\n", err)
-		return 2
+		return ea, 2, false
 	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	es := rs.Estates[0]
-	if client.IsValid() {
-		es = rs.EstateFor(client)
-	}
-	if *userFlag != "" {
-		if rs.Users == nil {
-			fmt.Fprintf(stderr, "egressgate explain: --user: the config has no auth section\n")
-			return 2
-		}
-		if es = rs.Users.EstateOf(*userFlag); es == nil {
-			fmt.Fprintf(stderr, "egressgate explain: --user %q is not in the password file\n", *userFlag)
-			return 2
-		}
-	}
-	v := es.Lookup(client, host, port)
-	res := explainResult{Host: host, Port: port, Estate: es.Name, Source: es.Source, Verdict: "DENY", Reason: v.Reason.String()}
-	res.Detail = policyDetail(es, client, v)
-	if v.Allow {
+	return ea, 0, true
+}
+
+// explainResultOf is the answer to print for admission a.
+func explainResultOf(rs *rules.Ruleset, ea explainArgs, a proxy.Admission) explainResult {
+	res := explainResult{Host: ea.host, Port: ea.port, Verdict: "DENY", Reason: a.Reason.String()}
+	if a.Action == proxy.ActionAllow {
 		res.Verdict = "ALLOW"
 	}
-	if v.Reason == rules.ReasonInvalidHost {
-		if _, err := rules.CanonicalHost(host); err != nil {
+	if a.Estate != nil {
+		res.Estate, res.Source = a.Estate.Name, a.Estate.Source
+	}
+	switch a.Reason {
+	case rules.ReasonClientNotAllowed:
+		res.Detail = fmt.Sprintf("client %s is not in --clients (by default loopback and the private ranges): serve answers 403 client-not-allowed", ea.client)
+	case rules.ReasonPrivateDestination:
+		addr, _ := rules.HostAddr(ea.host) // only a literal is refused before it is resolved
+		res.Detail = fmt.Sprintf("%s is in a private or reserved range that serve never dials: it answers 403 private-destination unless --allow-dest lists the address", addr)
+	case rules.ReasonInvalidHost:
+		if _, err := rules.CanonicalHost(ea.host); err != nil {
 			res.Detail = err.Error()
 		}
+	case rules.ReasonNotInCatalog, rules.ReasonPortNotAllowed:
+		for _, h := range rs.Hints(ea.host, ea.port) {
+			res.Hints = append(res.Hints, explainHint{What: h.What, Rule: h.Rule, Config: h.Config})
+		}
+	default:
+		res.Detail = policyDetail(a.Estate, ea.client, a.Verdict)
 	}
-	if !v.Allow && (v.Reason == rules.ReasonNotInCatalog || v.Reason == rules.ReasonPortNotAllowed) {
-		res.Hints = hintsFor(rs, host, port)
-	}
-	if why := refusedDestination(host, allowDest); v.Allow && why != "" {
-		res.Verdict, res.Reason, res.Detail = "DENY", rules.ReasonPrivateDestination.String(), why
-	}
-	if e := v.Entry; e != nil {
+	if e := a.Verdict.Entry; e != nil {
 		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
 			Sections: e.Sections(), Ports: e.Ports, OS: e.OS, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
 	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
-	} else {
-		writeExplain(stdout, &res, len(rs.Estates) > 1 || client.IsValid() || *userFlag != "")
-	}
-	if v.Reason == rules.ReasonInvalidHost {
-		return 2
-	}
-	if res.Verdict != "ALLOW" {
-		return 1
-	}
-	return 0
+	return res
 }
 
 func writeExplain(w io.Writer, r *explainResult, showEstate bool) {
@@ -151,7 +206,7 @@ func writeExplain(w io.Writer, r *explainResult, showEstate bool) {
 	} else {
 		fmt.Fprintf(w, "DENY %s: %s\n", target, r.Reason)
 	}
-	if showEstate {
+	if showEstate && r.Estate != "" {
 		fmt.Fprintf(w, "  estate:   %s (source %s)\n", r.Estate, r.Source)
 	}
 	if r.Detail != "" {

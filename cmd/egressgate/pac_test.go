@@ -134,10 +134,7 @@ func TestPACFlags(t *testing.T) {
 // outside the catalog directly (Chromium's resolver maps it to a local
 // server; egressgate never sees it).
 func TestPACInChromium(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium not installed (apt-get install chromium); skipping the PAC browser test")
-	}
+	chromium := findTool(t, "chromium", "chromium")
 	type seen struct{ host, proto string }
 	var mu sync.Mutex
 	var requests []seen

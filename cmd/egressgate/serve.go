@@ -23,6 +23,7 @@ import (
 	"github.com/egressgate/egressgate/metrics"
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // listenOff turns an optional listener off.
@@ -122,6 +123,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	var upstream string
 	fs.StringVar(&upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
 	fs.Var(prefixList{&c.Clients}, "clients", "client `CIDR` allowed to use the proxy (repeatable; default loopback and private ranges)")
+	fs.Var(prefixList{&c.ProxyProtocolFrom}, "proxy-protocol-from", "load balancer `CIDR` whose connections must open with a PROXY protocol header (v1 or v2) naming the client (repeatable)")
 	fs.Var(prefixList{&c.AllowDest}, "allow-dest", "private or reserved destination `CIDR` to allow anyway (repeatable)")
 	fs.BoolVar(&c.Monitor, "monitor", false, "admit what the catalog denies and record it as would-deny")
 	sniRequired := fs.Bool("sni-required", true, "deny tunnels to SNI ports that do not open with a ClientHello naming a server")
@@ -132,6 +134,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&c.SNITimeout, "sni-timeout", proxy.DefaultSNITimeout, "wait at most this long for a ClientHello")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "resolve and connect to an upstream within this time")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
+	fs.DurationVar(&c.ClientIdleTimeout, "client-idle-timeout", proxy.DefaultClientIdleTimeout, "close a client's keep-alive connection to the proxy port idle this long between requests")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close a tunnel idle this long in both directions (0: never; dead peers are found by --tcp-keepalive)")
 	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet; 4 unanswered probes 15 s apart end it (negative: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
@@ -139,7 +142,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.PAC.Proxy, "pac-proxy", "", "`HOST:PORT` that /proxy.pac tells endpoints to use (default: the address they fetched it from)")
 	fs.Func("pac-fallback", "where /proxy.pac sends names outside the catalog: direct or proxy (default direct)", func(v string) (err error) {
-		c.PAC.Fallback, err = rules.ParsePACFallback(v)
+		c.PAC.Fallback, err = export.ParsePACFallback(v)
 		return err
 	})
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
@@ -148,7 +151,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
 	fs.IntVar(&m.MissLogBurst, "miss-log-burst", metrics.DefaultMissLogBurst, "log at most this many misses per host and reason per interval, then fold")
 	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
-	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
+	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses: this many denied once, as many denied again")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
 	fs.IntVar(&m.MaxEstateSeries, "max-estate-series", metrics.DefaultMaxEstateSeries, "per-estate series (requests by decision and reason, hits per entry) with an estate label of their own; the rest share estate=\"_other\"")
 	pos, err := parseInterspersed(fs.FlagSet, args)
@@ -164,7 +167,10 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
 	if c.PAC.Proxy != "" {
-		if err := rules.CheckPACProxy(c.PAC.Proxy); err != nil {
+		if c.PAC.Proxy, err = parsePACProxy(c.PAC.Proxy); err != nil {
+			return nil, fmt.Errorf("--pac-proxy %w", err)
+		}
+		if err := export.CheckPACProxy(c.PAC.Proxy); err != nil {
 			return nil, fmt.Errorf("--pac-proxy: %w", err)
 		}
 	}
@@ -253,9 +259,10 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	cfg.Log = log
 	cfg.Recorder = tel.recorder
 	if o.hostsPath != "" {
-		if cfg.Hosts, err = proxy.LoadHosts(o.hostsPath); err != nil {
+		if cfg.HostsFile, err = proxy.OpenHostsFile(o.hostsPath); err != nil {
 			return err
 		}
+		cfg.Hosts = cfg.HostsFile.Hosts() // the prober's, as at start
 	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
@@ -316,7 +323,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: withPAC(tel.admin, srv, proxyLn), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: tel.admin(pacHandler(srv, proxyLn)), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -330,12 +337,18 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			log.Error("rules watcher stopped", "err", err)
 		}
 	})
+	if cfg.HostsFile != nil {
+		wg.Go(func() { watchHosts(watchCtx, cfg.HostsFile, log) })
+	}
 	if o.probeEvery > 0 {
 		p := newServerProber(cfg)
 		pm := metrics.NewProbeMetrics(tel.reg)
 		wg.Go(func() {
 			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
 		})
+	}
+	if cfg.PAC.Proxy == "" {
+		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")
 	}
 	listening.Store(true)
 	sdNotify(log, sdReady)
@@ -350,6 +363,9 @@ wait:
 			log.Info("SIGHUP: reloading rules")
 			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
+			if cfg.HostsFile != nil {
+				reloadHosts(cfg.HostsFile, log)
+			}
 			sdNotify(log, sdReady)
 		case err := <-errc:
 			if err != nil {

@@ -1,8 +1,10 @@
-package rules
+package upkeep
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 func TestLooksLikeAccountHost(t *testing.T) {
@@ -50,12 +52,12 @@ func TestLooksLikeAccountHost(t *testing.T) {
 // host the embedded catalog lists has one of the shapes; no host of the
 // fixed, non-regional lists has.
 func TestAccountHostExamplesOfCatalog(t *testing.T) {
-	c, err := Embedded(DefaultCatalog)
+	c, err := rules.Embedded(rules.DefaultCatalog)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range c.Entries {
-		if e.Kind != KindExact {
+		if e.Kind != rules.KindExact {
 			continue
 		}
 		_, ok := LooksLikeAccountHost(e.Pattern)
@@ -80,7 +82,7 @@ func FuzzLooksLikeAccountHost(f *testing.F) {
 		if !strings.HasSuffix(host, ".sophos.com") || h.Role == "" || h.Shape == "" {
 			t.Fatalf("LooksLikeAccountHost(%q) = %+v", host, h)
 		}
-		if c, err := CanonicalHost(host); err != nil || c != host {
+		if c, err := rules.CanonicalHost(host); err != nil || c != host {
 			t.Fatalf("%q matched a shape but is not canonical: %q, %v", host, c, err)
 		}
 	})

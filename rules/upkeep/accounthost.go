@@ -1,4 +1,4 @@
-package rules
+package upkeep
 
 import (
 	"regexp"
@@ -15,7 +15,7 @@ type AccountHost struct {
 	Shape string // the document's shape of the name, REGION and STATION for the variable parts
 }
 
-// Hint is the sentence /misses and report show for such a host.
+// AccountHostHint is the sentence /misses and report show for such a host.
 const AccountHostHint = "probably this account's own host: confirm it, then add it"
 
 // Line returns the plain-list catalog line that admits host on port.
@@ -33,6 +33,9 @@ const (
 	awsRegion = `(?:us|eu|ap|sa|ca|me|af|il|mx)-[a-z]{4,12}-\d{1,2}`
 	station   = `stn\d{1,4}[a-z]{2,4}`
 )
+
+// maxHostLen is the longest DNS name (RFC 1035 section 2.3.4).
+const maxHostLen = 253
 
 var accountHostShapes = []struct {
 	re *regexp.Regexp
@@ -65,7 +68,7 @@ var accountHostShapes = []struct {
 // hosts, and which. It is pure and bounded: names longer than a DNS name
 // are refused before any matching, and Go's regexps run in linear time.
 func LooksLikeAccountHost(host string) (AccountHost, bool) {
-	if len(host) > maxNameLen || len(host) < len("api.stn1aa.ctr.sophos.com") {
+	if len(host) > maxHostLen || len(host) < len("api.stn1aa.ctr.sophos.com") {
 		return AccountHost{}, false
 	}
 	for _, s := range accountHostShapes {

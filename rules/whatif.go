@@ -1,45 +1,44 @@
-package main
+package rules
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
-
-	"github.com/egressgate/egressgate/proxy"
-	"github.com/egressgate/egressgate/rules"
 )
 
-// explainHint is a change of the policy under which a denied target would
+// This file is the policy what-if: which change of a ruleset's policy
+// would admit a target it denies. explain prints the answers as hints.
+
+// PolicyHint is a change of the policy under which a denied target would
 // be admitted.
-type explainHint struct {
-	What   string `json:"what"`   // e.g. `section "remote-assistance" (Remote assistance) is off`
-	Rule   string `json:"rule"`   // the entry that would admit the target
-	Config string `json:"config"` // the policy lines that make the change, YAML
+type PolicyHint struct {
+	What   string // e.g. `section "remote-assistance" (Remote assistance) is off`
+	Rule   string // the entry that would admit the target
+	Config string // the policy lines that make the change, YAML
 }
 
 // policyChange is one candidate change of the policy.
 type policyChange struct {
 	what string
-	pol  rules.Policy
+	pol  Policy
 	// owns reports whether the change is what puts e in force, so that a
 	// section is not credited with what the mode switch alone admits.
-	owns func(e *rules.Entry) bool
+	owns func(e *Entry) bool
 }
 
-// hintsFor returns the policy changes under which host:port, denied by rs,
+// Hints returns the policy changes under which host:port, denied by rs,
 // would be admitted: an optional section or group that is off (or one the
 // policy disables), wildcard instead of exact mode, every OS instead of
 // some. Each is tried on its own by compiling the catalogs again.
-func hintsFor(rs *rules.Ruleset, host string, port uint16) []explainHint {
+func (rs *Ruleset) Hints(host string, port uint16) []PolicyHint {
 	pol := rs.Config.Policy
-	on := map[*rules.Group]bool{}
+	on := map[*Group]bool{}
 	for _, g := range rs.Enabled {
 		on[g] = true
 	}
 	// enable turns id on: out of policy.disable when it is there, else
 	// into policy.enable.
-	enable := func(kind, id, title string) (string, rules.Policy) {
+	enable := func(kind, id, title string) (string, Policy) {
 		p := pol
 		what := fmt.Sprintf("%s %q (%s) is off", kind, id, title)
 		if slices.Contains(p.Disable, id) {
@@ -53,33 +52,33 @@ func hintsFor(rs *rules.Ruleset, host string, port uint16) []explainHint {
 	var changes []policyChange
 	for _, c := range rs.Catalogs {
 		for _, s := range c.Sections {
-			if !slices.ContainsFunc(c.Groups, func(g *rules.Group) bool { return g.Section == s && on[g] }) {
+			if !slices.ContainsFunc(c.Groups, func(g *Group) bool { return g.Section == s && on[g] }) {
 				what, p := enable("section", s.ID, s.Title)
-				changes = append(changes, policyChange{what, p, func(e *rules.Entry) bool { return slices.Contains(e.Sections(), s.ID) }})
+				changes = append(changes, policyChange{what, p, func(e *Entry) bool { return slices.Contains(e.Sections(), s.ID) }})
 			}
 		}
 		for _, g := range c.Groups {
-			sectionOn := g.Section == nil || slices.ContainsFunc(c.Groups, func(o *rules.Group) bool { return o.Section == g.Section && on[o] })
+			sectionOn := g.Section == nil || slices.ContainsFunc(c.Groups, func(o *Group) bool { return o.Section == g.Section && on[o] })
 			if !on[g] && sectionOn {
 				what, p := enable("group", g.ID, g.Title)
-				changes = append(changes, policyChange{what, p, func(e *rules.Entry) bool { return slices.Contains(e.Groups, g) }})
+				changes = append(changes, policyChange{what, p, func(e *Entry) bool { return slices.Contains(e.Groups, g) }})
 			}
 		}
 	}
-	if pol.Mode == rules.ModeExact {
+	if pol.Mode == ModeExact {
 		p := pol
-		p.Mode = rules.ModeWildcard
+		p.Mode = ModeWildcard
 		changes = append(changes, policyChange{"the policy is in exact mode, which leaves out every wildcard entry", p,
-			(*rules.Entry).HasWildcard})
+			(*Entry).HasWildcard})
 	}
-	if len(pol.OS) > 0 && len(pol.OS) < len(rules.AllOS) {
+	if len(pol.OS) > 0 && len(pol.OS) < len(AllOS()) {
 		p := pol
 		p.OS = nil
 		changes = append(changes, policyChange{fmt.Sprintf("the policy keeps only the per-OS entries of %s", strings.Join(pol.OS, ", ")), p,
-			func(e *rules.Entry) bool { return !e.ForOS(pol.OS) }})
+			func(e *Entry) bool { return !e.ForOS(pol.OS) }})
 	}
 
-	var hints []explainHint
+	var hints []PolicyHint
 	for _, ch := range changes {
 		v, p, ok := admitsWith(rs, ch.pol, host, port)
 		if !ok || !ch.owns(v.Entry) {
@@ -98,7 +97,7 @@ func hintsFor(rs *rules.Ruleset, host string, port uint16) []explainHint {
 				}
 			}
 		}
-		hints = append(hints, explainHint{What: what, Rule: v.Entry.Pattern, Config: policyYAML(pol, p)})
+		hints = append(hints, PolicyHint{What: what, Rule: v.Entry.Pattern, Config: policyYAML(pol, p)})
 	}
 	return hints
 }
@@ -106,16 +105,16 @@ func hintsFor(rs *rules.Ruleset, host string, port uint16) []explainHint {
 // admitsWith compiles rs's catalogs under p and looks host:port up. An
 // exact-mode policy that cannot take the change (a section that needs
 // wildcards) is tried again in wildcard mode; the policy used is returned.
-func admitsWith(rs *rules.Ruleset, p rules.Policy, host string, port uint16) (rules.Verdict, rules.Policy, bool) {
+func admitsWith(rs *Ruleset, p Policy, host string, port uint16) (Verdict, Policy, bool) {
 	for {
 		cfg := *rs.Config
 		cfg.Policy = p
-		alt, err := rules.Select(&cfg, rs.Catalogs)
+		alt, err := Select(&cfg, rs.Catalogs)
 		if err != nil {
-			if p.Mode != rules.ModeExact {
-				return rules.Verdict{}, p, false
+			if p.Mode != ModeExact {
+				return Verdict{}, p, false
 			}
-			p.Mode = rules.ModeWildcard
+			p.Mode = ModeWildcard
 			continue
 		}
 		v := alt.Matcher.Lookup(host, port)
@@ -125,7 +124,7 @@ func admitsWith(rs *rules.Ruleset, p rules.Policy, host string, port uint16) (ru
 
 // policyYAML prints the policy keys that differ between from and to, as
 // they would be written in the config file.
-func policyYAML(from, to rules.Policy) string {
+func policyYAML(from, to Policy) string {
 	var b strings.Builder
 	b.WriteString("policy:\n")
 	list := func(key string, a, b2 []string) {
@@ -140,16 +139,4 @@ func policyYAML(from, to rules.Policy) string {
 	list("enable", from.Enable, to.Enable)
 	list("disable", from.Disable, to.Disable)
 	return b.String()
-}
-
-// refusedDestination returns why serve would refuse to dial host, an IP
-// literal the catalog admits: it is in a private or reserved range that
-// allowDest does not list. "" when it would be dialed, or for names (they
-// are resolved only when a client connects).
-func refusedDestination(host string, allowDest []netip.Prefix) string {
-	a, err := netip.ParseAddr(host)
-	if err != nil || proxy.Dialable(a, allowDest) {
-		return ""
-	}
-	return fmt.Sprintf("%s is in a private or reserved range that serve never dials: it answers 403 private-destination unless --allow-dest lists the address", a)
 }

@@ -1,4 +1,4 @@
-package rules
+package export
 
 import (
 	"net/netip"
@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/dop251/goja"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // pacHelpers are the standard PAC functions the generated file may call,
@@ -95,7 +97,7 @@ func urlTarget(t *testing.T, raw string) (string, uint16) {
 const testProxy = "PROXY 192.0.2.10:3128"
 
 func TestPACMatchesMatcher(t *testing.T) {
-	m := testMatcher(t, "testdata/match.txt")
+	m := testMatcher(t, "../testdata/match.txt")
 	script, err := PAC(m, "192.0.2.10:3128", PACDirect)
 	if err != nil {
 		t.Fatal(err)
@@ -174,7 +176,7 @@ func TestPACMatchesMatcher(t *testing.T) {
 }
 
 func TestPACFallbackProxy(t *testing.T) {
-	m := testMatcher(t, "testdata/match.txt")
+	m := testMatcher(t, "../testdata/match.txt")
 	script, err := PAC(m, "[2001:db8::1]:3128", PACProxy)
 	if err != nil {
 		t.Fatal(err)
@@ -194,10 +196,10 @@ func TestPACFallbackProxy(t *testing.T) {
 // the PAC's answer with the matcher's on each entry's ports and a port
 // it lacks.
 func TestPACEveryEntry(t *testing.T) {
-	var catalogs []*Catalog
+	var catalogs []*rules.Catalog
 	var enable []string
-	for _, name := range EmbeddedNames() {
-		c, err := Embedded(name)
+	for _, name := range rules.EmbeddedNames() {
+		c, err := rules.Embedded(name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +215,7 @@ func TestPACEveryEntry(t *testing.T) {
 			}
 		}
 	}
-	rs, err := Select(&Config{Policy: Policy{Enable: enable}}, catalogs)
+	rs, err := rules.Select(&rules.Config{Policy: rules.Policy{Enable: enable}}, catalogs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,21 +226,21 @@ func TestPACEveryEntry(t *testing.T) {
 	}
 	find := pacRuntime(t, script)
 	star := regexp.MustCompile(`\*`)
-	var kinds [KindCIDR + 1]int
+	var kinds [rules.KindCIDR + 1]int
 	checked := 0
 	for _, e := range m.Entries() {
 		kinds[e.Kind]++
 		var hosts []string
 		switch e.Kind {
-		case KindExact:
+		case rules.KindExact:
 			hosts = []string{e.Pattern, "x" + e.Pattern, "x." + e.Pattern}
-		case KindWildcard:
+		case rules.KindWildcard:
 			apex := e.Pattern[2:]
 			hosts = []string{"a." + apex, "a.b." + apex, apex, "x" + apex}
-		case KindGlob:
+		case rules.KindGlob:
 			hosts = []string{star.ReplaceAllString(e.Pattern, "q1"), star.ReplaceAllString(e.Pattern, ""),
 				star.ReplaceAllString(e.Pattern, "a.b"), "x." + star.ReplaceAllString(e.Pattern, "q")}
-		case KindCIDR:
+		case rules.KindCIDR:
 			hosts = []string{e.Prefix.Addr().String()}
 		}
 		ports := append([]uint16{1}, e.Ports...)
@@ -259,14 +261,14 @@ func TestPACEveryEntry(t *testing.T) {
 			}
 		}
 	}
-	if kinds[KindWildcard] == 0 || kinds[KindGlob] == 0 || kinds[KindExact] == 0 {
+	if kinds[rules.KindWildcard] == 0 || kinds[rules.KindGlob] == 0 || kinds[rules.KindExact] == 0 {
 		t.Fatalf("catalog lacks a kind the test must cover: %v", kinds)
 	}
 	t.Logf("%d URLs over %d entries agree", checked, len(m.Entries()))
 }
 
 func TestPACProxyAddress(t *testing.T) {
-	m := testMatcher(t, "testdata/match.txt")
+	m := testMatcher(t, "../testdata/match.txt")
 	for _, tt := range []struct {
 		addr string
 		ok   bool
@@ -307,7 +309,7 @@ func TestParsePACFallback(t *testing.T) {
 // BenchmarkPAC generates the file for the default catalog: the cost of
 // the first fetch after a reload (later fetches are served from a cache).
 func BenchmarkPAC(b *testing.B) {
-	rs, err := Load("")
+	rs, err := rules.Load("")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -327,7 +329,7 @@ func BenchmarkPAC(b *testing.B) {
 // of its js block is in the file generated from the page's own example
 // catalog.
 func TestPACDocExample(t *testing.T) {
-	doc, err := os.ReadFile("../docs/endpoints.md")
+	doc, err := os.ReadFile("../../docs/endpoints.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,11 +338,11 @@ func TestPACDocExample(t *testing.T) {
 	if list == nil || excerpt == nil {
 		t.Fatal("docs/endpoints.md lacks the pac-example.txt catalog or the js excerpt")
 	}
-	c, err := ParseList("pac-example.txt", "local", list[1])
+	c, err := rules.ParseList("pac-example.txt", "local", list[1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := Select(&Config{}, []*Catalog{c})
+	rs, err := rules.Select(&rules.Config{}, []*rules.Catalog{c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,19 +376,19 @@ func FuzzPAC(f *testing.F) {
 		f.Add(s, uint8(0x55))
 	}
 	f.Fuzz(func(t *testing.T, text string, refuse uint8) {
-		c, err := Parse("fuzz.txt", []byte(text))
+		c, err := rules.Parse("fuzz.txt", []byte(text))
 		if err != nil {
 			return
 		}
 		// Refuse the entries selected by the bits of refuse, with the
 		// reasons an estate's policy gives.
-		reasons := []Reason{ReasonNotLicensed, ReasonLiveResponseOff, ReasonRegionExcluded}
+		reasons := []rules.Reason{rules.ReasonNotLicensed, rules.ReasonLiveResponseOff, rules.ReasonRegionExcluded}
 		for i, e := range c.Entries {
 			if refuse&(1<<(i%8)) != 0 {
 				e.Deny = reasons[i%len(reasons)]
 			}
 		}
-		m, err := Compile(c.Entries)
+		m, err := rules.Compile(c.Entries)
 		if err != nil {
 			t.Fatalf("parsed catalog does not compile: %v", err)
 		}
@@ -402,7 +404,7 @@ func FuzzPAC(f *testing.F) {
 		// thousands of names from stalling the fuzzer.
 		checks := 0
 		for _, e := range m.Entries() {
-			if e.Kind != KindExact || checks > 200 {
+			if e.Kind != rules.KindExact || checks > 200 {
 				continue
 			}
 			checks++

@@ -1,4 +1,4 @@
-package rules
+package export
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // PACFallback is where a PAC file sends what the catalog does not name.
@@ -199,7 +201,7 @@ function egressgateLabels(front, patterns) {
 //
 // Each entry becomes one row of a table that a fixed function walks, so
 // the file reads like the catalog and its size grows with it linearly.
-func PAC(m *Matcher, proxyAddr string, fallback PACFallback) ([]byte, error) {
+func PAC(m *rules.Matcher, proxyAddr string, fallback PACFallback) ([]byte, error) {
 	if err := CheckPACProxy(proxyAddr); err != nil {
 		return nil, err
 	}
@@ -226,12 +228,12 @@ var RULES = [
 	// broader wildcard never admits them on another port).
 	held := map[string]bool{}
 	for _, e := range m.Entries() {
-		if e.Kind == KindExact && (e.Deny != ReasonNone || e.LiveResponse) {
+		if e.Kind == rules.KindExact && (e.Deny != rules.ReasonNone || e.LiveResponse) {
 			held[e.Pattern] = true
 		}
 	}
 	for _, e := range m.Entries() {
-		if e.Deny != ReasonNone || e.Kind == KindExact && held[e.Pattern] {
+		if e.Deny != rules.ReasonNone || e.Kind == rules.KindExact && held[e.Pattern] {
 			continue // in HELD, or a refused pattern: simply not in RULES
 		}
 		row, ok := pacRow(e)
@@ -248,15 +250,15 @@ var RULES = [
 	b.WriteString("// Names the policy refuses (licence, Live Response, region), and Live Response hosts:\n" +
 		"// decided by these rows alone, in order; the first naming the port decides, true meaning refused.\nvar HELD = [\n")
 	for _, e := range m.Entries() {
-		if e.Kind != KindExact || !held[e.Pattern] {
+		if e.Kind != rules.KindExact || !held[e.Pattern] {
 			continue
 		}
 		row, _ := pacRow(e)
 		why := "live response host"
-		if e.Deny != ReasonNone {
+		if e.Deny != rules.ReasonNone {
 			why = "refused: " + e.Deny.String()
 		}
-		fmt.Fprintf(&b, "  [%s, %t], // %s %s: %s\n", row[1:len(row)-1], e.Deny != ReasonNone, pacComment(e.Pattern), pacComment(e.Pos.String()), why)
+		fmt.Fprintf(&b, "  [%s, %t], // %s %s: %s\n", row[1:len(row)-1], e.Deny != rules.ReasonNone, pacComment(e.Pattern), pacComment(e.Pos.String()), why)
 	}
 	b.WriteString("];\n")
 	b.WriteString(pacProgram)
@@ -264,18 +266,18 @@ var RULES = [
 }
 
 // pacRow returns an entry's RULES row, and false when PAC cannot express it.
-func pacRow(e *Entry) (string, bool) {
+func pacRow(e *rules.Entry) (string, bool) {
 	ports := make([]string, len(e.Ports))
 	for i, p := range e.Ports {
 		ports[i] = strconv.Itoa(int(p))
 	}
 	portList := "[" + strings.Join(ports, ", ") + "]"
 	switch e.Kind {
-	case KindExact:
+	case rules.KindExact:
 		return fmt.Sprintf("[\"=\", %s, %s]", jsString(e.Pattern), portList), true
-	case KindWildcard:
+	case rules.KindWildcard:
 		return fmt.Sprintf("[\".\", %s, %s]", jsString(e.Pattern[1:]), portList), true
-	case KindGlob:
+	case rules.KindGlob:
 		// Split as Compile does: the labels up to the last one holding a
 		// star are patterns, the rest is a fixed suffix.
 		lastStar := strings.LastIndexByte(e.Pattern, '*')
@@ -286,7 +288,7 @@ func pacRow(e *Entry) (string, bool) {
 			quoted[i] = jsString(l)
 		}
 		return fmt.Sprintf("[\"~\", %s, %s, [%s]]", jsString(e.Pattern[dot+1:]), portList, strings.Join(quoted, ", ")), true
-	case KindCIDR:
+	case rules.KindCIDR:
 		if !e.Prefix.Addr().Is4() {
 			return "", false
 		}
@@ -327,8 +329,8 @@ func CheckPACProxy(addr string) error {
 	// name would reach the PAC engine unconverted.
 	// A name of digits and dots that is not an IPv4 address ("010.1.1.1")
 	// is one that engines read in octal.
-	c, err := CanonicalHost(host)
-	_, isAddr := parseIPLiteral(host)
+	c, err := rules.CanonicalHost(host)
+	isAddr := rules.IsIPLiteral(host)
 	numeric := strings.Trim(host, "0123456789.") == ""
 	if err != nil || c != strings.ToLower(host) || strings.Contains(host, ":") || numeric && !isAddr {
 		return fmt.Errorf("PAC proxy address %q: host is not an ASCII name or an IPv4 address", addr)

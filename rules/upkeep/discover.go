@@ -1,4 +1,4 @@
-package rules
+package upkeep
 
 import (
 	"bytes"
@@ -12,11 +12,16 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf16"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // maxArtefactBytes bounds what Discover reads of one file: installer logs
 // are kilobytes to a few megabytes.
 const maxArtefactBytes = 64 << 20
+
+// maxPlistTokens bounds the XML tokens of a plist Discover walks.
+const maxPlistTokens = 1_000_000
 
 // Artefact kinds Discover recognises.
 const (
@@ -27,11 +32,11 @@ const (
 
 // Found is one host an installer artefact names.
 type Found struct {
-	Host  string // canonical
-	Port  uint16 // from the URL, or its scheme's; 443 when neither says
-	Pos   Pos    // file and line (line 0 for a binary plist)
-	Kind  string // Artefact...
-	Where string // what named it: "Opening connection to", "RegistrationServerURL", "CLOUD_URL", "MCS_URL"
+	Host  string    // canonical
+	Port  uint16    // from the URL, or its scheme's; 443 when neither says
+	Pos   rules.Pos // file and line (line 0 for a binary plist)
+	Kind  string    // Artefact...
+	Where string    // what named it: "Opening connection to", "RegistrationServerURL", "CLOUD_URL", "MCS_URL"
 }
 
 var (
@@ -52,7 +57,7 @@ var (
 // A file that is none of these, or names no host, is an error saying so.
 func Discover(path string, data []byte) ([]Found, error) {
 	if len(data) > maxArtefactBytes {
-		return nil, Pos{File: path}.Errorf("file is %d bytes, more than the limit of %d", len(data), maxArtefactBytes)
+		return nil, rules.Pos{File: path}.Errorf("file is %d bytes, more than the limit of %d", len(data), maxArtefactBytes)
 	}
 	var (
 		found []Found
@@ -66,7 +71,7 @@ func Discover(path string, data []byte) ([]Found, error) {
 	default:
 		var text string
 		if text, err = decodeText(data); err != nil {
-			return nil, Pos{File: path}.Errorf("%w", err)
+			return nil, rules.Pos{File: path}.Errorf("%w", err)
 		}
 		found, err = discoverText(path, text)
 	}
@@ -74,7 +79,7 @@ func Discover(path string, data []byte) ([]Found, error) {
 		return nil, err
 	}
 	if len(found) == 0 {
-		return nil, Pos{File: path}.Errorf("no host found: not a SophosCloudInstaller.log (\"Opening connection to\"), a SophosCloudConfig.plist (RegistrationServerURL) or bash -x output of SophosSetup.sh (CLOUD_URL, MCS_URL)")
+		return nil, rules.Pos{File: path}.Errorf("no host found: not a SophosCloudInstaller.log (\"Opening connection to\"), a SophosCloudConfig.plist (RegistrationServerURL) or bash -x output of SophosSetup.sh (CLOUD_URL, MCS_URL)")
 	}
 	return found, nil
 }
@@ -114,7 +119,7 @@ func discoverText(path string, text string) ([]Found, error) {
 		l, rest, _ = strings.Cut(rest, "\n")
 		line++
 		l = strings.TrimRight(l, "\r")
-		at := Pos{path, line}
+		at := rules.Pos{File: path, Line: line}
 		if m := openingRE.FindStringSubmatch(l); m != nil {
 			if f, ok := hostOf(m[1]); ok {
 				f.Pos, f.Kind, f.Where = at, ArtefactInstallerLog, "Opening connection to"
@@ -180,10 +185,10 @@ func hostOf(s string) (Found, bool) {
 		}
 		host, port = h, uint16(n)
 	}
-	if _, isIP := parseIPLiteral(host); isIP {
+	if rules.IsIPLiteral(host) {
 		return Found{}, false
 	}
-	c, err := CanonicalHost(host)
+	c, err := rules.CanonicalHost(host)
 	if err != nil || !strings.Contains(c, ".") {
 		return Found{}, false
 	}
@@ -208,8 +213,8 @@ func discoverXMLPlist(path string, data []byte) ([]Found, error) {
 		keyName  string
 	)
 	for tokens := 0; ; tokens++ {
-		if tokens > maxCatalogEntries {
-			return nil, Pos{File: path}.Errorf("plist has more than %d XML tokens", maxCatalogEntries)
+		if tokens > maxPlistTokens {
+			return nil, rules.Pos{File: path}.Errorf("plist has more than %d XML tokens", maxPlistTokens)
 		}
 		line, _ := dec.InputPos()
 		tok, err := dec.Token()
@@ -217,7 +222,7 @@ func discoverXMLPlist(path string, data []byte) ([]Found, error) {
 			break
 		}
 		if err != nil {
-			return nil, Pos{path, line}.Errorf("reading the plist: %w", err)
+			return nil, rules.Pos{File: path, Line: line}.Errorf("reading the plist: %w", err)
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
@@ -238,7 +243,7 @@ func discoverXMLPlist(path string, data []byte) ([]Found, error) {
 			case t.Name.Local == "string" && afterKey:
 				if f, ok := hostOf(text.String()); ok {
 					endLine, _ := dec.InputPos()
-					f.Pos, f.Kind, f.Where = Pos{path, endLine}, ArtefactPlist, "RegistrationServerURL"
+					f.Pos, f.Kind, f.Where = rules.Pos{File: path, Line: endLine}, ArtefactPlist, "RegistrationServerURL"
 					found = append(found, f)
 				}
 				afterKey = false
@@ -254,12 +259,12 @@ func discoverXMLPlist(path string, data []byte) ([]Found, error) {
 func discoverBinaryPlist(path string, data []byte) ([]Found, error) {
 	p, err := parseBinaryPlist(data)
 	if err != nil {
-		return nil, Pos{File: path}.Errorf("reading the binary plist: %w", err)
+		return nil, rules.Pos{File: path}.Errorf("reading the binary plist: %w", err)
 	}
 	var found []Found
 	for _, v := range p.stringsForKey("RegistrationServerURL") {
 		if f, ok := hostOf(v); ok {
-			f.Pos, f.Kind, f.Where = Pos{File: path}, ArtefactPlist, "RegistrationServerURL"
+			f.Pos, f.Kind, f.Where = rules.Pos{File: path}, ArtefactPlist, "RegistrationServerURL"
 			found = append(found, f)
 		}
 	}

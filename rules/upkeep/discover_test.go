@@ -1,4 +1,4 @@
-package rules
+package upkeep
 
 import (
 	"encoding/binary"
@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The artefacts under testdata/discover are written from the source
@@ -129,7 +131,7 @@ func FuzzDiscover(f *testing.F) {
 			return
 		}
 		for _, fd := range found {
-			if c, err := CanonicalHost(fd.Host); err != nil || c != fd.Host || fd.Port == 0 {
+			if c, err := rules.CanonicalHost(fd.Host); err != nil || c != fd.Host || fd.Port == 0 {
 				t.Fatalf("found %+v: not canonical (%q, %v) or no port", fd, c, err)
 			}
 		}

@@ -1,4 +1,4 @@
-package rules
+package upkeep
 
 import (
 	"encoding/binary"

@@ -1,9 +1,13 @@
-package rules
+package export
 
 import (
+	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 func TestSquidRegex(t *testing.T) {
@@ -13,11 +17,11 @@ func TestSquidRegex(t *testing.T) {
 		{"a*.b*.example.org", `^a[a-z0-9_-]*\.b[a-z0-9_-]*\.example\.org$`},
 	}
 	for _, tt := range tests {
-		p, kind, _, err := classifyPattern(tt.pattern)
+		e, err := parseEntry(tt.pattern)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := SquidRegex(&Entry{Pattern: p, Kind: kind}); got != tt.want {
+		if got := SquidRegex(e); got != tt.want {
 			t.Errorf("SquidRegex(%q) = %q, want %q", tt.pattern, got, tt.want)
 		}
 	}
@@ -33,16 +37,17 @@ func FuzzSquidRegex(f *testing.F) {
 	f.Add("tf-*-bucket.s3.example.net", "tf--bucket.s3.example.net")
 	f.Add("a*b.example.org", "ab.example.org")
 	f.Fuzz(func(t *testing.T, pattern, host string) {
-		p, kind, _, err := classifyPattern(pattern)
-		if err != nil || (kind != KindWildcard && kind != KindGlob) {
+		pe, err := parseEntry(pattern)
+		if err != nil || (pe.Kind != rules.KindWildcard && pe.Kind != rules.KindGlob) {
 			return
 		}
-		name, err := CanonicalHost(host)
+		p, kind := pe.Pattern, pe.Kind
+		name, err := rules.CanonicalHost(host)
 		if err != nil || strings.Contains(host, "\x00") {
 			return
 		}
-		e := &Entry{Pattern: p, Kind: kind, Ports: []uint16{443}}
-		m, err := Compile([]*Entry{e})
+		e := &rules.Entry{Pattern: p, Kind: kind, Ports: []uint16{443}}
+		m, err := rules.Compile([]*rules.Entry{e})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,4 +59,37 @@ func FuzzSquidRegex(f *testing.F) {
 			t.Fatalf("pattern %q host %q: squid regex %q matches %v, egressgate %v", p, name, SquidRegex(e), got, want)
 		}
 	})
+}
+
+// parseEntry reads one pattern as a catalog entry.
+func parseEntry(pattern string) (*rules.Entry, error) {
+	if strings.ContainsAny(pattern, " \t\n\r#:") {
+		return nil, fmt.Errorf("pattern %q: not one list line", pattern)
+	}
+	c, err := rules.ParseList("test.txt", "test", []byte(pattern))
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Entries) != 1 {
+		return nil, fmt.Errorf("pattern %q: %d entries", pattern, len(c.Entries))
+	}
+	return c.Entries[0], nil
+}
+
+// testMatcher compiles a plain-list catalog with every group on.
+func testMatcher(t testing.TB, file string) *rules.Matcher {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rules.ParseList(file, "test", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := rules.Select(&rules.Config{}, []*rules.Catalog{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs.Matcher
 }
