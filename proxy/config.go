@@ -88,6 +88,9 @@ type Config struct {
 	// Hosts overrides name resolution for the names it lists. Nil
 	// overrides nothing.
 	Hosts Hosts
+	// HostsFile, when set, replaces Hosts: each lookup takes its current
+	// hosts, so a reload applies to the next connection. Nil uses Hosts.
+	HostsFile *HostsFile
 	// Resolver resolves names that Hosts does not list. Nil means
 	// net.DefaultResolver.
 	Resolver Resolver

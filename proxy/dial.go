@@ -75,7 +75,11 @@ func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Du
 	if a, err := netip.ParseAddr(name); err == nil {
 		return []netip.Addr{a}, 0, nil
 	}
-	if addrs, ok := s.cfg.Hosts[name]; ok {
+	hosts := s.cfg.Hosts
+	if s.cfg.HostsFile != nil {
+		hosts = s.cfg.HostsFile.Hosts()
+	}
+	if addrs, ok := hosts[name]; ok {
 		return addrs, 0, nil
 	}
 	start := time.Now()

@@ -3,10 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/egressgate/egressgate/rules"
 )
@@ -57,4 +60,54 @@ func ParseHosts(path string, data []byte) (Hosts, error) {
 		return nil, rules.Pos{File: path}.Errorf("reading: %w", err)
 	}
 	return h, nil
+}
+
+// HostsFile is a hosts file kept loaded (serve --hosts), reloaded as the
+// rules are: Reload reads and parses the file again and swaps the result
+// in only when it parses, so a bad edit keeps the last good hosts
+// serving. A lookup loads the current Hosts once.
+type HostsFile struct {
+	path string
+	cur  atomic.Pointer[Hosts]
+
+	mu     sync.Mutex // serialises Reload
+	digest [sha256.Size]byte
+}
+
+// OpenHostsFile loads path; unlike a reload, failing here is the caller's
+// error to report (serve does not start).
+func OpenHostsFile(path string) (*HostsFile, error) {
+	f := &HostsFile{path: path}
+	if _, err := f.Reload(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Path returns the file's path.
+func (f *HostsFile) Path() string { return f.path }
+
+// Hosts returns the hosts of the last good load.
+func (f *HostsFile) Hosts() Hosts { return *f.cur.Load() }
+
+// Reload reads the file again. It reports whether the contents changed;
+// on an error (which names path:line) the last good hosts stay.
+func (f *HostsFile) Reload() (changed bool, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := os.ReadFile(f.path)
+	if err != nil {
+		return false, fmt.Errorf("reading hosts file: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if f.cur.Load() != nil && sum == f.digest {
+		return false, nil
+	}
+	h, err := ParseHosts(f.path, data)
+	if err != nil {
+		return false, err
+	}
+	f.cur.Store(&h)
+	f.digest = sum
+	return true, nil
 }

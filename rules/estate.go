@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,8 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Preference sources of an estate, after the MTR enterprise preferences:
@@ -23,9 +20,9 @@ const (
 	// SourceEnterprise has its own settings written in the enterprise
 	// config, under the estate ("Set preferences from Enterprise level").
 	SourceEnterprise = "enterprise"
-	// SourceEstate has its own file, estates.d/NAME.yaml next to the
-	// config, kept by the estate's admins ("Set preferences from sub
-	// estate level").
+	// SourceEstate has its own file, NAME.yaml in estates_dir
+	// (estates.d next to the config by default), kept by the estate's
+	// admins ("Set preferences from sub estate level").
 	SourceEstate = "estate"
 )
 
@@ -33,9 +30,21 @@ const (
 // subnets hold: it has the enterprise defaults.
 const DefaultEstate = "default"
 
-// EstatesDir is the directory, next to the config, of the estates whose
-// source is SourceEstate.
+// EstatesDir is the default directory, next to the config, of the
+// estates whose source is SourceEstate (Config.EstatesDir).
 const EstatesDir = "estates.d"
+
+// estatesDir returns the directory of the estates' own files.
+func (cfg *Config) estatesDir() string {
+	dir := cfg.EstatesDir
+	if dir == "" {
+		dir = EstatesDir
+	}
+	if filepath.IsAbs(dir) {
+		return filepath.Clean(dir)
+	}
+	return filepath.Join(filepath.Dir(cfg.Path), dir)
+}
 
 // MaxEstates bounds the estates of one config, so that the label values
 // of the metrics stay bounded.
@@ -132,6 +141,10 @@ func (rs *Ruleset) EstateFor(client netip.Addr) *Estate {
 
 var estateNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// ValidEstateName reports whether name may name an estate: 1 to 63 of
+// a-z, 0-9, _ and -, starting with a letter or digit.
+func ValidEstateName(name string) bool { return estateNameRE.MatchString(name) }
+
 // estateFile reads an estate's own file for SourceEstate; Load gives one
 // that hashes and records the file, Select one that only reads it.
 type estateFile func(path string) ([]byte, error)
@@ -217,7 +230,7 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 				return err
 			}
 		case SourceEstate:
-			es.File = filepath.Join(filepath.Dir(cfg.Path), EstatesDir, ec.Name+".yaml")
+			es.File = filepath.Join(cfg.estatesDir(), ec.Name+".yaml")
 			own, lines, err := readEstatePolicy(es.File, readFile, catalogs, warn)
 			fileLines[ec.Name] = lines
 			if err == nil {
@@ -339,24 +352,12 @@ func readEstatePolicy(path string, readFile estateFile, catalogs []*Catalog, war
 		}
 		return Policy{}, nil, readError(path, "estate file", err)
 	}
-	if len(data) > maxEstateFileBytes {
-		return Policy{}, nil, readError(path, "estate file", errTooLarge{maxEstateFileBytes})
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Policy{}, nil, yamlError(path, err)
-	}
-	if len(root.Content) == 0 {
-		return Policy{}, nil, Pos{File: path}.Errorf("estate file is empty; write at least one setting (an estate that wants the enterprise defaults has source: %s)", SourceConfigured)
-	}
 	var p Policy
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
-		return Policy{}, nil, yamlError(path, err)
+	fix := "write at least one setting (an estate that wants the enterprise defaults has source: " + SourceConfigured + ")"
+	lines, err := decodeFile(path, "estate file", maxEstateFileBytes, data, fix, &p)
+	if err != nil {
+		return Policy{}, nil, err
 	}
-	lines := map[string]int{}
-	recordLines(root.Content[0], "", lines)
 	if err := validatePolicy(&p, where{path, lines, ""}, catalogs, warn); err != nil {
 		return Policy{}, nil, err
 	}

@@ -234,6 +234,7 @@ func TestEstateConfigErrors(t *testing.T) {
 		{"bad phone", "policy:\n  contacts:\n    primary:\n      name: A\n      email: a@example.org\n      phone: call me\n", "", `egressgate.yaml:6: policy.contacts.primary.phone: "call me": 'c' is not allowed`},
 		{"tertiary without secondary", "policy:\n  contacts:\n    primary: {name: A, email: a@example.org}\n    tertiary: {name: C, email: c@example.org}\n", "", `egressgate.yaml:4: policy.contacts.tertiary: set without a secondary`},
 		{"missing estate file", "estates:\n  - name: sydney\n    source: estate\n", "", `egressgate.yaml:3: estates: sydney: estates.d/sydney.yaml: estate file missing`},
+		{"missing estate file, flat", "estates_dir: .\nestates:\n  - name: sydney\n    source: estate\n", "", `egressgate.yaml:4: estates: sydney: sydney.yaml: estate file missing`},
 		{"act if unreachable with notify", "policy:\n  threat_response: notify\n  act_if_unreachable: true\n", "", `egressgate.yaml:3: policy.act_if_unreachable: only the "collaborate" threat response acts`},
 		{"estate file unknown key", "estates:\n  - name: sydney\n    source: estate\n", "mode: exact\nlicence: [x]\n", `estates.d/sydney.yaml:2: unknown field "licence" in policy`},
 		{"estate file bad mode", "estates:\n  - name: sydney\n    source: estate\n", "licenses: [mdr-complete]\nmode: exacting\n", `estates.d/sydney.yaml:2: mode: "exacting" is not "wildcard" or "exact"`},
@@ -256,6 +257,39 @@ func TestEstateConfigErrors(t *testing.T) {
 			got := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
 			if !strings.Contains(got, tt.want) {
 				t.Errorf("Load error\n  %s\nwant it to contain\n  %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEstatesDir: an estate's own file is read from estates_dir: the
+// default estates.d, the config's own directory (a ConfigMap's flat
+// layout), a subdirectory or an absolute path.
+func TestEstatesDir(t *testing.T) {
+	abs := t.TempDir()
+	tests := []struct{ setting, file string }{
+		{"", "estates.d/sydney.yaml"},
+		{"estates_dir: .\n", "sydney.yaml"},
+		{"estates_dir: estates\n", "estates/sydney.yaml"},
+		{"estates_dir: " + abs + "\n", filepath.Join(abs, "sydney.yaml")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "egressgate.yaml")
+			writeFile(t, p, tt.setting+"estates:\n  - name: sydney\n    subnets: [10.3.0.0/16]\n    source: estate\n")
+			want := tt.file
+			if !filepath.IsAbs(want) {
+				want = filepath.Join(dir, want)
+			}
+			writeFile(t, want, "mode: exact\n")
+			rs, err := Load(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := rs.EstateFor(netip.MustParseAddr("10.3.0.5"))
+			if es.Name != "sydney" || es.File != want || es.Policy.Mode != ModeExact {
+				t.Errorf("estate %s from %q, mode %q; want sydney from %q, exact", es.Name, es.File, es.Policy.Mode, want)
 			}
 		})
 	}

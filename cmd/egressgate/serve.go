@@ -165,7 +165,7 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
 	fs.IntVar(&m.MissLogBurst, "miss-log-burst", metrics.DefaultMissLogBurst, "log at most this many misses per host and reason per interval, then fold")
 	fs.DurationVar(&m.MissLogInterval, "miss-log-interval", metrics.DefaultMissLogInterval, "miss-log folding `interval`")
-	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses (space-saving top-k)")
+	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses: this many denied once, as many denied again")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
 	fs.IntVar(&m.MaxEstateSeries, "max-estate-series", metrics.DefaultMaxEstateSeries, "per-estate series (requests by decision and reason, hits per entry) with an estate label of their own; the rest share estate=\"_other\"")
 	pos, err := parseInterspersed(fs.FlagSet, args)
@@ -273,9 +273,10 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	cfg.Log = log
 	cfg.Recorder = tel.recorder
 	if o.hostsPath != "" {
-		if cfg.Hosts, err = proxy.LoadHosts(o.hostsPath); err != nil {
+		if cfg.HostsFile, err = proxy.OpenHostsFile(o.hostsPath); err != nil {
 			return err
 		}
+		cfg.Hosts = cfg.HostsFile.Hosts() // the prober's, as at start
 	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
@@ -336,7 +337,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: withPAC(tel.admin, srv, proxyLn), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: tel.admin(pacHandler(srv, proxyLn)), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -350,6 +351,9 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			log.Error("rules watcher stopped", "err", err)
 		}
 	})
+	if cfg.HostsFile != nil {
+		wg.Go(func() { watchHosts(watchCtx, cfg.HostsFile, log) })
+	}
 	if o.probeEvery > 0 {
 		p := newServerProber(cfg)
 		pm := metrics.NewProbeMetrics(tel.reg)
@@ -380,6 +384,9 @@ wait:
 			log.Info("SIGHUP: reloading rules")
 			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
+			if cfg.HostsFile != nil {
+				reloadHosts(cfg.HostsFile, log)
+			}
 			sdNotify(log, sdReady)
 		case err := <-errc:
 			if err != nil {
