@@ -323,7 +323,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: withPAC(tel.admin, srv, proxyLn), ReadHeaderTimeout: 10 * time.Second}
+		adminSrv = &http.Server{Handler: tel.admin(pacHandler(srv, proxyLn)), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
