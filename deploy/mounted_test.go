@@ -179,7 +179,6 @@ func TestEnterpriseOverlayMounted(t *testing.T) {
 // override, lays out the egressgate service's bind mounts, and checks
 // the config its command names.
 func TestEnterpriseComposeMounted(t *testing.T) {
-	needTool(t, "the binary is built and run", "go")
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(composeDir, "compose.yaml"), filepath.Join(composeDir, enterpriseCompose)},
 		cli.WithWorkingDirectory(composeDir), cli.WithOsEnv)
 	if err != nil {
