@@ -50,6 +50,7 @@ type serveOptions struct {
 	metrics      metrics.Options
 	pprof        bool
 	probeEvery   time.Duration // --probe-interval; 0: off
+	adminOpts    adminOptions
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -146,6 +147,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		return err
 	})
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
+	fs.IntVar(&o.adminOpts.maxConns, "admin-max-conns", defaultAdminMaxConns, "most connections the admin listener holds at once; more wait unaccepted")
+	fs.StringVar(&o.adminOpts.tokenFile, "admin-token-file", "", "`file` holding a bearer token the admin pages require (/healthz, /readyz and /proxy.pac stay open)")
+	fs.BoolVar(&o.adminOpts.users, "admin-users", false, "the admin pages also accept Basic credentials of the proxy's users file (auth.password_file)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
@@ -323,7 +327,14 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: withPAC(tel.admin, srv, proxyLn), ReadHeaderTimeout: 10 * time.Second}
+		var users func() *rules.Users
+		if o.adminOpts.users {
+			users = func() *rules.Users { return reloader.Current().Users }
+		}
+		if adminSrv, adminLn, err = adminServer(adminLn, withPAC(tel.admin, srv, proxyLn), o.adminOpts, users); err != nil {
+			closeAll()
+			return err
+		}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
