@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,19 +22,22 @@ import (
 )
 
 // RulesPage is the JSON of /rules?format=json: every entry of the
-// installed ruleset with its usage since the process started.
+// installed ruleset with its usage since the process started, and how many
+// entries are in each state.
 type RulesPage struct {
-	// Estate is the estate the page is about: its entries and its hits
-	// only (/rules?estate=NAME); "" for every entry and every estate.
-	Estate         string      `json:"estate,omitempty"`
-	Version        string      `json:"version"`                // egressgate build
-	MatcherVersion uint64      `json:"matcher_version"`        // changes with every reload
-	Installed      time.Time   `json:"installed"`              // when the ruleset was installed
-	Catalogs       []string    `json:"catalogs"`               // catalog names, in load order
-	Used           int         `json:"used"`                   // entries with a hit that reached its upstream
-	NeverReached   int         `json:"admitted_never_reached"` // entries with hits, none of which reached its upstream
-	NeverUsed      int         `json:"never_used"`             // entries without a hit
-	Rules          []RuleUsage `json:"rules"`                  // in matcher order
+	// Estate is the estate the page is about: its policy's verdict on
+	// each entry and its own hits (/rules?estate=NAME); "" for every
+	// estate.
+	Estate         string    `json:"estate,omitempty"`
+	Version        string    `json:"version"`         // egressgate build
+	MatcherVersion uint64    `json:"matcher_version"` // changes with every reload
+	Installed      time.Time `json:"installed"`       // when the ruleset was installed
+	Catalogs       []string  `json:"catalogs"`        // catalog names, in load order
+	// Estates are the estates of the config, the default first, for the
+	// page's estate picker.
+	Estates []string `json:"estates"`
+	StateCounts
+	Rules []RuleUsage `json:"rules"` // in matcher order
 }
 
 // RuleUsage is one catalog entry on /rules.
@@ -48,24 +52,23 @@ type RuleUsage struct {
 	Region   string     `json:"region,omitempty"`
 	Example  bool       `json:"example"`            // an example of a per-account host
 	Hits     uint64     `json:"hits"`               // admitted connections and requests
-	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit
+	LastHit  *time.Time `json:"last_hit,omitempty"` // absent: never hit, or not kept (per estate)
 	// UpstreamFailures counts the hits whose upstream could not be
-	// reached (DNS, connect, parent proxy); not kept per estate.
+	// reached (DNS, connect, parent proxy).
 	UpstreamFailures uint64 `json:"upstream_failures"`
-	// Refused is why the estate's policy refuses the entry (licence,
-	// Live Response, region), with ?estate=NAME only.
-	Refused string `json:"refused,omitempty"`
+	// State is one of States, set by EntryState.
+	State string `json:"state"`
+	// Reason is why a refused entry is refused: a deny reason of the
+	// policy (not-licensed, live-response-off, region-excluded) or why
+	// the policy leaves it out (section-off, exact-mode, os-excluded).
+	Reason string `json:"reason,omitempty"`
+	// Names are the names admitted through a wildcard or glob entry, most
+	// hits first: at most 32, the least used evicted.
+	Names []NameHits `json:"names,omitempty"`
 	// Series is the rule label the entry is exported under: Rule, or
 	// "_other" beyond Options.MaxRuleSeries.
 	Series string `json:"series"`
 }
-
-// States of an entry on /rules and in the report.
-const (
-	StateUsed         = "used"                   // some hit reached its upstream
-	StateNeverReached = "admitted-never-reached" // admitted, but every upstream attempt failed
-	StateNeverUsed    = "never-used"             // no hit
-)
 
 // Reached is how many of the entry's hits got through to the upstream.
 func (u RuleUsage) Reached() uint64 {
@@ -73,19 +76,6 @@ func (u RuleUsage) Reached() uint64 {
 		return 0
 	}
 	return u.Hits - u.UpstreamFailures
-}
-
-// State says whether the entry was used, admitted but never reached, or
-// never used. An entry that clients ask for and none reaches is the line
-// to act on: the vendor's host cannot be reached from this network.
-func (u RuleUsage) State() string {
-	switch {
-	case u.Reached() > 0:
-		return StateUsed
-	case u.Hits > 0:
-		return StateNeverReached
-	}
-	return StateNeverUsed
 }
 
 // MissesPage is the JSON of /misses?format=json: the most denied hosts.
@@ -104,6 +94,7 @@ type MissUsage struct {
 	// Count-Error times (space-saving top-k; 0 when exact).
 	Error        uint64    `json:"error"`
 	LastClient   string    `json:"last_client"`
+	LastEstate   string    `json:"last_estate,omitempty"` // the last client's estate
 	LastReason   string    `json:"last_reason"`
 	LastListener string    `json:"last_listener"`
 	LastPort     uint16    `json:"last_port"`
@@ -111,7 +102,14 @@ type MissUsage struct {
 	// AccountHost is set when the host looks like the account's own
 	// management, API or station host; nil otherwise.
 	AccountHost *AccountHostHint `json:"account_host,omitempty"`
+	// Hints are the policy changes that would admit the host (what
+	// explain prints), for the first maxMissHints hosts only.
+	Hints []rules.PolicyHint `json:"hints,omitempty"`
 }
+
+// maxMissHints bounds the hosts of /misses whose hints are worked out:
+// each compiles the catalogs again per candidate change.
+const maxMissHints = 10
 
 // RulesPage returns the usage of every entry of the installed ruleset, and
 // false when none is installed.
@@ -120,9 +118,10 @@ func (r *Recorder) RulesPage() (*RulesPage, bool) {
 	return p, ok
 }
 
-// EstateRulesPage is RulesPage for one estate: the entries of its policy
-// with its own hits (no last-hit times: those are kept per entry only).
-// known is false when estate is not "" and not in the installed config.
+// EstateRulesPage is RulesPage for one estate: every entry with the
+// estate's policy's verdict on it and the estate's own hits and failures
+// (no last-hit times: those are kept per entry only). known is false when
+// estate is not "" and not in the installed config.
 func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, known bool) {
 	b := r.binding.Load()
 	if b == nil {
@@ -132,72 +131,78 @@ func (r *Recorder) EstateRulesPage(estate string) (p *RulesPage, installed, know
 	for _, c := range b.ruleset.Catalogs {
 		p.Catalogs = append(p.Catalogs, c.Name)
 	}
-	entries, counters := b.entries, b.byID
-	var estateHits []uint64
+	for _, es := range b.ruleset.Estates {
+		p.Estates = append(p.Estates, es.Name)
+	}
+	var v *estateView
 	if estate != "" {
-		es, hits := b.estateHits(estate)
+		es := b.ruleset.Estate(estate)
 		if es == nil {
 			return nil, true, false
 		}
-		entries, estateHits = es.Matcher.Entries(), hits
+		v = b.view(es)
 	}
-	for i, e := range entries {
-		u := RuleUsage{
-			Catalog: e.Catalog, Rule: e.Pattern, Kind: e.Kind.String(),
-			Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
-			Region: e.Region, Example: e.Example, Series: e.Pattern,
-		}
-		if e.Deny != rules.ReasonNone && estate != "" {
-			u.Refused = e.Deny.String()
-		}
-		if u.Sections == nil {
-			u.Sections = []string{}
-		}
-		if u.Ports == nil {
-			u.Ports = []uint16{}
-		}
-		if estateHits != nil {
-			u.Hits = estateHits[i]
-			if u.Hits > 0 {
-				p.Used++
-			} else {
-				p.NeverUsed++
-			}
-			p.Rules = append(p.Rules, u)
-			continue
-		}
-		rc := counters[i]
-		u.Hits, u.UpstreamFailures = rc.hits.Load(), rc.failed.Load()
-		if ns := rc.lastHit.Load(); ns != 0 {
-			t := time.Unix(0, ns).UTC()
-			u.LastHit = &t
-		}
+	for i, e := range b.entries {
+		u := newRuleUsage(e)
 		if !b.exported[i] {
 			u.Series = otherRule
 		}
-		switch u.State() {
-		case StateUsed:
-			p.Used++
-		case StateNeverReached:
-			p.NeverReached++
-		default:
-			p.NeverUsed++
+		if v != nil {
+			u.Reason = v.refused(i)
+			u.Hits, u.UpstreamFailures, u.Names = v.usage(i)
+		} else {
+			rc := b.byID[i]
+			u.Reason = b.refused[i]
+			u.Hits, u.UpstreamFailures, u.Names = rc.hits.Load(), rc.failed.Load(), rc.names.snapshot()
+			if ns := rc.lastHit.Load(); ns != 0 {
+				t := time.Unix(0, ns).UTC()
+				u.LastHit = &t
+			}
 		}
+		p.settle(&u)
 		p.Rules = append(p.Rules, u)
 	}
 	return p, true, true
+}
+
+// newRuleUsage is the row of e without usage.
+func newRuleUsage(e *rules.Entry) RuleUsage {
+	u := RuleUsage{
+		Catalog: e.Catalog, Rule: e.Pattern, Kind: e.Kind.String(),
+		Groups: e.GroupIDs(), Sections: e.Sections(), Ports: e.Ports, OS: e.OS,
+		Region: e.Region, Example: e.Example, Series: e.Pattern,
+	}
+	if u.Sections == nil {
+		u.Sections = []string{}
+	}
+	if u.Ports == nil {
+		u.Ports = []uint16{}
+	}
+	return u
 }
 
 // MissesPage returns the most denied hosts.
 func (r *Recorder) MissesPage() *MissesPage {
 	top, total := r.top.snapshot()
 	p := &MissesPage{Capacity: r.top.capacity, Total: total, Misses: make([]MissUsage, len(top))}
+	b := r.binding.Load()
 	for i, m := range top {
-		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client,
+		p.Misses[i] = MissUsage{Host: m.Host, Count: m.Count, Error: m.Error, LastClient: m.Client, LastEstate: m.Estate,
 			LastReason: m.Reason, LastListener: m.Listener, LastPort: m.Port, LastSeen: m.Seen.UTC(),
 			AccountHost: accountHostHint(m.Host, m.Reason, m.Port)}
+		if b != nil && i < maxMissHints && (m.Estate == "" || m.Estate == rules.DefaultEstate) && hintable(m.Reason) {
+			// The hints are the enterprise policy's: an estate's own
+			// policy may differ.
+			p.Misses[i].Hints = b.ruleset.Hints(m.Host, m.Port)
+		}
 	}
 	return p
+}
+
+// hintable reports whether a miss of this reason may be admitted by a
+// change of the policy.
+func hintable(reason string) bool {
+	return reason == rules.ReasonNotInCatalog.String() || reason == rules.ReasonPortNotAllowed.String()
 }
 
 //go:embed templates/*.html
@@ -229,21 +234,33 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 }).ParseFS(templateFS, "templates/*.html"))
 
-// AdminHandler serves the admin listener:
+// AdminOptions are the optional parts of the admin listener.
+type AdminOptions struct {
+	// Ready reports whether the proxy listeners are up, for /readyz; nil
+	// means ready as soon as a ruleset is installed.
+	Ready func() bool
+	// PAC serves the proxy auto-config file at PACPath; nil for none.
+	PAC     http.Handler
+	PACPath string
+	// Pprof serves the Go profiler under /debug/pprof/: off by default,
+	// since profiles show internals and cost CPU while they run.
+	Pprof bool
+}
+
+// AdminHandler is the whole admin listener, built in this one place:
 //
+//	/          an index linking every page, the PAC file and the estate views
 //	/metrics   g in the Prometheus exposition format
-//	/rules     every catalog entry with its hits (see RulesPage)
+//	/rules     every catalog entry with its state and hits (see RulesPage)
 //	/misses    the most denied hosts (see MissesPage)
 //	/healthz   200 "ok" while the process serves
-//	/readyz    200 "ready" once ready() reports true and a ruleset is installed, else 503
+//	/readyz    200 "ready" once o.Ready reports true and a ruleset is installed, else 503
 //
-// /rules and /misses answer in the format the client asks for (see
-// pageFormat): HTML to browsers, JSON to ?format=json or Accept:
-// application/json, and a plain-text table to everything else, curl
-// included.
-//
-// ready nil means ready as soon as a ruleset is installed.
-func (r *Recorder) AdminHandler(g prometheus.Gatherer, ready func() bool) http.Handler {
+// and, with o.PAC and o.Pprof, the PAC file and the profiler. /rules and
+// /misses answer in the format the client asks for (see pageFormat): HTML
+// to browsers, JSON to ?format=json or Accept: application/json, and a
+// plain-text table to everything else, curl included.
+func (r *Recorder) AdminHandler(g prometheus.Gatherer, o AdminOptions) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /rules", r.serveRules)
@@ -258,17 +275,44 @@ func (r *Recorder) AdminHandler(g prometheus.Gatherer, ready func() bool) http.H
 		case !r.installed():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "no ruleset installed")
-		case ready != nil && !ready():
+		case o.Ready != nil && !o.Ready():
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready")
 		default:
 			fmt.Fprintln(w, "ready")
 		}
 	})
+	if o.PAC != nil && o.PACPath != "" {
+		mux.Handle("GET "+o.PACPath, o.PAC)
+	}
+	if o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, req *http.Request) {
-		render(w, "index.html", r.opts.Version)
+		idx := adminIndex{Version: r.opts.Version, Pprof: o.Pprof}
+		if o.PAC != nil {
+			idx.PACPath = o.PACPath
+		}
+		if b := r.binding.Load(); b != nil {
+			for _, es := range b.ruleset.Estates {
+				idx.Estates = append(idx.Estates, es.Name)
+			}
+		}
+		render(w, "index.html", idx)
 	})
 	return mux
+}
+
+// adminIndex is what the index page links.
+type adminIndex struct {
+	Version string
+	Estates []string
+	PACPath string // "" without a PAC file
+	Pprof   bool
 }
 
 func (r *Recorder) serveRules(w http.ResponseWriter, req *http.Request) {
@@ -364,17 +408,18 @@ func writeText(w http.ResponseWriter, write func(*tabwriter.Writer)) {
 	_ = tw.Flush() // a write error means the client went away
 }
 
-// writeText prints the page as a table: a summary line, then one line per
-// entry with its state, hits, upstream failures and last hit.
+// writeText prints the page as a table: a summary line with the count of
+// each state, then one line per entry with its state, reason, hits,
+// upstream failures and last hit, and under a wildcard or glob entry one
+// line per name admitted through it.
 func (p *RulesPage) writeText(w io.Writer) {
 	fmt.Fprintf(w, "egressgate %s, matcher v%d installed %s, catalogs %s\n", p.Version, p.MatcherVersion,
 		p.Installed.UTC().Format("2006-01-02 15:04:05 UTC"), strings.Join(p.Catalogs, ", "))
 	if p.Estate != "" {
-		fmt.Fprintf(w, "estate %s: the entries of its policy and its own hits\n", p.Estate)
+		fmt.Fprintf(w, "estate %s: its policy's verdict on each entry and its own hits\n", p.Estate)
 	}
-	fmt.Fprintf(w, "entries: %d (%d used, %d admitted but never reached, %d never used); hits since the process started\n\n",
-		len(p.Rules), p.Used, p.NeverReached, p.NeverUsed)
-	fmt.Fprintln(w, "STATE\tCATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tPORTS\tGROUPS")
+	fmt.Fprintf(w, "entries: %d (%s); hits since the process started\n\n", len(p.Rules), p.StateCounts)
+	fmt.Fprintln(w, "STATE\tREASON\tCATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tPORTS\tGROUPS")
 	for _, u := range p.Rules {
 		last := "-"
 		if u.LastHit != nil {
@@ -384,13 +429,20 @@ func (p *RulesPage) writeText(w io.Writer) {
 		for i, port := range u.Ports {
 			ports[i] = strconv.Itoa(int(port))
 		}
-		state := u.State()
-		if u.Refused != "" {
-			state = "refused:" + u.Refused
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", state, u.Catalog, u.Rule, u.Hits, u.UpstreamFailures,
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", u.State, orDash(u.Reason), u.Catalog, u.Rule, u.Hits, u.UpstreamFailures,
 			last, strings.Join(ports, ","), strings.Join(u.Groups, ","))
+		for _, n := range u.Names {
+			fmt.Fprintf(w, "\t\t\t  %s\t%d\t\t\t\t\n", termSafe(n.Name), n.Hits)
+		}
 	}
+}
+
+// orDash returns s, or "-" when it is empty.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 // writeText prints the page as a table, most denied first. Hosts are
@@ -398,10 +450,13 @@ func (p *RulesPage) writeText(w io.Writer) {
 func (p *MissesPage) writeText(w io.Writer) {
 	fmt.Fprintf(w, "%d misses since the process started; %d hosts tracked (capacity %d; a count may be over by at most its error)\n\n",
 		p.Total, len(p.Misses), p.Capacity)
-	fmt.Fprintln(w, "HOST\tCOUNT\tERROR\tLAST REASON\tLAST CLIENT\tLISTENER\tPORT\tLAST SEEN (UTC)")
+	fmt.Fprintln(w, "HOST\tCOUNT\tERROR\tLAST REASON\tLAST CLIENT\tESTATE\tLISTENER\tPORT\tLAST SEEN (UTC)")
 	for _, m := range p.Misses {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%s\n", termSafe(m.Host), m.Count, m.Error, m.LastReason, m.LastClient,
-			m.LastListener, m.LastPort, m.LastSeen.UTC().Format("2006-01-02 15:04:05"))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", termSafe(m.Host), m.Count, m.Error, m.LastReason, m.LastClient,
+			orDash(m.LastEstate), m.LastListener, m.LastPort, m.LastSeen.UTC().Format("2006-01-02 15:04:05"))
+		for _, h := range m.Hints {
+			fmt.Fprintf(w, "  hint: admitted by %s if %s: %s\n", h.Rule, h.What, strings.ReplaceAll(strings.TrimSpace(h.Config), "\n", "; "))
+		}
 	}
 	first := true
 	for _, m := range p.Misses {

@@ -63,13 +63,13 @@ func TestPageFormats(t *testing.T) {
 	for _, tc := range []struct {
 		name, query, accept, contentType, body string
 	}{
-		{"rules curl", "/rules", "*/*", "text/plain", "admitted-never-reached  test     example.org"},
+		{"rules curl", "/rules", "*/*", "text/plain", "admitted-never-reached  -       test     example.org"},
 		{"rules no accept", "/rules", "", "text/plain", "STATE"},
 		{"rules browser", "/rules", browser, "text/html", `<span class="pill unreached">admitted, never reached</span>`},
 		{"rules json accept", "/rules", "application/json", "application/json", `"admitted_never_reached": 1`},
 		{"rules json query", "/rules?format=json", browser, "application/json", `"upstream_failures": 1`},
 		{"rules html query", "/rules?format=html", "", "text/html", "<table"},
-		{"rules text query", "/rules?format=text", browser, "text/plain", "entries: 4 (1 used, 1 admitted but never reached, 2 never used)"},
+		{"rules text query", "/rules?format=text", browser, "text/plain", "entries: 4 (1 used, 1 admitted but never reached, 2 never used, 0 refused)"},
 		{"rules json preferred by q", "/rules", "text/html;q=0.5, application/json", "application/json", `"rules"`},
 		{"misses curl", "/misses", "*/*", "text/plain", `<script>alert(1)</script>\x1b[2j.example  1      0      invalid-host`},
 		{"misses browser", "/misses", browser, "text/html", "&lt;script&gt;"},
@@ -94,7 +94,7 @@ const hostileHost = "<script>alert(1)</script>\x1b[2J.example"
 // newAdmin serves r's admin handler on loopback.
 func newAdmin(t *testing.T, r *Recorder, reg *prometheus.Registry, ready func() bool) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(r.AdminHandler(reg, ready))
+	srv := httptest.NewServer(r.AdminHandler(reg, AdminOptions{Ready: ready}))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -263,7 +263,7 @@ func TestRulesPageInBrowser(t *testing.T) {
 	t.Run("dom", func(t *testing.T) {
 		dom := browse(t, "--dump-dom")
 		for _, want := range []string{
-			`<tr class="used" data-rule="central.sophos.com">`,
+			`<tr class="used" data-rule="central.sophos.com" data-state="used"`,
 			`<td class="num hits">42</td>`,
 			`<b id="used">3</b>`,
 			`<span class="pill never">never used</span>`,

@@ -32,7 +32,7 @@ func TestDocsReportExample(t *testing.T) {
 		t.Fatal("docs/metrics.md has no `$ egressgate report --from http://127.0.0.1:9128 --top 5` example")
 	}
 	srv := docsTraffic(t)
-	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL)
+	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"slices"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,11 +50,14 @@ type estateStats struct {
 	rules    atomic.Pointer[estateRules]
 }
 
-// estateRules are the per-entry hits of one estate, indexed by the entry
-// IDs of matcher.
+// estateRules are the per-entry usage of one estate, indexed by the entry
+// IDs of matcher: hits, the hits whose upstream could not be reached, and
+// the names behind wildcard and glob entries (nil for the other kinds).
 type estateRules struct {
 	matcher *rules.Matcher
 	hits    []estateCounter
+	failed  []estateCounter
+	names   []*nameTable
 }
 
 // installEstates binds per-estate tables to rs, carrying counts over
@@ -71,24 +76,38 @@ func (r *Recorder) installEstates(b, old *binding, rs *rules.Ruleset) {
 		}
 		cur := st.rules.Load()
 		if cur == nil || cur.matcher != es.Matcher {
-			next := &estateRules{matcher: es.Matcher, hits: make([]estateCounter, len(es.Matcher.Entries()))}
-			if cur != nil {
-				prev := map[ruleKey]*estateCounter{}
-				for j, e := range cur.matcher.Entries() {
-					prev[ruleKey{e.Catalog, e.Pattern}] = &cur.hits[j]
-				}
-				for j, e := range es.Matcher.Entries() {
-					if p := prev[ruleKey{e.Catalog, e.Pattern}]; p != nil {
-						next.hits[j].n.Store(p.n.Load())
-						next.hits[j].own.Store(p.own.Load())
-					}
-				}
-			}
-			st.rules.Store(next)
+			st.rules.Store(r.newEstateRules(es.Matcher, cur))
 		}
 		b.estates[i] = st
 		b.estateByName[es.Name] = st
 	}
+}
+
+// newEstateRules makes the per-entry tables of an estate's matcher m,
+// carrying the counts of cur (nil for none) over by catalog and pattern.
+func (r *Recorder) newEstateRules(m *rules.Matcher, cur *estateRules) *estateRules {
+	n := len(m.Entries())
+	next := &estateRules{matcher: m, hits: make([]estateCounter, n), failed: make([]estateCounter, n), names: make([]*nameTable, n)}
+	prev := map[ruleKey]int{}
+	if cur != nil {
+		for j, e := range cur.matcher.Entries() {
+			prev[ruleKey{e.Catalog, e.Pattern}] = j
+		}
+	}
+	for j, e := range m.Entries() {
+		p, ok := prev[ruleKey{e.Catalog, e.Pattern}]
+		if ok {
+			next.hits[j].n.Store(cur.hits[p].n.Load())
+			next.hits[j].own.Store(cur.hits[p].own.Load())
+			next.failed[j].n.Store(cur.failed[p].n.Load())
+			next.failed[j].own.Store(cur.failed[p].own.Load())
+			next.names[j] = cur.names[p]
+		}
+		if next.names[j] == nil && e.HasWildcard() {
+			next.names[j] = newNameTable(&r.namesEvicted)
+		}
+	}
+	return next
 }
 
 // estateOf returns the usage table of the decision's estate, or nil.
@@ -122,6 +141,25 @@ func (r *Recorder) countEstate(d *proxy.Decision) {
 	}
 	if er := st.rules.Load(); er.matcher == d.Matcher && d.Verdict.Entry.ID < len(er.hits) {
 		er.hits[d.Verdict.Entry.ID].add(r)
+		if t := er.names[d.Verdict.Entry.ID]; t != nil {
+			t.add(d.Host)
+		}
+	}
+}
+
+// countEstateFailure counts an admitted decision whose upstream could not
+// be reached on its estate's entry, as failedUpstream does globally.
+func (r *Recorder) countEstateFailure(d *proxy.Decision) {
+	b := r.binding.Load()
+	if b == nil {
+		return
+	}
+	st := b.estateOf(d.Estate)
+	if st == nil {
+		return
+	}
+	if er := st.rules.Load(); er.matcher == d.Matcher && d.Verdict.Entry.ID < len(er.failed) {
+		er.failed[d.Verdict.Entry.ID].add(r)
 	}
 }
 
@@ -132,21 +170,28 @@ var (
 	estateRuleHitsDesc = prometheus.NewDesc("egressgate_estate_rule_hits_total",
 		"Admitted connections and requests per estate and catalog entry; a series appears with the entry's first hit in the estate, and estate is _other beyond the per-estate series cap.",
 		[]string{"estate", "catalog", "rule"}, nil)
+	estateRuleFailuresDesc = prometheus.NewDesc("egressgate_estate_rule_upstream_failures_total",
+		"Admitted connections and requests per estate and catalog entry whose upstream could not be reached (counted in egressgate_estate_rule_hits_total too); a series appears with the first failure, and estate is _other beyond the per-estate series cap.",
+		[]string{"estate", "catalog", "rule"}, nil)
 	estateInfoDesc = prometheus.NewDesc("egressgate_estate_info",
-		"A metric with a constant value of 1 for each estate of the config, with its preference source.",
-		[]string{"estate", "source"}, nil)
+		"A metric with a constant value of 1 for each estate of the config, with its preference source and its policy (p0 is the default estate's; estates with the same effective policy share one).",
+		[]string{"estate", "source", "policy"}, nil)
+	policyRefusedDesc = prometheus.NewDesc("egressgate_policy_rule_refused_info",
+		"A metric with a constant value of 1 for each catalog entry a policy refuses, with the reason: not-licensed, live-response-off, region-excluded, or section-off, exact-mode, os-excluded for entries the policy leaves out.",
+		[]string{"policy", "catalog", "rule", "reason"}, nil)
 )
 
-// collectEstates exports the per-estate series.
+// collectEstates exports the per-estate series and the policies'
+// refusals.
 func (b *binding) collectEstates(ch chan<- prometheus.Metric) {
 	type reqKey struct {
 		ai     int
 		reason rules.Reason
 	}
 	otherReq := map[reqKey]uint64{}
-	otherHits := map[ruleKey]uint64{}
+	otherHits, otherFailed := map[ruleKey]uint64{}, map[ruleKey]uint64{}
 	for i, es := range b.ruleset.Estates {
-		ch <- prometheus.MustNewConstMetric(estateInfoDesc, prometheus.GaugeValue, 1, es.Name, es.Source)
+		ch <- prometheus.MustNewConstMetric(estateInfoDesc, prometheus.GaugeValue, 1, es.Name, es.Source, b.policyLabel(es.Matcher))
 		st := b.estates[i]
 		for ai, a := range actions {
 			for reason := range maxReasonSlots {
@@ -163,20 +208,8 @@ func (b *binding) collectEstates(ch chan<- prometheus.Metric) {
 			}
 		}
 		er := st.rules.Load()
-		entries := er.matcher.Entries()
-		for j := range er.hits {
-			c := &er.hits[j]
-			n := c.n.Load()
-			if n == 0 || j >= len(entries) {
-				continue
-			}
-			e := entries[j]
-			if !c.own.Load() {
-				otherHits[ruleKey{e.Catalog, e.Pattern}] += n
-				continue
-			}
-			ch <- prometheus.MustNewConstMetric(estateRuleHitsDesc, prometheus.CounterValue, float64(n), es.Name, e.Catalog, e.Pattern)
-		}
+		collectEstateCounters(ch, estateRuleHitsDesc, es.Name, er.matcher.Entries(), er.hits, otherHits)
+		collectEstateCounters(ch, estateRuleFailuresDesc, es.Name, er.matcher.Entries(), er.failed, otherFailed)
 	}
 	for k, n := range otherReq {
 		ch <- prometheus.MustNewConstMetric(estateRequestsDesc, prometheus.CounterValue, float64(n), otherEstate, string(actions[k.ai]), reasonLabel(k.reason))
@@ -184,6 +217,119 @@ func (b *binding) collectEstates(ch chan<- prometheus.Metric) {
 	for k, n := range otherHits {
 		ch <- prometheus.MustNewConstMetric(estateRuleHitsDesc, prometheus.CounterValue, float64(n), otherEstate, k.catalog, k.pattern)
 	}
+	for k, n := range otherFailed {
+		ch <- prometheus.MustNewConstMetric(estateRuleFailuresDesc, prometheus.CounterValue, float64(n), otherEstate, k.catalog, k.pattern)
+	}
+	b.collectPolicies(ch)
+}
+
+// collectEstateCounters exports one estate's per-entry counters that
+// counted something, adding those without a series of their own to other.
+func collectEstateCounters(ch chan<- prometheus.Metric, desc *prometheus.Desc, estate string, entries []*rules.Entry, counters []estateCounter, other map[ruleKey]uint64) {
+	for j := range counters {
+		c := &counters[j]
+		n := c.n.Load()
+		if n == 0 || j >= len(entries) {
+			continue
+		}
+		e := entries[j]
+		if !c.own.Load() {
+			other[ruleKey{e.Catalog, e.Pattern}] += n
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, float64(n), estate, e.Catalog, e.Pattern)
+	}
+}
+
+// collectPolicies exports, per distinct policy, the entries of the
+// ruleset it refuses or leaves out, so that a query can tell an estate's
+// refused entries from its unused ones.
+func (b *binding) collectPolicies(ch chan<- prometheus.Metric) {
+	for pi, m := range b.policies {
+		var es *rules.Estate
+		for _, e := range b.ruleset.Estates {
+			if e.Matcher == m {
+				es = e
+				break
+			}
+		}
+		if es == nil {
+			continue
+		}
+		label := policyLabel(pi)
+		v := b.view(es)
+		for i, e := range b.entries {
+			if !b.exported[i] {
+				continue
+			}
+			if reason := v.refused(i); reason != "" {
+				ch <- prometheus.MustNewConstMetric(policyRefusedDesc, prometheus.GaugeValue, 1, label, e.Catalog, e.Pattern, reason)
+			}
+		}
+	}
+}
+
+// policyLabel names the policy of index i in binding.policies.
+func policyLabel(i int) string { return "p" + strconv.Itoa(i) }
+
+// policyLabel names the policy of matcher m.
+func (b *binding) policyLabel(m *rules.Matcher) string {
+	return policyLabel(slices.Index(b.policies, m))
+}
+
+// estateView is one estate's view of the ruleset's entries: where each is
+// in the estate's matcher (-1 when the policy leaves it out) and its
+// counters there.
+type estateView struct {
+	b     *binding
+	es    *rules.Estate
+	index []int // by entry of b.entries: index in es.Matcher.Entries(), or -1
+	rules *estateRules
+}
+
+// view builds es's view; its counters are nil when es has no usage table
+// (a ruleset other than the installed one).
+func (b *binding) view(es *rules.Estate) *estateView {
+	at := map[ruleKey]int{}
+	for j, e := range es.Matcher.Entries() {
+		at[ruleKey{e.Catalog, e.Pattern}] = j
+	}
+	v := &estateView{b: b, es: es, index: make([]int, len(b.entries))}
+	for i, e := range b.entries {
+		j, ok := at[ruleKey{e.Catalog, e.Pattern}]
+		if !ok {
+			j = -1
+		}
+		v.index[i] = j
+	}
+	if st := b.estateByName[es.Name]; st != nil {
+		if er := st.rules.Load(); er.matcher == es.Matcher {
+			v.rules = er
+		}
+	}
+	return v
+}
+
+// refused is why the estate refuses entry i of b.entries, "" when it
+// admits it.
+func (v *estateView) refused(i int) string {
+	j := v.index[i]
+	if j < 0 {
+		return absentReason(v.b.entries[i], v.es)
+	}
+	if d := v.es.Matcher.Entries()[j].Deny; d != rules.ReasonNone {
+		return d.String()
+	}
+	return ""
+}
+
+// usage returns the estate's hits, failures and names of entry i.
+func (v *estateView) usage(i int) (hits, failed uint64, names []NameHits) {
+	j := v.index[i]
+	if j < 0 || v.rules == nil {
+		return 0, 0, nil
+	}
+	return v.rules.hits[j].n.Load(), v.rules.failed[j].n.Load(), v.rules.names[j].snapshot()
 }
 
 func reasonLabel(r rules.Reason) string {
@@ -191,20 +337,4 @@ func reasonLabel(r rules.Reason) string {
 		return reasonNone
 	}
 	return r.String()
-}
-
-// estateHits returns an estate's hits per entry of its matcher, for
-// /rules?estate=NAME; nil when there is no such estate.
-func (b *binding) estateHits(name string) (*rules.Estate, []uint64) {
-	st := b.estateByName[name]
-	if st == nil {
-		return nil, nil
-	}
-	es := b.ruleset.Estate(name)
-	er := st.rules.Load()
-	out := make([]uint64, len(er.hits))
-	for i := range er.hits {
-		out[i] = er.hits[i].n.Load()
-	}
-	return es, out
 }

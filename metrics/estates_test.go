@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"net/netip"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -86,7 +87,7 @@ egressgate_estate_rule_hits_total{catalog="sophos-central",estate="newyork",rule
 	refused := 0
 	for _, u := range p.Rules {
 		hits += u.Hits
-		if u.Refused != "" {
+		if u.State == StateRefused {
 			refused++
 		}
 	}
@@ -134,7 +135,7 @@ func TestEstateRulesEndpoint(t *testing.T) {
 	if code, body := get(t, srv+"/rules?estate=sydney&format=html"); code != 200 || !strings.Contains(body, "Estate <b>sydney</b>") || !strings.Contains(body, "refused: not-licensed") {
 		t.Errorf("/rules?estate=sydney (HTML): %d, no estate title or refused tag", code)
 	}
-	if code, body := get(t, srv+"/rules?estate=sydney"); code != 200 || !strings.Contains(body, "estate sydney:") || !strings.Contains(body, "refused:not-licensed") {
+	if code, body := get(t, srv+"/rules?estate=sydney"); code != 200 || !strings.Contains(body, "estate sydney:") || !regexp.MustCompile(`(?m)^refused +not-licensed +sophos-central +live-terminal`).MatchString(body) {
 		t.Errorf("/rules?estate=sydney (text): %d, no estate line or refused state:\n%.300s", code, body)
 	}
 }

@@ -25,6 +25,9 @@ type ruleCounter struct {
 	// failed counts the hits whose upstream could not be reached (DNS,
 	// connect, parent proxy): hits - failed connections got through.
 	failed atomic.Uint64
+	// names are the names admitted through a wildcard or glob entry; nil
+	// for the other kinds.
+	names *nameTable
 }
 
 // binding is an installed ruleset with its entries' counters. It is
@@ -48,6 +51,13 @@ type binding struct {
 	exported []bool
 	// groupCatalog names the catalog of each enabled group.
 	groupCatalog map[*rules.Group]string
+	// refused[i] is why entry i is refused in the global view: "" when
+	// some estate's policy admits it, else the reason of the first policy
+	// (the default estate's first) that names it.
+	refused []string
+	// policies are the distinct matchers (rs.Matchers()); an estate's
+	// policy label is "p" and the index of its matcher here.
+	policies []*rules.Matcher
 }
 
 // Install binds the per-entry counters to rs: call it after the first load
@@ -86,6 +96,9 @@ func (r *Recorder) Install(rs *rules.Ruleset) {
 		if c == nil {
 			c = &ruleCounter{}
 		}
+		if c.names == nil && e.HasWildcard() {
+			c.names = newNameTable(&r.namesEvicted)
+		}
 		b.byID[i] = c
 		b.byKey[k] = c
 		b.exported[i] = i < r.opts.MaxRuleSeries
@@ -95,10 +108,36 @@ func (r *Recorder) Install(rs *rules.Ruleset) {
 			b.groupCatalog[g] = c.Name
 		}
 	}
+	b.policies = rs.Matchers()
+	b.refused = globalRefusals(entries, b.policies)
 	r.installEstates(b, old, rs)
 	r.binding.Store(b)
 	r.reloadSuccessful.Set(1)
 	r.reloadSuccessTime.Set(float64(b.installed.UnixNano()) / 1e9)
+}
+
+// globalRefusals says, per entry, whether some policy admits it ("") or
+// why the first policy that names it refuses it.
+func globalRefusals(entries []*rules.Entry, policies []*rules.Matcher) []string {
+	admitted := map[ruleKey]bool{}
+	reason := map[ruleKey]string{}
+	for _, m := range policies {
+		for _, e := range m.Entries() {
+			k := ruleKey{e.Catalog, e.Pattern}
+			if e.Deny == rules.ReasonNone {
+				admitted[k] = true
+			} else if reason[k] == "" {
+				reason[k] = e.Deny.String()
+			}
+		}
+	}
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		if k := (ruleKey{e.Catalog, e.Pattern}); !admitted[k] {
+			out[i] = reason[k]
+		}
+	}
+	return out
 }
 
 // counter returns the counter of the entry d's verdict names, or nil when
@@ -133,6 +172,9 @@ func (r *Recorder) hit(d *proxy.Decision) {
 		return
 	}
 	c.hits.Add(1)
+	if c.names != nil {
+		c.names.add(d.Host)
+	}
 	t := d.Time
 	if t.IsZero() {
 		t = time.Now()
@@ -175,6 +217,8 @@ func (c *catalogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- estateRequestsDesc
 	ch <- estateRuleHitsDesc
 	ch <- estateInfoDesc
+	ch <- estateRuleFailuresDesc
+	ch <- policyRefusedDesc
 }
 
 func (c *catalogCollector) Collect(ch chan<- prometheus.Metric) {

@@ -128,6 +128,9 @@ type Recorder struct {
 	// estateSeries counts the per-estate series claimed, against
 	// Options.MaxEstateSeries.
 	estateSeries atomic.Int64
+	// namesEvicted counts the names behind wildcard and glob entries
+	// evicted from their bounded tables, global and per estate.
+	namesEvicted atomic.Uint64
 
 	misses *missLog
 	top    *topMisses
@@ -229,6 +232,10 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 	})
 
 	reg.MustRegister(&catalogCollector{r: r})
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "egressgate_rule_names_evicted_total",
+		Help: "Names admitted through a wildcard or glob entry that were evicted, least used first, from the entry's table of at most 32 names (kept globally and per estate, shown on /rules).",
+	}, func() float64 { return float64(r.namesEvicted.Load()) })
 
 	missOutcomes := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "egressgate_misslog_misses_total",
@@ -318,6 +325,7 @@ func (r *Recorder) Dialed(d *proxy.Decision, lookup, dial time.Duration, err pro
 	c.Inc()
 	if d.Action == proxy.ActionAllow && d.Verdict.Entry != nil {
 		r.failedUpstream(d)
+		r.countEstateFailure(d)
 	}
 }
 

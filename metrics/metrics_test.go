@@ -158,6 +158,7 @@ func TestPromlint(t *testing.T) {
 		"egressgate_rule_hits_total",
 		"egressgate_rule_info",
 		"egressgate_rule_last_hit_timestamp_seconds",
+		"egressgate_rule_names_evicted_total",
 		"egressgate_rule_upstream_failures_total",
 		"egressgate_tunnel_bytes_total",
 		"egressgate_tunnel_duration_seconds",
@@ -513,8 +514,8 @@ func TestAdmittedNeverReached(t *testing.T) {
 		}
 		p, _ := r.RulesPage()
 		for _, u := range p.Rules {
-			if u.Rule == tc.rule && u.State() != tc.state {
-				t.Errorf("%s: state %q, want %q (%+v)", tc.rule, u.State(), tc.state, u)
+			if u.Rule == tc.rule && u.State != tc.state {
+				t.Errorf("%s: state %q, want %q (%+v)", tc.rule, u.State, tc.state, u)
 			}
 		}
 	}

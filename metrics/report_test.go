@@ -174,7 +174,7 @@ func adminReport(t *testing.T, a txtar) (*Report, string) {
 		}
 	}
 	srv := newAdmin(t, r, reg, nil)
-	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL)
+	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,10 +186,13 @@ func adminReport(t *testing.T, a txtar) (*Report, string) {
 func prometheusReport(t *testing.T, a txtar) (*Report, string) {
 	t.Helper()
 	answers := map[string]string{}
-	for q, name := range map[string]string{promHitsQuery: "hits.json", promLastHitQuery: "last_hit.json", promInfoQuery: "info.json", promFailuresQuery: "failures.json"} {
+	q := newPromQueries(PromOptions{Window: DefaultReportWindow})
+	const empty = `{"status":"success","data":{"resultType":"vector","result":[]}}`
+	for q, name := range map[string]string{q.hits: "hits.json", q.hitsBorn: "hits_born.json", q.lastHit: "last_hit.json", q.info: "info.json",
+		q.failures: "failures.json", q.failuresBorn: "failures_born.json", q.estates: "estates.json", q.refused: "refused.json"} {
 		data, ok := a.file(name)
-		if !ok && name == "failures.json" {
-			data, ok = `{"status":"success","data":{"resultType":"vector","result":[]}}`, true // replicas without the metric
+		if !ok && name != "hits.json" && name != "info.json" {
+			data, ok = empty, true // replicas without the metric, or nothing born in the window
 		}
 		if !ok {
 			t.Fatalf("no %s section", name)
@@ -206,7 +209,7 @@ func prometheusReport(t *testing.T, a txtar) (*Report, string) {
 		fmt.Fprint(w, ans)
 	}))
 	t.Cleanup(srv.Close)
-	rep, err := FetchPrometheus(context.Background(), srv.Client(), srv.URL)
+	rep, err := FetchPrometheus(context.Background(), srv.Client(), srv.URL, PromOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,16 +225,22 @@ func TestFetchErrors(t *testing.T) {
 		fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"parse error"}`)
 	}))
 	t.Cleanup(promErr.Close)
+	admin := func(ctx context.Context, c *http.Client, base string) (*Report, error) {
+		return FetchAdmin(ctx, c, base, "")
+	}
+	prom := func(ctx context.Context, c *http.Client, base string) (*Report, error) {
+		return FetchPrometheus(ctx, c, base, PromOptions{})
+	}
 	tests := []struct {
 		name  string
 		fetch func(context.Context, *http.Client, string) (*Report, error)
 		url   string
 		want  string
 	}{
-		{"admin down", FetchAdmin, down.URL, "connection refused"},
-		{"admin 404", FetchAdmin, notFound.URL, "404 Not Found"},
-		{"prometheus error", FetchPrometheus, promErr.URL, "bad_data: parse error"},
-		{"prometheus 404", FetchPrometheus, notFound.URL, "/api/v1/query"},
+		{"admin down", admin, down.URL, "connection refused"},
+		{"admin 404", admin, notFound.URL, "404 Not Found"},
+		{"prometheus error", prom, promErr.URL, "bad_data: parse error"},
+		{"prometheus 404", prom, notFound.URL, "/api/v1/query"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -53,6 +53,7 @@ type missCount struct {
 	Count    uint64
 	Error    uint64 // always 0: counts are exact since Since
 	Client   string
+	Estate   string // from the config, "" before the verdict step
 	Reason   string
 	Listener string
 	Port     uint16
@@ -96,7 +97,10 @@ func (t *topMisses) record(d *proxy.Decision) {
 	m.Listener = string(d.Listener)
 	m.Port = d.Port
 	m.Seen = seen
-	m.Client = ""
+	m.Client, m.Estate = "", ""
+	if d.Estate != nil {
+		m.Estate = d.Estate.Name
+	}
 	if d.Client.IsValid() {
 		m.Client = d.Client.String()
 	}

@@ -144,6 +144,10 @@ func (rs *Ruleset) EstateFor(client netip.Addr) *Estate {
 
 var estateNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// ValidEstateName reports whether name may name an estate: 1 to 63 of
+// a-z, 0-9, _ and -, starting with a letter or digit.
+func ValidEstateName(name string) bool { return estateNameRE.MatchString(name) }
+
 // estateFile reads an estate's own file for SourceEstate; Load gives one
 // that hashes and records the file, Select one that only reads it.
 type estateFile func(path string) ([]byte, error)

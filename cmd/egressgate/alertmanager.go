@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/egressgate/egressgate/metrics"
-	"github.com/egressgate/egressgate/rules"
 )
 
 // runAlertmanagerConfig writes an Alertmanager configuration that routes
@@ -21,9 +20,8 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exit
 	}
-	rs, err := rules.Load(config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(config, stderr)
+	if !ok {
 		return 1
 	}
 	opts.Source = rs.Config.Path
@@ -67,12 +65,8 @@ exit status: 0 written, 1 the config cannot be loaded or written, 2 bad usage`)
 	fs.DurationVar(&opts.GroupInterval, "group-interval", 0, "Alertmanager group_interval (default 5m)")
 	fs.DurationVar(&opts.RepeatInterval, "repeat-interval", 0, "Alertmanager repeat_interval (default 4h)")
 	fs.StringVar(&out, "o", "", "write to `file` instead of standard output")
-	pos, exit, ok := fs.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := fs.parseNoArgs(args, stdout, stderr); !ok {
 		return "", opts, "", exit, false
-	}
-	if len(pos) > 0 {
-		return "", opts, "", fs.fail(stderr, "unexpected argument %q", pos[0]), false
 	}
 	if opts.SecondaryAfter <= 0 || opts.TertiaryAfter <= 0 {
 		// 0 would mean the generator's default, not "at once".

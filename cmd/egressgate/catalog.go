@@ -35,16 +35,11 @@ exit status: 0 printed, 1 the config does not load, 2 bad usage`)
 	var exp exportOptions
 	cl.StringVar(&exp.pacProxy, "pac-proxy", "", "with --format pac: the proxy `HOST:PORT` endpoints are told to use")
 	cl.StringVar(&exp.pacFallback, "pac-fallback", "direct", "with --format pac: where other names go, `direct` or proxy")
-	pos, exit, ok := cl.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
 	}
-	if len(pos) > 0 {
-		return cl.fail(stderr, "unexpected argument %q", pos[0])
-	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	es := rs.Estate(*estate)

@@ -28,16 +28,11 @@ collaborate) go to stderr.
 exit status: 0 the config loads, 1 it does not or an estate lacks a primary
 contact (FILE:LINE: message on stderr), 2 bad usage`)
 	config := cl.addConfig()
-	pos, exit, ok := cl.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
 	}
-	if len(pos) > 0 {
-		return cl.fail(stderr, "unexpected argument %q", pos[0])
-	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	writeSummary(stdout, rs)

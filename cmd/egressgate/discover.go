@@ -45,9 +45,8 @@ exit status: 0 every host is admitted, 3 some are not, 1 an error, 2 bad usage`)
 	if len(artefacts) == 0 {
 		return fs.fail(stderr, "missing ARTEFACT: SophosCloudInstaller.log, SophosCloudConfig.plist, or saved output of sudo bash -x ./SophosSetup.sh")
 	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 1
 	}
 	exit = 0

@@ -67,9 +67,8 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return exit
 	}
-	rs, err := rules.Load(ea.config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(ea.config, stderr)
+	if !ok {
 		return 2
 	}
 	q := proxy.Query{Client: ea.client, Ruleset: rs, Host: ea.host, Port: ea.port}

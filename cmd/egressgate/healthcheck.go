@@ -24,12 +24,8 @@ exit status: 0 healthy, 1 not (the reason on stderr), 2 bad usage`)
 	admin := cl.String("admin", "127.0.0.1:9128", "admin `address` of the egressgate to ask (as given to serve --admin)")
 	path := cl.String("path", "/healthz", "`path` to ask: /healthz (alive) or /readyz (serving)")
 	timeout := cl.Duration("timeout", 3*time.Second, "give up after this long")
-	pos, exit, ok := cl.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
-	}
-	if len(pos) > 0 {
-		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	if err := healthcheck(*admin, *path, *timeout); err != nil {
 		fmt.Fprintf(stderr, "egressgate healthcheck: %v\n", err)

@@ -28,6 +28,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 type command struct {
@@ -144,6 +146,29 @@ func (c *commandLine) parse(args []string, stdout, stderr io.Writer) (pos []stri
 	return pos, 0, true
 }
 
+// parseNoArgs is parse for a command that takes no positional argument:
+// one is a usage error.
+func (c *commandLine) parseNoArgs(args []string, stdout, stderr io.Writer) (exit int, ok bool) {
+	pos, exit, ok := c.parse(args, stdout, stderr)
+	if ok && len(pos) > 0 {
+		return c.fail(stderr, "unexpected argument %q", pos[0]), false
+	}
+	return exit, ok
+}
+
+// loadConfig loads the config at path ("" for the built-in default) with
+// the code serve loads it with. When it does not load, loadConfig prints
+// the error (FILE:LINE: message) to stderr and ok is false: the caller
+// returns its exit status for that case.
+func loadConfig(path string, stderr io.Writer) (rs *rules.Ruleset, ok bool) {
+	rs, err := rules.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, false
+	}
+	return rs, true
+}
+
 // fail prints a usage error with the synopsis and returns exit status 2.
 func (c *commandLine) fail(stderr io.Writer, format string, args ...any) int {
 	fmt.Fprintf(stderr, "%s: %s\nusage: %s\nRun '%s --help' for more.\n", c.Name(), fmt.Sprintf(format, args...), c.synopsis, c.Name())
@@ -222,12 +247,8 @@ func versionOf(bi *debug.BuildInfo) string {
 // runVersion prints the version and the Go release that built it.
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	cl := newCommandLine("version", "egressgate version", "Prints the version: the one stamped with -ldflags \"-X main.version=...\", else the\nmodule version and VCS revision Go recorded at build time.\n\nexit status: 0")
-	pos, exit, ok := cl.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
-	}
-	if len(pos) > 0 {
-		return cl.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	fmt.Fprintf(stdout, "egressgate %s %s\n", version, runtime.Version())
 	return 0

@@ -48,12 +48,8 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 	fs.Var(portList{&tlsPorts}, "tls-ports", "`ports` whose connections get a TLS handshake (comma-separated)")
 	concurrency := fs.Int("concurrency", proxy.DefaultProbeConcurrency, "names probed at once")
 	timeout := fs.Duration("timeout", proxy.DefaultProbeTimeout, "time limit of each step")
-	pos, exit, ok := fs.parse(args, stdout, stderr)
-	if !ok {
+	if exit, ok := fs.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
-	}
-	if len(pos) > 0 {
-		return fs.fail(stderr, "unexpected argument %q", pos[0])
 	}
 	p := &proxy.Prober{TLSPorts: tlsPorts, Concurrency: *concurrency, Timeout: *timeout}
 	if err := setupProber(p, *via, *hostsPath, *caPath); err != nil {
@@ -64,9 +60,8 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 		fmt.Fprintln(stderr, "egressgate probe: --concurrency and --timeout must be positive")
 		return 2
 	}
-	rs, err := rules.Load(*config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	rs, ok := loadConfig(*config, stderr)
+	if !ok {
 		return 2
 	}
 	targets, skipped := proxy.ProbeTargets(rs.Matchers()...)

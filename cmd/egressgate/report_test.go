@@ -21,7 +21,7 @@ func TestReport(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, nil, metrics.Options{})
 	m.Install(rs)
-	admin := httptest.NewServer(m.AdminHandler(reg, nil))
+	admin := httptest.NewServer(m.AdminHandler(reg, metrics.AdminOptions{}))
 	t.Cleanup(admin.Close)
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()

@@ -331,7 +331,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		if o.adminOpts.users {
 			users = func() *rules.Users { return reloader.Current().Users }
 		}
-		if adminSrv, adminLn, err = adminServer(adminLn, withPAC(tel.admin, srv, proxyLn), o.adminOpts, users); err != nil {
+		if adminSrv, adminLn, err = adminServer(adminLn, tel.admin(pacHandler(srv, proxyLn)), o.adminOpts, users); err != nil {
 			closeAll()
 			return err
 		}

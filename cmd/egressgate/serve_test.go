@@ -174,8 +174,8 @@ func TestServeEndToEnd(t *testing.T) {
 	rules, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") ||
-		!regexp.MustCompile(`(?m)^admitted-never-reached +crl +down\.example\.org +1 +1 `).Match(rules) ||
-		!regexp.MustCompile(`(?m)^used +crl +crl\.example\.org +1 +0 `).Match(rules) {
+		!regexp.MustCompile(`(?m)^admitted-never-reached +- +crl +down\.example\.org +1 +1 `).Match(rules) ||
+		!regexp.MustCompile(`(?m)^used +- +crl +crl\.example\.org +1 +0 `).Match(rules) {
 		t.Errorf("GET /rules = %s\n%s\nwant a text table with down.example.org admitted but never reached", ct, rules)
 	}
 

@@ -3,7 +3,6 @@ package main
 import (
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,11 +17,13 @@ import (
 // counters and export the reload result), and flush, called once at
 // shutdown so that folded miss-log summaries are written.
 type telemetry struct {
-	recorder proxy.Recorder    // nil: nothing is recorded
-	admin    http.Handler      // served on --admin
-	hooks    rules.ReloadHooks // passed to rules.NewReloader
-	flush    func()
-	reg      prometheus.Registerer // for collectors serve adds (the probe's)
+	recorder proxy.Recorder // nil: nothing is recorded
+	// admin returns the handler served on --admin, with pac (nil for
+	// none) at proxy.PACPath.
+	admin func(pac http.Handler) http.Handler
+	hooks rules.ReloadHooks // passed to rules.NewReloader
+	flush func()
+	reg   prometheus.Registerer // for collectors serve adds (the probe's)
 }
 
 // newTelemetry builds the metrics on a registry of their own. ready
@@ -35,20 +36,11 @@ func newTelemetry(log *slog.Logger, ready func() bool, opts metrics.Options, wit
 	reg := prometheus.NewRegistry()
 	opts.Version = version
 	m := metrics.New(reg, log, opts)
-	var admin http.Handler = m.AdminHandler(reg, ready)
-	if withPprof {
-		mux := http.NewServeMux()
-		mux.Handle("/", admin)
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		admin = mux
-	}
 	return telemetry{
 		recorder: m,
-		admin:    admin,
+		admin: func(pac http.Handler) http.Handler {
+			return m.AdminHandler(reg, metrics.AdminOptions{Ready: ready, PAC: pac, PACPath: proxy.PACPath, Pprof: withPprof})
+		},
 		hooks: rules.ReloadHooks{
 			OnSwap:  func(rs *rules.Ruleset) { m.Install(rs); m.CatalogReloaded(rs); m.ReloadResult(nil) },
 			OnError: m.ReloadResult,

@@ -50,7 +50,7 @@ func TestReloadLogsCatalogDiff(t *testing.T) {
 		}
 	}
 	rec := httptest.NewRecorder()
-	tel.admin.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	tel.admin(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for _, want := range []string{
 		`egressgate_catalog_changes_total{change="added"} 1`,
 		`egressgate_catalog_changes_total{change="removed"} 1`,

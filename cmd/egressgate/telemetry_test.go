@@ -22,7 +22,7 @@ func TestTelemetryAdmin(t *testing.T) {
 		tel.hooks.OnSwap(rs)
 		get := func(path string) (int, string) {
 			rec := httptest.NewRecorder()
-			tel.admin.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			tel.admin(nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 			return rec.Code, rec.Body.String()
 		}
 		if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `egressgate_rule_hits_total{catalog="sophos-central",rule="central.sophos.com"} 0`) {
