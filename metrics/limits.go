@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/rules"
 )
 
 // RegisterLimits exports the proxy's connection cap and its refusals on
@@ -50,8 +51,8 @@ func (c *limitsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(maxConnsDesc, prometheus.GaugeValue, maxConns)
 	ch <- prometheus.MustNewConstMetric(activeConnsDesc, prometheus.GaugeValue, float64(l.Active))
-	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(l.RefusedMaxConns), proxy.ReasonOverloaded)
-	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(l.RefusedNoDescriptors), proxy.ReasonNoDescriptors)
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(l.RefusedMaxConns), rules.ReasonMaxConns.String())
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(l.RefusedNoDescriptors), rules.ReasonOutOfDescriptors.String())
 	ch <- prometheus.MustNewConstMetric(exhaustionDesc, prometheus.CounterValue, float64(l.OutOfDescriptors))
 }
 

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // TestACLAtAcceptDescriptors: the front end read a whole request head
@@ -104,7 +106,7 @@ func TestOpenConnectionsCapped(t *testing.T) {
 	defer third.Close()
 	third.SetDeadline(time.Now().Add(5 * time.Second))
 	head, _ := readHead(third)
-	if !strings.HasPrefix(head, "HTTP/1.1 503 ") || !strings.Contains(head, ReasonHeader+": "+ReasonOverloaded) {
+	if !strings.HasPrefix(head, "HTTP/1.1 503 ") || !strings.Contains(head, ReasonHeader+": "+rules.ReasonMaxConns.String()) {
 		t.Errorf("third connection = %q, want 503 max-conns", head)
 	}
 	silent.Close()

@@ -173,10 +173,10 @@ func TestAnswersRaw(t *testing.T) {
 	for _, tc := range []struct {
 		target, status, reason, body string
 	}{
-		{"a.example.org", "400", ReasonBadTarget, "missing port"},
-		{"a.example.org:", "400", ReasonBadTarget, "missing port"},
-		{"a.example.org:0", "400", ReasonBadTarget, "bad port"},
-		{"a.example.org:99999", "400", ReasonBadTarget, "bad port"},
+		{"a.example.org", "400", rules.ReasonBadTarget.String(), "missing port"},
+		{"a.example.org:", "400", rules.ReasonBadTarget.String(), "missing port"},
+		{"a.example.org:0", "400", rules.ReasonBadTarget.String(), "bad port"},
+		{"a.example.org:99999", "400", rules.ReasonBadTarget.String(), "bad port"},
 		// net/http itself refuses "2001:db8::1:443", "[name]:443" and
 		// "name:44x" with a bare 400 before egressgate sees them.
 		{"bad..name.example.org:443", "403", rules.ReasonInvalidHost.String(), "bad..name.example.org:443 denied: invalid-host"},
@@ -205,13 +205,13 @@ func TestAnswersRaw(t *testing.T) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprint(c, "GET https://a.example.org/ HTTP/1.1\r\nHost: a.example.org\r\n\r\n")
 		head, _ := readHead(c)
-		if !strings.HasPrefix(head, "HTTP/1.1 400 ") || !strings.Contains(head, ReasonHeader+": "+ReasonUnsupportedScheme) {
-			t.Errorf("GET https://... = %q, want 400 %s", head, ReasonUnsupportedScheme)
+		if !strings.HasPrefix(head, "HTTP/1.1 400 ") || !strings.Contains(head, ReasonHeader+": "+rules.ReasonUnsupportedScheme.String()) {
+			t.Errorf("GET https://... = %q, want 400 %s", head, rules.ReasonUnsupportedScheme.String())
 		}
 	})
 	t.Run("origin-form", func(t *testing.T) {
 		got := curl(t, addr, "--noproxy", "*", "http://"+addr+"/")
-		if got.code != "400" || !strings.Contains(got.header, ReasonHeader+": "+ReasonNotProxyRequest) || !strings.Contains(got.body, "addressed to the proxy itself") {
+		if got.code != "400" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonNotProxyRequest.String()) || !strings.Contains(got.body, "addressed to the proxy itself") {
 			t.Errorf("GET / = %s %q %q, want 400 not-proxy-request", got.code, got.header, got.body)
 		}
 	})

@@ -142,7 +142,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 	}
 	s.rec.Decided(earlyDeny(r, client, rules.ReasonProxyAuth))
 	w.Header().Set("Proxy-Authenticate", `Basic realm="`+users.Realm+`", charset="UTF-8"`)
-	answer{http.StatusProxyAuthRequired, rules.ReasonProxyAuth.String(), "egressgate: proxy authentication required"}.write(w)
+	answer{http.StatusProxyAuthRequired, rules.ReasonProxyAuth, "egressgate: proxy authentication required"}.write(w)
 	return nil
 }
 

@@ -40,7 +40,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request, client net
 	d := &Decision{Time: time.Now(), Listener: ListenerConnect, Client: client, Estate: authEstate(r)}
 	host, port, err := parseTarget(r.RequestURI)
 	if err != nil {
-		badRequest(ReasonBadTarget, err).write(w)
+		badRequest(rules.ReasonBadTarget, err).write(w)
 		return
 	}
 	d.Host, d.Port = host, port

@@ -16,31 +16,14 @@ import (
 )
 
 // ReasonHeader carries the reason of every answer egressgate writes
-// itself: a rules.Reason name for a deny, or one of the Reason* constants
-// below.
+// itself: a rules.Reason, a deny's or one of the answer reasons.
 const ReasonHeader = "X-Egressgate-Reason"
-
-// Reasons of answers that are not catalog decisions. The set is fixed.
-const (
-	ReasonBadTarget         = "bad-target"           // 400: CONNECT target is not host:port
-	ReasonBadRequest        = "bad-request"          // 400: a CONNECT head that does not parse
-	ReasonNotProxyRequest   = "not-proxy-request"    // 400: origin-form request to the proxy itself
-	ReasonUnsupportedScheme = "unsupported-scheme"   // 400: absolute URI that is not http://
-	ReasonOverloaded        = "max-conns"            // 503: Config.MaxConns reached
-	ReasonUpstreamDNS       = "upstream-dns"         // 502: name did not resolve
-	ReasonUpstreamRefused   = "upstream-refused"     // 502: connection refused
-	ReasonUpstreamReset     = "upstream-reset"       // 502: connection reset
-	ReasonUpstreamUnreach   = "upstream-unreachable" // 502: no route to host or network
-	ReasonUpstreamTimeout   = "upstream-timeout"     // 504: resolve or connect timed out
-	ReasonUpstreamError     = "upstream-error"       // 502: any other upstream failure
-	ReasonUpstreamProxy     = "upstream-proxy"       // 502: the parent proxy refused the request
-)
 
 // answer is a reply egressgate writes itself instead of the upstream's.
 type answer struct {
 	status int
-	reason string // the ReasonHeader value
-	text   string // body, one line
+	reason rules.Reason // the ReasonHeader value
+	text   string       // body, one line
 }
 
 // write sends a as a short plain-text reply.
@@ -48,7 +31,7 @@ func (a answer) write(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(ReasonHeader, a.reason)
+	h.Set(ReasonHeader, a.reason.String())
 	h.Set("Content-Length", strconv.Itoa(len(a.text)+1))
 	w.WriteHeader(a.status)
 	fmt.Fprintln(w, a.text)
@@ -66,30 +49,30 @@ func (a answer) response(req *http.Request) *http.Response {
 		Request:       req,
 	}
 	resp.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	resp.Header.Set(ReasonHeader, a.reason)
+	resp.Header.Set(ReasonHeader, a.reason.String())
 	return resp
 }
 
 // denyAnswer is the 403 for a denied decision.
 func denyAnswer(d *Decision) answer {
-	return answer{http.StatusForbidden, d.Reason.String(),
+	return answer{http.StatusForbidden, d.Reason,
 		fmt.Sprintf("egressgate: %s denied: %s", hostPort(d.Host, d.Port), d.Reason)}
 }
 
 // clientAnswer is the 403 for a client outside the ACL.
 func clientAnswer(client string) answer {
-	r := rules.ReasonClientNotAllowed.String()
+	r := rules.ReasonClientNotAllowed
 	return answer{http.StatusForbidden, r, fmt.Sprintf("egressgate: client %s denied: %s", client, r)}
 }
 
 // badRequest is a 400 with reason and the error's text.
-func badRequest(reason string, err error) answer {
+func badRequest(reason rules.Reason, err error) answer {
 	return answer{http.StatusBadRequest, reason, "egressgate: bad request: " + err.Error()}
 }
 
 // overloaded is the 503 when MaxConns is reached.
 func overloaded(max int) answer {
-	return answer{http.StatusServiceUnavailable, ReasonOverloaded,
+	return answer{http.StatusServiceUnavailable, rules.ReasonMaxConns,
 		fmt.Sprintf("egressgate: too many connections (limit %d), try again later", max)}
 }
 
@@ -99,7 +82,7 @@ func overloaded(max int) answer {
 // goes to the server's log instead, one line per failure.
 func (s *Server) upstreamAnswer(host string, port uint16, err error) answer {
 	a := upstreamReply(host, port, err)
-	s.cfg.Log.Warn("upstream failed", "host", onwardHost(host), "port", port, "reason", a.reason, "err", err)
+	s.cfg.Log.Warn("upstream failed", "host", onwardHost(host), "port", port, "reason", a.reason.String(), "err", err)
 	return a
 }
 
@@ -107,22 +90,22 @@ func (s *Server) upstreamAnswer(host string, port uint16, err error) answer {
 // reason and a body that says what failed in the proxy's own words.
 func upstreamReply(host string, port uint16, err error) answer {
 	kind := classifyDialError(err)
-	status, reason, what := http.StatusBadGateway, ReasonUpstreamError, "the upstream connection failed"
+	status, reason, what := http.StatusBadGateway, rules.ReasonUpstreamError, "the upstream connection failed"
 	switch kind {
 	case DialTimeout:
-		status, reason, what = http.StatusGatewayTimeout, ReasonUpstreamTimeout, "no answer within the dial timeout"
+		status, reason, what = http.StatusGatewayTimeout, rules.ReasonUpstreamTimeout, "no answer within the dial timeout"
 	case DialDNS:
-		reason, what = ReasonUpstreamDNS, "the name does not resolve"
+		reason, what = rules.ReasonUpstreamDNS, "the name does not resolve"
 	case DialRefused:
-		reason, what = ReasonUpstreamRefused, "the server refused the connection"
+		reason, what = rules.ReasonUpstreamRefused, "the server refused the connection"
 	case DialReset:
-		reason, what = ReasonUpstreamReset, "the server reset the connection"
+		reason, what = rules.ReasonUpstreamReset, "the server reset the connection"
 	case DialUnreach:
-		reason, what = ReasonUpstreamUnreach, "no route to the server"
+		reason, what = rules.ReasonUpstreamUnreachable, "no route to the server"
 	}
 	var pe *parentError
 	if errors.As(err, &pe) {
-		reason, what = ReasonUpstreamProxy, fmt.Sprintf("the parent proxy answered %d", pe.status)
+		reason, what = rules.ReasonUpstreamProxy, fmt.Sprintf("the parent proxy answered %d", pe.status)
 		if pe.status == 0 {
 			what = "the parent proxy did not answer the request"
 		}
@@ -184,6 +167,6 @@ func hostPort(host string, port uint16) string {
 // auth.require_tls is set: they were not checked, and the client should
 // use the HTTPS proxy listener.
 func tlsRequired() answer {
-	r := rules.ReasonTLSRequired.String()
-	return answer{http.StatusForbidden, r, "egressgate: proxy credentials are accepted only over TLS (an https:// proxy): " + r}
+	r := rules.ReasonTLSRequired
+	return answer{http.StatusForbidden, r, "egressgate: proxy credentials are accepted only over TLS (an https:// proxy): " + r.String()}
 }

@@ -221,8 +221,8 @@ func TestDialTimeout504(t *testing.T) {
 	proxyAddr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("slow.example.org"),
 		AllowDest: loopbackDest, DialTimeout: 300 * time.Millisecond, Recorder: rec})
 	got := curl(t, proxyAddr, "-p", "http://"+target+"/")
-	if got.code != "504" || !strings.Contains(got.header, ReasonHeader+": "+ReasonUpstreamTimeout) {
-		t.Errorf("CONNECT to a blackhole = %s %q, want 504 %s", got.code, got.header, ReasonUpstreamTimeout)
+	if got.code != "504" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonUpstreamTimeout.String()) {
+		t.Errorf("CONNECT to a blackhole = %s %q, want 504 %s", got.code, got.header, rules.ReasonUpstreamTimeout.String())
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
@@ -235,8 +235,8 @@ func TestMaxConns503(t *testing.T) {
 	addr, target, _ := echoProxy(t, Config{MaxConns: 1})
 	c := openTunnel(t, addr, target)
 	got := curl(t, addr, "-p", "http://"+target+"/")
-	if got.code != "503" || !strings.Contains(got.header, ReasonHeader+": "+ReasonOverloaded) {
-		t.Errorf("second connection = %s %q, want 503 %s", got.code, got.header, ReasonOverloaded)
+	if got.code != "503" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonMaxConns.String()) {
+		t.Errorf("second connection = %s %q, want 503 %s", got.code, got.header, rules.ReasonMaxConns.String())
 	}
 	c.Close()
 	for i := 0; ; i++ { // the slot comes back once the tunnel is torn down

@@ -9,12 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// ReasonNoDescriptors is the reason of the 503 answered when the process
-// ran out of file descriptors (EMFILE, ENFILE) accepting a client or
-// dialing its upstream.
-const ReasonNoDescriptors = "out-of-descriptors"
+	"github.com/egressgate/egressgate/rules"
+)
 
 // Descriptor budget behind DefaultMaxConns: a tunnel holds two
 // descriptors (client and upstream socket) and, only during a burst, a
@@ -59,7 +56,7 @@ func isOutOfDescriptors(err error) bool {
 
 // noDescriptors is the 503 when the process ran out of descriptors.
 func noDescriptors() answer {
-	return answer{http.StatusServiceUnavailable, ReasonNoDescriptors,
+	return answer{http.StatusServiceUnavailable, rules.ReasonOutOfDescriptors,
 		"egressgate: out of file descriptors, try again later"}
 }
 
@@ -67,7 +64,7 @@ func noDescriptors() answer {
 // refused before net/http sees it.
 var noDescriptorsReply = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
 	"Content-Type: text/plain; charset=utf-8\r\n" +
-	ReasonHeader + ": " + ReasonNoDescriptors + "\r\n" +
+	ReasonHeader + ": " + rules.ReasonOutOfDescriptors.String() + "\r\n" +
 	"Connection: close\r\n" +
 	"Content-Length: 53\r\n\r\n" +
 	"egressgate: out of file descriptors, try again later\n")

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The child half of TestOutOfDescriptors runs in a process of its own,
@@ -199,9 +201,9 @@ func TestOutOfDescriptors(t *testing.T) {
 		churn    bool
 		reason   string
 	}{
-		{"derived-cap", 0, false, ReasonOverloaded},
-		{"no-cap", -1, false, ReasonNoDescriptors},
-		{"no-cap-churn", -1, true, ReasonNoDescriptors},
+		{"derived-cap", 0, false, rules.ReasonMaxConns.String()},
+		{"no-cap", -1, false, rules.ReasonOutOfDescriptors.String()},
+		{"no-cap-churn", -1, true, rules.ReasonOutOfDescriptors.String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			child := startFDChild(t, limit, target, tc.maxConns, tc.churn)
@@ -237,14 +239,14 @@ func TestOutOfDescriptors(t *testing.T) {
 			st := child.stats(t)
 			t.Logf("%d tunnels held under a %d-descriptor limit, then %d refused; child: %v", len(open), limit, refused, st)
 			switch tc.reason {
-			case ReasonOverloaded:
+			case rules.ReasonMaxConns.String():
 				if st["no-fd"] != 0 || st["refused-max"] < refused {
 					t.Errorf("child stats %v: want no descriptor exhaustion and %d max-conns refusals", st, refused)
 				}
 				if len(open) != st["max"] {
 					t.Errorf("held %d tunnels, cap %d", len(open), st["max"])
 				}
-			case ReasonNoDescriptors:
+			case rules.ReasonOutOfDescriptors.String():
 				if st["refused-fd"] < refused || st["no-fd"] < refused {
 					t.Errorf("child stats %v: want at least %d out-of-descriptors refusals counted", st, refused)
 				}

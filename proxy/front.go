@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The forward proxy's front end. A CONNECT that opens a connection, which
@@ -323,9 +325,9 @@ func badHead(c net.Conn, err error, tooLarge bool) {
 		io.WriteString(c, "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported")
 		return
 	}
-	a := badRequest(ReasonBadRequest, err)
+	a := badRequest(rules.ReasonBadRequest, err)
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		a = badRequest(ReasonBadTarget, fmt.Errorf("CONNECT target %q is not host:port", strings.TrimPrefix(ue.URL, "http://")))
+		a = badRequest(rules.ReasonBadTarget, fmt.Errorf("CONNECT target %q is not host:port", strings.TrimPrefix(ue.URL, "http://")))
 	}
 	if len(a.text) > maxBadHeadText { // the error quotes the client's line, which may be long
 		a.text = strings.ToValidUTF8(a.text[:maxBadHeadText], "") + "..."

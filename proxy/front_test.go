@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // TestFrontEnd pins what the CONNECT front end must answer exactly as
@@ -31,14 +33,14 @@ func TestFrontEnd(t *testing.T) {
 		name, raw, status string
 		reason            string // of a 400: net/http gives none, the front end does
 	}{
-		{"no-version", "CONNECT " + target + "\r\n\r\n", "400", ReasonBadRequest},
-		{"bad-version", "CONNECT " + target + " HTTP/9\r\n\r\n", "400", ReasonBadRequest},
-		{"bad-authority", "CONNECT [name]:443 HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
-		{"bad-port", "CONNECT example.org:443abc HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
-		{"escaped-host", "CONNECT example%2eorg:443 HTTP/1.1\r\n\r\n", "400", ReasonBadTarget},
-		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400", ReasonBadRequest},
-		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400", ReasonBadRequest},
-		{"long-bad-line", "CONNECT " + strings.Repeat("é", 900) + "\r\n\r\n", "400", ReasonBadRequest},
+		{"no-version", "CONNECT " + target + "\r\n\r\n", "400", rules.ReasonBadRequest.String()},
+		{"bad-version", "CONNECT " + target + " HTTP/9\r\n\r\n", "400", rules.ReasonBadRequest.String()},
+		{"bad-authority", "CONNECT [name]:443 HTTP/1.1\r\n\r\n", "400", rules.ReasonBadTarget.String()},
+		{"bad-port", "CONNECT example.org:443abc HTTP/1.1\r\n\r\n", "400", rules.ReasonBadTarget.String()},
+		{"escaped-host", "CONNECT example%2eorg:443 HTTP/1.1\r\n\r\n", "400", rules.ReasonBadTarget.String()},
+		{"two-hosts", "CONNECT " + target + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400", rules.ReasonBadRequest.String()},
+		{"bad-header-name", "CONNECT " + target + " HTTP/1.1\r\nBad Name: x\r\n\r\n", "400", rules.ReasonBadRequest.String()},
+		{"long-bad-line", "CONNECT " + strings.Repeat("é", 900) + "\r\n\r\n", "400", rules.ReasonBadRequest.String()},
 		{"http2-version", "CONNECT " + target + " HTTP/2.0\r\nHost: " + target + "\r\n\r\n", "505", ""},
 		{"http0-version", "CONNECT " + target + " HTTP/0.9\r\nHost: " + target + "\r\n\r\n", "505", ""},
 		{"head-too-large", "CONNECT " + target + " HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 8192) + "\r\n\r\n", "431", ""},

@@ -88,14 +88,14 @@ func (s *Server) serveForward(w http.ResponseWriter, r *http.Request, client net
 		return
 	}
 	if r.URL.Scheme != "http" {
-		badRequest(ReasonUnsupportedScheme, fmt.Errorf("scheme %q: only http:// is forwarded; use CONNECT for TLS", r.URL.Scheme)).write(w)
+		badRequest(rules.ReasonUnsupportedScheme, fmt.Errorf("scheme %q: only http:// is forwarded; use CONNECT for TLS", r.URL.Scheme)).write(w)
 		return
 	}
 	d := &Decision{Time: time.Now(), Listener: ListenerHTTP, Client: client, Host: r.URL.Hostname(), Port: 80, Estate: authEstate(r)}
 	if p := r.URL.Port(); p != "" {
 		port, err := parsePort(p)
 		if err != nil {
-			badRequest(ReasonBadTarget, fmt.Errorf("URL %q: %w", r.URL.Host, err)).write(w)
+			badRequest(rules.ReasonBadTarget, fmt.Errorf("URL %q: %w", r.URL.Host, err)).write(w)
 			return
 		}
 		d.Port = port
@@ -239,7 +239,7 @@ func forwardTarget(ctx context.Context) (string, uint16) {
 
 // notProxyRequest answers a request addressed to the proxy itself.
 func notProxyRequest(w http.ResponseWriter, r *http.Request) {
-	badRequest(ReasonNotProxyRequest, fmt.Errorf("%s %q is addressed to the proxy itself; this is a forward proxy: send absolute-URI requests (http://host/path) or CONNECT host:port",
+	badRequest(rules.ReasonNotProxyRequest, fmt.Errorf("%s %q is addressed to the proxy itself; this is a forward proxy: send absolute-URI requests (http://host/path) or CONNECT host:port",
 		r.Method, r.URL.RequestURI())).write(w)
 }
 

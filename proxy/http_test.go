@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // TestForwardHopByHop checks RFC 9110 section 7.6.1 both ways: the
@@ -180,7 +182,7 @@ func TestUpstreamProxy(t *testing.T) {
 		UpstreamProxy: &url.URL{Scheme: "http", Host: parentAddr},
 	})
 	got = curl(t, childOpen, "https://x.example.net/")
-	if got.code != "502" || !strings.Contains(got.header, ReasonHeader+": "+ReasonUpstreamProxy) {
-		t.Errorf("CONNECT the parent denies = %s %q, want 502 %s", got.code, got.header, ReasonUpstreamProxy)
+	if got.code != "502" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonUpstreamProxy.String()) {
+		t.Errorf("CONNECT the parent denies = %s %q, want 502 %s", got.code, got.header, rules.ReasonUpstreamProxy.String())
 	}
 }

@@ -148,7 +148,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// included, so that connections waiting for a check are counted.
 	if !s.begin() {
 		w.Header().Set("Connection", "close")
-		answer{http.StatusServiceUnavailable, ReasonOverloaded, "egressgate: shutting down"}.write(w)
+		answer{http.StatusServiceUnavailable, rules.ReasonMaxConns, "egressgate: shutting down"}.write(w)
 		return
 	}
 	if !s.acquire() {

@@ -19,10 +19,6 @@ const PACPath = "/proxy.pac"
 // PACContentType is the media type browsers and OS proxy settings expect.
 const PACContentType = "application/x-ns-proxy-autoconfig"
 
-// ReasonPACUnavailable is the ReasonHeader of a 503 or 500 instead of the
-// PAC file: no ruleset yet, or an address that cannot go in a file.
-const ReasonPACUnavailable = "pac-unavailable"
-
 // PACOptions say what the PAC file served at PACPath contains.
 type PACOptions struct {
 	// Proxy is the HOST:PORT the file tells endpoints to use. Empty means
@@ -116,7 +112,7 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request, client netip.A
 		m = s.cfg.Rules.Matcher()
 	}
 	if m == nil {
-		answer{http.StatusServiceUnavailable, ReasonPACUnavailable, "egressgate: no ruleset installed yet"}.write(w)
+		answer{http.StatusServiceUnavailable, rules.ReasonPACUnavailable, "egressgate: no ruleset installed yet"}.write(w)
 		return
 	}
 	proxy := s.cfg.PAC.Proxy
@@ -132,7 +128,7 @@ func (s *Server) servePAC(w http.ResponseWriter, r *http.Request, client netip.A
 	}
 	if err != nil {
 		s.cfg.Log.Error("generating the PAC file", "err", err)
-		answer{http.StatusInternalServerError, ReasonPACUnavailable, "egressgate: " + err.Error()}.write(w)
+		answer{http.StatusInternalServerError, rules.ReasonPACUnavailable, "egressgate: " + err.Error()}.write(w)
 		return
 	}
 	w.Header().Set("Content-Type", PACContentType)

@@ -68,8 +68,8 @@ func TestPACOnProxyPort(t *testing.T) {
 		{"unusable host", "GET", "/proxy.pac", "a;DIRECT", 200, addr, ""},
 		{"empty host", "GET", "/proxy.pac", "", 200, addr, ""},
 		{"head", "HEAD", "/proxy.pac", addr, 200, "", ""},
-		{"post", "POST", "/proxy.pac", addr, 400, "", ReasonNotProxyRequest},
-		{"other path", "GET", "/wpad.dat", addr, 400, "", ReasonNotProxyRequest},
+		{"post", "POST", "/proxy.pac", addr, 400, "", rules.ReasonNotProxyRequest.String()},
+		{"other path", "GET", "/wpad.dat", addr, 400, "", rules.ReasonNotProxyRequest.String()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -297,7 +297,7 @@ func (p *Prober) probePortVia(ctx context.Context, r *ProbeResult, port uint16) 
 	dctx, cancel := context.WithTimeout(ctx, p.timeout())
 	c, reason, err := p.connectVia(dctx, net.JoinHostPort(r.Name, strconv.Itoa(int(port))))
 	cancel()
-	if reason == ReasonUpstreamDNS {
+	if reason == rules.ReasonUpstreamDNS.String() {
 		r.Steps = append(r.Steps, stepResult(StepDNS, 0, start, err))
 		return false
 	}

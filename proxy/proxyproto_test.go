@@ -173,8 +173,8 @@ func TestProxyProtocolRefused(t *testing.T) {
 			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tt.body) {
 				t.Errorf("answer %d %s %q, want 400 naming %q", resp.StatusCode, resp.Header.Get(ReasonHeader), body, tt.body)
 			}
-			if tt.body != "" && resp.Header.Get(ReasonHeader) != ReasonBadRequest {
-				t.Errorf("reason %q, want %s", resp.Header.Get(ReasonHeader), ReasonBadRequest)
+			if tt.body != "" && resp.Header.Get(ReasonHeader) != rules.ReasonBadRequest.String() {
+				t.Errorf("reason %q, want %s", resp.Header.Get(ReasonHeader), rules.ReasonBadRequest)
 			}
 		})
 	}
