@@ -182,12 +182,21 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 	if rs.subnets, err = newEstateTable(b.prefixes); err != nil {
 		return err
 	}
+	var noContact []string
 	for _, es := range rs.Estates {
 		es.Policy = effective(inherit(es.Own, cfg.Policy), rs.Catalogs)
+		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
+			noContact = append(noContact, es.Name)
+		}
 		b.check(es)
 		if err := b.compileEstate(es); err != nil {
 			return err
 		}
+	}
+	if len(noContact) > 0 {
+		// Contacts change no verdict: an estates config without them
+		// serves; only alert routing has no one to call.
+		b.warn(Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: estates %s have no primary contact (none of their own, none from the enterprise): alert routing has no one to call, and egressgate alertmanager-config refuses until they have one; set policy.contacts.primary", strings.Join(noContact, ", ")))
 	}
 	return nil
 }
@@ -315,14 +324,10 @@ func (b *estateBuild) readEstateFile(es *Estate, source Pos) error {
 	return nil
 }
 
-// check adds what `egressgate check` reports about an estate's effective
-// policy: a missing primary contact (an error), and settings that cannot
-// act (warnings).
+// check warns of settings in an estate's effective policy that cannot
+// act.
 func (b *estateBuild) check(es *Estate) {
 	cfg := b.rs.Config
-	if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
-		b.rs.CheckErrors = append(b.rs.CheckErrors, Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: the enterprise has no primary contact, and estate %q has none of its own; set policy.contacts.primary", es.Name))
-	}
 	if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
 		b.warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
 	}
