@@ -392,7 +392,6 @@ wait:
 		case <-ctx.Done():
 			break wait
 		case <-hup:
-			log.Info("SIGHUP: reloading rules")
 			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
 			if cfg.HostsFile != nil {
