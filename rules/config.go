@@ -328,28 +328,42 @@ func hashFile(h hash.Hash, path string, data []byte) {
 
 // ParseConfig parses a config file.
 func ParseConfig(path string, data []byte) (*Config, error) {
-	cfg := &Config{Path: path}
-	if len(data) > maxConfigBytes {
-		return nil, readError(path, "config", errTooLarge{maxConfigBytes})
+	cfg := &Config{}
+	lines, err := decodeFile(path, "config", maxConfigBytes, data, "write at least one key, or run without --config for the built-in default", cfg)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Path, cfg.lines = path, lines
+	return cfg, nil
+}
+
+// decodeFile decodes data, the kind of file at path, into out, as the
+// config and the estate files are read. Errors name the file and line: a
+// file over limit bytes; a key out does not know; a file without a key,
+// refused rather than read as the defaults, since a file caught empty in
+// the middle of a save must not swap in another policy (fix says what to
+// write instead). It returns the line of every key and list item
+// (recordLines).
+func decodeFile(path, kind string, limit int, data []byte, fix string, out any) (map[string]int, error) {
+	if len(data) > limit {
+		return nil, readError(path, kind, errTooLarge{limit})
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, yamlError(path, err)
 	}
 	if len(root.Content) == 0 {
-		// Refused rather than read as the default: a file caught empty
-		// in the middle of a save must not swap in another policy.
-		return nil, Pos{File: path}.Errorf("config is empty; write at least one key, or run without --config for the built-in default")
+		return nil, Pos{File: path}.Errorf("%s is empty; %s", kind, fix)
 	}
+	// A second pass: only the Decoder refuses unknown keys.
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil {
+	if err := dec.Decode(out); err != nil {
 		return nil, yamlError(path, err)
 	}
-	cfg.Path = path
-	cfg.lines = map[string]int{}
-	recordLines(root.Content[0], "", cfg.lines)
-	return cfg, nil
+	lines := map[string]int{}
+	recordLines(root.Content[0], "", lines)
+	return lines, nil
 }
 
 // recordLines notes the line of every mapping key and sequence item,

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,8 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Preference sources of an estate, after the MTR enterprise preferences:
@@ -355,24 +352,12 @@ func readEstatePolicy(path string, readFile estateFile, catalogs []*Catalog, war
 		}
 		return Policy{}, nil, readError(path, "estate file", err)
 	}
-	if len(data) > maxEstateFileBytes {
-		return Policy{}, nil, readError(path, "estate file", errTooLarge{maxEstateFileBytes})
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return Policy{}, nil, yamlError(path, err)
-	}
-	if len(root.Content) == 0 {
-		return Policy{}, nil, Pos{File: path}.Errorf("estate file is empty; write at least one setting (an estate that wants the enterprise defaults has source: %s)", SourceConfigured)
-	}
 	var p Policy
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
-		return Policy{}, nil, yamlError(path, err)
+	fix := "write at least one setting (an estate that wants the enterprise defaults has source: " + SourceConfigured + ")"
+	lines, err := decodeFile(path, "estate file", maxEstateFileBytes, data, fix, &p)
+	if err != nil {
+		return Policy{}, nil, err
 	}
-	lines := map[string]int{}
-	recordLines(root.Content[0], "", lines)
 	if err := validatePolicy(&p, where{path, lines, ""}, catalogs, warn); err != nil {
 		return Policy{}, nil, err
 	}

@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -78,12 +77,7 @@ type probeFixture struct {
 func newProbeFixture(t *testing.T) probeFixture {
 	t.Helper()
 	tport, caPEM := tlsUpstream(t, "ok.example.org")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := portString(ln.Addr().String())
-	ln.Close()
+	closed := portString(freeLoopbackAddr(t))
 	dir := writeFiles(t, map[string]string{
 		"list":            "ok.example.org:" + tport + "\nclosed.example.org:" + closed + "\n*.cdn.example.net\n",
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",

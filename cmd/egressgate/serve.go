@@ -50,6 +50,17 @@ type serveOptions struct {
 	metrics      metrics.Options
 	pprof        bool
 	probeEvery   time.Duration // --probe-interval; 0: off
+	watch        watchOptions
+}
+
+// watchOptions are the flags of the catalog watch.
+type watchOptions struct {
+	url      string        // --catalog-watch: the vendor page; "" off
+	interval time.Duration // --catalog-watch-interval
+	via      string        // --catalog-watch-via: an HTTP proxy to fetch through
+	// client, when set, fetches the page instead of one made from via
+	// (tests give one that trusts their server).
+	client *http.Client
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -146,6 +157,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		return err
 	})
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
+	fs.StringVar(&o.watch.url, "catalog-watch", "", "read the vendor page at this https:// `URL` on a schedule and report how it differs from the catalog in force (never changes what is admitted)")
+	fs.DurationVar(&o.watch.interval, "catalog-watch-interval", 24*time.Hour, "how often the catalog watch reads the page (jittered ±10%; sooner, backing off, after a failure)")
+	fs.StringVar(&o.watch.via, "catalog-watch-via", "", "fetch the watched page through this HTTP `PROXY` (host:port)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
@@ -346,6 +360,13 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 		wg.Go(func() {
 			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
 		})
+	}
+	if o.watch.url != "" {
+		w, err := newCatalogWatch(o.watch, reloader.Current, log, metrics.NewCatalogWatch(tel.reg))
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { w.run(watchCtx) })
 	}
 	if cfg.PAC.Proxy == "" {
 		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")

@@ -91,20 +91,8 @@ func TestListenAddrPrecedence(t *testing.T) {
 // curl), says "rules unchanged" on a SIGHUP that changes nothing, and on
 // cancel cuts the tunnel still open and logs one last line.
 func TestServeEndToEnd(t *testing.T) {
-	web := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") })}
-	wln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go web.Serve(wln)
-	t.Cleanup(func() { web.Close() })
-	_, port, _ := strings.Cut(wln.Addr().String(), ":")
-	rln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, refused, _ := strings.Cut(rln.Addr().String(), ":")
-	rln.Close() // nothing listens there now: connections are refused
+	port := portString(upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") }))
+	refused := portString(freeLoopbackAddr(t))
 
 	dir := t.TempDir()
 	write := func(name, data string) string {
