@@ -205,10 +205,11 @@ func TestProbeCommand(t *testing.T) {
 }
 
 // TestServeProbeInterval runs serve with --probe-interval and reads the
-// probe's series from /metrics.
+// probe's series from /metrics. serve's --allow-dest lets it dial the
+// hosts file's loopback addresses, and its probe with it.
 func TestServeProbeInterval(t *testing.T) {
 	f := newProbeFixture(t)
-	addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+	addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--sni-ports", f.tlsPort, "--probe-interval", "100ms", "--dial-timeout", "5s")
 	want := []string{
 		`egressgate_probe_success{port="",rule="ok.example.org",step="dns"} 1`,
