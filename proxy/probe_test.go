@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -90,18 +89,6 @@ func tlsServer(t testing.TB, cert tls.Certificate) (string, *atomic.Int64) {
 	return ln.Addr().String(), &n
 }
 
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t testing.TB) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := portOf(t, ln.Addr().String())
-	ln.Close()
-	return p
-}
-
 func TestProbeTargets(t *testing.T) {
 	c1, err := rules.ParseList("t.list", "t", []byte("b.example.org:443\n*.example.org\ntf-*-x.example.net\n192.0.2.0/24\na.example.org:80\n"))
 	if err != nil {
@@ -160,7 +147,7 @@ func TestProbe(t *testing.T) {
 	ca := newTestCA(t, "ok.example.org")
 	tlsAddr, handshakes := tlsServer(t, ca.Leaf)
 	tport := portOf(t, tlsAddr)
-	closed := closedPort(t)
+	closed := portOf(t, freePort(t))
 	hosts := hostsFor("ok.example.org", "mismatch.example.org", "closed.example.org")
 
 	targets := []ProbeTarget{

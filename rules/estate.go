@@ -274,10 +274,11 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 		return err
 	}
 
+	var noContact []string
 	for _, es := range rs.Estates {
 		es.Policy = effective(inherit(es.Own, cfg.Policy), catalogs)
 		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
-			rs.CheckErrors = append(rs.CheckErrors, Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: the enterprise has no primary contact, and estate %q has none of its own; set policy.contacts.primary", es.Name))
+			noContact = append(noContact, es.Name)
 		}
 		if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
 			warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
@@ -313,6 +314,11 @@ func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
 			return p.Errorf("estate %s: %v", es.Name, err)
 		}
 		es.Matcher, es.Enabled = c.matcher, c.enabled
+	}
+	if len(noContact) > 0 {
+		// Contacts change no verdict: an estates config without them
+		// serves; only alert routing has no one to call.
+		warn(Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: estates %s have no primary contact (none of their own, none from the enterprise): alert routing has no one to call, and egressgate alertmanager-config refuses until they have one; set policy.contacts.primary", strings.Join(noContact, ", ")))
 	}
 	return nil
 }

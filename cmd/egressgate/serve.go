@@ -50,6 +50,7 @@ type serveOptions struct {
 	metrics      metrics.Options
 	pprof        bool
 	probeEvery   time.Duration // --probe-interval; 0: off
+	adminOpts    adminOptions
 	watch        watchOptions
 }
 
@@ -157,6 +158,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		return err
 	})
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
+	fs.IntVar(&o.adminOpts.maxConns, "admin-max-conns", defaultAdminMaxConns, "most connections the admin listener holds at once; more wait unaccepted")
+	fs.StringVar(&o.adminOpts.tokenFile, "admin-token-file", "", "`file` holding a bearer token the admin pages require (/healthz, /readyz and /proxy.pac stay open)")
+	fs.BoolVar(&o.adminOpts.users, "admin-users", false, "the admin pages also accept Basic credentials of the proxy's users file (auth.password_file)")
 	fs.StringVar(&o.watch.url, "catalog-watch", "", "read the vendor page at this https:// `URL` on a schedule and report how it differs from the catalog in force (never changes what is admitted)")
 	fs.DurationVar(&o.watch.interval, "catalog-watch-interval", 24*time.Hour, "how often the catalog watch reads the page (jittered ±10%; sooner, backing off, after a failure)")
 	fs.StringVar(&o.watch.via, "catalog-watch-via", "", "fetch the watched page through this HTTP `PROXY` (host:port)")
@@ -337,7 +341,14 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: tel.admin(pacHandler(srv, proxyLn)), ReadHeaderTimeout: 10 * time.Second}
+		var users func() *rules.Users
+		if o.adminOpts.users {
+			users = func() *rules.Users { return reloader.Current().Users }
+		}
+		if adminSrv, adminLn, err = adminServer(adminLn, tel.admin(pacHandler(srv, proxyLn)), o.adminOpts, users); err != nil {
+			closeAll()
+			return err
+		}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -381,7 +392,6 @@ wait:
 		case <-ctx.Done():
 			break wait
 		case <-hup:
-			log.Info("SIGHUP: reloading rules")
 			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
 			if cfg.HostsFile != nil {
