@@ -51,6 +51,9 @@ type serveOptions struct {
 	pprof        bool
 	probeEvery   time.Duration // --probe-interval; 0: off
 	adminOpts    adminOptions
+	tlsListen    string // --listen-tls; "" off
+	tlsCert      string
+	tlsKey       string
 	watch        watchOptions
 }
 
@@ -129,6 +132,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs := newCommandLine("serve", serveSynopsis, serveAbout)
 	fs.StringVar(&o.configPath, "config", "", "config `file`; empty runs the embedded default catalog")
 	fs.StringVar(&o.listen, "listen", defaultProxyListen, "forward proxy `address` (CONNECT and plain HTTP)")
+	fs.StringVar(&o.tlsListen, "listen-tls", "", "HTTPS forward proxy `address` (TLS to the proxy, then CONNECT and plain HTTP inside it); needs --tls-cert and --tls-key")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM, chain first to last) of --listen-tls; re-read when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) of --listen-tls; re-read when it changes")
 	fs.StringVar(&o.sniListen, "sni-listen", listenOff, "transparent TLS (SNI) listener `address`, or off")
 	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/metrics, /rules, /misses, /healthz, /readyz), or off")
 	fs.StringVar(&o.hostsPath, "hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
@@ -207,6 +213,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	c.AllowNoSNI = !*sniRequired
 	if c.MaxConns == 0 {
 		return nil, errors.New("--max-conns: 0 would refuse everything; use a negative value for no cap")
+	}
+	if (o.tlsListen != "") != (o.tlsCert != "" && o.tlsKey != "") {
+		return nil, errors.New("--listen-tls, --tls-cert and --tls-key go together")
 	}
 	return o, nil
 }
@@ -334,10 +343,16 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Go(func() { errc <- srv.Serve(proxyLn) })
 	if sniLn != nil {
 		wg.Go(func() { errc <- srv.ServeSNI(sniLn) })
+	}
+	if o.tlsListen != "" {
+		if err := serveTLS(srv, o, cfg.ListenConfig(), log, onListen, &wg, errc, &lns); err != nil {
+			closeAll()
+			return err
+		}
 	}
 	var adminSrv *http.Server
 	if adminLn != nil {
