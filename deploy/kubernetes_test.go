@@ -44,6 +44,7 @@ const (
 var kubeTypes = map[string]func() any{
 	"v1/Namespace":                            func() any { return &corev1.Namespace{} },
 	"v1/ConfigMap":                            func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                               func() any { return &corev1.Secret{} },
 	"v1/Service":                              func() any { return &corev1.Service{} },
 	"apps/v1/Deployment":                      func() any { return &appsv1.Deployment{} },
 	"policy/v1/PodDisruptionBudget":           func() any { return &policyv1.PodDisruptionBudget{} },

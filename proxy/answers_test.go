@@ -65,18 +65,6 @@ func curl(t testing.TB, proxyAddr string, args ...string) curlResult {
 	return res
 }
 
-// freePort returns a loopback address where nothing listens.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // slowDNS is a Resolver that answers only when ctx ends.
 type slowDNS struct{}
 

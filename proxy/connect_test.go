@@ -77,10 +77,10 @@ func tlsUpstream(t testing.TB) (*httptest.Server, uint16) {
 	return srv, portOf(t, srv.Listener.Addr().String())
 }
 
-// TestConnectGoTransportTLS makes a real TLS request through the tunnel
-// with Go's http.Transport; the SNI check runs on the upstream's port.
-func TestConnectGoTransportTLS(t *testing.T) {
-	srv, port := tlsUpstream(t)
+// sniCheckedProxy starts a proxy that admits api.example.com on port,
+// resolved to loopback, with the SNI check on that port.
+func sniCheckedProxy(t testing.TB, port uint16) (string, *recorder) {
+	t.Helper()
 	rec := &recorder{}
 	addr, _ := startProxy(t, Config{
 		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("api.example.com:%d", port))},
@@ -89,6 +89,14 @@ func TestConnectGoTransportTLS(t *testing.T) {
 		SNIPorts:  []uint16{port},
 		Recorder:  rec,
 	})
+	return addr, rec
+}
+
+// TestConnectGoTransportTLS makes a real TLS request through the tunnel
+// with Go's http.Transport; the SNI check runs on the upstream's port.
+func TestConnectGoTransportTLS(t *testing.T) {
+	srv, port := tlsUpstream(t)
+	addr, rec := sniCheckedProxy(t, port)
 	body := getViaProxy(t, srv, addr, fmt.Sprintf("https://api.example.com:%d/", port))
 	if want := fmt.Sprintf("hello from api.example.com:%d", port); string(body) != want {
 		t.Errorf("body = %q, want %q", body, want)

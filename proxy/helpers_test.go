@@ -160,6 +160,18 @@ func (r *recorder) waitClosed(t testing.TB, n int) []TunnelStats {
 
 var _ Recorder = (*recorder)(nil)
 
+// freePort returns a loopback address where nothing listens.
+func freePort(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
 // echoServer accepts connections on 127.0.0.1:0 and runs serve on each.
 func echoServer(t testing.TB, serve func(net.Conn)) string {
 	t.Helper()

@@ -82,14 +82,7 @@ func TestOpenSSLSNIMismatch(t *testing.T) {
 		t.Skip("openssl not installed: skipping the s_client test")
 	}
 	_, port := tlsUpstream(t)
-	rec := &recorder{}
-	addr, _ := startProxy(t, Config{
-		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("api.example.com:%d", port))},
-		Hosts:     hostsFor("api.example.com"),
-		AllowDest: loopbackDest,
-		SNIPorts:  []uint16{port},
-		Recorder:  rec,
-	})
+	addr, rec := sniCheckedProxy(t, port)
 	run := func(servername string) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()

@@ -190,124 +190,166 @@ var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 // Build checks a catalog in the YAML schema and builds it; path is where
 // it came from, for errors and Catalog.Path.
 func (f *CatalogFile) Build(path string) (*Catalog, error) {
-	at := func(line int) Pos { return Pos{path, line} }
+	b := &builder{path: path, licenses: map[string]bool{}, sections: map[string]*Section{}, groups: map[string]*Group{}}
 	if !idRE.MatchString(f.Catalog) {
-		return nil, at(1).Errorf("catalog: name %q must be lower case letters, digits, '.', '_' or '-'", f.Catalog)
+		return nil, b.at(1).Errorf("catalog: name %q must be lower case letters, digits, '.', '_' or '-'", f.Catalog)
 	}
 	if len(f.Entries) > maxCatalogEntries {
-		return nil, at(1).Errorf("entries: %d entries, more than the limit of %d", len(f.Entries), maxCatalogEntries)
+		return nil, b.at(1).Errorf("entries: %d entries, more than the limit of %d", len(f.Entries), maxCatalogEntries)
 	}
 	c := &Catalog{Name: f.Catalog, Title: f.Title, Source: f.Source, Path: path}
-	licenses := map[string]bool{}
 	for _, l := range f.Licenses {
-		if !idRE.MatchString(l.ID) {
-			return nil, at(l.Line).Errorf("licenses: id %q must be lower case letters, digits, '.', '_' or '-'", l.ID)
-		}
-		if licenses[l.ID] {
-			return nil, at(l.Line).Errorf("licenses: id %q defined twice", l.ID)
-		}
-		licenses[l.ID] = true
-		c.Licenses = append(c.Licenses, License{ID: l.ID, Name: l.Name})
-	}
-	checkLicenses := func(line int, ids []string) error {
-		for _, id := range ids {
-			if !licenses[id] {
-				return at(line).Errorf("licenses: %q is not in the catalog's licenses list", id)
-			}
-		}
-		return nil
-	}
-	sections := map[string]*Section{}
-	for _, s := range f.Sections {
-		if !idRE.MatchString(s.ID) {
-			return nil, at(s.Line).Errorf("sections: id %q must be lower case letters, digits, '.', '_' or '-'", s.ID)
-		}
-		if sections[s.ID] != nil {
-			return nil, at(s.Line).Errorf("sections: id %q defined twice", s.ID)
-		}
-		if err := checkLicenses(s.Line, s.Licenses); err != nil {
-			return nil, err
-		}
-		sec := &Section{ID: s.ID, Title: s.Title, Optional: s.Optional, Licenses: s.Licenses,
-			NeedsWildcards: s.NeedsWildcards, Notes: s.Notes, Pos: at(s.Line)}
-		sections[s.ID] = sec
-		c.Sections = append(c.Sections, sec)
-	}
-	groups := map[string]*Group{}
-	for _, g := range f.Groups {
-		if !idRE.MatchString(g.ID) {
-			return nil, at(g.Line).Errorf("groups: id %q must be lower case letters, digits, '.', '_' or '-'", g.ID)
-		}
-		if groups[g.ID] != nil || sections[g.ID] != nil {
-			return nil, at(g.Line).Errorf("groups: id %q defined twice (group and section IDs share one name space)", g.ID)
-		}
-		ports, err := checkPorts(at(g.Line), g.Ports)
+		lic, err := b.license(l)
 		if err != nil {
 			return nil, err
 		}
-		if err := checkLicenses(g.Line, g.Licenses); err != nil {
+		c.Licenses = append(c.Licenses, lic)
+	}
+	for _, s := range f.Sections {
+		sec, err := b.section(s)
+		if err != nil {
 			return nil, err
 		}
-		grp := &Group{ID: g.ID, Title: g.Title, Optional: g.Optional, Ports: ports,
-			Licenses: g.Licenses, Notes: g.Notes, Pos: at(g.Line)}
-		if g.Section != "" {
-			if grp.Section = sections[g.Section]; grp.Section == nil {
-				return nil, at(g.Line).Errorf("section: %q is not defined in sections", g.Section)
-			}
+		c.Sections = append(c.Sections, sec)
+	}
+	for _, g := range f.Groups {
+		grp, err := b.group(g)
+		if err != nil {
+			return nil, err
 		}
-		groups[g.ID] = grp
 		c.Groups = append(c.Groups, grp)
 	}
 	seen := map[string]int{}
 	for i := range f.Entries {
-		ef := &f.Entries[i]
-		pos := at(ef.Line)
-		if ef.Pattern == "" {
-			return nil, pos.Errorf("pattern: missing")
-		}
-		pattern, kind, pfx, err := classifyPattern(ef.Pattern)
+		e, err := b.entry(&f.Entries[i], c.Name, seen)
 		if err != nil {
-			return nil, at(ef.lineOf("pattern")).Errorf("pattern: %w", err)
-		}
-		if prev, dup := seen[pattern]; dup {
-			return nil, at(ef.lineOf("pattern")).Errorf("pattern: %q already listed at line %d; list its groups and OSes on one entry", pattern, prev)
-		}
-		seen[pattern] = ef.Line
-		e := &Entry{Pattern: pattern, Kind: kind, Prefix: pfx, Catalog: c.Name, Region: ef.Region,
-			Example: ef.Example, LiveResponse: ef.LiveResponse, Notes: ef.Notes, Pos: pos}
-		for _, id := range ef.Groups {
-			g := groups[id]
-			if g == nil {
-				return nil, at(ef.lineOf("groups")).Errorf("groups: %q is not defined in groups", id)
-			}
-			if !slices.Contains(e.Groups, g) {
-				e.Groups = append(e.Groups, g)
-			}
-		}
-		for _, o := range ef.OS {
-			if !slices.Contains(AllOS(), o) {
-				return nil, at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS(), ", "))
-			}
-			if !slices.Contains(e.OS, o) {
-				e.OS = append(e.OS, o)
-			}
-		}
-		if e.Ports, err = checkPorts(at(ef.lineOf("ports")), ef.Ports); err != nil {
 			return nil, err
-		}
-		if len(e.Ports) == 0 {
-			e.Ports = entryPortsFromGroups(e.Groups)
-		}
-		if err := checkLicenses(ef.lineOf("licenses"), ef.Licenses); err != nil {
-			return nil, err
-		}
-		e.Licenses = ef.Licenses
-		if len(e.Licenses) == 0 {
-			e.Licenses = entryLicensesFromGroups(e.Groups)
 		}
 		c.Entries = append(c.Entries, e)
 	}
 	return c, nil
+}
+
+// builder holds what Build has defined so far, for the references that
+// follow to be checked against.
+type builder struct {
+	path     string
+	licenses map[string]bool
+	sections map[string]*Section
+	groups   map[string]*Group
+}
+
+func (b *builder) at(line int) Pos { return Pos{b.path, line} }
+
+func (b *builder) license(l LicenseFile) (License, error) {
+	if !idRE.MatchString(l.ID) {
+		return License{}, b.at(l.Line).Errorf("licenses: id %q must be lower case letters, digits, '.', '_' or '-'", l.ID)
+	}
+	if b.licenses[l.ID] {
+		return License{}, b.at(l.Line).Errorf("licenses: id %q defined twice", l.ID)
+	}
+	b.licenses[l.ID] = true
+	return License{ID: l.ID, Name: l.Name}, nil
+}
+
+// checkLicenses reports a licence ID the catalog does not define.
+func (b *builder) checkLicenses(line int, ids []string) error {
+	for _, id := range ids {
+		if !b.licenses[id] {
+			return b.at(line).Errorf("licenses: %q is not in the catalog's licenses list", id)
+		}
+	}
+	return nil
+}
+
+func (b *builder) section(s SectionFile) (*Section, error) {
+	if !idRE.MatchString(s.ID) {
+		return nil, b.at(s.Line).Errorf("sections: id %q must be lower case letters, digits, '.', '_' or '-'", s.ID)
+	}
+	if b.sections[s.ID] != nil {
+		return nil, b.at(s.Line).Errorf("sections: id %q defined twice", s.ID)
+	}
+	if err := b.checkLicenses(s.Line, s.Licenses); err != nil {
+		return nil, err
+	}
+	sec := &Section{ID: s.ID, Title: s.Title, Optional: s.Optional, Licenses: s.Licenses,
+		NeedsWildcards: s.NeedsWildcards, Notes: s.Notes, Pos: b.at(s.Line)}
+	b.sections[s.ID] = sec
+	return sec, nil
+}
+
+func (b *builder) group(g GroupFile) (*Group, error) {
+	if !idRE.MatchString(g.ID) {
+		return nil, b.at(g.Line).Errorf("groups: id %q must be lower case letters, digits, '.', '_' or '-'", g.ID)
+	}
+	if b.groups[g.ID] != nil || b.sections[g.ID] != nil {
+		return nil, b.at(g.Line).Errorf("groups: id %q defined twice (group and section IDs share one name space)", g.ID)
+	}
+	ports, err := checkPorts(b.at(g.Line), g.Ports)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.checkLicenses(g.Line, g.Licenses); err != nil {
+		return nil, err
+	}
+	grp := &Group{ID: g.ID, Title: g.Title, Optional: g.Optional, Ports: ports,
+		Licenses: g.Licenses, Notes: g.Notes, Pos: b.at(g.Line)}
+	if g.Section != "" {
+		if grp.Section = b.sections[g.Section]; grp.Section == nil {
+			return nil, b.at(g.Line).Errorf("section: %q is not defined in sections", g.Section)
+		}
+	}
+	b.groups[g.ID] = grp
+	return grp, nil
+}
+
+// entry builds one entry; seen maps the patterns before it to their lines.
+func (b *builder) entry(ef *EntryFile, catalog string, seen map[string]int) (*Entry, error) {
+	pos := b.at(ef.Line)
+	if ef.Pattern == "" {
+		return nil, pos.Errorf("pattern: missing")
+	}
+	pattern, kind, pfx, err := classifyPattern(ef.Pattern)
+	if err != nil {
+		return nil, b.at(ef.lineOf("pattern")).Errorf("pattern: %w", err)
+	}
+	if prev, dup := seen[pattern]; dup {
+		return nil, b.at(ef.lineOf("pattern")).Errorf("pattern: %q already listed at line %d; list its groups and OSes on one entry", pattern, prev)
+	}
+	seen[pattern] = ef.Line
+	e := &Entry{Pattern: pattern, Kind: kind, Prefix: pfx, Catalog: catalog, Region: ef.Region,
+		Example: ef.Example, LiveResponse: ef.LiveResponse, Notes: ef.Notes, Pos: pos}
+	for _, id := range ef.Groups {
+		g := b.groups[id]
+		if g == nil {
+			return nil, b.at(ef.lineOf("groups")).Errorf("groups: %q is not defined in groups", id)
+		}
+		if !slices.Contains(e.Groups, g) {
+			e.Groups = append(e.Groups, g)
+		}
+	}
+	for _, o := range ef.OS {
+		if !slices.Contains(AllOS(), o) {
+			return nil, b.at(ef.lineOf("os")).Errorf("os: %q is not one of %s", o, strings.Join(AllOS(), ", "))
+		}
+		if !slices.Contains(e.OS, o) {
+			e.OS = append(e.OS, o)
+		}
+	}
+	if e.Ports, err = checkPorts(b.at(ef.lineOf("ports")), ef.Ports); err != nil {
+		return nil, err
+	}
+	if len(e.Ports) == 0 {
+		e.Ports = entryPortsFromGroups(e.Groups)
+	}
+	if err := b.checkLicenses(ef.lineOf("licenses"), ef.Licenses); err != nil {
+		return nil, err
+	}
+	e.Licenses = ef.Licenses
+	if len(e.Licenses) == 0 {
+		e.Licenses = entryLicensesFromGroups(e.Groups)
+	}
+	return e, nil
 }
 
 func checkPorts(pos Pos, in []int) ([]uint16, error) {

@@ -23,12 +23,19 @@ const (
 	DefaultReloadPoll     = 30 * time.Second
 )
 
-// ReloadHooks are called after each reload attempt. Nil funcs are skipped.
-// They run with the Reloader's reload lock held, one at a time and in the
-// order of the attempts, so they must not call Reload.
+// ReloadHooks are called after each reload attempt, exactly one of them
+// per attempt that did not find the files unchanged. Nil funcs are
+// skipped. They run with the Reloader's reload lock held, one at a time
+// and in the order of the attempts, so they must not call Reload.
 type ReloadHooks struct {
-	OnSwap  func(*Ruleset) // after a new ruleset was stored (also for the first load in NewReloader)
-	OnError func(error)    // after a failed reload; the last good ruleset keeps serving
+	// OnSwap is called after a new ruleset was stored (also for the first
+	// load in NewReloader). A ruleset with Problems (an estate's own file
+	// failed and that estate keeps its last good settings) is stored too:
+	// the attempt then failed, and OnError is not called for it.
+	OnSwap func(*Ruleset)
+	// OnError is called after a failed reload; the last good ruleset keeps
+	// serving.
+	OnError func(error)
 }
 
 // Reloader keeps the current Ruleset of a config file and replaces it when
@@ -91,28 +98,34 @@ func (r *Reloader) Matcher() *Matcher { return r.cur.Load().Matcher }
 // names file and line) is logged, OnError is called, and the error is
 // returned; callers need not log it again. An error identical to the
 // previous failure is logged at debug level only, so a broken file seen
-// again by the poll does not flood the log. After a failure, the next
+// again by the poll does not flood the log (ReloadRequested logs it at
+// error level every time). Each attempt logs one line. After a failure, the next
 // successful load is stored even when its content equals the last good
 // one, so that OnSwap reports the recovery.
 //
 // Reload is safe to call from any goroutine (the watcher, a SIGHUP
 // handler); calls are serialised.
 func (r *Reloader) Reload() error {
-	return r.reload(slog.LevelDebug)
+	return r.reload(false)
 }
 
 // ReloadRequested is Reload for a reload an operator asked for (SIGHUP):
 // when nothing changed, "rules unchanged" is logged at info level rather
-// than debug, so the operator gets an answer.
+// than debug, and a failure is logged at error level even when it repeats
+// the last one, so the operator (and the journal) always get an answer.
 func (r *Reloader) ReloadRequested() error {
-	return r.reload(slog.LevelInfo)
+	return r.reload(true)
 }
 
-// reload is Reload, logging "rules unchanged" at level unchangedLevel.
+// reload is Reload; requested says an operator asked for it.
 // Files that still hold what the current ruleset was built from are not
 // compiled again: a skipped reload uses up no matcher version, so the
 // versions in the log and on /rules count real changes.
-func (r *Reloader) reload(unchangedLevel slog.Level) error {
+func (r *Reloader) reload(requested bool) error {
+	unchangedLevel := slog.LevelDebug
+	if requested {
+		unchangedLevel = slog.LevelInfo
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	cur := r.cur.Load()
@@ -125,23 +138,22 @@ func (r *Reloader) reload(unchangedLevel slog.Level) error {
 	if err == nil && len(rs.Problems) > 0 {
 		// An estate's own file is wrong: the rest of the new ruleset is
 		// stored (no other estate notices), that estate keeps its last
-		// good settings, and the failure is reported like any other.
-		if r.storeIfChanged(rs, true) {
-			r.log.Info("rules reloaded", rulesetAttrs(rs)...)
-			if r.hooks.OnSwap != nil {
-				r.hooks.OnSwap(rs)
-			}
-		}
+		// good settings, and the attempt is one failure: one line, one
+		// hook call.
 		err = errors.Join(rs.Problems...)
+		stored := r.storeIfChanged(rs, true)
+		r.logFailure(err, requested, "rules reload failed in part: the estates whose files failed keep their last good settings, the rest is reloaded", stored)
+		r.tried = tried
+		if stored && r.hooks.OnSwap != nil {
+			r.hooks.OnSwap(rs)
+		} else if !stored && r.hooks.OnError != nil {
+			r.hooks.OnError(err)
+		}
+		return err
 	}
 	if err != nil {
 		r.tried = tried
-		if msg := err.Error(); msg != r.lastErr {
-			r.log.Error("rules reload failed; keeping the last good rules", "err", err)
-			r.lastErr = msg
-		} else {
-			r.log.Debug("rules reload failed again with the same error; keeping the last good rules", "err", err)
-		}
+		r.logFailure(err, requested, "rules reload failed; keeping the last good rules", false)
 		if r.hooks.OnError != nil {
 			r.hooks.OnError(err)
 		}
@@ -160,6 +172,20 @@ func (r *Reloader) reload(unchangedLevel slog.Level) error {
 		r.hooks.OnSwap(rs)
 	}
 	return nil
+}
+
+// logFailure logs a failed attempt once: at error level when its error is
+// new or an operator asked for the reload, at debug level when the poll or
+// the watcher meets the same error again.
+func (r *Reloader) logFailure(err error, requested bool, msg string, stored bool) {
+	level := slog.LevelError
+	if text := err.Error(); text == r.lastErr && !requested && !stored {
+		level = slog.LevelDebug
+		msg += " (the same error again)"
+	} else {
+		r.lastErr = text
+	}
+	r.log.Log(context.Background(), level, msg, "err", err)
 }
 
 // storeIfChanged stores rs when its content differs from the ruleset in

@@ -672,3 +672,43 @@ func TestReloadWatchesWhatAFailedLoadTried(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadRequestedLogsEveryFailure: an operator's reload (SIGHUP) of a
+// broken config logs the error, with file and line, at ERROR every time,
+// not only the first; one line per attempt.
+func TestReloadRequestedLogsEveryFailure(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "egressgate.yaml")
+	writeFile(t, p, "policy:\n  mode: wildcard\n")
+	r, h, lb := newTestReloader(t, p)
+	writeFile(t, p, "policy:\n  mode: wildcards\n")
+	before := len(lb.String())
+	for range 3 {
+		if err := r.ReloadRequested(); err == nil {
+			t.Fatal("ReloadRequested of a broken config succeeded")
+		}
+	}
+	logged := lb.String()[before:]
+	want := p + `:2: policy.mode:`
+	if n := strings.Count(logged, "level=ERROR"); n != 3 || strings.Count(logged, want) != 3 || strings.Count(logged, "\n") != 3 {
+		t.Errorf("3 requested reloads of a broken config logged %d ERROR lines (want 3 lines, each naming %s):\n%s", n, want, logged)
+	}
+	if _, errs := h.counts(); errs != 3 {
+		t.Errorf("%d failures counted for 3 attempts, want 3", errs)
+	}
+	// The watcher's and the poll's repeats stay quiet: debug level.
+	before = len(lb.String())
+	r.Reload()
+	if logged := lb.String()[before:]; strings.Contains(logged, "level=ERROR") {
+		t.Errorf("a repeated failure seen by the poll logged at ERROR:\n%s", logged)
+	}
+	// Fixed: one INFO line.
+	writeFile(t, p, "policy:\n  mode: exact\n")
+	before = len(lb.String())
+	if err := r.ReloadRequested(); err != nil {
+		t.Fatal(err)
+	}
+	if logged := lb.String()[before:]; strings.Count(logged, "\n") != 1 || !strings.Contains(logged, `level=INFO msg="rules reloaded"`) {
+		t.Errorf("the fixed reload logged:\n%s", logged)
+	}
+}

@@ -25,6 +25,16 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	opts.Source = rs.Config.Path
+	var noContact []string
+	for _, ec := range rs.EstateContacts() {
+		if ec.Contacts.Primary.Name == "" {
+			noContact = append(noContact, ec.Estate)
+		}
+	}
+	if len(noContact) > 0 {
+		fmt.Fprintf(stderr, "egressgate alertmanager-config: estates without a primary contact: %s: their alerts would have no one to call; set policy.contacts.primary, or the estate's own contacts\n", strings.Join(noContact, ", "))
+		return 1
+	}
 	data, err := metrics.AlertmanagerConfig(metrics.EscalationTargets(rs.EstateContacts()), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate alertmanager-config: %v\n", err)

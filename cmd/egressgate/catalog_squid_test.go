@@ -18,27 +18,6 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// findTool returns the path of a program a test starts, from PATH or
-// /usr/sbin, or skips the test: under -short, which leaves out every test
-// that starts a real component, and when the program is not installed,
-// naming the Debian package (`make deps` installs it).
-func findTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skipf("-short: not starting %s", name)
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	if p := "/usr/sbin/" + name; fileExists(p) {
-		return p
-	}
-	t.Skipf("%s not installed (apt-get install %s); skipping", name, pkg)
-	return ""
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
-
 // TestSquidExportAgrees exports a catalog with every kind of entry as
 // Squid ACLs, checks it with "squid -k parse", then runs a real Squid and
 // egressgate side by side on loopback and sends the same CONNECTs through
@@ -49,14 +28,8 @@ func TestSquidExportAgrees(t *testing.T) {
 	squid := findTool(t, "squid", "squid")
 	curl := findTool(t, "curl", "curl")
 
-	upstream := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "upstream") })}
-	uln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go upstream.Serve(uln)
-	t.Cleanup(func() { upstream.Close() })
-	port := uln.Addr().(*net.TCPAddr).Port
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "upstream") })
+	port, _ := strconv.Atoi(portString(up))
 	other := port + 1 // a port only otherport.example.org may use; nothing listens
 
 	dir := t.TempDir()
@@ -210,31 +183,6 @@ coredump_dir %s
 	if admitted == 0 || admitted == len(samples) {
 		t.Errorf("%d of %d samples admitted; want some of each", admitted, len(samples))
 	}
-}
-
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// waitListening waits until addr accepts connections; log says why not.
-func waitListening(t *testing.T, addr string, limit time.Duration, log func() string) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s after %s:\n%s", addr, limit, log())
 }
 
 // TestSquidExportParses: "squid -k parse" accepts the export of the

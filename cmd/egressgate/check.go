@@ -23,10 +23,12 @@ is on, and its entries in force out of those in the catalog; with estates,
 one line per estate (source, settings, contacts, entries admitted and
 refused). Warnings (authorize with Live Response off, a phone number without
 its country code, act_if_unreachable ignored by a threat response other than
-collaborate) go to stderr.
+collaborate, estates without a primary contact) go to stderr; serve logs the
+same ones at start and after each reload that changes them.
 
-exit status: 0 the config loads, 1 it does not or an estate lacks a primary
-contact (FILE:LINE: message on stderr), 2 bad usage`)
+exit status: 0 the config loads (estates without a primary contact only warn:
+contacts change no verdict), 1 it does not (FILE:LINE: message on stderr),
+2 bad usage`)
 	config := cl.addConfig()
 	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit

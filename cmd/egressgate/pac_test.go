@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -78,11 +77,6 @@ func writeFiles(t *testing.T, files map[string]string) string {
 		}
 	}
 	return dir
-}
-
-func portString(addr string) string {
-	_, p, _ := net.SplitHostPort(addr)
-	return p
 }
 
 // TestPACServed fetches /proxy.pac from the proxy port and the admin

@@ -87,7 +87,7 @@ func TestServeNotifiesAndHealthchecks(t *testing.T) {
 		{"running", []string{"--admin", adminAddr}, 0},
 		{"ready", []string{"--admin", adminAddr, "--path", "/readyz"}, 0},
 		{"all-addresses-form", []string{"--admin", ":" + adminAddr[strings.LastIndexByte(adminAddr, ':')+1:]}, 0},
-		{"nothing-listens", []string{"--admin", closedPort(t), "--timeout", "2s"}, 1},
+		{"nothing-listens", []string{"--admin", freeLoopbackAddr(t), "--timeout", "2s"}, 1},
 		{"not-found", []string{"--admin", adminAddr, "--path", "/nope"}, 1},
 		{"bad-address", []string{"--admin", "9128"}, 1},
 	} {
@@ -110,18 +110,6 @@ func TestServeNotifiesAndHealthchecks(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("serve: %v", err)
 	}
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // TestSDReloadingAt: RELOADING=1 carries MONOTONIC_USEC where there is a

@@ -50,6 +50,21 @@ type serveOptions struct {
 	metrics      metrics.Options
 	pprof        bool
 	probeEvery   time.Duration // --probe-interval; 0: off
+	adminOpts    adminOptions
+	tlsListen    string // --listen-tls; "" off
+	tlsCert      string
+	tlsKey       string
+	watch        watchOptions
+}
+
+// watchOptions are the flags of the catalog watch.
+type watchOptions struct {
+	url      string        // --catalog-watch: the vendor page; "" off
+	interval time.Duration // --catalog-watch-interval
+	via      string        // --catalog-watch-via: an HTTP proxy to fetch through
+	// client, when set, fetches the page instead of one made from via
+	// (tests give one that trusts their server).
+	client *http.Client
 }
 
 // prefixList is a repeatable CIDR flag.
@@ -117,6 +132,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs := newCommandLine("serve", serveSynopsis, serveAbout)
 	fs.StringVar(&o.configPath, "config", "", "config `file`; empty runs the embedded default catalog")
 	fs.StringVar(&o.listen, "listen", defaultProxyListen, "forward proxy `address` (CONNECT and plain HTTP)")
+	fs.StringVar(&o.tlsListen, "listen-tls", "", "HTTPS forward proxy `address` (TLS to the proxy, then CONNECT and plain HTTP inside it); needs --tls-cert and --tls-key")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM, chain first to last) of --listen-tls; re-read when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) of --listen-tls; re-read when it changes")
 	fs.StringVar(&o.sniListen, "sni-listen", listenOff, "transparent TLS (SNI) listener `address`, or off")
 	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/metrics, /rules, /misses, /healthz, /readyz), or off")
 	fs.StringVar(&o.hostsPath, "hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
@@ -146,6 +164,12 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 		return err
 	})
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
+	fs.IntVar(&o.adminOpts.maxConns, "admin-max-conns", defaultAdminMaxConns, "most connections the admin listener holds at once; more wait unaccepted")
+	fs.StringVar(&o.adminOpts.tokenFile, "admin-token-file", "", "`file` holding a bearer token the admin pages require (/healthz, /readyz and /proxy.pac stay open)")
+	fs.BoolVar(&o.adminOpts.users, "admin-users", false, "the admin pages also accept Basic credentials of the proxy's users file (auth.password_file)")
+	fs.StringVar(&o.watch.url, "catalog-watch", "", "read the vendor page at this https:// `URL` on a schedule and report how it differs from the catalog in force (never changes what is admitted)")
+	fs.DurationVar(&o.watch.interval, "catalog-watch-interval", 24*time.Hour, "how often the catalog watch reads the page (jittered ±10%; sooner, backing off, after a failure)")
+	fs.StringVar(&o.watch.via, "catalog-watch-via", "", "fetch the watched page through this HTTP `PROXY` (host:port)")
 	fs.BoolVar(&o.pprof, "pprof", false, "also serve the Go profiler on the admin listener, under /debug/pprof/")
 	m := &o.metrics
 	fs.BoolVar(&m.AccessLog, "access-log", false, "log every admitted tunnel or request when it closes, with bytes and duration")
@@ -192,6 +216,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	c.AllowNoSNI = !*sniRequired
 	if c.MaxConns == 0 {
 		return nil, errors.New("--max-conns: 0 would refuse everything; use a negative value for no cap")
+	}
+	if (o.tlsListen != "") != (o.tlsCert != "" && o.tlsKey != "") {
+		return nil, errors.New("--listen-tls, --tls-cert and --tls-key go together")
 	}
 	return o, nil
 }
@@ -321,14 +348,27 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	}
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Go(func() { errc <- srv.Serve(proxyLn) })
 	if sniLn != nil {
 		wg.Go(func() { errc <- srv.ServeSNI(sniLn) })
 	}
+	if o.tlsListen != "" {
+		if err := serveTLS(srv, o, cfg.ListenConfig(), log, onListen, &wg, errc, &lns); err != nil {
+			closeAll()
+			return err
+		}
+	}
 	var adminSrv *http.Server
 	if adminLn != nil {
-		adminSrv = &http.Server{Handler: tel.admin(pacHandler(srv, proxyLn)), ReadHeaderTimeout: 10 * time.Second}
+		var users func() *rules.Users
+		if o.adminOpts.users {
+			users = func() *rules.Users { return reloader.Current().Users }
+		}
+		if adminSrv, adminLn, err = adminServer(adminLn, tel.admin(pacHandler(srv, proxyLn)), o.adminOpts, users); err != nil {
+			closeAll()
+			return err
+		}
 		wg.Go(func() {
 			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err
@@ -352,6 +392,13 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
 		})
 	}
+	if o.watch.url != "" {
+		w, err := newCatalogWatch(o.watch, reloader.Current, log, metrics.NewCatalogWatch(tel.reg))
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { w.run(watchCtx) })
+	}
 	if cfg.PAC.Proxy == "" {
 		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")
 	}
@@ -365,7 +412,6 @@ wait:
 		case <-ctx.Done():
 			break wait
 		case <-hup:
-			log.Info("SIGHUP: reloading rules")
 			sdNotify(log, sdReloading())
 			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
 			if cfg.HostsFile != nil {

@@ -49,6 +49,10 @@ func TestParseServeFlags(t *testing.T) {
 		{name: "bad-cidr", args: []string{"--clients", "10.0.0.0/33"}, err: "not a CIDR prefix"},
 		{name: "bad-port", args: []string{"--sni-ports", "0"}, err: "not a port"},
 		{name: "zero-max-conns", args: []string{"--max-conns", "0"}, err: "--max-conns"},
+		{name: "tls-without-cert", args: []string{"--listen-tls", ":3129"}, err: "go together"},
+		{name: "tls", args: []string{"--listen-tls", ":3129", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, check: func(o *serveOptions) bool {
+			return o.tlsListen == ":3129" && o.tlsCert == "c.pem" && o.tlsKey == "k.pem"
+		}},
 		{name: "extra-arg", args: []string{"foo"}, err: "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,20 +95,8 @@ func TestListenAddrPrecedence(t *testing.T) {
 // curl), says "rules unchanged" on a SIGHUP that changes nothing, and on
 // cancel cuts the tunnel still open and logs one last line.
 func TestServeEndToEnd(t *testing.T) {
-	web := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") })}
-	wln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go web.Serve(wln)
-	t.Cleanup(func() { web.Close() })
-	_, port, _ := strings.Cut(wln.Addr().String(), ":")
-	rln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, refused, _ := strings.Cut(rln.Addr().String(), ":")
-	rln.Close() // nothing listens there now: connections are refused
+	port := portString(upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") }))
+	refused := portString(freeLoopbackAddr(t))
 
 	dir := t.TempDir()
 	write := func(name, data string) string {
