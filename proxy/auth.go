@@ -126,7 +126,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, client net
 	if hdr == "" && !users.Required {
 		return r
 	}
-	es, name, result := s.checkCredentials(r.Context(), users, hdr, r.TLS != nil, client.Addr())
+	overTLS := r.TLS != nil || r.Context().Value(overTLSKey{}) != nil
+	es, name, result := s.checkCredentials(r.Context(), users, hdr, overTLS, client.Addr())
 	if es != nil {
 		return r.WithContext(context.WithValue(r.Context(), estateKey{}, es))
 	}

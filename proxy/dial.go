@@ -1,17 +1,15 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/connectclient"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -23,14 +21,6 @@ var (
 	errPrivateDestination = errors.New("every address is private, loopback or reserved")
 	errNoAddresses        = errors.New("name has no addresses")
 )
-
-// parentError is a parent proxy's refusal of a chained CONNECT.
-type parentError struct {
-	status int
-	line   string // its status line
-}
-
-func (e *parentError) Error() string { return "parent proxy answered " + strconv.Quote(e.line) }
 
 // route is where an admitted request goes: checked addresses, to be
 // dialed in turn, and nothing else.
@@ -49,25 +39,39 @@ func (s *Server) resolve(ctx context.Context, host string, port uint16) (route, 
 	if s.parent != nil {
 		host, port, rt.parent = s.parent.host, s.parent.port, true
 	}
-	addrs, lookup, err := s.lookup(ctx, host)
+	hosts := s.cfg.Hosts
+	if s.cfg.HostsFile != nil {
+		hosts = s.cfg.HostsFile.Hosts()
+	}
+	addrs, lookup, err := lookupHost(ctx, hosts, s.cfg.Resolver, host)
 	rt.lookup = lookup
 	if err != nil {
 		return rt, err
 	}
-	for _, a := range addrs {
-		if s.dest.permits(a) {
-			rt.addrs = append(rt.addrs, netip.AddrPortFrom(a.Unmap(), port))
-		}
-	}
-	if len(rt.addrs) == 0 {
-		return rt, fmt.Errorf("%s: %w", host, errPrivateDestination)
-	}
-	return rt, nil
+	rt.addrs, err = s.dest.route(addrs, host, port)
+	return rt, err
 }
 
-// lookup returns host's addresses: the literal itself, the hosts file's
-// entry, or the resolver's answer.
-func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+// route returns the addresses of host the policy permits, with port, in
+// the resolver's order; errPrivateDestination when it permits none. The
+// probe asks it too, so that it reports what the proxy would dial.
+func (p destPolicy) route(addrs []netip.Addr, host string, port uint16) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, a := range addrs {
+		if p.permits(a) {
+			out = append(out, netip.AddrPortFrom(a.Unmap(), port))
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: %w", host, errPrivateDestination)
+	}
+	return out, nil
+}
+
+// lookupHost returns host's addresses as the proxy finds them: the
+// literal itself, the hosts file's entry, or the resolver's answer; and
+// the time the resolver took.
+func lookupHost(ctx context.Context, hosts Hosts, res Resolver, host string) ([]netip.Addr, time.Duration, error) {
 	name, err := rules.CanonicalHost(host)
 	if err != nil {
 		return nil, 0, err
@@ -75,15 +79,14 @@ func (s *Server) lookup(ctx context.Context, host string) ([]netip.Addr, time.Du
 	if a, err := netip.ParseAddr(name); err == nil {
 		return []netip.Addr{a}, 0, nil
 	}
-	hosts := s.cfg.Hosts
-	if s.cfg.HostsFile != nil {
-		hosts = s.cfg.HostsFile.Hosts()
-	}
 	if addrs, ok := hosts[name]; ok {
 		return addrs, 0, nil
 	}
+	if res == nil {
+		res = net.DefaultResolver
+	}
 	start := time.Now()
-	addrs, err := s.cfg.Resolver.LookupNetIP(ctx, "ip", name)
+	addrs, err := res.LookupNetIP(ctx, "ip", name)
 	took := time.Since(start)
 	if err == nil && len(addrs) == 0 {
 		err = &net.DNSError{Err: errNoAddresses.Error(), Name: name, IsNotFound: true}
@@ -104,10 +107,10 @@ func (s *Server) dial(ctx context.Context, rt route, host string, port uint16) (
 	if err != nil || !rt.parent {
 		return c, nil, time.Since(start), err
 	}
-	pending, err := connectViaParent(ctx, c, net.JoinHostPort(onwardHost(host), strconv.Itoa(int(port))))
+	pending, err := connectclient.Open(ctx, c, net.JoinHostPort(onwardHost(host), strconv.Itoa(int(port))), nil)
 	if err != nil {
 		c.Close()
-		return nil, nil, time.Since(start), err
+		return nil, nil, time.Since(start), fmt.Errorf("parent proxy: %w", err)
 	}
 	return c, pending, time.Since(start), nil
 }
@@ -165,31 +168,4 @@ func dialTCPContext(ctx context.Context, d *net.Dialer, a netip.AddrPort) (*net.
 		return nil, err
 	}
 	return c.(*net.TCPConn), nil
-}
-
-// connectViaParent sends CONNECT target to the parent proxy on c and
-// reads its answer.
-func connectViaParent(ctx context.Context, c *net.TCPConn, target string) ([]byte, error) {
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-		defer c.SetDeadline(time.Time{})
-	}
-	if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target); err != nil {
-		return nil, fmt.Errorf("sending CONNECT to parent proxy: %w", err)
-	}
-	br := bufio.NewReaderSize(c, 4096)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		return nil, fmt.Errorf("reading parent proxy's answer: %w", err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, &parentError{resp.StatusCode, resp.Status}
-	}
-	n := br.Buffered()
-	if n == 0 {
-		return nil, nil
-	}
-	pending := make([]byte, n)
-	_, err = io.ReadFull(br, pending)
-	return pending, err
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/egressgate/egressgate/proxy/connectclient"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -103,13 +104,10 @@ func upstreamReply(host string, port uint16, err error) answer {
 	case DialUnreach:
 		reason, what = rules.ReasonUpstreamUnreachable, "no route to the server"
 	}
-	var pe *parentError
+	var pe *connectclient.Refusal
 	if errors.As(err, &pe) {
-		reason, what = rules.ReasonUpstreamProxy, fmt.Sprintf("the parent proxy answered %d", pe.status)
-		if pe.status == 0 {
-			what = "the parent proxy did not answer the request"
-		}
-		if pe.status == http.StatusGatewayTimeout {
+		reason, what = rules.ReasonUpstreamProxy, fmt.Sprintf("the parent proxy answered %d", pe.Status)
+		if pe.Status == http.StatusGatewayTimeout {
 			status = http.StatusGatewayTimeout
 		}
 	}
@@ -119,12 +117,12 @@ func upstreamReply(host string, port uint16, err error) answer {
 // classifyDialError sorts a resolve or dial error into the fixed set.
 func classifyDialError(err error) DialError {
 	var dnsErr *net.DNSError
-	var pe *parentError
+	var pe *connectclient.Refusal
 	switch {
 	case err == nil:
 		return DialOK
 	case errors.As(err, &pe):
-		if pe.status == http.StatusGatewayTimeout {
+		if pe.Status == http.StatusGatewayTimeout {
 			return DialTimeout
 		}
 		return DialOther

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -197,6 +198,10 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	}
 	c.SetReadDeadline(time.Time{})
 	r.RemoteAddr = c.RemoteAddr().String()
+	if tc, ok := c.(*tls.Conn); ok {
+		st := tc.ConnectionState()
+		r.TLS = &st
+	}
 	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close || hasBody(r)}
 	s.open.Add(-1) // ServeHTTP takes a slot
 	s.ServeHTTP(w, r)

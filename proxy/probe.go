@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -18,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/connectclient"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -166,6 +166,13 @@ type ProbeStep struct {
 type Prober struct {
 	// Hosts overrides resolution for the names it lists, as the proxy's.
 	Hosts Hosts
+	// HostsFile, when set, replaces Hosts, as Config.HostsFile does.
+	HostsFile *HostsFile
+	// AllowDest are the private or reserved destinations the proxy is
+	// told to dial anyway (Config.AllowDest). A name that resolves only
+	// to refused addresses fails its dns step as private-destination,
+	// as the proxy would refuse it.
+	AllowDest []netip.Prefix
 	// Resolver resolves the other names. Nil means net.DefaultResolver.
 	Resolver Resolver
 	// Via is a forward proxy (http://[user:pass@]host:port, the port
@@ -240,8 +247,20 @@ func (p *Prober) probe(ctx context.Context, t ProbeTarget) ProbeResult {
 		return r
 	}
 	start := time.Now()
-	addrs, err := p.lookup(ctx, t.Name)
+	lctx, cancel := context.WithTimeout(ctx, p.timeout())
+	hosts := p.Hosts
+	if p.HostsFile != nil {
+		hosts = p.HostsFile.Hosts()
+	}
+	addrs, _, err := lookupHost(lctx, hosts, p.Resolver, t.Name)
+	cancel()
 	r.Addrs = addrs
+	if err == nil {
+		_, err = destPolicy{allow: p.AllowDest}.route(addrs, t.Name, 0)
+		if errors.Is(err, errPrivateDestination) {
+			err = fmt.Errorf("%s: every address is private, loopback or reserved: the proxy refuses it unless --allow-dest lists it", rules.ReasonPrivateDestination)
+		}
+	}
 	r.Steps = append(r.Steps, stepResult(StepDNS, 0, start, err))
 	if err != nil {
 		return r
@@ -252,33 +271,12 @@ func (p *Prober) probe(ctx context.Context, t ProbeTarget) ProbeResult {
 	return r
 }
 
-// lookup resolves name as the proxy does: Hosts first, then the resolver.
-func (p *Prober) lookup(ctx context.Context, name string) ([]netip.Addr, error) {
-	if addrs, ok := p.Hosts[name]; ok {
-		return addrs, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout())
-	defer cancel()
-	res := p.Resolver
-	if res == nil {
-		res = net.DefaultResolver
-	}
-	addrs, err := res.LookupNetIP(ctx, "ip", name)
-	if err == nil && len(addrs) == 0 {
-		err = errNoAddresses
-	}
-	return addrs, err
-}
-
 // probePort connects to the name's addresses on port, in turn, and on a
 // TLS port shakes hands over the connection.
 func (p *Prober) probePort(ctx context.Context, r *ProbeResult, port uint16) {
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, p.timeout())
-	addrs := make([]netip.AddrPort, len(r.Addrs))
-	for i, a := range r.Addrs {
-		addrs[i] = netip.AddrPortFrom(a.Unmap(), port)
-	}
+	addrs, _ := destPolicy{allow: p.AllowDest}.route(r.Addrs, r.Name, port)
 	c, err := dialAddrs(dctx, addrs)
 	cancel()
 	r.Steps = append(r.Steps, stepResult(StepTCP, port, start, err))
@@ -310,47 +308,30 @@ func (p *Prober) probePortVia(ctx context.Context, r *ProbeResult, port uint16) 
 	return true
 }
 
-// connectVia dials Via and asks it for a tunnel to target. On a refusal
-// it returns the proxy's reason (ReasonHeader; empty from another proxy).
+// connectVia opens a tunnel to target through Via. On a refusal it
+// returns the proxy's reason (ReasonHeader; empty from another proxy).
 func (p *Prober) connectVia(ctx context.Context, target string) (net.Conn, string, error) {
-	var d net.Dialer
-	via := p.Via.Host
-	c, err := d.DialContext(ctx, "tcp", via)
-	if err != nil {
-		return nil, "", fmt.Errorf("proxy %s: %w", via, err)
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	}
-	req := "CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n"
+	var header http.Header
 	if u := p.Via.User; u != nil {
 		pw, _ := u.Password()
-		req += "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pw)) + "\r\n"
+		header = http.Header{"Proxy-Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pw))}}
 	}
-	if _, err := c.Write([]byte(req + "\r\n")); err != nil {
-		c.Close()
-		return nil, "", fmt.Errorf("proxy %s: sending CONNECT: %w", via, err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		c.Close()
-		return nil, "", fmt.Errorf("proxy %s: reading its answer: %w", via, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		c.Close()
-		reason := resp.Header.Get(ReasonHeader)
-		msg := "proxy answered " + resp.Status
+	c, pending, err := connectclient.Dial(ctx, &net.Dialer{}, p.Via.Host, target, header)
+	var ref *connectclient.Refusal
+	if errors.As(err, &ref) {
+		reason := ref.Header.Get(ReasonHeader)
+		msg := "proxy answered " + ref.Line
 		if reason != "" {
 			msg += " (" + reason + ")"
 		}
 		return nil, reason, errors.New(msg)
 	}
-	c.SetDeadline(time.Time{})
-	if br.Buffered() > 0 {
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pending) > 0 {
 		c.Close()
-		return nil, "", fmt.Errorf("proxy %s: sent bytes after its 200 before the client spoke", via)
+		return nil, "", fmt.Errorf("proxy %s: sent bytes after its 200 before the client spoke", p.Via.Host)
 	}
 	return c, "", nil
 }

@@ -176,24 +176,29 @@ func TestProbe(t *testing.T) {
 		want   []string // stepSummary per target
 		ok     []bool   // OK() per target
 	}{
-		{"direct", Prober{Hosts: hosts, Resolver: noDNS{}, RootCAs: ca.Pool, TLSPorts: []uint16{tport}}, []string{
+		{"direct", Prober{Hosts: hosts, Resolver: noDNS{}, AllowDest: loopbackDest, RootCAs: ca.Pool, TLSPorts: []uint16{tport}}, []string{
 			"dns ok, tcp/" + itoa(closed) + " FAIL",
 			"dns ok, tcp/" + itoa(tport) + " ok, tls/" + itoa(tport) + " FAIL", // certificate is for ok.example.org
 			"dns FAIL",
 			"dns ok, tcp/" + itoa(tport) + " ok, tls/" + itoa(tport) + " ok",
 		}, []bool{false, false, false, true}},
-		{"system roots", Prober{Hosts: hosts, Resolver: noDNS{}, TLSPorts: []uint16{tport}}, []string{
+		{"system roots", Prober{Hosts: hosts, Resolver: noDNS{}, AllowDest: loopbackDest, TLSPorts: []uint16{tport}}, []string{
 			"dns ok, tcp/" + itoa(closed) + " FAIL",
 			"dns ok, tcp/" + itoa(tport) + " ok, tls/" + itoa(tport) + " FAIL",
 			"dns FAIL",
 			"dns ok, tcp/" + itoa(tport) + " ok, tls/" + itoa(tport) + " FAIL", // the test CA is not a system root
 		}, []bool{false, false, false, false}},
-		{"not a TLS port", Prober{Hosts: hosts, Resolver: noDNS{}, Concurrency: 1}, []string{
+		{"not a TLS port", Prober{Hosts: hosts, Resolver: noDNS{}, AllowDest: loopbackDest, Concurrency: 1}, []string{
 			"dns ok, tcp/" + itoa(closed) + " FAIL",
 			"dns ok, tcp/" + itoa(tport) + " ok",
 			"dns FAIL",
 			"dns ok, tcp/" + itoa(tport) + " ok",
 		}, []bool{false, true, false, true}},
+		// The hosts file maps every name to loopback, which the proxy
+		// refuses without AllowDest: so does the probe, at the dns step.
+		{"private destination", Prober{Hosts: hosts, Resolver: noDNS{}, RootCAs: ca.Pool, TLSPorts: []uint16{tport}}, []string{
+			"dns FAIL", "dns FAIL", "dns FAIL", "dns FAIL",
+		}, []bool{false, false, false, false}},
 		{"via egressgate", Prober{Via: &url.URL{Scheme: "http", Host: proxyAddr}, RootCAs: ca.Pool, TLSPorts: []uint16{tport}}, []string{
 			"tcp/" + itoa(closed) + " FAIL", // 502 upstream-refused
 			"tcp/" + itoa(tport) + " ok, tls/" + itoa(tport) + " FAIL",
@@ -237,6 +242,13 @@ func TestProbe(t *testing.T) {
 	res := (&Prober{Via: &url.URL{Scheme: "http", Host: addr2}, Timeout: 5 * time.Second}).Run(context.Background(), []ProbeTarget{refused})
 	if s, ok := res[0].Step(StepTCP, tport); !ok || s.OK || !strings.Contains(s.Error, "403") || !strings.Contains(s.Error, "not-in-catalog") {
 		t.Errorf("refused tunnel: %+v, want a tcp failure naming 403 not-in-catalog", res[0].Steps)
+	}
+
+	// A name the hosts file maps to loopback is refused as the proxy
+	// would refuse it, and its addresses are still shown.
+	res = (&Prober{Hosts: hosts, Resolver: noDNS{}, Timeout: 5 * time.Second}).Run(context.Background(), []ProbeTarget{refused})
+	if s, ok := res[0].Step(StepDNS, 0); !ok || s.OK || !strings.Contains(s.Error, "private-destination") || len(res[0].Addrs) == 0 || len(res[0].Steps) != 1 {
+		t.Errorf("name on loopback: %+v %v, want only a dns failure naming private-destination", res[0].Steps, res[0].Addrs)
 	}
 }
 

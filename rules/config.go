@@ -207,32 +207,69 @@ func load(path string, prev *Ruleset) (*Ruleset, error) { return loadTrying(path
 // watches their directories, so that a file that was missing is seen when
 // it appears.
 func loadTrying(path string, prev *Ruleset, tried *[]string) (*Ruleset, error) {
-	try := func(p string) {
-		if tried != nil {
-			*tried = append(*tried, p)
-		}
-	}
-	h := sha256.New()
-	// catHash covers the catalogs alone: when it is unchanged, matchers of
-	// unchanged policies are reused.
-	catHash := sha256.New()
+	l := &loading{tried: tried, h: sha256.New(), catHash: sha256.New()}
 	cfg := &Config{}
-	var files []string
 	if path != "" {
-		try(path)
-		data, err := readLimited(path, maxConfigBytes)
-		if err != nil {
-			if errors.As(err, new(errTooLarge)) {
-				return nil, readError(path, "config", err)
-			}
-			return nil, fmt.Errorf("reading config: %w", err)
-		}
-		hashFile(h, path, data)
-		files = append(files, path)
-		if cfg, err = ParseConfig(path, data); err != nil {
+		var err error
+		if cfg, err = l.config(path); err != nil {
 			return nil, err
 		}
 	}
+	catalogs, err := l.catalogs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var catDigest [sha256.Size]byte
+	l.catHash.Sum(catDigest[:0])
+	rs, err := selectRules(cfg, catalogs, prev, catDigest, l.estateFile)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Auth != nil {
+		if rs.Users, err = loadUsers(cfg, rs, l.usersFile); err != nil {
+			return nil, err
+		}
+	}
+	rs.Files = l.files
+	l.h.Sum(rs.Digest[:0])
+	return rs, nil
+}
+
+// loading is the state of one loadTrying: the files read, in order, and
+// the digests over them.
+type loading struct {
+	tried *[]string // every file tried, when not nil
+	files []string  // every file read (and estate files tried)
+	h     hash.Hash // the ruleset digest: every file
+	// catHash covers the catalogs alone: when it is unchanged, matchers
+	// of unchanged policies are reused.
+	catHash hash.Hash
+}
+
+func (l *loading) try(p string) {
+	if l.tried != nil {
+		*l.tried = append(*l.tried, p)
+	}
+}
+
+// config reads and parses the config file.
+func (l *loading) config(path string) (*Config, error) {
+	l.try(path)
+	data, err := readLimited(path, maxConfigBytes)
+	if err != nil {
+		if errors.As(err, new(errTooLarge)) {
+			return nil, readError(path, "config", err)
+		}
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	hashFile(l.h, path, data)
+	l.files = append(l.files, path)
+	return ParseConfig(path, data)
+}
+
+// catalogs returns the embedded catalogs cfg names (all when it names
+// none), then its catalog files, in order.
+func (l *loading) catalogs(cfg *Config) ([]*Catalog, error) {
 	var catalogs []*Catalog
 	embeddedNames := EmbeddedNames()
 	if cfg.Embedded != nil {
@@ -243,80 +280,84 @@ func loadTrying(path string, prev *Ruleset, tried *[]string) (*Ruleset, error) {
 		if err != nil {
 			return nil, Pos{cfg.Path, cfg.lines["embedded"]}.Errorf("embedded: %w", err)
 		}
-		fmt.Fprintf(catHash, "embedded:%s\x00", name)
+		fmt.Fprintf(l.catHash, "embedded:%s\x00", name)
 		catalogs = append(catalogs, c)
 	}
 	for i, ref := range cfg.Catalogs {
-		p := ref.Path
-		if !filepath.IsAbs(p) && path != "" {
-			p = filepath.Join(filepath.Dir(path), p)
-		}
-		try(p)
-		data, err := readLimited(p, maxCatalogBytes)
-		if err != nil {
-			if errors.As(err, new(errTooLarge)) {
-				err = readError(p, "catalog", err)
-			}
-			return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
-		}
-		hashFile(h, p, data)
-		hashFile(catHash, p+"\x00"+ref.Name, data)
-		files = append(files, p)
-		c, err := Parse(p, data)
+		c, err := l.catalogFile(cfg, i, ref, catalogs)
 		if err != nil {
 			return nil, err
-		}
-		if ref.Name != "" {
-			c.Name = ref.Name
-			for _, e := range c.Entries {
-				e.Catalog = ref.Name
-			}
-		}
-		for _, prev := range catalogs {
-			if prev.Name == c.Name {
-				return nil, Pos{File: p}.Errorf("catalog name %q is already used by %s; set name: in the config", c.Name, prev.Path)
-			}
-		}
-		for _, e := range c.Entries {
-			if len(e.Groups) == 0 {
-				return nil, e.Pos.Errorf("groups: entry %q has no group; name at least one", e.Pattern)
-			}
 		}
 		catalogs = append(catalogs, c)
 	}
-	var catDigest [sha256.Size]byte
-	catHash.Sum(catDigest[:0])
-	readEstate := func(p string) ([]byte, error) {
-		files = append(files, p)
-		try(p)
-		data, err := readLimited(p, maxEstateFileBytes)
-		if err != nil {
-			fmt.Fprintf(h, "%s\x00missing\x00", p)
-			return nil, err
-		}
-		hashFile(h, p, data)
-		return data, nil
+	return catalogs, nil
+}
+
+// catalogFile reads and parses the i-th catalog file of cfg, ref, named
+// as ref says and by a name none of before has; every entry must name a
+// group.
+func (l *loading) catalogFile(cfg *Config, i int, ref CatalogRef, before []*Catalog) (*Catalog, error) {
+	p := ref.Path
+	if !filepath.IsAbs(p) && cfg.Path != "" {
+		p = filepath.Join(filepath.Dir(cfg.Path), p)
 	}
-	rs, err := selectRules(cfg, catalogs, prev, catDigest, readEstate)
+	l.try(p)
+	data, err := readLimited(p, maxCatalogBytes)
+	if err != nil {
+		if errors.As(err, new(errTooLarge)) {
+			err = readError(p, "catalog", err)
+		}
+		return nil, Pos{cfg.Path, cfg.lines[fmt.Sprintf("catalogs.%d", i)]}.Errorf("catalogs: %w", err)
+	}
+	hashFile(l.h, p, data)
+	hashFile(l.catHash, p+"\x00"+ref.Name, data)
+	l.files = append(l.files, p)
+	c, err := Parse(p, data)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Auth != nil {
-		if rs.Users, err = loadUsers(cfg, rs, func(p string) ([]byte, error) {
-			try(p)
-			data, err := readLimited(p, maxConfigBytes)
-			if err == nil {
-				files = append(files, p)
-				hashFile(h, p, data)
-			}
-			return data, err
-		}); err != nil {
-			return nil, err
+	if ref.Name != "" {
+		c.Name = ref.Name
+		for _, e := range c.Entries {
+			e.Catalog = ref.Name
 		}
 	}
-	rs.Files = files
-	h.Sum(rs.Digest[:0])
-	return rs, nil
+	for _, prev := range before {
+		if prev.Name == c.Name {
+			return nil, Pos{File: p}.Errorf("catalog name %q is already used by %s; set name: in the config", c.Name, prev.Path)
+		}
+	}
+	for _, e := range c.Entries {
+		if len(e.Groups) == 0 {
+			return nil, e.Pos.Errorf("groups: entry %q has no group; name at least one", e.Pattern)
+		}
+	}
+	return c, nil
+}
+
+// estateFile reads an estate's own file. A missing one is part of the
+// digest too, so that its appearing is a change.
+func (l *loading) estateFile(p string) ([]byte, error) {
+	l.files = append(l.files, p)
+	l.try(p)
+	data, err := readLimited(p, maxEstateFileBytes)
+	if err != nil {
+		fmt.Fprintf(l.h, "%s\x00missing\x00", p)
+		return nil, err
+	}
+	hashFile(l.h, p, data)
+	return data, nil
+}
+
+// usersFile reads the password file.
+func (l *loading) usersFile(p string) ([]byte, error) {
+	l.try(p)
+	data, err := readLimited(p, maxConfigBytes)
+	if err == nil {
+		l.files = append(l.files, p)
+		hashFile(l.h, p, data)
+	}
+	return data, err
 }
 
 // hashFile adds one file to the ruleset digest, framed by its name and

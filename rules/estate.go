@@ -154,172 +154,220 @@ type estateFile func(path string) ([]byte, error)
 // catalogs did not change) and fills rs. readFile reads an estate's own
 // file; nil means readLimited.
 func buildEstates(rs *Ruleset, prev *Ruleset, readFile estateFile) error {
-	cfg, catalogs := rs.Config, rs.Catalogs
+	cfg := rs.Config
 	if readFile == nil {
 		readFile = func(p string) ([]byte, error) { return readLimited(p, maxEstateFileBytes) }
 	}
-	warn := func(err error) { rs.Warnings = append(rs.Warnings, err) }
-	ent := where{cfg.Path, cfg.lines, "policy."}
-	if err := validatePolicy(&cfg.Policy, ent, catalogs, warn); err != nil {
+	b := &estateBuild{rs: rs, prev: prev, readFile: readFile, reuse: map[string]*compiled{},
+		seen: map[string]int{}, fileLines: map[string]map[string]int{}}
+	if err := validatePolicy(&cfg.Policy, where{cfg.Path, cfg.lines, "policy."}, rs.Catalogs, b.warn); err != nil {
 		return err
 	}
 	if len(cfg.Estates) > MaxEstates {
 		return Pos{cfg.Path, cfg.lines["estates"]}.Errorf("estates: %d estates; at most %d", len(cfg.Estates), MaxEstates)
 	}
-	reuse := map[string]*compiled{}
 	if prev != nil { // same catalogs (selectRules checked)
-		reuse = prev.compiled
+		b.reuse = prev.compiled
 	}
 	rs.compiled = map[string]*compiled{}
-	// compileFor returns the matcher of a policy: one already compiled
-	// for this ruleset, prev's for the same policy, or a new one.
-	compileFor := func(pol *EffectivePolicy) (*compiled, error) {
-		key := pol.matcherKey()
-		if c := rs.compiled[key]; c != nil {
-			return c, nil
-		}
-		c := reuse[key]
-		if c == nil {
-			m, enabled, err := compilePolicy(catalogs, pol)
-			if err != nil {
-				return nil, err
-			}
-			c = &compiled{m, enabled}
-		}
-		rs.compiled[key] = c
-		return c, nil
-	}
-	def := &Estate{Name: DefaultEstate, Source: SourceConfigured, Pos: Pos{cfg.Path, cfg.lines["policy"]}}
-	rs.Estates = []*Estate{def}
-	var prefixes []estatePrefix
-	seen := map[string]int{}
-	fileLines := map[string]map[string]int{} // an estate file's key lines, by estate
+	rs.Estates = []*Estate{{Name: DefaultEstate, Source: SourceConfigured, Pos: Pos{cfg.Path, cfg.lines["policy"]}}}
 	for i, ec := range cfg.Estates {
-		key := fmt.Sprintf("estates.%d", i)
-		at := func(k string) Pos { return Pos{cfg.Path, cfg.lines[key+"."+k]} }
-		pos := Pos{cfg.Path, cfg.lines[key]}
-		if !estateNameRE.MatchString(ec.Name) || ec.Name == DefaultEstate {
-			return at("name").Errorf("estates: name %q: want 1 to 63 of a-z, 0-9, _ and - (and not %q, the estate of clients in no subnet)", ec.Name, DefaultEstate)
-		}
-		if prevLine, dup := seen[ec.Name]; dup {
-			return at("name").Errorf("estates: name %q is already used at line %d", ec.Name, prevLine)
-		}
-		seen[ec.Name] = pos.Line
-		es := &Estate{Name: ec.Name, Source: ec.Source, Index: len(rs.Estates), Pos: pos}
-		for j, s := range ec.Subnets {
-			p, err := parsePrefix(s)
-			if err != nil {
-				return at(fmt.Sprintf("subnets.%d", j)).Errorf("estates: %s: subnets: %v", ec.Name, err)
-			}
-			es.Subnets = append(es.Subnets, p)
-			prefixes = append(prefixes, estatePrefix{p, int32(es.Index), at(fmt.Sprintf("subnets.%d", j))})
-		}
-		if es.Source == "" {
-			es.Source = SourceConfigured
-		}
-		if ec.Policy != nil && es.Source != SourceEnterprise {
-			return at("policy").Errorf("estates: %s: policy: only an estate with source: %s has settings in this file (source is %q)", ec.Name, SourceEnterprise, es.Source)
-		}
-		switch es.Source {
-		case SourceConfigured:
-		case SourceEnterprise:
-			if ec.Policy != nil {
-				es.Own = *ec.Policy
-			}
-			if err := validatePolicy(&es.Own, where{cfg.Path, cfg.lines, key + ".policy."}, catalogs, warn); err != nil {
-				return err
-			}
-		case SourceEstate:
-			es.File = filepath.Join(cfg.estatesDir(), ec.Name+".yaml")
-			own, lines, err := readEstatePolicy(es.File, readFile, catalogs, warn)
-			fileLines[ec.Name] = lines
-			if err == nil {
-				// A setting of the file that cannot hold with the rest
-				// (exact mode with AD Sync on) shows only when compiled:
-				// it is the file's error too.
-				pol := effective(inherit(own, cfg.Policy), catalogs)
-				if _, cerr := compileFor(&pol); cerr != nil {
-					line := lines["mode"]
-					if own.Mode == "" {
-						line = lines["enable"]
-					}
-					err = Pos{es.File, line}.Errorf("%s", strings.TrimPrefix(cerr.Error(), "policy."))
-				}
-			}
-			if err != nil {
-				var old *Estate
-				if prev != nil {
-					old = prev.Estate(ec.Name)
-				}
-				if old == nil || old.Source != SourceEstate || old.File != es.File {
-					if errors.Is(err, os.ErrNotExist) {
-						// Say which estate wants the file, and where.
-						return at("source").Errorf("estates: %s: %v", ec.Name, err)
-					}
-					return err
-				}
-				// The estate's admins broke their file: keep its last
-				// good settings, and no other estate notices.
-				own, es.Stale = old.Own, err
-				rs.Problems = append(rs.Problems, err)
-			}
-			es.Own = own
-		default:
-			return at("source").Errorf("estates: %s: source: %q is not %q, %q or %q", ec.Name, es.Source, SourceConfigured, SourceEnterprise, SourceEstate)
+		es, err := b.readEstate(i, ec)
+		if err != nil {
+			return err
 		}
 		rs.Estates = append(rs.Estates, es)
 	}
 	var err error
-	if rs.subnets, err = newEstateTable(prefixes); err != nil {
+	if rs.subnets, err = newEstateTable(b.prefixes); err != nil {
 		return err
 	}
-
 	var noContact []string
 	for _, es := range rs.Estates {
-		es.Policy = effective(inherit(es.Own, cfg.Policy), catalogs)
+		es.Policy = effective(inherit(es.Own, cfg.Policy), rs.Catalogs)
 		if es.Own.Contacts == nil && cfg.Policy.Contacts == nil && len(cfg.Estates) > 0 {
 			noContact = append(noContact, es.Name)
 		}
-		if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
-			warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
+		b.check(es)
+		if err := b.compileEstate(es); err != nil {
+			return err
 		}
-		if inherited := inherit(es.Own, cfg.Policy).ActIfUnreachable; inherited != nil && *inherited && es.Policy.ThreatResponse != ThreatCollaborate {
-			// validatePolicy refused both in one block; this one came
-			// through inheritance, so say where it was set.
-			at := Pos{cfg.Path, cfg.lines["policy.act_if_unreachable"]}
-			switch {
-			case es.Own.ActIfUnreachable == nil:
-			case es.Source == SourceEstate:
-				at = Pos{es.File, fileLines[es.Name]["act_if_unreachable"]}
-			default:
-				at = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.act_if_unreachable", es.Index-1)]}
-			}
-			warn(at.Errorf("estate %s: act_if_unreachable is ignored: only the %q threat response acts when the contacts cannot be reached, and its threat response is %q", es.Name, ThreatCollaborate, es.Policy.ThreatResponse))
-		}
-		c, err := compileFor(&es.Policy)
-		if err != nil {
-			// Say where the mode that cannot hold was set. (An estate
-			// file's own conflict was caught when it was read; this is
-			// its last good settings against new enterprise defaults.)
-			p := Pos{cfg.Path, cfg.lines["policy.mode"]}
-			switch {
-			case es.Own.Mode != "" && es.Source == SourceEstate:
-				p = Pos{es.File, 0}
-			case es.Own.Mode != "":
-				p = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.mode", es.Index-1)]}
-			}
-			if es.Index == 0 {
-				return p.Errorf("%v", err)
-			}
-			return p.Errorf("estate %s: %v", es.Name, err)
-		}
-		es.Matcher, es.Enabled = c.matcher, c.enabled
 	}
 	if len(noContact) > 0 {
 		// Contacts change no verdict: an estates config without them
 		// serves; only alert routing has no one to call.
-		warn(Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: estates %s have no primary contact (none of their own, none from the enterprise): alert routing has no one to call, and egressgate alertmanager-config refuses until they have one; set policy.contacts.primary", strings.Join(noContact, ", ")))
+		b.warn(Pos{cfg.Path, cfg.lines["policy"]}.Errorf("policy.contacts: estates %s have no primary contact (none of their own, none from the enterprise): alert routing has no one to call, and egressgate alertmanager-config refuses until they have one; set policy.contacts.primary", strings.Join(noContact, ", ")))
 	}
+	return nil
+}
+
+// estateBuild is the state of one buildEstates.
+type estateBuild struct {
+	rs, prev  *Ruleset
+	readFile  estateFile
+	reuse     map[string]*compiled // prev's matchers, by policy
+	prefixes  []estatePrefix
+	seen      map[string]int            // the line of each estate name
+	fileLines map[string]map[string]int // an estate file's key lines, by estate
+}
+
+// warn adds a warning to the ruleset.
+func (b *estateBuild) warn(err error) { b.rs.Warnings = append(b.rs.Warnings, err) }
+
+// compileFor returns the matcher of a policy: one already compiled for
+// this ruleset, prev's for the same policy, or a new one.
+func (b *estateBuild) compileFor(pol *EffectivePolicy) (*compiled, error) {
+	key := pol.matcherKey()
+	if c := b.rs.compiled[key]; c != nil {
+		return c, nil
+	}
+	c := b.reuse[key]
+	if c == nil {
+		m, enabled, err := compilePolicy(b.rs.Catalogs, pol)
+		if err != nil {
+			return nil, err
+		}
+		c = &compiled{m, enabled}
+	}
+	b.rs.compiled[key] = c
+	return c, nil
+}
+
+// readEstate checks the i-th estate of the config (name, subnets, source)
+// and reads its own settings.
+func (b *estateBuild) readEstate(i int, ec EstateConfig) (*Estate, error) {
+	cfg := b.rs.Config
+	key := fmt.Sprintf("estates.%d", i)
+	at := func(k string) Pos { return Pos{cfg.Path, cfg.lines[key+"."+k]} }
+	pos := Pos{cfg.Path, cfg.lines[key]}
+	if !estateNameRE.MatchString(ec.Name) || ec.Name == DefaultEstate {
+		return nil, at("name").Errorf("estates: name %q: want 1 to 63 of a-z, 0-9, _ and - (and not %q, the estate of clients in no subnet)", ec.Name, DefaultEstate)
+	}
+	if prevLine, dup := b.seen[ec.Name]; dup {
+		return nil, at("name").Errorf("estates: name %q is already used at line %d", ec.Name, prevLine)
+	}
+	b.seen[ec.Name] = pos.Line
+	es := &Estate{Name: ec.Name, Source: ec.Source, Index: i + 1, Pos: pos}
+	for j, s := range ec.Subnets {
+		p, err := parsePrefix(s)
+		if err != nil {
+			return nil, at(fmt.Sprintf("subnets.%d", j)).Errorf("estates: %s: subnets: %v", ec.Name, err)
+		}
+		es.Subnets = append(es.Subnets, p)
+		b.prefixes = append(b.prefixes, estatePrefix{p, int32(es.Index), at(fmt.Sprintf("subnets.%d", j))})
+	}
+	if es.Source == "" {
+		es.Source = SourceConfigured
+	}
+	if ec.Policy != nil && es.Source != SourceEnterprise {
+		return nil, at("policy").Errorf("estates: %s: policy: only an estate with source: %s has settings in this file (source is %q)", ec.Name, SourceEnterprise, es.Source)
+	}
+	switch es.Source {
+	case SourceConfigured:
+	case SourceEnterprise:
+		if ec.Policy != nil {
+			es.Own = *ec.Policy
+		}
+		if err := validatePolicy(&es.Own, where{cfg.Path, cfg.lines, key + ".policy."}, b.rs.Catalogs, b.warn); err != nil {
+			return nil, err
+		}
+	case SourceEstate:
+		if err := b.readEstateFile(es, at("source")); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, at("source").Errorf("estates: %s: source: %q is not %q, %q or %q", ec.Name, es.Source, SourceConfigured, SourceEnterprise, SourceEstate)
+	}
+	return es, nil
+}
+
+// readEstateFile reads the settings of an estate with source estate from
+// its own file. When the file is broken but was good in prev, the estate
+// keeps its last good settings, marked Stale, and no other estate
+// notices. source is where the config names the source.
+func (b *estateBuild) readEstateFile(es *Estate, source Pos) error {
+	cfg, catalogs := b.rs.Config, b.rs.Catalogs
+	es.File = filepath.Join(cfg.estatesDir(), es.Name+".yaml")
+	own, lines, err := readEstatePolicy(es.File, b.readFile, catalogs, b.warn)
+	b.fileLines[es.Name] = lines
+	if err == nil {
+		// A setting of the file that cannot hold with the rest (exact
+		// mode with AD Sync on) shows only when compiled: it is the
+		// file's error too.
+		pol := effective(inherit(own, cfg.Policy), catalogs)
+		if _, cerr := b.compileFor(&pol); cerr != nil {
+			line := lines["mode"]
+			if own.Mode == "" {
+				line = lines["enable"]
+			}
+			err = Pos{es.File, line}.Errorf("%s", strings.TrimPrefix(cerr.Error(), "policy."))
+		}
+	}
+	if err != nil {
+		var old *Estate
+		if b.prev != nil {
+			old = b.prev.Estate(es.Name)
+		}
+		if old == nil || old.Source != SourceEstate || old.File != es.File {
+			if errors.Is(err, os.ErrNotExist) {
+				// Say which estate wants the file, and where.
+				return source.Errorf("estates: %s: %v", es.Name, err)
+			}
+			return err
+		}
+		// The estate's admins broke their file: keep its last good
+		// settings, and no other estate notices.
+		own, es.Stale = old.Own, err
+		b.rs.Problems = append(b.rs.Problems, err)
+	}
+	es.Own = own
+	return nil
+}
+
+// check warns of settings in an estate's effective policy that cannot
+// act.
+func (b *estateBuild) check(es *Estate) {
+	cfg := b.rs.Config
+	if es.Policy.ThreatResponse == ThreatAuthorize && !es.Policy.LiveResponse {
+		b.warn(es.Pos.Errorf("estate %s: threat response %q with Live Response off: the MDR team is prompted to use Live Response and cannot; set live_response: on, and exclude sensitive devices with live_response_exclusions", es.Name, ThreatAuthorize))
+	}
+	if inherited := inherit(es.Own, cfg.Policy).ActIfUnreachable; inherited != nil && *inherited && es.Policy.ThreatResponse != ThreatCollaborate {
+		// validatePolicy refused both in one block; this one came
+		// through inheritance, so say where it was set.
+		at := Pos{cfg.Path, cfg.lines["policy.act_if_unreachable"]}
+		switch {
+		case es.Own.ActIfUnreachable == nil:
+		case es.Source == SourceEstate:
+			at = Pos{es.File, b.fileLines[es.Name]["act_if_unreachable"]}
+		default:
+			at = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.act_if_unreachable", es.Index-1)]}
+		}
+		b.warn(at.Errorf("estate %s: act_if_unreachable is ignored: only the %q threat response acts when the contacts cannot be reached, and its threat response is %q", es.Name, ThreatCollaborate, es.Policy.ThreatResponse))
+	}
+}
+
+// compileEstate gives an estate the matcher of its effective policy, or
+// an error at the line that set the mode that cannot hold.
+func (b *estateBuild) compileEstate(es *Estate) error {
+	cfg := b.rs.Config
+	c, err := b.compileFor(&es.Policy)
+	if err != nil {
+		// An estate file's own conflict was caught when it was read;
+		// this is its last good settings against new enterprise
+		// defaults.
+		p := Pos{cfg.Path, cfg.lines["policy.mode"]}
+		switch {
+		case es.Own.Mode != "" && es.Source == SourceEstate:
+			p = Pos{es.File, 0}
+		case es.Own.Mode != "":
+			p = Pos{cfg.Path, cfg.lines[fmt.Sprintf("estates.%d.policy.mode", es.Index-1)]}
+		}
+		if es.Index == 0 {
+			return p.Errorf("%v", err)
+		}
+		return p.Errorf("estate %s: %v", es.Name, err)
+	}
+	es.Matcher, es.Enabled = c.matcher, c.enabled
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/connectclient"
 )
 
 // client opens tunnels to the upstream, through a proxy or directly.
@@ -75,55 +77,16 @@ func (c *client) connect(ctx context.Context) (net.Conn, time.Duration, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("dial proxy: %w", err)
 	}
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	req := "CONNECT " + c.target + " HTTP/1.1\r\nHost: " + c.target + "\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		conn.Close()
-		return nil, 0, fmt.Errorf("write CONNECT: %w", err)
-	}
-	rest, err := readConnectReply(conn)
+	rest, err := connectclient.Open(ctx, conn, c.target, nil)
 	if err != nil {
 		conn.Close()
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("CONNECT: %w", err)
 	}
 	lat := time.Since(start)
-	conn.SetDeadline(time.Time{})
 	if len(rest) > 0 {
 		conn = &prefixConn{Conn: conn, prefix: rest}
 	}
 	return conn, lat, nil
-}
-
-// maxReplyHeader bounds the proxy's reply to CONNECT.
-const maxReplyHeader = 8 << 10
-
-// readConnectReply reads the proxy's reply header and reports an error
-// unless its status is 200. It returns any bytes read past the header.
-func readConnectReply(conn net.Conn) ([]byte, error) {
-	buf := make([]byte, 0, 512)
-	for {
-		if len(buf) == cap(buf) {
-			if len(buf) >= maxReplyHeader {
-				return nil, fmt.Errorf("CONNECT reply header longer than %d bytes", maxReplyHeader)
-			}
-			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
-		}
-		n, err := conn.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
-			line, _, _ := bytes.Cut(buf, []byte("\r\n"))
-			// "HTTP/1.1 200 Connection established"
-			f := bytes.Fields(line)
-			if len(f) < 2 || !bytes.HasPrefix(f[0], []byte("HTTP/1.")) || string(f[1]) != "200" {
-				return nil, fmt.Errorf("CONNECT refused: %q", line)
-			}
-			return buf[end+4:], nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read CONNECT reply: %w", err)
-		}
-	}
 }
 
 // recordHello is the first TLS record crypto/tls sends as a client for

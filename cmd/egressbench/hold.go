@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/connectclient"
 )
 
 // The hold scenario: many long-lived idle tunnels, as an estate's
@@ -47,18 +49,13 @@ func (c *client) holdTunnel(ctx context.Context, src netip.Addr) (net.Conn, erro
 	if err != nil {
 		return nil, fmt.Errorf("dial proxy from %s: %w", src, err)
 	}
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	req := "CONNECT " + c.target + " HTTP/1.1\r\nHost: " + c.target + "\r\n\r\n"
-	if _, err := io.WriteString(conn, req); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("write CONNECT: %w", err)
-	}
-	rest, err := readConnectReply(conn)
+	rest, err := connectclient.Open(ctx, conn, c.target, nil)
 	if err != nil {
 		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("CONNECT: %w", err)
 	}
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
 	if _, err := conn.Write(c.holdHello); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("write hello: %w", err)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -44,6 +45,8 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
 	hostsPath := fs.String("hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
 	caPath := fs.String("ca", "", "PEM `file` of CA certificates to verify TLS with instead of the system roots")
+	var allowDest []netip.Prefix
+	fs.Var(prefixList{&allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
 	tlsPorts := []uint16{443}
 	fs.Var(portList{&tlsPorts}, "tls-ports", "`ports` whose connections get a TLS handshake (comma-separated)")
 	concurrency := fs.Int("concurrency", proxy.DefaultProbeConcurrency, "names probed at once")
@@ -51,7 +54,7 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 	if exit, ok := fs.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
 	}
-	p := &proxy.Prober{TLSPorts: tlsPorts, Concurrency: *concurrency, Timeout: *timeout}
+	p := &proxy.Prober{AllowDest: allowDest, TLSPorts: tlsPorts, Concurrency: *concurrency, Timeout: *timeout}
 	if err := setupProber(p, *via, *hostsPath, *caPath); err != nil {
 		fmt.Fprintf(stderr, "egressgate probe: %v\n", err)
 		return 2
@@ -260,9 +263,9 @@ func loadCA(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// newServerProber probes as the proxy dials: its hosts file, resolver and
-// parent proxy, its dial timeout per step, TLS on its SNI ports.
+// newServerProber probes as the proxy dials: its hosts file, resolver,
+// destination check and parent proxy, its dial timeout per step, TLS on its SNI ports.
 func newServerProber(cfg proxy.Config) *proxy.Prober {
-	return &proxy.Prober{Hosts: cfg.Hosts, Resolver: cfg.Resolver, Via: cfg.UpstreamProxy,
-		TLSPorts: cfg.SNIPorts, Timeout: cfg.DialTimeout, Concurrency: 4}
+	return &proxy.Prober{Hosts: cfg.Hosts, HostsFile: cfg.HostsFile, Resolver: cfg.Resolver, AllowDest: cfg.AllowDest,
+		Via: cfg.UpstreamProxy, TLSPorts: cfg.SNIPorts, Timeout: cfg.DialTimeout, Concurrency: 4}
 }

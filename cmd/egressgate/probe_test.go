@@ -97,7 +97,9 @@ func TestProbeCommand(t *testing.T) {
 	f := newProbeFixture(t)
 	// The catalog's names are not in any real DNS: every run goes
 	// through the hosts file or the proxy, never a resolver.
-	direct := []string{"probe", "--config", f.config, "--hosts", f.hosts, "--ca", f.ca, "--tls-ports", f.tlsPort, "--timeout", "5s"}
+	// The hosts file maps them to loopback, which serve dials only with
+	// --allow-dest, and so does the probe.
+	direct := []string{"probe", "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8", "--ca", f.ca, "--tls-ports", f.tlsPort, "--timeout", "5s"}
 
 	t.Run("json", func(t *testing.T) {
 		code, out, stderr := runCmd(append(direct, "--json")...)
@@ -147,9 +149,23 @@ func TestProbeCommand(t *testing.T) {
 	})
 
 	t.Run("system roots", func(t *testing.T) {
-		_, out, _ := runCmd("probe", "--config", f.config, "--hosts", f.hosts, "--tls-ports", f.tlsPort, "--timeout", "5s")
+		_, out, _ := runCmd("probe", "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8", "--tls-ports", f.tlsPort, "--timeout", "5s")
 		if !regexp.MustCompile(`ok\.example\.org:` + f.tlsPort + ` tls: .*(unknown authority|not trusted)`).MatchString(out) {
 			t.Errorf("a certificate from a CA outside the system roots passed:\n%s", out)
+		}
+	})
+
+	// Without --allow-dest, a name on loopback is refused as serve
+	// would refuse it: the dns step fails, and nothing is dialed.
+	t.Run("private destination", func(t *testing.T) {
+		code, out, _ := runCmd("probe", "--config", f.config, "--hosts", f.hosts, "--ca", f.ca, "--tls-ports", f.tlsPort, "--timeout", "5s")
+		for _, re := range []string{
+			`(?m)^ok\.example\.org\s+` + f.tlsPort + `\s+FAIL\s+-\s+-$`,
+			`(?m)^  ok\.example\.org dns: private-destination: every address is private, loopback or reserved: the proxy refuses it unless --allow-dest lists it$`,
+		} {
+			if code != 1 || !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("exit %d, table lacks %s:\n%s", code, re, out)
+			}
 		}
 	})
 
@@ -189,10 +205,11 @@ func TestProbeCommand(t *testing.T) {
 }
 
 // TestServeProbeInterval runs serve with --probe-interval and reads the
-// probe's series from /metrics.
+// probe's series from /metrics. serve's --allow-dest lets it dial the
+// hosts file's loopback addresses, and its probe with it.
 func TestServeProbeInterval(t *testing.T) {
 	f := newProbeFixture(t)
-	addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+	addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
 		"--sni-ports", f.tlsPort, "--probe-interval", "100ms", "--dial-timeout", "5s")
 	want := []string{
 		`egressgate_probe_success{port="",rule="ok.example.org",step="dns"} 1`,

@@ -49,6 +49,10 @@ func TestParseServeFlags(t *testing.T) {
 		{name: "bad-cidr", args: []string{"--clients", "10.0.0.0/33"}, err: "not a CIDR prefix"},
 		{name: "bad-port", args: []string{"--sni-ports", "0"}, err: "not a port"},
 		{name: "zero-max-conns", args: []string{"--max-conns", "0"}, err: "--max-conns"},
+		{name: "tls-without-cert", args: []string{"--listen-tls", ":3129"}, err: "go together"},
+		{name: "tls", args: []string{"--listen-tls", ":3129", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, check: func(o *serveOptions) bool {
+			return o.tlsListen == ":3129" && o.tlsCert == "c.pem" && o.tlsKey == "k.pem"
+		}},
 		{name: "extra-arg", args: []string{"foo"}, err: "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

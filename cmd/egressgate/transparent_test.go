@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeTransparent drives the SNI listener as a port-443 redirect
+// does: clients that believe they connect to up.example.com reach the
+// SNI listener instead, with the real server name in their ClientHello
+// and no proxy protocol at all. An admitted name is relayed to the
+// upstream the hosts file names; another gets a TLS access_denied alert;
+// both are counted on listener "sni". curl --connect-to, which connects
+// elsewhere while keeping the name, is the redirected client.
+func TestServeTransparent(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.Host)
+	}))
+	t.Cleanup(up.Close)
+	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
+
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("up.list", "up.example.com:"+port+"\n")
+	cfg := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: 127.0.0.1:0\n")
+	hosts := write("hosts", "127.0.0.1 up.example.com evil.example.com\n")
+	o, err := parseServeFlags([]string{"--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
+		"--sni-dest-port", port, "--drain-timeout", "100ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan [2]string, 3)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, o, make(chan os.Signal), io.Discard, func(name, addr string) { listening <- [2]string{name, addr} })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	addrs := map[string]string{}
+	for len(addrs) < 3 {
+		select {
+		case l := <-listening:
+			addrs[l[0]] = l[1]
+		case err := <-done:
+			t.Fatalf("serve: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("serve listens on %v only", addrs)
+		}
+	}
+	sni := addrs["sni"]
+
+	// A TLS client that dials the SNI listener where it meant the
+	// server: the redirect's view of the world.
+	redirected := func(name string) (string, error) {
+		c, err := net.DialTimeout("tcp", sni, 5*time.Second)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		tc := tls.Client(c, &tls.Config{ServerName: name, RootCAs: up.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs})
+		fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n", name, port)
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			return "", err
+		}
+		body, err := io.ReadAll(resp.Body)
+		return string(body), err
+	}
+	if body, err := redirected("up.example.com"); err != nil || body != "hello up.example.com:"+port {
+		t.Errorf("redirected GET of up.example.com = %q, %v; want the upstream's answer", body, err)
+	}
+	if _, err := redirected("evil.example.com"); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Errorf("redirected GET of evil.example.com: %v, want a TLS access denied alert", err)
+	}
+	if curl, err := exec.LookPath("curl"); err == nil && !testing.Short() {
+		out, err := exec.CommandContext(t.Context(), curl, "-sS", "-k", "--max-time", "10",
+			"--connect-to", "up.example.com:"+port+":"+sni, "https://up.example.com:"+port+"/").CombinedOutput()
+		if err != nil || string(out) != "hello up.example.com:"+port {
+			t.Errorf("curl --connect-to = %q, %v; want the upstream's answer", out, err)
+		}
+	}
+	metrics := httpGet(t, "http://"+addrs["admin"]+"/metrics")
+	for _, want := range []string{
+		`egressgate_requests_total{decision="allow",listener="sni",reason="none"}`,
+		`egressgate_requests_total{decision="deny",listener="sni",reason="not-in-catalog"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// httpGet returns the body of a GET of u.
+func httpGet(t *testing.T, u string) string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}

@@ -1,0 +1,175 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with serial
+// to dir as cert.pem and key.pem, and returns their paths.
+func writeCert(t testing.TB, dir string, serial int64) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "egressgate test proxy"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile+".tmp", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile+".tmp", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	os.Rename(keyFile+".tmp", keyFile)
+	os.Rename(certFile+".tmp", certFile)
+	return certFile, keyFile
+}
+
+// startTLSProxy serves srv's forward proxy behind TLS on 127.0.0.1:0.
+func startTLSProxy(t testing.TB, srv *Server, certFile, keyFile string) string {
+	t.Helper()
+	cfg, err := NewTLSConfig(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeTLS(ln, cfg)
+	return ln.Addr().String()
+}
+
+// TestTLSListenerCurl: curl speaks TLS to the HTTPS proxy listener, then
+// plain HTTP and CONNECT inside it.
+func TestTLSListenerCurl(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "upstream") }))
+	defer up.Close()
+	port := portOf(t, up.Listener.Addr().String())
+	_, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, fmt.Sprintf("up.example.org:%d", port))},
+		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	certFile, keyFile := writeCert(t, t.TempDir(), 1)
+	addr := startTLSProxy(t, srv, certFile, keyFile)
+	target := fmt.Sprintf("http://up.example.org:%d/", port)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"forward", nil},
+		{"connect", []string{"--proxytunnel"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-x", "https://" + addr, "--proxy-cacert", certFile}, tc.args...)
+			res := curl(t, addr, append(args, target)...)
+			if res.code != "200" || res.body != "upstream" {
+				t.Errorf("curl --proxy https://%s %s = %s %q", addr, target, res.code, res.body)
+			}
+		})
+	}
+}
+
+// TestRequireTLS: with auth.require_tls, credentials sent to the plain
+// listener are refused before any check (403 tls-required), and the same
+// credentials over the HTTPS listener are admitted.
+func TestRequireTLS(t *testing.T) {
+	up := echoServer(t, echo)
+	port := portOf(t, up)
+	rec := &authCounter{}
+	rl := authRulesCost(t, port, map[string]string{"alice": "correct horse"}, 4, "  require_tls: true\n")
+	plain, srv := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	certFile, keyFile := writeCert(t, t.TempDir(), 1)
+	secure := startTLSProxy(t, srv, certFile, keyFile)
+	target := fmt.Sprintf("up.example.org:%d", port)
+
+	if code := authStatus(plain, "127.0.0.1", target, basic("alice", "correct horse")); code != 403 {
+		t.Errorf("credentials on the plain listener = %d, want 403 tls-required", code)
+	}
+	if n := rec.count(AuthTLSRequired); n != 1 {
+		t.Errorf("tls-required refusals counted: %d, want 1", n)
+	}
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(certFile)
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.Dial("tcp", secure, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", target, target, basic("alice", "correct horse"))
+	head, err := readHead(c)
+	if err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
+		t.Fatalf("CONNECT over TLS with credentials = %q, %v; want 200", head, err)
+	}
+	if err := roundTrip(c, "through"); err != nil {
+		t.Errorf("tunnel inside TLS: %v", err)
+	}
+}
+
+// TestTLSKeyPairReload: a renewed certificate is served without a
+// restart.
+func TestTLSKeyPairReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, 1)
+	cfg, err := NewTLSConfig(certFile, keyFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := func() int64 {
+		c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, _ := x509.ParseCertificate(c.Certificate[0])
+		return leaf.SerialNumber.Int64()
+	}
+	if s := serial(); s != 1 {
+		t.Fatalf("serial %d, want 1", s)
+	}
+	time.Sleep(keyPairCheck + 50*time.Millisecond)
+	writeCert(t, dir, 2)
+	later := time.Now().Add(2 * time.Second)
+	os.Chtimes(certFile, later, later) // mtime granularity must not hide the change
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for serial() != 2 {
+		if ctx.Err() != nil {
+			t.Fatal("the renewed certificate was never served")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	os.WriteFile(certFile, []byte("not a certificate"), 0o644)
+	os.Chtimes(certFile, later.Add(time.Second), later.Add(time.Second))
+	time.Sleep(keyPairCheck + 50*time.Millisecond)
+	if s := serial(); s != 2 {
+		t.Errorf("after a broken renewal: serial %d, want the last good one (2)", s)
+	}
+}
