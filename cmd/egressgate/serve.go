@@ -273,173 +273,229 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	started := time.Now()
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	var listening atomic.Bool
-	tel := newTelemetry(log, listening.Load, o.metrics, o.pprof)
+	s, err := newServing(o, log, newTelemetry(log, listening.Load, o.metrics, o.pprof))
+	if err != nil {
+		return err
+	}
+	if err := s.listen(onListen); err != nil {
+		return err
+	}
+	if err := s.start(onListen); err != nil {
+		s.closeListeners()
+		return err
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	if err := s.watch(watchCtx); err != nil {
+		s.closeListeners()
+		return err
+	}
+	if s.cfg.PAC.Proxy == "" {
+		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")
+	}
+	listening.Store(true)
+	sdNotify(log, sdReady)
+	serveErr := s.wait(ctx, hup)
+	listening.Store(false)
+	sdNotify(log, sdStopping)
+	s.stop(started, stopWatch)
+	return serveErr
+}
 
+// serving is one run of serve: the rules, the proxy, its listeners and
+// the goroutines that serve and watch.
+type serving struct {
+	o        *serveOptions
+	log      *slog.Logger
+	tel      telemetry
+	reloader *rules.Reloader
+	cfg      proxy.Config
+	srv      *proxy.Server
+
+	lns                     []net.Listener // every listener, to close
+	proxyLn, sniLn, adminLn net.Listener   // nil when off
+	adminSrv                *http.Server   // nil without the admin listener
+	wg                      sync.WaitGroup
+	errc                    chan error // a listener that failed
+}
+
+// newServing loads the rules and builds the proxy.
+func newServing(o *serveOptions, log *slog.Logger, tel telemetry) (*serving, error) {
 	reloader, err := rules.NewReloader(o.configPath, log, tel.hooks)
 	if err != nil {
-		return fmt.Errorf("loading rules: %w", err)
+		return nil, fmt.Errorf("loading rules: %w", err)
 	}
-	lcfg := reloader.Current().Config.Listeners
-
 	cfg := o.cfg
 	cfg.Rules = reloader
 	cfg.Log = log
 	cfg.Recorder = tel.recorder
 	if o.hostsPath != "" {
 		if cfg.HostsFile, err = proxy.OpenHostsFile(o.hostsPath); err != nil {
-			return err
+			return nil, err
 		}
 		cfg.Hosts = cfg.HostsFile.Hosts() // the prober's, as at start
 	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	metrics.RegisterLimits(tel.reg, srv.Limits)
+	return &serving{o: o, log: log, tel: tel, reloader: reloader, cfg: cfg, srv: srv, errc: make(chan error, 4)}, nil
+}
 
-	proxyAddr := o.listenAddr("listen", o.listen, lcfg.Proxy)
-	sniAddr := o.listenAddr("sni-listen", o.sniListen, lcfg.SNI)
-	adminAddr := o.listenAddr("admin", o.admin, lcfg.Admin)
+// listen opens the proxy, SNI and admin listeners, at the addresses the
+// flags give, else the config's, else the flags' defaults. On an error
+// none stays open.
+func (s *serving) listen(onListen func(name, addr string)) error {
+	lcfg := s.reloader.Current().Config.Listeners
+	proxyAddr := s.o.listenAddr("listen", s.o.listen, lcfg.Proxy)
+	sniAddr := s.o.listenAddr("sni-listen", s.o.sniListen, lcfg.SNI)
+	adminAddr := s.o.listenAddr("admin", s.o.admin, lcfg.Admin)
 	if proxyAddr == listenOff || proxyAddr == "" {
 		return errors.New("the proxy listener cannot be off")
 	}
-
-	var lns []net.Listener
-	closeAll := func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}
 	// The proxy's listeners set --tcp-keepalive on each connection as it
 	// is accepted; the admin listener keeps Go's default.
-	proxyLC, adminLC := cfg.ListenConfig(), net.ListenConfig{}
-	listen := func(name, addr string, lc net.ListenConfig) (net.Listener, error) {
+	proxyLC, adminLC := s.cfg.ListenConfig(), net.ListenConfig{}
+	open := func(name, addr string, lc net.ListenConfig) (net.Listener, error) {
 		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
-			closeAll()
+			s.closeListeners()
 			return nil, fmt.Errorf("%s listener: %w", name, err)
 		}
-		lns = append(lns, ln)
-		log.Info("listening", "listener", name, "addr", ln.Addr().String())
+		s.lns = append(s.lns, ln)
+		s.log.Info("listening", "listener", name, "addr", ln.Addr().String())
 		if onListen != nil {
 			onListen(name, ln.Addr().String())
 		}
 		return ln, nil
 	}
-	proxyLn, err := listen("proxy", proxyAddr, proxyLC)
-	if err != nil {
+	var err error
+	if s.proxyLn, err = open("proxy", proxyAddr, proxyLC); err != nil {
 		return err
 	}
-	var sniLn, adminLn net.Listener
 	if sniAddr != listenOff && sniAddr != "" {
-		if sniLn, err = listen("sni", sniAddr, proxyLC); err != nil {
+		if s.sniLn, err = open("sni", sniAddr, proxyLC); err != nil {
 			return err
 		}
 	}
 	if adminAddr != listenOff && adminAddr != "" {
-		if adminLn, err = listen("admin", adminAddr, adminLC); err != nil {
+		if s.adminLn, err = open("admin", adminAddr, adminLC); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	wg.Go(func() { errc <- srv.Serve(proxyLn) })
-	if sniLn != nil {
-		wg.Go(func() { errc <- srv.ServeSNI(sniLn) })
+func (s *serving) closeListeners() {
+	for _, ln := range s.lns {
+		ln.Close()
 	}
-	if o.tlsListen != "" {
-		if err := serveTLS(srv, o, cfg.ListenConfig(), log, onListen, &wg, errc, &lns); err != nil {
-			closeAll()
+}
+
+// start serves every listener, the HTTPS proxy listener included, each on
+// a goroutine that reports its failure on errc.
+func (s *serving) start(onListen func(name, addr string)) error {
+	s.wg.Go(func() { s.errc <- s.srv.Serve(s.proxyLn) })
+	if s.sniLn != nil {
+		s.wg.Go(func() { s.errc <- s.srv.ServeSNI(s.sniLn) })
+	}
+	if s.o.tlsListen != "" {
+		if err := serveTLS(s.srv, s.o, s.cfg.ListenConfig(), s.log, onListen, &s.wg, s.errc, &s.lns); err != nil {
 			return err
 		}
 	}
-	var adminSrv *http.Server
-	if adminLn != nil {
-		var users func() *rules.Users
-		if o.adminOpts.users {
-			users = func() *rules.Users { return reloader.Current().Users }
-		}
-		if adminSrv, adminLn, err = adminServer(adminLn, tel.admin(pacHandler(srv, proxyLn)), o.adminOpts, users); err != nil {
-			closeAll()
-			return err
-		}
-		wg.Go(func() {
-			if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
-			}
-		})
+	if s.adminLn == nil {
+		return nil
 	}
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	wg.Go(func() {
-		if err := reloader.Run(watchCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("rules watcher stopped", "err", err)
+	var users func() *rules.Users
+	if s.o.adminOpts.users {
+		users = func() *rules.Users { return s.reloader.Current().Users }
+	}
+	adminSrv, adminLn, err := adminServer(s.adminLn, s.tel.admin(pacHandler(s.srv, s.proxyLn)), s.o.adminOpts, users)
+	if err != nil {
+		return err
+	}
+	s.adminSrv = adminSrv
+	s.wg.Go(func() {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
 		}
 	})
-	if cfg.HostsFile != nil {
-		wg.Go(func() { watchHosts(watchCtx, cfg.HostsFile, log) })
+	return nil
+}
+
+// watch starts what runs beside the listeners until ctx ends: the rules
+// watcher, the hosts file watcher, the periodic probe and the catalog
+// watch.
+func (s *serving) watch(ctx context.Context) error {
+	s.wg.Go(func() {
+		if err := s.reloader.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Error("rules watcher stopped", "err", err)
+		}
+	})
+	if s.cfg.HostsFile != nil {
+		s.wg.Go(func() { watchHosts(ctx, s.cfg.HostsFile, s.log) })
 	}
-	if o.probeEvery > 0 {
-		p := newServerProber(cfg)
-		pm := metrics.NewProbeMetrics(tel.reg)
-		wg.Go(func() {
-			probeLoop(watchCtx, o.probeEvery, p, func() []*rules.Matcher { return reloader.Current().Matchers() }, pm, log)
+	if s.o.probeEvery > 0 {
+		p := newServerProber(s.cfg)
+		pm := metrics.NewProbeMetrics(s.tel.reg)
+		s.wg.Go(func() {
+			probeLoop(ctx, s.o.probeEvery, p, func() []*rules.Matcher { return s.reloader.Current().Matchers() }, pm, s.log)
 		})
 	}
-	if o.watch.url != "" {
-		w, err := newCatalogWatch(o.watch, reloader.Current, log, metrics.NewCatalogWatch(tel.reg))
+	if s.o.watch.url != "" {
+		w, err := newCatalogWatch(s.o.watch, s.reloader.Current, s.log, metrics.NewCatalogWatch(s.tel.reg))
 		if err != nil {
 			return err
 		}
-		wg.Go(func() { w.run(watchCtx) })
+		s.wg.Go(func() { w.run(ctx) })
 	}
-	if cfg.PAC.Proxy == "" {
-		log.Warn("--pac-proxy is not set: /proxy.pac names the proxy by the Host each client sent; set it to the address endpoints should use")
-	}
-	listening.Store(true)
-	sdNotify(log, sdReady)
+	return nil
+}
 
-	var serveErr error
-wait:
+// wait serves until ctx is done or a listener fails, reloading the rules
+// (and the hosts file) on each value from hup. It returns the listener's
+// error.
+func (s *serving) wait(ctx context.Context, hup <-chan os.Signal) error {
 	for {
 		select {
 		case <-ctx.Done():
-			break wait
+			return nil
 		case <-hup:
-			sdNotify(log, sdReloading())
-			reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
-			if cfg.HostsFile != nil {
-				reloadHosts(cfg.HostsFile, log)
+			sdNotify(s.log, sdReloading())
+			s.reloader.ReloadRequested() // logs the outcome, unchanged included; the last good rules keep serving
+			if s.cfg.HostsFile != nil {
+				reloadHosts(s.cfg.HostsFile, s.log)
 			}
-			sdNotify(log, sdReady)
-		case err := <-errc:
+			sdNotify(s.log, sdReady)
+		case err := <-s.errc:
 			if err != nil {
-				serveErr = err
-				log.Error("listener failed", "err", err)
-				break wait
+				s.log.Error("listener failed", "err", err)
+				return err
 			}
 		}
 	}
+}
 
-	listening.Store(false)
-	sdNotify(log, sdStopping)
-	open := srv.Tunnels()
-	log.Info("shutting down", "tunnels_open", open, "drain_timeout_seconds", o.drainTimeout.Seconds())
-	cut := drain(srv, o.drainTimeout)
+// stop drains the tunnels for at most --drain-timeout, then closes
+// everything and waits for every goroutine, and logs one last line that
+// says how the stop went.
+func (s *serving) stop(started time.Time, stopWatch func()) {
+	open := s.srv.Tunnels()
+	s.log.Info("shutting down", "tunnels_open", open, "drain_timeout_seconds", s.o.drainTimeout.Seconds())
+	cut := drain(s.srv, s.o.drainTimeout)
 	if cut > 0 {
-		log.Warn("drain timeout reached: tunnels closed", "tunnels_cut", cut)
+		s.log.Warn("drain timeout reached: tunnels closed", "tunnels_cut", cut)
 	}
-	tel.flush()
-	if adminSrv != nil {
-		adminSrv.Close()
+	s.tel.flush()
+	if s.adminSrv != nil {
+		s.adminSrv.Close()
 	}
 	stopWatch()
-	closeAll()
-	wg.Wait()
-	// One last line that says how the stop went.
-	log.Info("stopped", "tunnels_drained", max(open-cut, 0), "tunnels_cut", cut, "uptime_seconds", time.Since(started).Seconds())
-	return serveErr
+	s.closeListeners()
+	s.wg.Wait()
+	s.log.Info("stopped", "tunnels_drained", max(open-cut, 0), "tunnels_cut", cut, "uptime_seconds", time.Since(started).Seconds())
 }
 
 // drain shuts srv down, letting tunnels finish for at most timeout, and
