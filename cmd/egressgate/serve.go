@@ -128,8 +128,31 @@ func (l portList) Set(v string) error {
 // parseServeFlags parses serve's command line.
 func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	o := &serveOptions{explicit: map[string]bool{}}
-	c := &o.cfg
 	fs := newCommandLine("serve", serveSynopsis, serveAbout)
+	o.addListenerFlags(fs)
+	r := o.addProxyFlags(fs)
+	o.addTelemetryFlags(fs)
+	pos, err := parseInterspersed(fs.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) || err == nil && len(pos) == 1 && pos[0] == "help" {
+		fs.usage(stdout)
+		return nil, flag.ErrHelp
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
+	if err := o.check(r); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// addListenerFlags adds the flags that say where serve listens and what
+// it reads.
+func (o *serveOptions) addListenerFlags(fs *commandLine) {
 	fs.StringVar(&o.configPath, "config", "", "config `file`; empty runs the embedded default catalog")
 	fs.StringVar(&o.listen, "listen", defaultProxyListen, "forward proxy `address` (CONNECT and plain HTTP)")
 	fs.StringVar(&o.tlsListen, "listen-tls", "", "HTTPS forward proxy `address` (TLS to the proxy, then CONNECT and plain HTTP inside it); needs --tls-cert and --tls-key")
@@ -138,17 +161,30 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.StringVar(&o.sniListen, "sni-listen", listenOff, "transparent TLS (SNI) listener `address`, or off")
 	fs.StringVar(&o.admin, "admin", defaultAdminListen, "admin `address` (/metrics, /rules, /misses, /healthz, /readyz), or off")
 	fs.StringVar(&o.hostsPath, "hosts", "", "hosts `file` (IP name...) overriding DNS for the names it lists")
-	var upstream string
-	fs.StringVar(&upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
+}
+
+// proxyFlags are the values of proxy flags that check turns into
+// proxy.Config fields.
+type proxyFlags struct {
+	upstream    string
+	sniRequired bool
+	sniPorts    []uint16
+	sniDest     uint
+}
+
+// addProxyFlags adds the flags of the proxy's behaviour: clients,
+// destinations, the SNI check, timeouts, limits and the PAC file.
+func (o *serveOptions) addProxyFlags(fs *commandLine) *proxyFlags {
+	c := &o.cfg
+	r := &proxyFlags{sniPorts: []uint16{443}, sniDest: 443}
+	fs.StringVar(&r.upstream, "upstream-proxy", "", "parent proxy `URL` (http://host:port) to send everything through")
 	fs.Var(prefixList{&c.Clients}, "clients", "client `CIDR` allowed to use the proxy (repeatable; default loopback and private ranges)")
 	fs.Var(prefixList{&c.ProxyProtocolFrom}, "proxy-protocol-from", "load balancer `CIDR` whose connections must open with a PROXY protocol header (v1 or v2) naming the client (repeatable)")
 	fs.Var(prefixList{&c.AllowDest}, "allow-dest", "private or reserved destination `CIDR` to allow anyway (repeatable)")
 	fs.BoolVar(&c.Monitor, "monitor", false, "admit what the catalog denies and record it as would-deny")
-	sniRequired := fs.Bool("sni-required", true, "deny tunnels to SNI ports that do not open with a ClientHello naming a server")
-	sniPorts := []uint16{443}
-	fs.Var(portList{&sniPorts}, "sni-ports", "CONNECT `ports` whose ClientHello must name the CONNECT host (comma-separated)")
-	sniDest := uint(443)
-	fs.UintVar(&sniDest, "sni-dest-port", 443, "upstream `port` of the SNI listener's tunnels")
+	fs.BoolVar(&r.sniRequired, "sni-required", true, "deny tunnels to SNI ports that do not open with a ClientHello naming a server")
+	fs.Var(portList{&r.sniPorts}, "sni-ports", "CONNECT `ports` whose ClientHello must name the CONNECT host (comma-separated)")
+	fs.UintVar(&r.sniDest, "sni-dest-port", 443, "upstream `port` of the SNI listener's tunnels")
 	fs.DurationVar(&c.SNITimeout, "sni-timeout", proxy.DefaultSNITimeout, "wait at most this long for a ClientHello")
 	fs.DurationVar(&c.DialTimeout, "dial-timeout", proxy.DefaultDialTimeout, "resolve and connect to an upstream within this time")
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
@@ -157,12 +193,18 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet; 4 unanswered probes 15 s apart end it (negative: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns(), "most tunnels plus requests in flight; beyond, 503 (negative: no cap; default from the descriptor limit: (nofile - 256 - nofile/16) / 2)")
-	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.StringVar(&c.PAC.Proxy, "pac-proxy", "", "`HOST:PORT` that /proxy.pac tells endpoints to use (default: the address they fetched it from)")
 	fs.Func("pac-fallback", "where /proxy.pac sends names outside the catalog: direct or proxy (default direct)", func(v string) (err error) {
 		c.PAC.Fallback, err = export.ParsePACFallback(v)
 		return err
 	})
+	return r
+}
+
+// addTelemetryFlags adds the flags of logs, metrics, the admin listener,
+// the probe and the catalog watch.
+func (o *serveOptions) addTelemetryFlags(fs *commandLine) {
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn, error")
 	fs.DurationVar(&o.probeEvery, "probe-interval", 0, "probe every catalog name (DNS, TCP, TLS) this often and export egressgate_probe_*; 0: off")
 	fs.IntVar(&o.adminOpts.maxConns, "admin-max-conns", defaultAdminMaxConns, "most connections the admin listener holds at once; more wait unaccepted")
 	fs.StringVar(&o.adminOpts.tokenFile, "admin-token-file", "", "`file` holding a bearer token the admin pages require (/healthz, /readyz and /proxy.pac stay open)")
@@ -178,46 +220,41 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.IntVar(&m.TopMisses, "top-misses", metrics.DefaultTopMisses, "denied hosts kept for /misses: this many denied once, as many denied again")
 	fs.IntVar(&m.MaxRuleSeries, "max-rule-series", metrics.DefaultMaxRuleSeries, "catalog entries with a series of their own; the rest share rule=\"_other\"")
 	fs.IntVar(&m.MaxEstateSeries, "max-estate-series", metrics.DefaultMaxEstateSeries, "per-estate series (requests by decision and reason, hits per entry) with an estate label of their own; the rest share estate=\"_other\"")
-	pos, err := parseInterspersed(fs.FlagSet, args)
-	if errors.Is(err, flag.ErrHelp) || err == nil && len(pos) == 1 && pos[0] == "help" {
-		fs.usage(stdout)
-		return nil, flag.ErrHelp
-	}
-	if err != nil {
-		return nil, err
-	}
-	if len(pos) > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", pos[0])
-	}
-	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
+}
+
+// check checks the flags that need more than their type's parser and
+// fills the proxy.Config fields they set.
+func (o *serveOptions) check(r *proxyFlags) error {
+	c := &o.cfg
 	if c.PAC.Proxy != "" {
+		var err error
 		if c.PAC.Proxy, err = parsePACProxy(c.PAC.Proxy); err != nil {
-			return nil, fmt.Errorf("--pac-proxy %w", err)
+			return fmt.Errorf("--pac-proxy %w", err)
 		}
 		if err := export.CheckPACProxy(c.PAC.Proxy); err != nil {
-			return nil, fmt.Errorf("--pac-proxy: %w", err)
+			return fmt.Errorf("--pac-proxy: %w", err)
 		}
 	}
-	if upstream != "" {
-		u, err := url.Parse(upstream)
+	if r.upstream != "" {
+		u, err := url.Parse(r.upstream)
 		if err != nil {
-			return nil, fmt.Errorf("--upstream-proxy: %w", err)
+			return fmt.Errorf("--upstream-proxy: %w", err)
 		}
 		c.UpstreamProxy = u
 	}
-	if sniDest == 0 || sniDest > 65535 {
-		return nil, fmt.Errorf("--sni-dest-port: %d is not a port (1-65535)", sniDest)
+	if r.sniDest == 0 || r.sniDest > 65535 {
+		return fmt.Errorf("--sni-dest-port: %d is not a port (1-65535)", r.sniDest)
 	}
-	c.SNIDestPort = uint16(sniDest)
-	c.SNIPorts = sniPorts
-	c.AllowNoSNI = !*sniRequired
+	c.SNIDestPort = uint16(r.sniDest)
+	c.SNIPorts = r.sniPorts
+	c.AllowNoSNI = !r.sniRequired
 	if c.MaxConns == 0 {
-		return nil, errors.New("--max-conns: 0 would refuse everything; use a negative value for no cap")
+		return errors.New("--max-conns: 0 would refuse everything; use a negative value for no cap")
 	}
 	if (o.tlsListen != "") != (o.tlsCert != "" && o.tlsKey != "") {
-		return nil, errors.New("--listen-tls, --tls-cert and --tls-key go together")
+		return errors.New("--listen-tls, --tls-cert and --tls-key go together")
 	}
-	return o, nil
+	return nil
 }
 
 // listenAddr picks a listener's address: the flag when given on the

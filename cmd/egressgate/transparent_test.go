@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -42,32 +41,8 @@ func TestServeTransparent(t *testing.T) {
 	write("up.list", "up.example.com:"+port+"\n")
 	cfg := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: 127.0.0.1:0\n")
 	hosts := write("hosts", "127.0.0.1 up.example.com evil.example.com\n")
-	o, err := parseServeFlags([]string{"--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
-		"--sni-dest-port", port, "--drain-timeout", "100ms"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	listening := make(chan [2]string, 3)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, make(chan os.Signal), io.Discard, func(name, addr string) { listening <- [2]string{name, addr} })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	addrs := map[string]string{}
-	for len(addrs) < 3 {
-		select {
-		case l := <-listening:
-			addrs[l[0]] = l[1]
-		case err := <-done:
-			t.Fatalf("serve: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatalf("serve listens on %v only", addrs)
-		}
-	}
+	addrs, _ := serveLogged(t, 3, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
+		"--sni-dest-port", port, "--drain-timeout", "100ms")
 	sni := addrs["sni"]
 
 	// A TLS client that dials the SNI listener where it meant the
