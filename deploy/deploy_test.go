@@ -304,7 +304,7 @@ func TestDashboard(t *testing.T) {
 		titles[p.Title] = true
 	}
 	for _, want := range []string{"Requests by decision", "Top deny reasons (range)", "Catalog entries: used and never used",
-		"Never used since start", "Hits per group", "Active tunnels", "Tunnel throughput", "Upstream errors by reason",
+		"Never used in range", "Refused by the policy", "Hits per group", "Active tunnels", "Tunnel throughput", "Upstream errors by reason",
 		"Last catalog reload", "Since last good reload", "Connections: active vs max", "Refused by reason"} {
 		if !titles[want] {
 			t.Errorf("no panel %q", want)

@@ -349,6 +349,7 @@ func fakeReplica(scale int) http.Handler {
 		line(`egressgate_rule_hits_total{catalog="site",rule="a.example.org"} %d`, 3*c)
 		line(`egressgate_rule_hits_total{catalog="site",rule="b.example.org"} %d`, n)
 		line(`egressgate_rule_hits_total{catalog="site",rule="*.c.example.net"} 0`)
+		line(`egressgate_rule_hits_total{catalog="site",rule="d.example.org"} 0`)
 		// b.example.org is admitted but never reached: every hit fails.
 		line("# TYPE egressgate_rule_upstream_failures_total counter")
 		line(`egressgate_rule_upstream_failures_total{catalog="site",rule="a.example.org"} %d`, c)
@@ -364,6 +365,10 @@ func fakeReplica(scale int) http.Handler {
 		line(`egressgate_rule_info{catalog="site",rule="a.example.org",group="api",section="main"} 1`)
 		line(`egressgate_rule_info{catalog="site",rule="b.example.org",group="web",section="main"} 1`)
 		line(`egressgate_rule_info{catalog="site",rule="*.c.example.net",group="spare",section=""} 1`)
+		line(`egressgate_rule_info{catalog="site",rule="d.example.org",group="spare",section=""} 1`)
+		// d.example.org is refused by the one policy: refused, not unused.
+		line("# TYPE egressgate_policy_rule_refused_info gauge")
+		line(`egressgate_policy_rule_refused_info{policy="p0",catalog="site",rule="d.example.org",reason="live-response-off"} 1`)
 		line("# TYPE egressgate_catalog_entries gauge")
 		line(`egressgate_catalog_entries{catalog="site",group="web"} 2`)
 		line(`egressgate_catalog_entries{catalog="site",group="api"} 1`)
@@ -375,8 +380,8 @@ func fakeReplica(scale int) http.Handler {
 		line(`egressgate_requests_total{listener="connect",decision="deny",reason="private-destination"} 0`)
 		line(`egressgate_requests_total{listener="http",decision="allow",reason="none"} %d`, c)
 		line("# TYPE egressgate_estate_info gauge")
-		line(`egressgate_estate_info{estate="default",source="configured"} 1`)
-		line(`egressgate_estate_info{estate="newyork",source="enterprise"} 1`)
+		line(`egressgate_estate_info{estate="default",source="configured",policy="p0"} 1`)
+		line(`egressgate_estate_info{estate="newyork",source="enterprise",policy="p0"} 1`)
 		line("# TYPE egressgate_estate_requests_total counter")
 		line(`egressgate_estate_requests_total{estate="newyork",decision="allow",reason="none"} %d`, 3*c+n)
 		line(`egressgate_estate_requests_total{estate="newyork",decision="deny",reason="live-response-off"} %d`, n)
@@ -471,9 +476,13 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 
 	// What the fakes make true, read through the dashboard's own queries.
 	panelQuery := func(title string) string { return panelExpr(t, title) }
-	res, err := p.query(ctx, panelQuery("Never used since start"))
+	res, err := p.query(ctx, panelQuery("Never used in range"))
 	if err != nil || len(res) != 1 || res[0].value() != 1 {
-		t.Errorf("Never used since start = %v (%v), want 1 (*.c.example.net; a.example.org is used on one replica only)", res, err)
+		t.Errorf("Never used in range = %v (%v), want 1 (*.c.example.net; a.example.org is used on one replica only, d.example.org is refused)", res, err)
+	}
+	res, err = p.query(ctx, panelQuery("Refused by the policy"))
+	if err != nil || len(res) != 1 || res[0].value() != 1 {
+		t.Errorf("Refused by the policy = %v (%v), want 1 (d.example.org)", res, err)
 	}
 	// The busy replica holds 950 of its 1000 connections and runs out of
 	// descriptors on every scrape; the idle one does neither.
@@ -513,7 +522,7 @@ func TestQueriesOnFakeReplicas(t *testing.T) {
 		rows = append(rows, s.Metric["rule"]+" "+s.Metric["group"])
 	}
 	slices.Sort(rows)
-	if want := []string{"*.c.example.net spare", "a.example.org api", "a.example.org web", "b.example.org web"}; err != nil || !slices.Equal(rows, want) {
+	if want := []string{"*.c.example.net spare", "a.example.org api", "a.example.org web", "b.example.org web", "d.example.org spare"}; err != nil || !slices.Equal(rows, want) {
 		t.Errorf("Catalog entries table: rows %q (%v), want %q", rows, err, want)
 	}
 }

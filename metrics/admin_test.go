@@ -222,6 +222,13 @@ func TestRulesPageInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two estates, one with Live Response off, so that the page shows
+	// every state, refused rows included, and the estate picker.
+	rs, err = rules.Select(&rules.Config{Policy: rules.Policy{LiveResponse: rules.LiveResponseOff},
+		Estates: []rules.EstateConfig{{Name: "london", Subnets: []string{"10.1.0.0/16"}}, {Name: "sydney", Subnets: []string{"10.3.0.0/16"}}}}, rs.Catalogs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r, reg, _ := newTest(t, rs, Options{})
 	for _, h := range []struct {
 		host string
@@ -243,13 +250,21 @@ func TestRulesPageInBrowser(t *testing.T) {
 		r.Decided(d)
 		r.Dialed(d, time.Millisecond, 0, proxy.DialDNS)
 	}
+	// More names behind the wildcard *.sophosupd.com.
+	for i, h := range []string{"d2.sophosupd.com", "sus.eu.sophosupd.com"} {
+		d := decide(rs, proxy.ListenerConnect, h, 443)
+		d.Time = time.Now().Add(-time.Duration(i+1) * time.Minute)
+		for range 3 - i {
+			r.Decided(d)
+		}
+	}
 	srv := newAdmin(t, r, reg, nil)
 
 	browse := func(t *testing.T, args ...string) string {
 		t.Helper()
 		base := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 			"--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--user-data-dir=" + t.TempDir(), "--window-size=1280,900"}
+			"--user-data-dir=" + t.TempDir(), "--window-size=1280,1100"}
 		cmd := exec.Command(chromium, append(append(base, args...), srv.URL+"/rules")...)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
@@ -269,6 +284,11 @@ func TestRulesPageInBrowser(t *testing.T) {
 			`<span class="pill never">never used</span>`,
 			`<span class="pill unreached">admitted, never reached</span>`,
 			`<b id="never-reached">1</b>`,
+			`<b id="refused">9</b>`,
+			`<option value="london">london</option>`,
+			`<span class="pill refused">refused: live-response-off</span>`,
+			`<tbody class="section" data-section="intercept-x">`,
+			`<summary>3 names behind it</summary>`,
 		} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("rendered /rules lacks %s", want)

@@ -160,7 +160,30 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 		Name: "egressgate_build_info",
 		Help: "A metric with a constant value of 1, labelled by the egressgate version and the Go version it was built with.",
 	}, []string{"version", "goversion"}).WithLabelValues(opts.Version, runtime.Version()).Set(1)
+	r.newRequestMetrics(f)
+	r.newTunnelMetrics(f)
+	r.newUpstreamMetrics(f)
+	r.newReloadMetrics(f)
 
+	reg.MustRegister(&catalogCollector{r: r})
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "egressgate_rule_names_evicted_total",
+		Help: "Names admitted through a wildcard or glob entry that were evicted, least used first, from the entry's table of at most 32 names (kept globally and per estate, shown on /rules).",
+	}, func() float64 { return float64(r.namesEvicted.Load()) })
+
+	missOutcomes := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "egressgate_misslog_misses_total",
+		Help: "Denied and would-deny decisions by what the miss log did with them: logged on their own line, folded into a miss-folded line, or counted in a miss-overflow line.",
+	}, []string{"outcome"})
+	r.misses = newMissLog(log, opts, missOutcomes)
+	r.top = newTopMisses(opts.TopMisses)
+	r.auth = newAuthFailures(reg, log, opts.MissLogInterval)
+	return r
+}
+
+// newRequestMetrics makes egressgate_requests_total with every
+// combination of the fixed enums bound in advance.
+func (r *Recorder) newRequestMetrics(f promauto.Factory) {
 	r.requestsVec = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "egressgate_requests_total",
 		Help: "Admission decisions, by listener, decision (allow, deny, would-deny) and deny reason (none when allowed).",
@@ -177,7 +200,11 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 			}
 		}
 	}
+}
 
+// newTunnelMetrics makes the per-listener tunnel gauges, histograms and
+// byte counters.
+func (r *Recorder) newTunnelMetrics(f promauto.Factory) {
 	active := f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "egressgate_tunnels_active",
 		Help: "Tunnels and forwarded requests open now, by listener.",
@@ -197,6 +224,11 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 		r.bytesUpstream[li] = bytes.WithLabelValues(string(l), "upstream")
 		r.bytesDownstream[li] = bytes.WithLabelValues(string(l), "downstream")
 	}
+}
+
+// newUpstreamMetrics makes the dial and DNS histograms and the upstream
+// error counters.
+func (r *Recorder) newUpstreamMetrics(f promauto.Factory) {
 	r.dialDuration = f.NewHistogram(prometheus.HistogramOpts{
 		Name:    "egressgate_upstream_dial_duration_seconds",
 		Help:    "Time to connect to the upstream server of an admitted request, DNS lookup excluded.",
@@ -215,7 +247,10 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 	for _, e := range dialErrors {
 		r.upstreamErrors[e] = errs.WithLabelValues(string(e))
 	}
+}
 
+// newReloadMetrics makes the reload counters and gauges.
+func (r *Recorder) newReloadMetrics(f promauto.Factory) {
 	r.reloads = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "egressgate_catalog_reloads_total",
 		Help: "Catalog reload attempts, by result (success or failure).",
@@ -230,21 +265,6 @@ func New(reg prometheus.Registerer, log *slog.Logger, opts Options) *Recorder {
 		Name: "egressgate_catalog_last_reload_success_timestamp_seconds",
 		Help: "Unix time of the last successful catalog load or reload.",
 	})
-
-	reg.MustRegister(&catalogCollector{r: r})
-	f.NewCounterFunc(prometheus.CounterOpts{
-		Name: "egressgate_rule_names_evicted_total",
-		Help: "Names admitted through a wildcard or glob entry that were evicted, least used first, from the entry's table of at most 32 names (kept globally and per estate, shown on /rules).",
-	}, func() float64 { return float64(r.namesEvicted.Load()) })
-
-	missOutcomes := f.NewCounterVec(prometheus.CounterOpts{
-		Name: "egressgate_misslog_misses_total",
-		Help: "Denied and would-deny decisions by what the miss log did with them: logged on their own line, folded into a miss-folded line, or counted in a miss-overflow line.",
-	}, []string{"outcome"})
-	r.misses = newMissLog(log, opts, missOutcomes)
-	r.top = newTopMisses(opts.TopMisses)
-	r.auth = newAuthFailures(reg, log, opts.MissLogInterval)
-	return r
 }
 
 func listenerIndex(l proxy.Listener) int {

@@ -118,7 +118,10 @@ type SectionRows struct {
 }
 
 // BySection groups the rows by their first section, in the order the
-// sections first appear.
+// sections first appear, and orders each section's rows by state (used,
+// admitted but never reached, refused, never used), keeping the matcher's
+// order within a state: what works, what fails, what the policy refuses,
+// then what nobody asked for.
 func (p *RulesPage) BySection() []SectionRows {
 	var out []SectionRows
 	at := map[string]int{}
@@ -135,6 +138,10 @@ func (p *RulesPage) BySection() []SectionRows {
 		}
 		out[i].Rules = append(out[i].Rules, u)
 		out[i].add(u.State)
+	}
+	rank := map[string]int{StateUsed: 0, StateNeverReached: 1, StateRefused: 2, StateNeverUsed: 3}
+	for _, sec := range out {
+		slices.SortStableFunc(sec.Rules, func(a, b RuleUsage) int { return rank[a.State] - rank[b.State] })
 	}
 	return out
 }

@@ -21,7 +21,8 @@ const PACContentType = "application/x-ns-proxy-autoconfig"
 
 // PACOptions say what the PAC file served at PACPath contains.
 type PACOptions struct {
-	// Proxy is the HOST:PORT the file tells endpoints to use. Empty means
+	// Proxy is the HOST:PORT the file tells endpoints to use, or
+	// https://HOST:PORT for the HTTPS proxy listener. Empty means
 	// the address the endpoint reached: on the proxy port, the request's
 	// Host (or the local address it arrived on); on another listener, the
 	// Host's name with the proxy's port.

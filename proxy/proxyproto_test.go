@@ -83,7 +83,10 @@ func TestProxyProtocolEstates(t *testing.T) {
 	}
 	const lt = "live-terminal-us-east-2.prod.hydra.sophos.com"
 	rec := &recorder{}
-	proxyAddr, srv := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor(lt),
+	// The balancer itself is outside --clients: only the carried
+	// addresses are judged by the ACL, wherever it is checked.
+	clients := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fc00::/7")}
+	proxyAddr, srv := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor(lt), Clients: clients,
 		AllowDest: loopbackDest, ProxyProtocolFrom: balancerNet})
 	sniAddr := startSNI(t, srv)
 

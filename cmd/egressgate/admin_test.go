@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,7 +71,7 @@ func startServeChild(t *testing.T, args ...string) map[string]string {
 		if l.Msg == "listening" {
 			addrs[l.Listener] = l.Addr
 		}
-		if addrs["proxy"] != "" && addrs["admin"] != "" {
+		if addrs["proxy"] != "" && addrs["admin"] != "" && (addrs["tls"] != "" || !slices.Contains(args, "--listen-tls")) {
 			go io.Copy(io.Discard, stderr)
 			return addrs
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,14 +18,7 @@ import (
 // rename), and an edit that does not parse keeps the last good hosts and
 // says file:line in the log.
 func TestServeHostsReload(t *testing.T) {
-	web := http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "up") })}
-	wln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go web.Serve(wln)
-	t.Cleanup(func() { web.Close() })
-	_, port, _ := strings.Cut(wln.Addr().String(), ":")
+	port := portString(upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "up") }))
 
 	dir := t.TempDir()
 	hostsPath := filepath.Join(dir, "hosts")
@@ -46,34 +38,8 @@ func TestServeHostsReload(t *testing.T) {
 	os.WriteFile(cfgPath, []byte("embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: \"off\"\n"), 0o644)
 	save("127.0.0.2 up.example.org # nothing listens there\n")
 
-	o, err := parseServeFlags([]string{"--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan string, 1)
-	done := make(chan error, 1)
-	var logs strings.Builder
-	lw := &syncWriter{w: &logs}
-	go func() {
-		done <- serve(ctx, o, make(chan os.Signal), lw, func(name, addr string) {
-			if name == "proxy" {
-				addrs <- addr
-			}
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	var proxyAddr string
-	select {
-	case proxyAddr = <-addrs:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not listen")
-	}
+	addrs, lw := serveLogged(t, 1, "--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms")
+	proxyAddr := addrs["proxy"]
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr}), DisableKeepAlives: true}}
 	get := func() int {
@@ -105,7 +71,7 @@ func TestServeHostsReload(t *testing.T) {
 	want := `"msg":"hosts file not reloaded; the last good one keeps serving","path":"` + hostsPath + `","err":"` + hostsPath + `:2: address 127.0.0.1 has no name`
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		lw.mu.Lock()
-		found := strings.Contains(logs.String(), want)
+		found := strings.Contains(lw.w.(*strings.Builder).String(), want)
 		lw.mu.Unlock()
 		if found {
 			break
@@ -117,4 +83,37 @@ func TestServeHostsReload(t *testing.T) {
 	if code := get(); code != http.StatusOK {
 		t.Errorf("GET after a bad edit = %d, want 200 from the last good hosts", code)
 	}
+}
+
+// serveLogged runs serve with args until the test ends and returns the
+// addresses of its first n listeners, by name, and its log.
+func serveLogged(t *testing.T, n int, args ...string) (map[string]string, *syncWriter) {
+	t.Helper()
+	o, err := parseServeFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan [2]string, 3)
+	done := make(chan error, 1)
+	lw := &syncWriter{w: &strings.Builder{}}
+	go func() {
+		done <- serve(ctx, o, make(chan os.Signal), lw, func(name, addr string) { listening <- [2]string{name, addr} })
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	addrs := map[string]string{}
+	for len(addrs) < n {
+		select {
+		case l := <-listening:
+			addrs[l[0]] = l[1]
+		case err := <-done:
+			t.Fatalf("serve: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("serve listens on %v only", addrs)
+		}
+	}
+	return addrs, lw
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // What operators type where a HOST:PORT is asked for: a URL copied from
@@ -51,26 +53,31 @@ func parseExplainTarget(arg string) (string, uint16, error) {
 }
 
 // parsePACProxy reads a --pac-proxy value: HOST:PORT, or the same as an
-// http:// URL (the way HTTPS_PROXY is written). A PAC file's PROXY
-// directive names a plain-HTTP proxy by host and port, so anything that
+// http:// URL (the way HTTPS_PROXY is written), or an https:// URL for the
+// HTTPS proxy listener (the file then says HTTPS host:port). A PAC
+// directive names a proxy by host and port, so anything that
 // would need more, or says less, is answered with the form to write.
 func parsePACProxy(v string) (string, error) {
-	hostport := v
+	hostport, prefix := v, ""
 	if scheme, rest, ok := strings.Cut(v, "://"); ok {
-		if !strings.EqualFold(scheme, "http") {
-			return "", fmt.Errorf("%q: a PAC file sends browsers to a plain-HTTP proxy (PROXY host:port); write the proxy listener's HOST:PORT, like gate.example.org:3128", v)
+		https := strings.EqualFold(scheme, "https")
+		if !strings.EqualFold(scheme, "http") && !https {
+			return "", fmt.Errorf("%q: a PAC file sends browsers to a plain-HTTP proxy (PROXY host:port) or the HTTPS proxy listener (https://host:port); write the proxy listener's HOST:PORT, like gate.example.org:3128", v)
 		}
 		u, err := url.Parse(v)
 		if err != nil || u.User != nil || strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
 			return "", fmt.Errorf("%q: write only the proxy's HOST:PORT, like %s", v, hostOr(u, rest))
 		}
 		hostport = u.Host
+		if https {
+			prefix = export.PACHTTPSPrefix // the HTTPS listener: an HTTPS directive
+		}
 	}
 	if _, port, err := net.SplitHostPort(hostport); err != nil || port == "" {
 		host := strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
 		return "", fmt.Errorf("%q names no port; write %s (the proxy listener's port)", v, net.JoinHostPort(host, "3128"))
 	}
-	return hostport, nil
+	return prefix + hostport, nil
 }
 
 // hostOr returns u's host and port, or rest up to its first '/'.

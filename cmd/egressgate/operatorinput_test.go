@@ -48,7 +48,7 @@ func TestParsePACProxy(t *testing.T) {
 		{"http://gate.example.org:3128", "gate.example.org:3128", ""},
 		{"HTTP://gate.example.org:3128/", "gate.example.org:3128", ""},
 		{"http://[2001:db8::5]:3128", "[2001:db8::5]:3128", ""},
-		{"https://gate.example.org:3128", "", "plain-HTTP proxy"},
+		{"https://gate.example.org:3129", "https://gate.example.org:3129", ""},
 		{"socks5://gate.example.org:1080", "", "plain-HTTP proxy"},
 		{"http://gate.example.org", "", "write gate.example.org:3128"},
 		{"gate.example.org", "", "write gate.example.org:3128"},

@@ -424,3 +424,21 @@ func FuzzPAC(f *testing.F) {
 		}
 	})
 }
+
+// TestPACHTTPSDirective: a proxy address with the https:// prefix names
+// the HTTPS proxy listener, and the file says HTTPS rather than PROXY.
+func TestPACHTTPSDirective(t *testing.T) {
+	m := testMatcher(t, "../testdata/match.txt")
+	for _, fb := range []PACFallback{PACDirect, PACProxy} {
+		b, err := PAC(m, PACHTTPSPrefix+"gate.example.org:3129", fb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), `var PROXY = "HTTPS gate.example.org:3129";`) || strings.Contains(string(b), "PROXY gate") {
+			t.Errorf("fallback %v: file does not name the HTTPS listener:\n%.400s", fb, b)
+		}
+	}
+	if err := CheckPACProxy("https://gate.example.org:3129;DIRECT"); err == nil {
+		t.Error("CheckPACProxy accepted a ';' after the https:// prefix")
+	}
+}

@@ -74,3 +74,40 @@ func TestFetchPageErrors(t *testing.T) {
 		t.Error("PageClient accepted an ftp proxy")
 	}
 }
+
+// FuzzPageText: any HTML reduces to text or an error, never a panic, and
+// the text of a page imports or fails with an error.
+func FuzzPageText(f *testing.F) {
+	f.Add("<h2>Remote assistance</h2><ul><li>Port: 22 TCP</li><li>*.apu.sophos.com</li></ul>")
+	f.Add("<ol><li>Allow these Sophos domains:<ul><li>central.sophos.com</li></ul></li></ol>")
+	f.Add("<nav><ul><li>x.example.org</li></ul></nav><script>1</script><p>Domains for XDR and MDR</p><ul><li><ul><li>a.example.net")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, page string) {
+		text, err := PageText(strings.NewReader(page))
+		if err != nil {
+			return
+		}
+		if strings.Contains(string(text), "\x00") && !strings.Contains(page, "\x00") {
+			t.Fatalf("text has a NUL the page did not: %q", text)
+		}
+		ImportPage("fuzz.html", text, Options{})
+	})
+}
+
+// FuzzParseLayout: any layout file parses or fails with an error naming
+// the file, never panics.
+func FuzzParseLayout(f *testing.F) {
+	f.Add(string(DefaultLayoutYAML()))
+	f.Add("lead_ins: [{text: X, group: g}]\ngroups: [{id: g}]\n")
+	f.Add("lead_ins: [{text: X, os: beos}]\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		l, err := ParseLayout("l.yaml", []byte(data))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "l.yaml") {
+				t.Fatalf("error without the file: %v", err)
+			}
+			return
+		}
+		ImportPage("page.txt", []byte("Sophos Central Admin domains\n  • central.sophos.com\n"), Options{Layout: l})
+	})
+}
