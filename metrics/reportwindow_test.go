@@ -2,12 +2,8 @@ package metrics
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,26 +50,9 @@ func TestReportPrometheusWindow(t *testing.T) {
 	bin := needTool(t, "apt-get install prometheus", "prometheus")
 	a := startReplica(t, "127.0.0.1:0")
 	b := startReplica(t, "127.0.0.1:0")
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: egressgate\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs: [{targets: [%q, %q]}]\n", a.addr, b.addr)
-	os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAddr := ln.Addr().String()
-	ln.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr, "--log.level=warn")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := "http://" + promAddr
+	base, logs := startPrometheus(t, ctx, bin, a.addr, b.addr)
 	// waitSamples waits until Prometheus holds n more samples of every
 	// replica's up series than it did.
 	samples := func() int {
