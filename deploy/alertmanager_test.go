@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressgate/egressgate/metrics"
+	"github.com/egressgate/egressgate/metrics/alertmanager"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -37,16 +37,16 @@ const exampleEnterprise = "examples/enterprise/egressgate.yaml"
 // deploy/examples/enterprise (estates.d/sydney.yaml included), loaded and
 // mapped as egressgate alertmanager-config does, and the flags of the
 // command line in alertmanager/README.md.
-func exampleTargets(t *testing.T) ([]metrics.EscalationTarget, metrics.AlertmanagerOptions) {
+func exampleTargets(t *testing.T) ([]alertmanager.EscalationTarget, alertmanager.Options) {
 	t.Helper()
 	rs, err := rules.Load(exampleEnterprise)
 	if err != nil {
 		t.Fatal(err)
 	}
-	targets := metrics.EscalationTargets(rs.EstateContacts())
-	opts := metrics.AlertmanagerOptions{
+	targets := alertmanager.EscalationTargets(rs.EstateContacts())
+	opts := alertmanager.Options{
 		WebhookURL: "https://sms-gateway.example.org/send?to={phone}&estate={estate}&role={role}",
-		SMTP: &metrics.SMTP{
+		SMTP: &alertmanager.SMTP{
 			Smarthost: "smtp.example.org:587", From: "egressgate-alerts@example.org",
 			AuthUsername: "egressgate", AuthPasswordFile: "/etc/prometheus/alertmanager-smtp-password",
 		},
@@ -59,7 +59,7 @@ func exampleTargets(t *testing.T) ([]metrics.EscalationTarget, metrics.Alertmana
 // generator makes of its input, and Alertmanager accepts it.
 func TestAlertmanagerExample(t *testing.T) {
 	targets, opts := exampleTargets(t)
-	want, err := metrics.AlertmanagerConfig(targets, opts)
+	want, err := alertmanager.Config(targets, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,16 +203,16 @@ func TestAlertmanagerEscalation(t *testing.T) {
 	exporter := httptest.NewServer(problems)
 	t.Cleanup(exporter.Close)
 
-	chain := func(estate string, n int) metrics.EscalationTarget {
-		tg := metrics.EscalationTarget{Estate: estate}
+	chain := func(estate string, n int) alertmanager.EscalationTarget {
+		tg := alertmanager.EscalationTarget{Estate: estate}
 		for i := range n {
-			tg.Contacts = append(tg.Contacts, metrics.AlertContact{Name: fmt.Sprintf("%s contact %d", estate, i+1), Email: fmt.Sprintf("c%d@%s.example.org", i+1, estate)})
+			tg.Contacts = append(tg.Contacts, alertmanager.Contact{Name: fmt.Sprintf("%s contact %d", estate, i+1), Email: fmt.Sprintf("c%d@%s.example.org", i+1, estate)})
 		}
 		return tg
 	}
-	cfg, err := metrics.AlertmanagerConfig(
-		[]metrics.EscalationTarget{chain("london", 3), chain("newyork", 3), chain("sydney", 3), chain(metrics.DefaultEstate, 1)},
-		metrics.AlertmanagerOptions{
+	cfg, err := alertmanager.Config(
+		[]alertmanager.EscalationTarget{chain("london", 3), chain("newyork", 3), chain("sydney", 3), chain(rules.DefaultEstate, 1)},
+		alertmanager.Options{
 			SecondaryAfter: secondaryAfter, TertiaryAfter: tertiaryAfter,
 			// Longer than the test: nothing is re-sent while it runs.
 			GroupInterval: 5 * time.Minute, RepeatInterval: time.Hour,

@@ -15,65 +15,11 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
+
+	"github.com/egressgate/egressgate/metrics/internal/txtar"
 )
 
 var update = flag.Bool("update", false, "rewrite the want sections of testdata/*.txtar")
-
-// A txtar archive: a comment, then files each introduced by a line
-// "-- NAME --" (the format of golang.org/x/tools/txtar, which is not a
-// dependency of this module).
-type txtar struct {
-	comment string
-	files   []txtarFile
-}
-
-type txtarFile struct {
-	name string
-	data string
-}
-
-func parseTxtar(data string) txtar {
-	var a txtar
-	cur := &a.comment
-	for line := range strings.Lines(data) {
-		trimmed := strings.TrimRight(line, "\n")
-		if name, ok := strings.CutPrefix(trimmed, "-- "); ok && strings.HasSuffix(name, " --") {
-			a.files = append(a.files, txtarFile{name: strings.TrimSuffix(name, " --")})
-			cur = &a.files[len(a.files)-1].data
-			continue
-		}
-		*cur += line
-	}
-	return a
-}
-
-func (a txtar) format() string {
-	var b strings.Builder
-	b.WriteString(a.comment)
-	for _, f := range a.files {
-		fmt.Fprintf(&b, "-- %s --\n%s", f.name, f.data)
-	}
-	return b.String()
-}
-
-func (a txtar) file(name string) (string, bool) {
-	for _, f := range a.files {
-		if f.name == name {
-			return f.data, true
-		}
-	}
-	return "", false
-}
-
-func (a *txtar) setFile(name, data string) {
-	for i := range a.files {
-		if a.files[i].name == name {
-			a.files[i].data = data
-			return
-		}
-	}
-	a.files = append(a.files, txtarFile{name, data})
-}
 
 // TestReportGolden runs every testdata/report-*.txtar: an admin report
 // from a Recorder fed the "decisions" section, or a Prometheus report
@@ -90,9 +36,9 @@ func TestReportGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := parseTxtar(string(data))
+			a := txtar.Parse(string(data))
 			top := 0
-			if s, ok := a.file("top"); ok {
+			if s, ok := a.File("top"); ok {
 				if top, err = strconv.Atoi(strings.TrimSpace(s)); err != nil {
 					t.Fatal(err)
 				}
@@ -101,7 +47,7 @@ func TestReportGolden(t *testing.T) {
 				rep *Report
 				url string
 			)
-			if _, ok := a.file("decisions"); ok {
+			if _, ok := a.File("decisions"); ok {
 				rep, url = adminReport(t, a)
 			} else {
 				rep, url = prometheusReport(t, a)
@@ -111,13 +57,13 @@ func TestReportGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := strings.ReplaceAll(out.String(), url, "URL")
-			want, _ := a.file("want")
+			want, _ := a.File("want")
 			if got == want {
 				return
 			}
 			if *update {
-				a.setFile("want", got)
-				if err := os.WriteFile(file, []byte(a.format()), 0o644); err != nil {
+				a.SetFile("want", got)
+				if err := os.WriteFile(file, []byte(a.Format()), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				return
@@ -132,12 +78,12 @@ func TestReportGolden(t *testing.T) {
 // quoted Go string; DIALERROR, e.g. dns, makes every one of them fail
 // upstream) and fetches the report from
 // the admin handler.
-func adminReport(t *testing.T, a txtar) (*Report, string) {
+func adminReport(t *testing.T, a txtar.Archive) (*Report, string) {
 	t.Helper()
-	list, _ := a.file("catalog.list")
+	list, _ := a.File("catalog.list")
 	rs := loadList(t, "test", list)
 	r, reg, _ := newTest(t, rs, Options{})
-	decisions, _ := a.file("decisions")
+	decisions, _ := a.File("decisions")
 	for line := range strings.Lines(decisions) {
 		f := strings.Fields(line)
 		if len(f) == 0 {
@@ -183,14 +129,14 @@ func adminReport(t *testing.T, a txtar) (*Report, string) {
 
 // prometheusReport serves the archive's hits.json, last_hit.json and
 // info.json as the answers to the report's three queries.
-func prometheusReport(t *testing.T, a txtar) (*Report, string) {
+func prometheusReport(t *testing.T, a txtar.Archive) (*Report, string) {
 	t.Helper()
 	answers := map[string]string{}
 	q := newPromQueries(PromOptions{Window: DefaultReportWindow})
 	const empty = `{"status":"success","data":{"resultType":"vector","result":[]}}`
 	for q, name := range map[string]string{q.hits: "hits.json", q.hitsBorn: "hits_born.json", q.lastHit: "last_hit.json", q.info: "info.json",
 		q.failures: "failures.json", q.failuresBorn: "failures_born.json", q.estates: "estates.json", q.refused: "refused.json"} {
-		data, ok := a.file(name)
+		data, ok := a.File(name)
 		if !ok && name != "hits.json" && name != "info.json" {
 			data, ok = empty, true // replicas without the metric, or nothing born in the window
 		}

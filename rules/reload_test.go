@@ -278,11 +278,8 @@ func TestReloadWatchEditInPlace(t *testing.T) {
 }
 
 func TestReloadWatchAtomicRename(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	local := filepath.Join(dir, "local.txt")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, local, hostList("a.example.com"))
 	r, _, lb := newTestReloader(t, cfg)
 	startRun(t, r, lb, fast, 0)
 
@@ -368,11 +365,8 @@ func TestReloadWatchSyntaxErrorThenFix(t *testing.T) {
 }
 
 func TestReloadWatchDeleteAndRestore(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	local := filepath.Join(dir, "local.txt")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, local, hostList("a.example.com"))
 	r, h, lb := newTestReloader(t, cfg)
 	startRun(t, r, lb, fast, 0)
 
@@ -454,11 +448,8 @@ func TestReloadPollOnly(t *testing.T) {
 
 // A burst of writes gives one reload (or very few), of the last content.
 func TestReloadWatchDebounce(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
+	dir, cfg := writeLocalConfig(t, "a.example.com")
 	local := filepath.Join(dir, "local.txt")
-	writeFile(t, cfg, testConfig("local.txt"))
-	writeFile(t, local, hostList("a.example.com"))
 	r, h, lb := newTestReloader(t, cfg)
 	startRun(t, r, lb, 200*time.Millisecond, 0)
 	swaps, _ := h.counts()

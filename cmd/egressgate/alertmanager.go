@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/egressgate/egressgate/metrics"
+	"github.com/egressgate/egressgate/metrics/alertmanager"
 )
 
 // runAlertmanagerConfig writes an Alertmanager configuration that routes
@@ -35,7 +35,7 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "egressgate alertmanager-config: estates without a primary contact: %s: their alerts would have no one to call; set policy.contacts.primary, or the estate's own contacts\n", strings.Join(noContact, ", "))
 		return 1
 	}
-	data, err := metrics.AlertmanagerConfig(metrics.EscalationTargets(rs.EstateContacts()), opts)
+	data, err := alertmanager.Config(alertmanager.EscalationTargets(rs.EstateContacts()), opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "egressgate alertmanager-config: %v\n", err)
 		return 1
@@ -54,7 +54,7 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 // parseAlertmanagerFlags returns the config path, the generator's options
 // and the output path the flags say; ok is false after the help (exit 0)
 // or a usage error reported to stderr (exit 2).
-func parseAlertmanagerFlags(args []string, stdout, stderr io.Writer) (config string, opts metrics.AlertmanagerOptions, out string, exit int, ok bool) {
+func parseAlertmanagerFlags(args []string, stdout, stderr io.Writer) (config string, opts alertmanager.Options, out string, exit int, ok bool) {
 	fs := newCommandLine("alertmanager-config", "egressgate alertmanager-config [--config FILE] (--webhook-url TEMPLATE | --smtp-smarthost HOST:PORT --smtp-from ADDR) [flags]", `
 Writes an Alertmanager config that sends each estate's alerts to its primary
 contact, then to the secondary and tertiary ones after --secondary-after and
@@ -62,10 +62,10 @@ contact, then to the secondary and tertiary ones after --secondary-after and
 
 exit status: 0 written, 1 the config cannot be loaded or written, 2 bad usage`)
 	configFlag := fs.addConfig()
-	fs.DurationVar(&opts.SecondaryAfter, "secondary-after", metrics.DefaultSecondaryAfter, "how long after an alert starts firing the secondary contact hears of it, unless silenced or resolved")
-	fs.DurationVar(&opts.TertiaryAfter, "tertiary-after", metrics.DefaultTertiaryAfter, "the same for the tertiary contact")
+	fs.DurationVar(&opts.SecondaryAfter, "secondary-after", alertmanager.DefaultSecondaryAfter, "how long after an alert starts firing the secondary contact hears of it, unless silenced or resolved")
+	fs.DurationVar(&opts.TertiaryAfter, "tertiary-after", alertmanager.DefaultTertiaryAfter, "the same for the tertiary contact")
 	fs.StringVar(&opts.WebhookURL, "webhook-url", "", "webhook URL `template` for every contact; {estate}, {role}, {name}, {email} and {phone} are replaced")
-	smtp := metrics.SMTP{}
+	smtp := alertmanager.SMTP{}
 	fs.StringVar(&smtp.Smarthost, "smtp-smarthost", "", "send email through this SMTP `host:port`")
 	fs.StringVar(&smtp.From, "smtp-from", "", "sender `address` of the email")
 	fs.StringVar(&smtp.AuthUsername, "smtp-auth-username", "", "SMTP user `name`")

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressgate/egressgate/metrics"
+	"github.com/egressgate/egressgate/metrics/alertmanager"
 )
 
 func TestParseAlertmanagerFlags(t *testing.T) {
@@ -19,29 +19,29 @@ func TestParseAlertmanagerFlags(t *testing.T) {
 		name   string
 		args   string
 		config string
-		opts   metrics.AlertmanagerOptions
+		opts   alertmanager.Options
 		out    string
 		usage  string // a usage error, or ""
 	}{
-		{"defaults", "--webhook-url http://127.0.0.1:9/{estate}", "", metrics.AlertmanagerOptions{
+		{"defaults", "--webhook-url http://127.0.0.1:9/{estate}", "", alertmanager.Options{
 			SecondaryAfter: 15 * time.Minute, TertiaryAfter: 30 * time.Minute, GroupBy: []string{"..."},
 			WebhookURL: "http://127.0.0.1:9/{estate}"}, "", ""},
 		{"everything", "--config e.yaml --secondary-after 5m --tertiary-after 1h --group-by alertname,estate --group-interval 1m --repeat-interval 2h -o am.yml " +
 			"--smtp-smarthost smtp.example.org:587 --smtp-from a@example.org --smtp-auth-username u --smtp-auth-password-file /p --smtp-require-tls=false",
-			"e.yaml", metrics.AlertmanagerOptions{
+			"e.yaml", alertmanager.Options{
 				SecondaryAfter: 5 * time.Minute, TertiaryAfter: time.Hour, GroupBy: []string{"alertname", "estate"},
 				GroupInterval: time.Minute, RepeatInterval: 2 * time.Hour,
-				SMTP: &metrics.SMTP{Smarthost: "smtp.example.org:587", From: "a@example.org", AuthUsername: "u", AuthPasswordFile: "/p", RequireTLS: &no}},
+				SMTP: &alertmanager.SMTP{Smarthost: "smtp.example.org:587", From: "a@example.org", AuthUsername: "u", AuthPasswordFile: "/p", RequireTLS: &no}},
 			"am.yml", ""},
-		{"smtp without tls flag keeps the default", "--smtp-smarthost h:25 --smtp-from a@example.org", "", metrics.AlertmanagerOptions{
+		{"smtp without tls flag keeps the default", "--smtp-smarthost h:25 --smtp-from a@example.org", "", alertmanager.Options{
 			SecondaryAfter: 15 * time.Minute, TertiaryAfter: 30 * time.Minute, GroupBy: []string{"..."},
-			SMTP: &metrics.SMTP{Smarthost: "h:25", From: "a@example.org"}}, "", ""},
-		{"tls flag alone means smtp", "--smtp-require-tls", "", metrics.AlertmanagerOptions{
+			SMTP: &alertmanager.SMTP{Smarthost: "h:25", From: "a@example.org"}}, "", ""},
+		{"tls flag alone means smtp", "--smtp-require-tls", "", alertmanager.Options{
 			SecondaryAfter: 15 * time.Minute, TertiaryAfter: 30 * time.Minute, GroupBy: []string{"..."},
-			SMTP: &metrics.SMTP{RequireTLS: &yes}}, "", ""},
-		{"bad duration", "--secondary-after soon", "", metrics.AlertmanagerOptions{}, "", `invalid value "soon" for flag -secondary-after`},
-		{"zero delay", "--secondary-after 0s", "", metrics.AlertmanagerOptions{}, "", "delays must be positive"},
-		{"argument", "--webhook-url http://127.0.0.1:9/ extra", "", metrics.AlertmanagerOptions{}, "", `unexpected argument "extra"`},
+			SMTP: &alertmanager.SMTP{RequireTLS: &yes}}, "", ""},
+		{"bad duration", "--secondary-after soon", "", alertmanager.Options{}, "", `invalid value "soon" for flag -secondary-after`},
+		{"zero delay", "--secondary-after 0s", "", alertmanager.Options{}, "", "delays must be positive"},
+		{"argument", "--webhook-url http://127.0.0.1:9/ extra", "", alertmanager.Options{}, "", `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

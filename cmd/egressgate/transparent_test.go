@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -97,4 +98,93 @@ func httpGet(t *testing.T, u string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// netnsChild marks the copy of the test binary that runs inside the
+// network namespace TestTransparentRedirect makes.
+const netnsChild = "EGRESSGATE_TEST_NETNS_CHILD"
+
+// TestTransparentRedirect is the transparent mode with a real redirect:
+// in a network namespace of its own (unshare -n; skipped where that or
+// iptables is not available, and under -short), an iptables REDIRECT
+// sends TCP 443 for 127.0.0.3 to the SNI listener, and clients that know
+// nothing of the proxy (Go's TLS client, curl) reach up.example.com's
+// server, which listens on 127.0.0.2:443, through it. Another name is
+// refused with the TLS alert.
+func TestTransparentRedirect(t *testing.T) {
+	if os.Getenv(netnsChild) == "" {
+		if testing.Short() {
+			t.Skip("starts iptables in a network namespace")
+		}
+		unshare, err1 := exec.LookPath("unshare")
+		_, err2 := exec.LookPath("iptables")
+		_, err3 := exec.LookPath("ip")
+		if err1 != nil || err2 != nil || err3 != nil || exec.Command(unshare, "-n", "true").Run() != nil {
+			t.Skip("needs unshare -n (root), ip and iptables")
+		}
+		cmd := exec.CommandContext(t.Context(), unshare, "-n", os.Args[0], "-test.run", "^TestTransparentRedirect$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), netnsChild+"=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestTransparentRedirect") {
+			t.Fatalf("in a network namespace: %v\n%s", err, out)
+		}
+		return
+	}
+	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v\n%s", err, out)
+	}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.Host)
+	}))
+	ln, err := net.Listen("tcp", "127.0.0.2:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Listener = ln
+	up.StartTLS()
+	t.Cleanup(up.Close)
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "up.list"), []byte("up.example.com:443\n"), 0o644)
+	cfg := filepath.Join(dir, "egressgate.yaml")
+	os.WriteFile(cfg, []byte("embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: \"off\"\n"), 0o644)
+	hosts := filepath.Join(dir, "hosts")
+	os.WriteFile(hosts, []byte("127.0.0.2 up.example.com evil.example.com\n"), 0o644)
+	addrs, _ := serveLogged(t, 2, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms")
+	// Only what is addressed to 127.0.0.3 is redirected: egressgate's
+	// own connection to 127.0.0.2:443 is not, as on a gateway only what
+	// arrives from the endpoints' side is.
+	rule := []string{"-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-d", "127.0.0.3", "--dport", "443", "-j", "REDIRECT", "--to-ports", portString(addrs["sni"])}
+	if out, err := exec.Command("iptables", rule...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables %s: %v\n%s", strings.Join(rule, " "), err, out)
+	}
+
+	roots := up.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	get := func(name string) (string, error) {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots},
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", "127.0.0.3:443") // what DNS would say
+			}}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + name + "/")
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	if body, err := get("up.example.com"); err != nil || body != "hello up.example.com" {
+		t.Errorf("GET https://up.example.com/ through the redirect = %q, %v", body, err)
+	}
+	if _, err := get("evil.example.com"); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Errorf("GET https://evil.example.com/ through the redirect: %v, want a TLS access denied alert", err)
+	}
+	if curl, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.CommandContext(t.Context(), curl, "-sS", "-k", "--max-time", "10",
+			"--resolve", "up.example.com:443:127.0.0.3", "https://up.example.com/").CombinedOutput()
+		if err != nil || string(out) != "hello up.example.com" {
+			t.Errorf("curl through the redirect = %q, %v", out, err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
-package metrics
+package alertmanager
 
 import (
+	"flag"
 	"net/url"
 	"os"
 	"os/exec"
@@ -13,7 +14,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/egressgate/egressgate/rules"
+
+	"github.com/egressgate/egressgate/metrics/internal/txtar"
 )
+
+var update = flag.Bool("update", false, "rewrite the want sections of testdata/*.txtar")
 
 // alertingInput is the "input.yaml" section of a testdata/alertmanager-*
 // case: the targets and the options, durations as Go durations.
@@ -45,7 +50,7 @@ type alertingInput struct {
 	} `yaml:"targets"`
 }
 
-func (in *alertingInput) convert(t *testing.T) ([]EscalationTarget, AlertmanagerOptions) {
+func (in *alertingInput) convert(t *testing.T) ([]EscalationTarget, Options) {
 	t.Helper()
 	dur := func(s string) time.Duration {
 		if s == "" {
@@ -58,7 +63,7 @@ func (in *alertingInput) convert(t *testing.T) ([]EscalationTarget, Alertmanager
 		return d
 	}
 	o := in.Options
-	opts := AlertmanagerOptions{
+	opts := Options{
 		SecondaryAfter: dur(o.SecondaryAfter), TertiaryAfter: dur(o.TertiaryAfter),
 		GroupBy: o.GroupBy, GroupInterval: dur(o.GroupInterval), RepeatInterval: dur(o.RepeatInterval),
 		WebhookURL: o.WebhookURL, Source: o.Source,
@@ -70,7 +75,7 @@ func (in *alertingInput) convert(t *testing.T) ([]EscalationTarget, Alertmanager
 	for _, tg := range in.Targets {
 		et := EscalationTarget{Estate: tg.Estate}
 		for _, c := range tg.Contacts {
-			et.Contacts = append(et.Contacts, AlertContact{c.Name, c.Email, c.Phone, c.OptOutReports})
+			et.Contacts = append(et.Contacts, Contact{c.Name, c.Email, c.Phone, c.OptOutReports})
 		}
 		targets = append(targets, et)
 	}
@@ -101,8 +106,8 @@ func TestAlertmanagerConfigGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := parseTxtar(string(data))
-			src, _ := a.file("input.yaml")
+			a := txtar.Parse(string(data))
+			src, _ := a.File("input.yaml")
 			var in alertingInput
 			dec := yaml.NewDecoder(strings.NewReader(src))
 			dec.KnownFields(true)
@@ -110,30 +115,30 @@ func TestAlertmanagerConfigGolden(t *testing.T) {
 				t.Fatalf("input.yaml: %v", err)
 			}
 			targets, opts := in.convert(t)
-			out, err := AlertmanagerConfig(targets, opts)
-			wantErr, isErrCase := a.file("error")
+			out, err := Config(targets, opts)
+			wantErr, isErrCase := a.File("error")
 			if isErrCase {
 				if err == nil {
-					t.Fatalf("AlertmanagerConfig = config, want error %q", strings.TrimSpace(wantErr))
+					t.Fatalf("Config = config, want error %q", strings.TrimSpace(wantErr))
 				}
 				if got := err.Error() + "\n"; got != wantErr {
 					if *update {
-						a.setFile("error", got)
+						a.SetFile("error", got)
 						writeTxtar(t, file, a)
 						return
 					}
-					t.Fatalf("AlertmanagerConfig error =\n%s\nwant\n%s", got, wantErr)
+					t.Fatalf("Config error =\n%s\nwant\n%s", got, wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("AlertmanagerConfig: %v", err)
+				t.Fatalf("Config: %v", err)
 			}
-			if want, _ := a.file("want"); string(out) != want {
+			if want, _ := a.File("want"); string(out) != want {
 				if !*update {
-					t.Fatalf("AlertmanagerConfig =\n%s\nwant\n%s", out, want)
+					t.Fatalf("Config =\n%s\nwant\n%s", out, want)
 				}
-				a.setFile("want", string(out))
+				a.SetFile("want", string(out))
 				writeTxtar(t, file, a)
 			}
 			if amtool == "" {
@@ -146,7 +151,7 @@ func TestAlertmanagerConfigGolden(t *testing.T) {
 			if msg, err := exec.Command(amtool, "check-config", path).CombinedOutput(); err != nil {
 				t.Fatalf("amtool check-config: %v\n%s", err, msg)
 			}
-			routes, _ := a.file("routes")
+			routes, _ := a.File("routes")
 			for line := range strings.Lines(routes) {
 				labels, want, ok := strings.Cut(strings.TrimSpace(line), " => ")
 				if !ok {
@@ -165,9 +170,9 @@ func TestAlertmanagerConfigGolden(t *testing.T) {
 	}
 }
 
-func writeTxtar(t *testing.T, file string, a txtar) {
+func writeTxtar(t *testing.T, file string, a txtar.Archive) {
 	t.Helper()
-	if err := os.WriteFile(file, []byte(a.format()), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte(a.Format()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -277,15 +282,15 @@ func TestEscalationTargets(t *testing.T) {
 		{Estate: "rome", Contacts: rules.Contacts{Secondary: &bob}},                                // no primary: none at all, the generator refuses
 		{Estate: "oslo", Contacts: rules.Contacts{Primary: rules.Contact{Email: "o@example.org"}}}, // email only is a contact
 	}
-	A := AlertContact{Name: "Ann", Email: "ann@example.org", Phone: "+44 20 7946 0000"}
-	B := AlertContact{Name: "Bob", Email: "bob@example.org", OptOutReports: true}
-	C := AlertContact{Name: "Cat", Email: "cat@example.org"}
+	A := Contact{Name: "Ann", Email: "ann@example.org", Phone: "+44 20 7946 0000"}
+	B := Contact{Name: "Bob", Email: "bob@example.org", OptOutReports: true}
+	C := Contact{Name: "Cat", Email: "cat@example.org"}
 	want := []EscalationTarget{
-		{Estate: "default", Contacts: []AlertContact{A}},
-		{Estate: "london", Contacts: []AlertContact{A, B, C}},
-		{Estate: "paris", Contacts: []AlertContact{A, C}},
+		{Estate: "default", Contacts: []Contact{A}},
+		{Estate: "london", Contacts: []Contact{A, B, C}},
+		{Estate: "paris", Contacts: []Contact{A, C}},
 		{Estate: "rome"},
-		{Estate: "oslo", Contacts: []AlertContact{{Email: "o@example.org"}}},
+		{Estate: "oslo", Contacts: []Contact{{Email: "o@example.org"}}},
 	}
 	if got := EscalationTargets(in); !reflect.DeepEqual(got, want) {
 		t.Errorf("EscalationTargets =\n%+v\nwant\n%+v", got, want)
@@ -301,14 +306,14 @@ func TestAlertmanagerConfigSourceStaysAComment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, _ := parseTxtar(string(data)).file("input.yaml")
+	src, _ := txtar.Parse(string(data)).File("input.yaml")
 	var in alertingInput
 	if err := yaml.Unmarshal([]byte(src), &in); err != nil {
 		t.Fatalf("input.yaml: %v", err)
 	}
 	targets, opts := in.convert(t)
 	opts.Source = ""
-	plain, err := AlertmanagerConfig(targets, opts)
+	plain, err := Config(targets, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +327,7 @@ func TestAlertmanagerConfigSourceStaysAComment(t *testing.T) {
 		"a\u2028b\"\\",
 	} {
 		opts.Source = source
-		out, err := AlertmanagerConfig(targets, opts)
+		out, err := Config(targets, opts)
 		if err != nil {
 			t.Fatalf("Source %q: %v", source, err)
 		}

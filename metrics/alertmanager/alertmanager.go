@@ -1,22 +1,6 @@
-package metrics
-
-import (
-	"bytes"
-	"errors"
-	"fmt"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
-
-	"go.yaml.in/yaml/v3"
-
-	"github.com/egressgate/egressgate/rules"
-)
-
-// An Alertmanager configuration that escalates each estate's alerts through
-// its contacts, built only from Alertmanager's own routing:
+// Package alertmanager generates an Alertmanager configuration that
+// escalates each estate's alerts through its contacts (egressgate
+// alertmanager-config), built only from Alertmanager's own routing:
 //
 //   - Every estate is a route matching estate="NAME". Its children use
 //     continue: true, one per contact, each with its own group_wait: the
@@ -37,19 +21,31 @@ import (
 //     once to every contact who has not opted out of reports.
 //   - Alerts without an estate label, with estate="default" or with an
 //     estate the config does not name go to the enterprise's contacts (the
-//     target named DefaultEstate).
+//     target named rules.DefaultEstate).
+package alertmanager
 
-// DefaultEstate names the enterprise's own contacts: alerts that name no
-// known estate go to them.
-const DefaultEstate = "default"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/egressgate/egressgate/rules"
+)
 
 // Labels the generated routes match on.
 const (
-	EstateLabel   = "estate"
-	SeverityLabel = "severity"
-	// ReportSeverity is the severity of report-type notifications, which
+	estateLabel   = "estate"
+	severityLabel = "severity"
+	// reportSeverity is the severity of report-type notifications, which
 	// contacts may opt out of.
-	ReportSeverity = "info"
+	reportSeverity = "info"
 )
 
 // contactRoles are the names of a target's contacts, in the order they are
@@ -60,8 +56,8 @@ var contactRoles = []string{"primary", "secondary", "tertiary"}
 // out of them.
 const nobodyReceiver = "egressgate/nobody"
 
-// AlertContact is one person an estate's alerts go to.
-type AlertContact struct {
+// Contact is one person an estate's alerts go to.
+type Contact struct {
 	Name  string
 	Email string // required when the config sends email
 	Phone string // with country code; only for webhook URL templates
@@ -74,14 +70,14 @@ type AlertContact struct {
 // tried: primary (required), then secondary and tertiary (optional).
 type EscalationTarget struct {
 	Estate   string
-	Contacts []AlertContact
+	Contacts []Contact
 }
 
 // EscalationTargets maps each estate's contacts, as the ruleset has them
 // (rules.Ruleset.EstateContacts), to the generator's input: primary,
 // secondary, tertiary, in that order, skipping those not set. A primary
 // without name or email (an enterprise without contacts) leaves the estate
-// with no contacts at all, and AlertmanagerConfig then says the estate has
+// with no contacts at all, and Config then says the estate has
 // no primary contact.
 func EscalationTargets(ecs []rules.EstateContacts) []EscalationTarget {
 	out := make([]EscalationTarget, 0, len(ecs))
@@ -89,7 +85,7 @@ func EscalationTargets(ecs []rules.EstateContacts) []EscalationTarget {
 		t := EscalationTarget{Estate: ec.Estate}
 		add := func(c *rules.Contact) {
 			if c != nil && (c.Name != "" || c.Email != "") {
-				t.Contacts = append(t.Contacts, AlertContact{Name: c.Name, Email: c.Email, Phone: c.Phone, OptOutReports: c.OptOutReports})
+				t.Contacts = append(t.Contacts, Contact{Name: c.Name, Email: c.Email, Phone: c.Phone, OptOutReports: c.OptOutReports})
 			}
 		}
 		add(&ec.Contacts.Primary)
@@ -113,10 +109,10 @@ type SMTP struct {
 	RequireTLS *bool
 }
 
-// AlertmanagerOptions are the timings and the receivers of the generated
+// Options are the timings and the receivers of the generated
 // configuration. At least one of WebhookURL and SMTP must be set; with
 // both, every contact gets both.
-type AlertmanagerOptions struct {
+type Options struct {
 	// SecondaryAfter and TertiaryAfter are how long after an alert
 	// starts firing the secondary and the tertiary contact hear of it,
 	// unless it was silenced or resolved; 0 means 15m and 30m.
@@ -141,7 +137,7 @@ const (
 	DefaultTertiaryAfter  = 30 * time.Minute
 )
 
-func (o *AlertmanagerOptions) withDefaults() AlertmanagerOptions {
+func (o *Options) withDefaults() Options {
 	out := *o
 	if out.SecondaryAfter == 0 {
 		out.SecondaryAfter = DefaultSecondaryAfter
@@ -201,10 +197,10 @@ type (
 	}
 )
 
-// AlertmanagerConfig returns an Alertmanager configuration (YAML) that
+// Config returns an Alertmanager configuration (YAML) that
 // routes each target's alerts to its contacts in turn. One target must be
-// DefaultEstate. Targets keep their order in the output, the default last.
-func AlertmanagerConfig(targets []EscalationTarget, opts AlertmanagerOptions) ([]byte, error) {
+// rules.DefaultEstate. Targets keep their order in the output, the default last.
+func Config(targets []EscalationTarget, opts Options) ([]byte, error) {
 	o := opts.withDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -242,15 +238,15 @@ func AlertmanagerConfig(targets []EscalationTarget, opts AlertmanagerOptions) ([
 		}
 		cfg.Receivers = append(cfg.Receivers, receivers...)
 		needNobody = needNobody || rt.Routes[0].Receiver == nobodyReceiver
-		if t.Estate == DefaultEstate {
+		if t.Estate == rules.DefaultEstate {
 			def = rt
 			continue
 		}
-		rt.Matchers = []string{matcher(EstateLabel, t.Estate)}
+		rt.Matchers = []string{matcher(estateLabel, t.Estate)}
 		cfg.Route.Routes = append(cfg.Route.Routes, rt)
 	}
 	if def == nil {
-		return nil, fmt.Errorf("alertmanager config: no contacts for the enterprise (estate %q): alerts without a known estate would reach nobody", DefaultEstate)
+		return nil, fmt.Errorf("alertmanager config: no contacts for the enterprise (estate %q): alerts without a known estate would reach nobody", rules.DefaultEstate)
 	}
 	// The default chain comes last and matches everything the estate
 	// routes before it did not take.
@@ -266,9 +262,9 @@ func AlertmanagerConfig(targets []EscalationTarget, opts AlertmanagerOptions) ([
 		fmt.Fprintf(&buf, " from %s", commentSafe(o.Source))
 	}
 	fmt.Fprintf(&buf, ".\n# Regenerate it when the contacts change rather than editing it.\n#\n")
-	fmt.Fprintf(&buf, "# Each estate's alerts (label %s) go to its primary contact at once, to its\n", EstateLabel)
+	fmt.Fprintf(&buf, "# Each estate's alerts (label %s) go to its primary contact at once, to its\n", estateLabel)
 	fmt.Fprintf(&buf, "# secondary %s and its tertiary %s after they started firing,\n", promDuration(o.SecondaryAfter), promDuration(o.TertiaryAfter))
-	fmt.Fprintf(&buf, "# unless they were silenced or resolved by then. %s=%q alerts (reports)\n", SeverityLabel, ReportSeverity)
+	fmt.Fprintf(&buf, "# unless they were silenced or resolved by then. %s=%q alerts (reports)\n", severityLabel, reportSeverity)
 	fmt.Fprintf(&buf, "# go at once to every contact who did not opt out of reports.\n")
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -292,7 +288,7 @@ func commentSafe(s string) string {
 	return s
 }
 
-func (o *AlertmanagerOptions) validate() error {
+func (o *Options) validate() error {
 	var errs []error
 	if o.WebhookURL == "" && o.SMTP == nil {
 		errs = append(errs, errors.New("no receiver: give a webhook URL template, SMTP settings or both"))
@@ -351,9 +347,9 @@ func (t *EscalationTarget) validate(needEmail bool) error {
 
 // estateRoute returns the route of one target, without its estate matcher,
 // and the receivers it names: one per contact.
-func estateRoute(t EscalationTarget, o AlertmanagerOptions, tmpl *urlTemplate) (*amRoute, []amReceiver, error) {
+func estateRoute(t EscalationTarget, o Options, tmpl *urlTemplate) (*amRoute, []amReceiver, error) {
 	delays := []time.Duration{0, o.SecondaryAfter, o.TertiaryAfter}
-	reports := &amRoute{Matchers: []string{matcher(SeverityLabel, ReportSeverity)}}
+	reports := &amRoute{Matchers: []string{matcher(severityLabel, reportSeverity)}}
 	rt := &amRoute{Routes: []*amRoute{reports}}
 	var receivers []amReceiver
 	for i, c := range t.Contacts {
