@@ -532,6 +532,7 @@ var knownMetrics = map[string]string{
 	"egressgate_estate_requests_total":                         "counter",
 	"egressgate_estate_rule_hits_total":                        "counter",
 	"egressgate_estate_info":                                   "gauge",
+	"egressgate_policy_rule_refused_info":                      "gauge",
 	"egressgate_tunnels_active":                                "gauge",
 	"egressgate_tunnel_duration_seconds":                       "histogram",
 	"egressgate_tunnel_bytes_total":                            "counter",

@@ -113,8 +113,9 @@ func TestTransparentRedirect(t *testing.T) {
 		}
 		unshare, err1 := exec.LookPath("unshare")
 		_, err2 := exec.LookPath("iptables")
-		if err1 != nil || err2 != nil || exec.Command(unshare, "-n", "true").Run() != nil {
-			t.Skip("needs unshare -n (root) and iptables")
+		_, err3 := exec.LookPath("ip")
+		if err1 != nil || err2 != nil || err3 != nil || exec.Command(unshare, "-n", "true").Run() != nil {
+			t.Skip("needs unshare -n (root), ip and iptables")
 		}
 		cmd := exec.CommandContext(t.Context(), unshare, "-n", os.Args[0], "-test.run", "^TestTransparentRedirect$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), netnsChild+"=1")
