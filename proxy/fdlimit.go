@@ -77,7 +77,7 @@ func noDescriptors() answer {
 // refused before net/http sees it.
 var noDescriptorsReply = []byte("HTTP/1.1 503 Service Unavailable\r\n" +
 	"Content-Type: text/plain; charset=utf-8\r\n" +
-	ReasonHeader + ": " + rules.ReasonOutOfDescriptors.String() + "\r\n" +
+	reasonHeader + ": " + rules.ReasonOutOfDescriptors.String() + "\r\n" +
 	"Connection: close\r\n" +
 	"Content-Length: 53\r\n\r\n" +
 	"egressgate: out of file descriptors, try again later\n")

@@ -42,12 +42,7 @@ func TestHostileEstateFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, p := copyExample(t)
-			first, err := Load(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			p, sydney, first := loadedExample(t)
 			writeFile(t, sydney, tt.content)
 			rs, err := load(p, first)
 			if err != nil {
@@ -129,12 +124,7 @@ func TestEstateFileNotRegular(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, p := copyExample(t)
-			first, err := Load(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			p, sydney, first := loadedExample(t)
 			if err := os.Remove(sydney); err != nil {
 				t.Fatal(err)
 			}
@@ -143,6 +133,7 @@ func TestEstateFileNotRegular(t *testing.T) {
 			}
 			done := make(chan struct{})
 			var rs *Ruleset
+			var err error
 			go func() {
 				defer close(done)
 				rs, err = load(p, first)
@@ -184,12 +175,7 @@ func TestEstateFileGone(t *testing.T) {
 		{"estates.d renamed", func(p string) error { return os.Rename(filepath.Dir(p), filepath.Dir(p)+".old") }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, p := copyExample(t)
-			first, err := Load(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			p, sydney, first := loadedExample(t)
 			good, err := os.ReadFile(sydney)
 			if err != nil {
 				t.Fatal(err)
@@ -273,12 +259,7 @@ func TestEstateForClients(t *testing.T) {
 // keeps its last good settings, the error names the file and line, and
 // the enterprise's own edits keep applying to the other estates.
 func TestEstateFileModeConflict(t *testing.T) {
-	dir, p := copyExample(t)
-	first, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+	p, sydney, first := loadedExample(t)
 	writeFile(t, sydney, "licenses: [intercept-x-advanced]\nenable: [ad-sync]\nmode: exact\n")
 	second, err := load(p, first)
 	if err != nil {
@@ -308,4 +289,16 @@ func TestEstateFileModeConflict(t *testing.T) {
 	if third.Estate("sydney").Stale == nil {
 		t.Error("sydney lost its error")
 	}
+}
+
+// loadedExample copies the worked example, loads it, and returns the
+// config's path, Sydney's estate file and the ruleset loaded.
+func loadedExample(t *testing.T) (config, sydney string, rs *Ruleset) {
+	t.Helper()
+	dir, config := copyExample(t)
+	rs, err := Load(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config, filepath.Join(dir, EstatesDir, "sydney.yaml"), rs
 }

@@ -31,17 +31,12 @@ func TestServeTransparent(t *testing.T) {
 	t.Cleanup(up.Close)
 	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
 
-	dir := t.TempDir()
-	write := func(name, data string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	write("up.list", "up.example.com:"+port+"\n")
-	cfg := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: 127.0.0.1:0\n")
-	hosts := write("hosts", "127.0.0.1 up.example.com evil.example.com\n")
+	dir := writeFiles(t, map[string]string{
+		"up.list":         "up.example.com:" + port + "\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: 127.0.0.1:0\n",
+		"hosts":           "127.0.0.1 up.example.com evil.example.com\n",
+	})
+	cfg, hosts := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
 	addrs, _ := serveLogged(t, 3, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
 		"--sni-dest-port", port, "--drain-timeout", "100ms")
 	sni := addrs["sni"]
