@@ -7,7 +7,7 @@ VERSION ?=
 # The platforms egressgate is built and released for.
 TARGETS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64 freebsd/amd64
 
-.PHONY: run test deps fuzz bench build check image cross
+.PHONY: run test deps fuzz bench build check image cross release
 
 # Runs the proxy on the embedded default catalog (README, quick start).
 run:
@@ -35,6 +35,12 @@ cross:
 		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build ./...; \
 		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) vet ./...; \
 	done
+
+# Writes dist/: an archive per target with SHA256SUMS, and .deb and .rpm
+# packages for Linux (deploy/release/release.sh; docs/development.md,
+# "Releases"). Needs VERSION=vX.Y.Z and nfpm (make deps installs it).
+release:
+	VERSION=$(VERSION) TARGETS="$(TARGETS)" ./deploy/release/release.sh
 
 # Builds the container image with podman or docker, whichever is installed
 # (deploy/container/build.sh; docs/deploying.md, "The container").

@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"bytes"
+	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -256,5 +258,34 @@ func TestComposeGrafanaProvisioning(t *testing.T) {
 	home := *g.Environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
 	if rel, err := filepath.Rel(dash.Providers[0].Options.Path, home); err != nil || !sameFile(t, filepath.Join(dir, rel), dashboardFile) {
 		t.Errorf("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH %s is not the provisioned dashboard", home)
+	}
+}
+
+// TestComposePorts: the host ports are variables whose defaults are the
+// ports the docs name, and setting one moves only that host port.
+func TestComposePorts(t *testing.T) {
+	hostPorts := func(p *types.Project) map[string]string {
+		got := map[string]string{}
+		for _, s := range p.Services {
+			for _, port := range s.Ports {
+				got[fmt.Sprintf("%s:%d", s.Name, port.Target)] = port.Published
+			}
+		}
+		return got
+	}
+	defaults := map[string]string{"egressgate:3128": "3128", "egressgate:9128": "9128",
+		"prometheus:9090": "9090", "alertmanager:9093": "9093", "grafana:3000": "3000"}
+	for _, v := range []string{"PROXY_PORT", "ADMIN_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GRAFANA_PORT"} {
+		t.Setenv(v, "")
+	}
+	if got := hostPorts(loadCompose(t)); !maps.Equal(got, defaults) {
+		t.Errorf("host ports = %v, want %v", got, defaults)
+	}
+	t.Setenv("PROXY_PORT", "13128")
+	t.Setenv("GRAFANA_PORT", "3001")
+	want := maps.Clone(defaults)
+	want["egressgate:3128"], want["grafana:3000"] = "13128", "3001"
+	if got := hostPorts(loadCompose(t)); !maps.Equal(got, want) {
+		t.Errorf("with PROXY_PORT=13128 GRAFANA_PORT=3001: host ports = %v, want %v", got, want)
 	}
 }

@@ -107,13 +107,7 @@ func TestDeployingWalkthrough(t *testing.T) {
 // directory at the one the image's CMD reads its config from.
 func checkRunLine(t *testing.T, f []string) {
 	t.Helper()
-	data, err := os.ReadFile(dockerfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(string(data))
-	args := strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", ")
-	config, _ := flagValue(args, "config")
+	config := dockerfileSetting(t, "config")
 	var ports []string
 	var mounted, readOnly bool
 	for i, a := range f {

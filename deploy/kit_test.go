@@ -535,6 +535,31 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
+// dockerfileSetting is the value the image gives serve's flag: the CMD's
+// flag, else the image's EGRESSGATE_* environment (docs/configuration.md).
+func dockerfileSetting(t *testing.T, flag string) string {
+	t.Helper()
+	data, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(data), "\\\n", " ") // join continued lines
+	if cmd := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(s); cmd != nil {
+		if v, ok := flagValue(strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", "), flag); ok {
+			return v
+		}
+	}
+	name := "EGRESSGATE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+	for _, m := range regexp.MustCompile(`(?m)^ENV (.*)$`).FindAllStringSubmatch(s, -1) {
+		for _, kv := range strings.Fields(m[1]) {
+			if k, v, _ := strings.Cut(kv, "="); k == name {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
 // TestDockerfile checks the Dockerfile's shape; TestContainerImage builds
 // and runs it.
 func TestDockerfile(t *testing.T) {
@@ -564,22 +589,7 @@ func TestDockerfile(t *testing.T) {
 	if cmd == nil {
 		t.Fatalf("%s: no CMD", dockerfile)
 	}
-	args := strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", ")
-	// serve's settings: the CMD's flags, else the image's EGRESSGATE_*
-	// environment (docs/configuration.md).
-	env := map[string]string{}
-	for _, m := range regexp.MustCompile(`(?m)^ENV (.*)$`).FindAllStringSubmatch(s, -1) {
-		for _, kv := range strings.Fields(m[1]) {
-			k, v, _ := strings.Cut(kv, "=")
-			env[k] = v
-		}
-	}
-	setting := func(flag string) string {
-		if v, ok := flagValue(args, flag); ok {
-			return v
-		}
-		return env["EGRESSGATE_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))]
-	}
+	setting := func(flag string) string { return dockerfileSetting(t, flag) }
 	for flag, port := range map[string]int{"listen": proxyPort, "admin": adminPort} {
 		if v := setting(flag); portOf(t, v) != port || strings.HasPrefix(v, "127.") {
 			t.Errorf("%s: --%s = %q, want all addresses, port %d", dockerfile, flag, v, port)
