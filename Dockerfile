@@ -1,7 +1,14 @@
-# egressgate container image: a static binary on an empty base.
+# egressgate container image: a static binary on an empty base, for any
+# architecture Go builds for.
 #
 #   make image                                   # podman or docker, whichever is installed
+#   make image PLATFORMS=linux/amd64,linux/arm64 # a manifest list of both
 #   docker build --build-arg VERSION=v1.2.3 -t egressgate:v1.2.3 .
+#   podman build --platform linux/arm64 .        # on an amd64 machine too
+#
+# The build stage runs on the build machine's own platform and
+# cross-compiles for the target's (TARGETOS, TARGETARCH); the final stage
+# has no RUN. So an image for another architecture needs no emulation.
 #
 # GO_IMAGE is the build stage's image: the official Go image by default, or
 # any image with the Go toolchain and a POSIX shell (deploy/container/
@@ -14,17 +21,22 @@ ARG GO_IMAGE=golang:1.26
 # compiles only what changed. No separate `go mod download`: it would fetch
 # the test-only modules too (Kubernetes, Compose, Grafana types for
 # deploy/'s tests); go build fetches only what the binary imports.
-FROM ${GO_IMAGE} AS build
+FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS build
 # Lets build.sh prune the untagged images earlier builds left behind.
 LABEL io.egressgate.stage=build
 ENV GOMODCACHE=/go/pkg/mod GOCACHE=/root/.cache/go-build GOFLAGS=-buildvcs=false
 WORKDIR /src
 COPY . .
 ARG VERSION=dev
+# Set by BuildKit and podman from --platform (default: the build
+# machine's); GOARM from the variant ("v7" of linux/arm/v7), if any.
+ARG TARGETOS
+ARG TARGETARCH
+ARG TARGETVARIANT
 RUN --mount=type=cache,target=/go/pkg/mod,id=egressgate-gomod \
     --mount=type=cache,target=/root/.cache/go-build,id=egressgate-gobuild \
-    CGO_ENABLED=0 GOOS=linux go build -trimpath \
-      -ldflags "-s -w -X main.version=${VERSION}" \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH GOARM=${TARGETVARIANT#v} \
+      go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/egressgate ./cmd/egressgate
 
 # Run: nothing but the binary, the CA bundle (for the commands that verify
@@ -45,9 +57,17 @@ USER 65532:65532
 # 3128: proxy (CONNECT and plain HTTP); 9128: admin (/metrics, /healthz,
 # /readyz, /rules, /misses).
 EXPOSE 3128 9128
-# Needs no shell: egressgate asks its own /healthz and exits 0 or 1.
+# serve's settings come from the environment (EGRESSGATE_<FLAG>, docs/
+# configuration.md), so `run -e EGRESSGATE_ADMIN=:9200` moves the admin
+# listener and the health check with it; flags after the image name still
+# win. The admin listener binds all addresses so probes and Prometheus
+# reach it.
+ENV EGRESSGATE_CONFIG=/etc/egressgate/config.yaml \
+    EGRESSGATE_LISTEN=:3128 \
+    EGRESSGATE_ADMIN=:9128
+# Needs no shell: egressgate asks its own /healthz, at EGRESSGATE_ADMIN,
+# and exits 0 or 1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
-    CMD ["/usr/local/bin/egressgate", "healthcheck", "--admin", "127.0.0.1:9128"]
+    CMD ["/usr/local/bin/egressgate", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/egressgate"]
-# The admin listener binds all addresses so probes and Prometheus reach it.
-CMD ["serve", "--config=/etc/egressgate/config.yaml", "--listen=:3128", "--admin=:9128"]
+CMD ["serve"]

@@ -1,7 +1,13 @@
 # egressgate: the two commands of the README's quick start, and the rest.
 GO ?= go
 
-.PHONY: run test deps fuzz bench build check image
+# The version stamped into the binary (`egressgate version`): make build
+# VERSION=v1.2.3. Empty: the module version and VCS revision Go records.
+VERSION ?=
+# The platforms egressgate is built and released for.
+TARGETS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64 windows/amd64 freebsd/amd64
+
+.PHONY: run test deps fuzz bench build check image cross
 
 # Runs the proxy on the embedded default catalog (README, quick start).
 run:
@@ -19,12 +25,22 @@ deps:
 	@./.ci/deps
 
 build:
-	$(GO) build -o egressgate ./cmd/egressgate
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o egressgate ./cmd/egressgate
+
+# Compiles every package and vets it, tests included, for each of
+# TARGETS (.ci/run), so that nothing Linux-only escapes its build tags.
+cross:
+	@set -e; for t in $(TARGETS); do \
+		echo "== $$t"; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build ./...; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) vet ./...; \
+	done
 
 # Builds the container image with podman or docker, whichever is installed
 # (deploy/container/build.sh; docs/deploying.md, "The container").
 # IMAGE=name:tag, VERSION=v1.2.3, GO_IMAGE=local where no registry is
-# reachable (a builder image from the installed Go toolchain).
+# reachable (a builder image from the installed Go toolchain),
+# PLATFORMS=linux/amd64,linux/arm64 for a manifest list of both.
 image:
 	./deploy/container/build.sh
 

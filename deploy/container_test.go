@@ -51,7 +51,8 @@ func podmanEnv(t *testing.T) string {
 // script, the local builder image as GO_IMAGE) and runs the image as a
 // user would: read-only root filesystem, the image's non-root user, a
 // config directory mounted at /etc/egressgate, the listeners moved to free
-// loopback ports on the host network. It checks the stamped version,
+// loopback ports on the host network through EGRESSGATE_LISTEN and
+// EGRESSGATE_ADMIN. It checks the stamped version,
 // /healthz and /readyz, a CONNECT the catalog denies (403 with the
 // reason), the image's HEALTHCHECK command turning the container healthy,
 // and that SIGTERM drains: a tunnel open at the signal keeps working
@@ -134,20 +135,21 @@ func TestContainerImage(t *testing.T) {
 
 	listen, admin := freeAddr(t), freeAddr(t)
 	const drain = 20 * time.Second
+	// The listeners move through the environment, as a container
+	// platform sets them; the rest through flags after the image's CMD.
 	args := rewriteFlags(cfg.Cmd, map[string]string{
-		"listen":        listen,
-		"admin":         admin,
 		"hosts":         "/etc/egressgate/hosts",
 		"allow-dest":    "127.0.0.0/8",
 		"drain-timeout": drain.String(),
 	})
-	health := rewriteFlags(hc.Test[1:], map[string]string{"admin": admin})
-	healthJSON, _ := json.Marshal(health)
+	healthJSON, _ := json.Marshal(hc.Test[1:])
 	name := fmt.Sprintf("egressgate-test-%d", os.Getpid())
 	runArgs := append([]string{"run", "-d", "--name", name, "--runtime", "runc", "--network", "host",
 		"--read-only", "--volume", cfgDir + ":/etc/egressgate:ro",
-		// The image's own check with the admin port moved; no interval,
-		// since podman's timer needs systemd: the test runs it itself.
+		"--env", "EGRESSGATE_LISTEN=" + listen, "--env", "EGRESSGATE_ADMIN=" + admin,
+		// The image's own check, unchanged: it follows EGRESSGATE_ADMIN.
+		// No interval, since podman's timer needs systemd: the test runs
+		// it itself.
 		"--health-cmd", string(healthJSON), "--health-interval", "disable",
 		testImage}, args...)
 	if out, err := pm(time.Minute, runArgs...); err != nil {

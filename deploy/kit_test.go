@@ -545,7 +545,9 @@ func TestDockerfile(t *testing.T) {
 	s := strings.ReplaceAll(string(data), "\\\n", " ") // join continued lines
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^ARG GO_IMAGE=golang:1\.26\S*$`),
-		regexp.MustCompile(`(?m)^FROM \$\{GO_IMAGE\} AS build$`),
+		// The build stage runs on the build machine and cross-compiles.
+		regexp.MustCompile(`(?m)^FROM --platform=\$BUILDPLATFORM \$\{GO_IMAGE\} AS build$`),
+		regexp.MustCompile(`GOOS=\$TARGETOS GOARCH=\$TARGETARCH .*go build`),
 		regexp.MustCompile(`CGO_ENABLED=0 .*go build -trimpath .*-X main\.version=\$\{VERSION\}.*\./cmd/egressgate`),
 		regexp.MustCompile(`(?m)^FROM scratch$`),
 		regexp.MustCompile(`(?m)^COPY --from=build /etc/ssl/certs/ca-certificates\.crt /etc/ssl/certs/ca-certificates\.crt$`),
@@ -563,14 +565,29 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("%s: no CMD", dockerfile)
 	}
 	args := strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", ")
+	// serve's settings: the CMD's flags, else the image's EGRESSGATE_*
+	// environment (docs/configuration.md).
+	env := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^ENV (.*)$`).FindAllStringSubmatch(s, -1) {
+		for _, kv := range strings.Fields(m[1]) {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+	}
+	setting := func(flag string) string {
+		if v, ok := flagValue(args, flag); ok {
+			return v
+		}
+		return env["EGRESSGATE_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))]
+	}
 	for flag, port := range map[string]int{"listen": proxyPort, "admin": adminPort} {
-		if v, ok := flagValue(args, flag); !ok || portOf(t, v) != port || strings.HasPrefix(v, "127.") {
-			t.Errorf("%s: CMD --%s = %q, want all addresses, port %d", dockerfile, flag, v, port)
+		if v := setting(flag); portOf(t, v) != port || strings.HasPrefix(v, "127.") {
+			t.Errorf("%s: --%s = %q, want all addresses, port %d", dockerfile, flag, v, port)
 		}
 	}
 	// The config the CMD names is the one the image ships.
-	config, _ := flagValue(args, "config")
+	config := setting("config")
 	if config != "/etc/egressgate/config.yaml" || !regexp.MustCompile(`(?m)^COPY deploy/systemd/config\.yaml deploy/systemd/site\.txt /etc/egressgate/$`).MatchString(s) {
-		t.Errorf("%s: CMD --config = %q; want /etc/egressgate/config.yaml, where the image copies deploy/systemd's samples", dockerfile, config)
+		t.Errorf("%s: --config = %q; want /etc/egressgate/config.yaml, where the image copies deploy/systemd's samples", dockerfile, config)
 	}
 }

@@ -53,7 +53,7 @@ func (s *Server) closeOpen(c net.Conn) {
 func rawAnswer(a answer) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
-		a.status, http.StatusText(a.status), ReasonHeader, a.reason, len(a.text)+1, a.text)
+		a.status, http.StatusText(a.status), reasonHeader, a.reason, len(a.text)+1, a.text)
 	return b.Bytes()
 }
 

@@ -53,7 +53,7 @@ func TestACLAtAcceptDescriptors(t *testing.T) {
 	io.WriteString(o, "CONNECT "+target+" HTTP/1.1\r\n\r\n")
 	o.SetReadDeadline(time.Now().Add(5 * time.Second))
 	head, _ := readHead(o)
-	if !strings.HasPrefix(head, "HTTP/1.1 403 ") || !strings.Contains(head, ReasonHeader+": client-not-allowed") {
+	if !strings.HasPrefix(head, "HTTP/1.1 403 ") || !strings.Contains(head, reasonHeader+": client-not-allowed") {
 		t.Errorf("outsider's answer = %q, want 403 client-not-allowed", head)
 	}
 }
@@ -106,7 +106,7 @@ func TestOpenConnectionsCapped(t *testing.T) {
 	defer third.Close()
 	third.SetDeadline(time.Now().Add(5 * time.Second))
 	head, _ := readHead(third)
-	if !strings.HasPrefix(head, "HTTP/1.1 503 ") || !strings.Contains(head, ReasonHeader+": "+rules.ReasonMaxConns.String()) {
+	if !strings.HasPrefix(head, "HTTP/1.1 503 ") || !strings.Contains(head, reasonHeader+": "+rules.ReasonMaxConns.String()) {
 		t.Errorf("third connection = %q, want 503 max-conns", head)
 	}
 	silent.Close()

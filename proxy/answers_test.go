@@ -173,7 +173,7 @@ func TestAnswersRaw(t *testing.T) {
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			c, head := rawConnect(t, addr, tc.target)
-			if !strings.HasPrefix(head, "HTTP/1.1 "+tc.status+" ") || !strings.Contains(head, ReasonHeader+": "+tc.reason+"\r\n") {
+			if !strings.HasPrefix(head, "HTTP/1.1 "+tc.status+" ") || !strings.Contains(head, reasonHeader+": "+tc.reason+"\r\n") {
 				t.Fatalf("CONNECT %s: answer %q, want %s with reason %s", tc.target, head, tc.status, tc.reason)
 			}
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -193,13 +193,13 @@ func TestAnswersRaw(t *testing.T) {
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprint(c, "GET https://a.example.org/ HTTP/1.1\r\nHost: a.example.org\r\n\r\n")
 		head, _ := readHead(c)
-		if !strings.HasPrefix(head, "HTTP/1.1 400 ") || !strings.Contains(head, ReasonHeader+": "+rules.ReasonUnsupportedScheme.String()) {
+		if !strings.HasPrefix(head, "HTTP/1.1 400 ") || !strings.Contains(head, reasonHeader+": "+rules.ReasonUnsupportedScheme.String()) {
 			t.Errorf("GET https://... = %q, want 400 %s", head, rules.ReasonUnsupportedScheme.String())
 		}
 	})
 	t.Run("origin-form", func(t *testing.T) {
 		got := curl(t, addr, "--noproxy", "*", "http://"+addr+"/")
-		if got.code != "400" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonNotProxyRequest.String()) || !strings.Contains(got.body, "addressed to the proxy itself") {
+		if got.code != "400" || !strings.Contains(got.header, reasonHeader+": "+rules.ReasonNotProxyRequest.String()) || !strings.Contains(got.body, "addressed to the proxy itself") {
 			t.Errorf("GET / = %s %q %q, want 400 not-proxy-request", got.code, got.header, got.body)
 		}
 	})

@@ -16,14 +16,14 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// ReasonHeader carries the reason of every answer egressgate writes
+// reasonHeader carries the reason of every answer egressgate writes
 // itself: a rules.Reason, a deny's or one of the answer reasons.
-const ReasonHeader = "X-Egressgate-Reason"
+const reasonHeader = "X-Egressgate-Reason"
 
 // answer is a reply egressgate writes itself instead of the upstream's.
 type answer struct {
 	status int
-	reason rules.Reason // the ReasonHeader value
+	reason rules.Reason // the reasonHeader value
 	text   string       // body, one line
 }
 
@@ -32,7 +32,7 @@ func (a answer) write(w http.ResponseWriter) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set(ReasonHeader, a.reason.String())
+	h.Set(reasonHeader, a.reason.String())
 	h.Set("Content-Length", strconv.Itoa(len(a.text)+1))
 	w.WriteHeader(a.status)
 	fmt.Fprintln(w, a.text)
@@ -50,7 +50,7 @@ func (a answer) response(req *http.Request) *http.Response {
 		Request:       req,
 	}
 	resp.Header.Set("Content-Type", "text/plain; charset=utf-8")
-	resp.Header.Set(ReasonHeader, a.reason.String())
+	resp.Header.Set(reasonHeader, a.reason.String())
 	return resp
 }
 

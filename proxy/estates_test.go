@@ -166,17 +166,17 @@ func TestEstatesEndToEnd(t *testing.T) {
 					t.Fatalf("status %d, Proxy-Authenticate %q; want 407 with a Basic challenge", status, hdr.Get("Proxy-Authenticate"))
 				}
 			case tt.reason != rules.ReasonNone:
-				if status != http.StatusForbidden || hdr.Get(ReasonHeader) != tt.reason.String() {
-					t.Fatalf("status %d %s, want 403 %s", status, hdr.Get(ReasonHeader), tt.reason)
+				if status != http.StatusForbidden || hdr.Get(reasonHeader) != tt.reason.String() {
+					t.Fatalf("status %d %s, want 403 %s", status, hdr.Get(reasonHeader), tt.reason)
 				}
 			case !upstream || strings.HasSuffix(tt.target, ":22"):
 				// Admitted: the proxy went on to dial, which nothing answers.
 				if status != http.StatusBadGateway {
-					t.Fatalf("status %d %s, want 502 after an admitted verdict", status, hdr.Get(ReasonHeader))
+					t.Fatalf("status %d %s, want 502 after an admitted verdict", status, hdr.Get(reasonHeader))
 				}
 			default:
 				if status != http.StatusOK {
-					t.Fatalf("status %d %s, want 200", status, hdr.Get(ReasonHeader))
+					t.Fatalf("status %d %s, want 200", status, hdr.Get(reasonHeader))
 				}
 				host, _, _ := strings.Cut(tt.target, ":")
 				tc := tls.Client(c, &tls.Config{ServerName: host, InsecureSkipVerify: true})

@@ -221,7 +221,7 @@ func TestDialTimeout504(t *testing.T) {
 	proxyAddr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("slow.example.org"),
 		AllowDest: loopbackDest, DialTimeout: 300 * time.Millisecond, Recorder: rec})
 	got := curl(t, proxyAddr, "-p", "http://"+target+"/")
-	if got.code != "504" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonUpstreamTimeout.String()) {
+	if got.code != "504" || !strings.Contains(got.header, reasonHeader+": "+rules.ReasonUpstreamTimeout.String()) {
 		t.Errorf("CONNECT to a blackhole = %s %q, want 504 %s", got.code, got.header, rules.ReasonUpstreamTimeout.String())
 	}
 	rec.mu.Lock()
@@ -235,7 +235,7 @@ func TestMaxConns503(t *testing.T) {
 	addr, target, _ := echoProxy(t, Config{MaxConns: 1})
 	c := openTunnel(t, addr, target)
 	got := curl(t, addr, "-p", "http://"+target+"/")
-	if got.code != "503" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonMaxConns.String()) {
+	if got.code != "503" || !strings.Contains(got.header, reasonHeader+": "+rules.ReasonMaxConns.String()) {
 		t.Errorf("second connection = %s %q, want 503 %s", got.code, got.header, rules.ReasonMaxConns.String())
 	}
 	c.Close()
@@ -448,7 +448,7 @@ func TestClientACL403(t *testing.T) {
 	addr, target, _ := echoProxy(t, Config{Clients: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, Recorder: rec})
 	c, head := rawConnect(t, addr, target)
 	defer c.Close()
-	if !strings.HasPrefix(head, "HTTP/1.1 403 ") || !strings.Contains(head, ReasonHeader+": client-not-allowed") {
+	if !strings.HasPrefix(head, "HTTP/1.1 403 ") || !strings.Contains(head, reasonHeader+": client-not-allowed") {
 		t.Errorf("CONNECT from outside the ACL = %q, want 403 client-not-allowed", head)
 	}
 	if d := rec.lastDecision(t); d.Reason != rules.ReasonClientNotAllowed || d.Action != ActionDeny {

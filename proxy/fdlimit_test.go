@@ -176,7 +176,7 @@ func connectStatus(t *testing.T, proxyAddr, target string) (net.Conn, string, st
 	}
 	reason := ""
 	for _, l := range strings.Split(head, "\r\n") {
-		if v, ok := strings.CutPrefix(l, ReasonHeader+": "); ok {
+		if v, ok := strings.CutPrefix(l, reasonHeader+": "); ok {
 			reason = v
 		}
 	}

@@ -338,7 +338,7 @@ func badHead(c net.Conn, err error, tooLarge bool) {
 		a.text = strings.ToValidUTF8(a.text[:maxBadHeadText], "") + "..."
 	}
 	fmt.Fprintf(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n%s: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s\n",
-		ReasonHeader, a.reason, len(a.text)+1, a.text)
+		reasonHeader, a.reason, len(a.text)+1, a.text)
 }
 
 // maxBadHeadText bounds the body of badHead's 400.

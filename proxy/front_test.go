@@ -53,7 +53,7 @@ func TestFrontEnd(t *testing.T) {
 			if tc.reason == "" {
 				return
 			}
-			if !strings.Contains(head, "\r\n"+ReasonHeader+": "+tc.reason+"\r\n") {
+			if !strings.Contains(head, "\r\n"+reasonHeader+": "+tc.reason+"\r\n") {
 				t.Errorf("answer %q, want reason %s", head, tc.reason)
 			}
 			// The body says what was wrong, and then the connection closes.

@@ -182,7 +182,7 @@ func TestUpstreamProxy(t *testing.T) {
 		UpstreamProxy: &url.URL{Scheme: "http", Host: parentAddr},
 	})
 	got = curl(t, childOpen, "https://x.example.net/")
-	if got.code != "502" || !strings.Contains(got.header, ReasonHeader+": "+rules.ReasonUpstreamProxy.String()) {
+	if got.code != "502" || !strings.Contains(got.header, reasonHeader+": "+rules.ReasonUpstreamProxy.String()) {
 		t.Errorf("CONNECT the parent denies = %s %q, want 502 %s", got.code, got.header, rules.ReasonUpstreamProxy.String())
 	}
 }

@@ -94,10 +94,11 @@ func New(cfg Config) (*Server, error) {
 // returns nil after Shutdown, or the listener's error. The connections ln
 // returns should be *net.TCPConn, or tunnels lose splice. A client that
 // arrives when the process is out of descriptors is answered 503
-// out-of-descriptors (see spareListener). A connection that opens with
+// out-of-descriptors (see spareListener; elsewhere than on Linux it waits
+// in the queue until a descriptor comes free). A connection that opens with
 // CONNECT is read by the front end (front.go); the rest by net/http.
 func (s *Server) Serve(ln net.Listener) error {
-	h := newHandoff(s.acceptProxied(newSpareListener(ln, s), "proxy", proxyRefusal))
+	h := newHandoff(s.acceptProxied(guardAccept(ln, s), "proxy", proxyRefusal))
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: s.cfg.HeaderTimeout,

@@ -74,8 +74,8 @@ func TestPACOnProxyPort(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, body := rawGet(t, addr, tt.method, tt.path, tt.host)
-			if resp.StatusCode != tt.status || resp.Header.Get(ReasonHeader) != tt.reason {
-				t.Fatalf("%s %s = %d %q, want %d %q", tt.method, tt.path, resp.StatusCode, resp.Header.Get(ReasonHeader), tt.status, tt.reason)
+			if resp.StatusCode != tt.status || resp.Header.Get(reasonHeader) != tt.reason {
+				t.Fatalf("%s %s = %d %q, want %d %q", tt.method, tt.path, resp.StatusCode, resp.Header.Get(reasonHeader), tt.status, tt.reason)
 			}
 			if tt.status != 200 {
 				return

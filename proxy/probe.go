@@ -309,7 +309,7 @@ func (p *Prober) probePortVia(ctx context.Context, r *ProbeResult, port uint16) 
 }
 
 // connectVia opens a tunnel to target through Via. On a refusal it
-// returns the proxy's reason (ReasonHeader; empty from another proxy).
+// returns the proxy's reason (reasonHeader; empty from another proxy).
 func (p *Prober) connectVia(ctx context.Context, target string) (net.Conn, string, error) {
 	var header http.Header
 	if u := p.Via.User; u != nil {
@@ -319,7 +319,7 @@ func (p *Prober) connectVia(ctx context.Context, target string) (net.Conn, strin
 	c, pending, err := connectclient.Dial(ctx, &net.Dialer{}, p.Via.Host, target, header)
 	var ref *connectclient.Refusal
 	if errors.As(err, &ref) {
-		reason := ref.Header.Get(ReasonHeader)
+		reason := ref.Header.Get(reasonHeader)
 		msg := "proxy answered " + ref.Line
 		if reason != "" {
 			msg += " (" + reason + ")"

@@ -380,7 +380,7 @@ func proxyRefusal(err error) []byte {
 	body := "egressgate: bad request: " + err.Error() + "; this source is listed in --proxy-protocol-from\n"
 	return []byte("HTTP/1.1 400 Bad Request\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
-		ReasonHeader + ": " + rules.ReasonBadRequest.String() + "\r\n" +
+		reasonHeader + ": " + rules.ReasonBadRequest.String() + "\r\n" +
 		"Connection: close\r\n" +
 		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
 }

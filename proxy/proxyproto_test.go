@@ -119,8 +119,8 @@ func TestProxyProtocolEstates(t *testing.T) {
 			if resp.StatusCode == http.StatusOK {
 				resp.StatusCode = http.StatusBadGateway // something does, on a machine where 443 is bound
 			}
-			if resp.StatusCode != want || tt.reason != rules.ReasonNone && resp.Header.Get(ReasonHeader) != tt.reason.String() {
-				t.Errorf("answer %d %s, want %d %s", resp.StatusCode, resp.Header.Get(ReasonHeader), want, tt.reason)
+			if resp.StatusCode != want || tt.reason != rules.ReasonNone && resp.Header.Get(reasonHeader) != tt.reason.String() {
+				t.Errorf("answer %d %s, want %d %s", resp.StatusCode, resp.Header.Get(reasonHeader), want, tt.reason)
 			}
 			checkCarried(t, rec, tt.client, tt.estate, tt.reason)
 		})
@@ -174,10 +174,10 @@ func TestProxyProtocolRefused(t *testing.T) {
 			resp := connectAnswer(t, c, tt.opening, "example.org:443")
 			body, _ := io.ReadAll(io.LimitReader(c, 4096))
 			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tt.body) {
-				t.Errorf("answer %d %s %q, want 400 naming %q", resp.StatusCode, resp.Header.Get(ReasonHeader), body, tt.body)
+				t.Errorf("answer %d %s %q, want 400 naming %q", resp.StatusCode, resp.Header.Get(reasonHeader), body, tt.body)
 			}
-			if tt.body != "" && resp.Header.Get(ReasonHeader) != rules.ReasonBadRequest.String() {
-				t.Errorf("reason %q, want %s", resp.Header.Get(ReasonHeader), rules.ReasonBadRequest)
+			if tt.body != "" && resp.Header.Get(reasonHeader) != rules.ReasonBadRequest.String() {
+				t.Errorf("reason %q, want %s", resp.Header.Get(reasonHeader), rules.ReasonBadRequest)
 			}
 		})
 	}

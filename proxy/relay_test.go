@@ -51,7 +51,7 @@ func openFDs(t testing.TB) int {
 // that has carried bytes both ways and is now idle holds its two sockets
 // and no splice pipe. Go's io.Copy between TCP sockets keeps a pipe pair
 // per direction for as long as the copy runs, 6 descriptors per idle
-// tunnel (issue 12).
+// tunnel (docs/performance.md).
 func TestIdleTunnelDescriptors(t *testing.T) {
 	up := echoServer(t, copyEcho)
 	target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))

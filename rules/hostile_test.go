@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -43,12 +42,7 @@ func TestHostileEstateFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, p := copyExample(t)
-			first, err := Load(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			p, sydney, first := loadedExample(t)
 			writeFile(t, sydney, tt.content)
 			rs, err := load(p, first)
 			if err != nil {
@@ -118,11 +112,11 @@ func TestEstateFileNotRegular(t *testing.T) {
 		name string
 		make func(path string) error
 	}{
-		{"fifo", func(p string) error { return syscall.Mkfifo(p, 0o644) }},
+		{"fifo", func(p string) error { return mkfifo(p) }},
 		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }},
 		{"symlink to a fifo", func(p string) error {
 			fifo := p + ".fifo"
-			if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+			if err := mkfifo(fifo); err != nil {
 				return err
 			}
 			return os.Symlink(fifo, p)
@@ -130,12 +124,7 @@ func TestEstateFileNotRegular(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, p := copyExample(t)
-			first, err := Load(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			p, sydney, first := loadedExample(t)
 			if err := os.Remove(sydney); err != nil {
 				t.Fatal(err)
 			}
@@ -144,6 +133,7 @@ func TestEstateFileNotRegular(t *testing.T) {
 			}
 			done := make(chan struct{})
 			var rs *Ruleset
+			var err error
 			go func() {
 				defer close(done)
 				rs, err = load(p, first)
@@ -185,12 +175,7 @@ func TestEstateFileGone(t *testing.T) {
 		{"estates.d renamed", func(p string) error { return os.Rename(filepath.Dir(p), filepath.Dir(p)+".old") }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir, p := copyExample(t)
-			first, err := Load(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+			p, sydney, first := loadedExample(t)
 			good, err := os.ReadFile(sydney)
 			if err != nil {
 				t.Fatal(err)
@@ -274,12 +259,7 @@ func TestEstateForClients(t *testing.T) {
 // keeps its last good settings, the error names the file and line, and
 // the enterprise's own edits keep applying to the other estates.
 func TestEstateFileModeConflict(t *testing.T) {
-	dir, p := copyExample(t)
-	first, err := Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sydney := filepath.Join(dir, EstatesDir, "sydney.yaml")
+	p, sydney, first := loadedExample(t)
 	writeFile(t, sydney, "licenses: [intercept-x-advanced]\nenable: [ad-sync]\nmode: exact\n")
 	second, err := load(p, first)
 	if err != nil {
@@ -309,4 +289,16 @@ func TestEstateFileModeConflict(t *testing.T) {
 	if third.Estate("sydney").Stale == nil {
 		t.Error("sydney lost its error")
 	}
+}
+
+// loadedExample copies the worked example, loads it, and returns the
+// config's path, Sydney's estate file and the ruleset loaded.
+func loadedExample(t *testing.T) (config, sydney string, rs *Ruleset) {
+	t.Helper()
+	dir, config := copyExample(t)
+	rs, err := Load(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return config, filepath.Join(dir, EstatesDir, "sydney.yaml"), rs
 }

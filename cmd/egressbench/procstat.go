@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // clockTicks is the kernel's USER_HZ: the unit of utime and stime in
@@ -71,21 +70,4 @@ func rssBytes(pid int) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("/proc/%d/status: no VmRSS line", pid)
-}
-
-// raiseFileLimit raises this process's open-file soft limit to its hard
-// limit; the proxies started as children inherit it. Thousands of idle
-// tunnels need four descriptors each across client, proxy and upstream.
-func raiseFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, fmt.Errorf("setrlimit RLIMIT_NOFILE %d: %w", lim.Max, err)
-		}
-	}
-	return lim.Cur, nil
 }

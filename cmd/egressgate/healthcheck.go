@@ -18,7 +18,9 @@ func runHealthcheck(args []string, stdout, stderr io.Writer) int {
 Asks a running egressgate's admin listener for /healthz (or --path) and
 prints "ok" when it answers 200. The container image's HEALTHCHECK: it
 needs no shell. An --admin that binds every address (":9128") is asked
-on loopback, so serve's flag can be copied as it is.
+on loopback, so serve's flag can be copied as it is. Without --admin,
+EGRESSGATE_ADMIN is asked, as serve reads it, so the image's HEALTHCHECK
+follows the admin address the container was given.
 
 exit status: 0 healthy, 1 not (the reason on stderr), 2 bad usage`)
 	admin := cl.String("admin", "127.0.0.1:9128", "admin `address` of the egressgate to ask (as given to serve --admin)")
@@ -26,6 +28,9 @@ exit status: 0 healthy, 1 not (the reason on stderr), 2 bad usage`)
 	timeout := cl.Duration("timeout", 3*time.Second, "give up after this long")
 	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
+	}
+	if err := setFromEnv(cl.FlagSet, "admin"); err != nil {
+		return cl.fail(stderr, "%v", err)
 	}
 	if err := healthcheck(*admin, *path, *timeout); err != nil {
 		fmt.Fprintf(stderr, "egressgate healthcheck: %v\n", err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -64,19 +63,6 @@ func startServe(t *testing.T, args ...string) map[string]string {
 	mu.Lock()
 	defer mu.Unlock()
 	return addrs
-}
-
-// writeFiles writes name → content under a temporary directory and
-// returns the directory.
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
 }
 
 // TestPACServed fetches /proxy.pac from the proxy port and the admin

@@ -6,8 +6,6 @@ import (
 	"net"
 	"os"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // The states serve reports to systemd (sd_notify(3)). The unit in
@@ -24,11 +22,16 @@ const (
 // force (or were refused). MONOTONIC_USEC is what Type=notify-reload
 // (systemd 253 and later) requires with it; older systemd ignores it.
 func sdReloading() string {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+	return sdReloadingAt(monotonicNow())
+}
+
+// sdReloadingAt is sdReloading at a CLOCK_MONOTONIC reading; without one
+// (ok false) it sends RELOADING=1 alone.
+func sdReloadingAt(now time.Duration, ok bool) string {
+	if !ok {
 		return "RELOADING=1"
 	}
-	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/int64(time.Microsecond))
+	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", now/time.Microsecond)
 }
 
 // sdNotify sends state to the service manager over the datagram socket

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -108,5 +109,25 @@ func TestServeNotifiesAndHealthchecks(t *testing.T) {
 	expect(sdStopping)
 	if err := <-done; err != nil {
 		t.Errorf("serve: %v", err)
+	}
+}
+
+// TestSDReloadingAt: RELOADING=1 carries MONOTONIC_USEC where there is a
+// CLOCK_MONOTONIC reading (Linux) and goes alone where there is none.
+func TestSDReloadingAt(t *testing.T) {
+	for _, tc := range []struct {
+		now  time.Duration
+		ok   bool
+		want string
+	}{
+		{5*time.Second + 1500*time.Nanosecond, true, "RELOADING=1\nMONOTONIC_USEC=5000001"},
+		{0, false, "RELOADING=1"},
+	} {
+		if got := sdReloadingAt(tc.now, tc.ok); got != tc.want {
+			t.Errorf("sdReloadingAt(%v, %v) = %q, want %q", tc.now, tc.ok, got, tc.want)
+		}
+	}
+	if _, ok := monotonicNow(); runtime.GOOS == "linux" && !ok {
+		t.Error("monotonicNow() has no reading on Linux")
 	}
 }

@@ -45,7 +45,7 @@ type serveOptions struct {
 	hostsPath    string
 	drainTimeout time.Duration
 	logLevel     slog.Level
-	explicit     map[string]bool // flags given on the command line
+	explicit     map[string]bool // flags given on the command line or in the environment
 	cfg          proxy.Config    // everything but Rules, Recorder and Log
 	metrics      metrics.Options
 	pprof        bool
@@ -142,6 +142,9 @@ func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	}
 	if len(pos) > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	if err := setFromEnv(fs.FlagSet); err != nil {
+		return nil, err
 	}
 	fs.Visit(func(f *flag.Flag) { o.explicit[f.Name] = true })
 	if err := o.check(r); err != nil {
@@ -271,7 +274,9 @@ const serveSynopsis = "egressgate serve [flags]"
 const serveAbout = `
 Runs the proxy: CONNECT and plain-HTTP forward proxy on --listen, the optional
 transparent TLS listener on --sni-listen, and the admin endpoints on --admin.
-Flags given here override the config file's listeners.
+Flags given here override the config file's listeners. Every flag can also be
+set in the environment as EGRESSGATE_<FLAG> (upper case, '-' as '_', so
+--sni-listen is EGRESSGATE_SNI_LISTEN); the command line wins.
 
 Signals: SIGHUP reloads the rules (the config and catalogs are also watched);
 SIGTERM or SIGINT (Ctrl-C) stops accepting, lets tunnels finish for

@@ -98,17 +98,12 @@ func TestServeEndToEnd(t *testing.T) {
 	port := portString(upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") }))
 	refused := portString(freeLoopbackAddr(t))
 
-	dir := t.TempDir()
-	write := func(name, data string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	write("crl.list", "crl.example.org:"+port+"\ndown.example.org:"+refused+"\n")
-	cfgPath := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: crl.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: 127.0.0.1:0\n")
-	hostsPath := write("hosts", "127.0.0.1 crl.example.org down.example.org # test upstreams\n")
+	dir := writeFiles(t, map[string]string{
+		"crl.list":        "crl.example.org:" + port + "\ndown.example.org:" + refused + "\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: crl.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: 127.0.0.1:0\n",
+		"hosts":           "127.0.0.1 crl.example.org down.example.org # test upstreams\n",
+	})
+	cfgPath, hostsPath := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
 
 	o, err := parseServeFlags([]string{"--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "300ms"}, io.Discard)
 	if err != nil {

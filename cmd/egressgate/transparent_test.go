@@ -31,17 +31,12 @@ func TestServeTransparent(t *testing.T) {
 	t.Cleanup(up.Close)
 	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
 
-	dir := t.TempDir()
-	write := func(name, data string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	write("up.list", "up.example.com:"+port+"\n")
-	cfg := write("egressgate.yaml", "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: 127.0.0.1:0\n")
-	hosts := write("hosts", "127.0.0.1 up.example.com evil.example.com\n")
+	dir := writeFiles(t, map[string]string{
+		"up.list":         "up.example.com:" + port + "\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: 127.0.0.1:0\n",
+		"hosts":           "127.0.0.1 up.example.com evil.example.com\n",
+	})
+	cfg, hosts := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
 	addrs, _ := serveLogged(t, 3, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
 		"--sni-dest-port", port, "--drain-timeout", "100ms")
 	sni := addrs["sni"]
@@ -118,8 +113,9 @@ func TestTransparentRedirect(t *testing.T) {
 		}
 		unshare, err1 := exec.LookPath("unshare")
 		_, err2 := exec.LookPath("iptables")
-		if err1 != nil || err2 != nil || exec.Command(unshare, "-n", "true").Run() != nil {
-			t.Skip("needs unshare -n (root) and iptables")
+		_, err3 := exec.LookPath("ip")
+		if err1 != nil || err2 != nil || err3 != nil || exec.Command(unshare, "-n", "true").Run() != nil {
+			t.Skip("needs unshare -n (root), ip and iptables")
 		}
 		cmd := exec.CommandContext(t.Context(), unshare, "-n", os.Args[0], "-test.run", "^TestTransparentRedirect$", "-test.v", "-test.count=1")
 		cmd.Env = append(os.Environ(), netnsChild+"=1")

@@ -9,6 +9,12 @@
 #              official Go image); "local" makes one from the installed
 #              toolchain with go-local.sh, for machines without a registry
 #   ENGINE     podman or docker (default: podman if installed)
+#   PLATFORMS  comma-separated target platforms (linux/amd64,linux/arm64);
+#              more than one builds a manifest list named IMAGE (podman
+#              --manifest; docker buildx, which needs --push or a
+#              containerd image store to keep it). Default: the build
+#              machine's. The Dockerfile cross-compiles, so no emulation
+#              is needed for another architecture.
 #
 # With podman the image is built in Docker's format, the only one that
 # keeps HEALTHCHECK, over the host's network (the build stage downloads
@@ -23,14 +29,27 @@ engine=${ENGINE:-$(command -v podman || command -v docker || true)}
 version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 image=${IMAGE:-egressgate:$version}
 
-set -- --build-arg "VERSION=$version" -t "$image"
+platforms=${PLATFORMS:-}
+set -- --build-arg "VERSION=$version"
 if [ "${GO_IMAGE:-}" = local ]; then
 	GO_IMAGE=$(deploy/container/go-local.sh "$engine")
 fi
 [ -z "${GO_IMAGE:-}" ] || set -- "$@" --build-arg "GO_IMAGE=$GO_IMAGE"
 
+multi=false
+case "$platforms" in *,*) multi=true ;; esac
+[ -z "$platforms" ] || set -- "$@" --platform "$platforms"
+
 case "$(basename "$engine")" in
 podman)
+	if $multi; then
+		# A manifest list gathers the images built into it: start afresh,
+		# or the images of earlier builds would stay listed.
+		"$engine" manifest rm "$image" >/dev/null 2>&1 || "$engine" rmi "$image" >/dev/null 2>&1 || true
+		set -- "$@" --manifest "$image"
+	else
+		set -- "$@" -t "$image"
+	fi
 	set -- "$@" --format docker --network host
 	if command -v runc >/dev/null 2>&1; then
 		set -- "$@" --runtime runc
@@ -41,12 +60,22 @@ podman)
 		printf '[containers]\ndefault_ulimits = []\n' >"$conf"
 		export CONTAINERS_CONF="$conf"
 	fi
+	set -- build "$@"
+	;;
+*)
+	set -- "$@" -t "$image"
+	if $multi; then
+		set -- buildx build "$@"
+	else
+		set -- build "$@"
+	fi
 	;;
 esac
 
-echo "+ $engine build $* ." >&2
-"$engine" build "$@" .
+echo "+ $engine $* ." >&2
+"$engine" "$@" .
 # Earlier builds leave untagged images behind (their build stage, and the
 # image the tag pointed to before); the Dockerfile labels both stages, so
-# only those are removed.
-"$engine" image prune -f --filter label=io.egressgate.stage >/dev/null
+# only those are removed. Not after a manifest list: its images are
+# untagged too.
+$multi || "$engine" image prune -f --filter label=io.egressgate.stage >/dev/null

@@ -41,11 +41,11 @@ import (
 
 // Labels the generated routes match on.
 const (
-	EstateLabel   = "estate"
-	SeverityLabel = "severity"
-	// ReportSeverity is the severity of report-type notifications, which
+	estateLabel   = "estate"
+	severityLabel = "severity"
+	// reportSeverity is the severity of report-type notifications, which
 	// contacts may opt out of.
-	ReportSeverity = "info"
+	reportSeverity = "info"
 )
 
 // contactRoles are the names of a target's contacts, in the order they are
@@ -242,7 +242,7 @@ func Config(targets []EscalationTarget, opts Options) ([]byte, error) {
 			def = rt
 			continue
 		}
-		rt.Matchers = []string{matcher(EstateLabel, t.Estate)}
+		rt.Matchers = []string{matcher(estateLabel, t.Estate)}
 		cfg.Route.Routes = append(cfg.Route.Routes, rt)
 	}
 	if def == nil {
@@ -262,9 +262,9 @@ func Config(targets []EscalationTarget, opts Options) ([]byte, error) {
 		fmt.Fprintf(&buf, " from %s", commentSafe(o.Source))
 	}
 	fmt.Fprintf(&buf, ".\n# Regenerate it when the contacts change rather than editing it.\n#\n")
-	fmt.Fprintf(&buf, "# Each estate's alerts (label %s) go to its primary contact at once, to its\n", EstateLabel)
+	fmt.Fprintf(&buf, "# Each estate's alerts (label %s) go to its primary contact at once, to its\n", estateLabel)
 	fmt.Fprintf(&buf, "# secondary %s and its tertiary %s after they started firing,\n", promDuration(o.SecondaryAfter), promDuration(o.TertiaryAfter))
-	fmt.Fprintf(&buf, "# unless they were silenced or resolved by then. %s=%q alerts (reports)\n", SeverityLabel, ReportSeverity)
+	fmt.Fprintf(&buf, "# unless they were silenced or resolved by then. %s=%q alerts (reports)\n", severityLabel, reportSeverity)
 	fmt.Fprintf(&buf, "# go at once to every contact who did not opt out of reports.\n")
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -349,7 +349,7 @@ func (t *EscalationTarget) validate(needEmail bool) error {
 // and the receivers it names: one per contact.
 func estateRoute(t EscalationTarget, o Options, tmpl *urlTemplate) (*amRoute, []amReceiver, error) {
 	delays := []time.Duration{0, o.SecondaryAfter, o.TertiaryAfter}
-	reports := &amRoute{Matchers: []string{matcher(SeverityLabel, ReportSeverity)}}
+	reports := &amRoute{Matchers: []string{matcher(severityLabel, reportSeverity)}}
 	rt := &amRoute{Routes: []*amRoute{reports}}
 	var receivers []amReceiver
 	for i, c := range t.Contacts {
