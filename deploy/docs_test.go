@@ -104,16 +104,15 @@ func TestDeployingWalkthrough(t *testing.T) {
 
 // checkRunLine checks a `podman run` command of the walk-through against
 // the Dockerfile: it publishes both exposed ports, and mounts a
-// directory at the one the image's CMD reads its config from.
+// directory at the one the image reads its config from (its CMD's
+// flag or its environment).
 func checkRunLine(t *testing.T, f []string) {
 	t.Helper()
 	data, err := os.ReadFile(dockerfile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(string(data))
-	args := strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", ")
-	config, _ := flagValue(args, "config")
+	config := imageSetting(strings.ReplaceAll(string(data), "\\\n", " "), "config")
 	var ports []string
 	var mounted, readOnly bool
 	for i, a := range f {
