@@ -104,10 +104,15 @@ func TestDeployingWalkthrough(t *testing.T) {
 
 // checkRunLine checks a `podman run` command of the walk-through against
 // the Dockerfile: it publishes both exposed ports, and mounts a
-// directory at the one the image's CMD reads its config from.
+// directory at the one the image reads its config from (its CMD's
+// flag or its environment).
 func checkRunLine(t *testing.T, f []string) {
 	t.Helper()
-	config := dockerfileSetting(t, "config")
+	data, err := os.ReadFile(dockerfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := imageSetting(strings.ReplaceAll(string(data), "\\\n", " "), "config")
 	var ports []string
 	var mounted, readOnly bool
 	for i, a := range f {

@@ -198,6 +198,28 @@ func flagValue(args []string, name string) (string, bool) {
 	return "", false
 }
 
+// imageSetting returns serve's setting flag as the image gives it: the
+// Dockerfile's CMD flag, else its EGRESSGATE_* environment
+// (docs/configuration.md). text is the Dockerfile with continued lines
+// joined.
+func imageSetting(text, flag string) string {
+	var args []string
+	if cmd := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(text); cmd != nil {
+		args = strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", ")
+	}
+	if v, ok := flagValue(args, flag); ok {
+		return v
+	}
+	env := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^ENV (.*)$`).FindAllStringSubmatch(text, -1) {
+		for _, kv := range strings.Fields(m[1]) {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+	}
+	return env["EGRESSGATE_"+strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))]
+}
+
 // portOf returns the port of a listen address such as ":3128".
 func portOf(t *testing.T, addr string) int {
 	t.Helper()
@@ -535,31 +557,6 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
-// dockerfileSetting is the value the image gives serve's flag: the CMD's
-// flag, else the image's EGRESSGATE_* environment (docs/configuration.md).
-func dockerfileSetting(t *testing.T, flag string) string {
-	t.Helper()
-	data, err := os.ReadFile(dockerfile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.ReplaceAll(string(data), "\\\n", " ") // join continued lines
-	if cmd := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(s); cmd != nil {
-		if v, ok := flagValue(strings.Split(strings.ReplaceAll(cmd[1], `"`, ""), ", "), flag); ok {
-			return v
-		}
-	}
-	name := "EGRESSGATE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-	for _, m := range regexp.MustCompile(`(?m)^ENV (.*)$`).FindAllStringSubmatch(s, -1) {
-		for _, kv := range strings.Fields(m[1]) {
-			if k, v, _ := strings.Cut(kv, "="); k == name {
-				return v
-			}
-		}
-	}
-	return ""
-}
-
 // TestDockerfile checks the Dockerfile's shape; TestContainerImage builds
 // and runs it.
 func TestDockerfile(t *testing.T) {
@@ -585,11 +582,10 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("%s does not match %s", dockerfile, want)
 		}
 	}
-	cmd := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(s)
-	if cmd == nil {
+	if !regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).MatchString(s) {
 		t.Fatalf("%s: no CMD", dockerfile)
 	}
-	setting := func(flag string) string { return dockerfileSetting(t, flag) }
+	setting := func(flag string) string { return imageSetting(s, flag) }
 	for flag, port := range map[string]int{"listen": proxyPort, "admin": adminPort} {
 		if v := setting(flag); portOf(t, v) != port || strings.HasPrefix(v, "127.") {
 			t.Errorf("%s: --%s = %q, want all addresses, port %d", dockerfile, flag, v, port)

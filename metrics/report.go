@@ -12,15 +12,16 @@ import (
 	"unicode"
 )
 
-// Report is the usage report `egressgate report` prints: which entries
-// were used, which were admitted but never reached their upstream, which
-// were never used, and the most denied hosts.
+// Report is the usage report `egressgate report` prints: the entries in
+// each state (see EntryState) and the most denied hosts.
 type Report struct {
-	// Source says where the numbers come from, for the heading.
+	// Source says where the numbers come from and over what time, for the
+	// heading.
 	Source string
-	// Rules are every entry known to the source; Hits and LastHit are
-	// summed (latest) over replicas when the source is Prometheus, which
-	// knows neither kinds nor ports.
+	// Rules are every entry known to the source, each with its State;
+	// from Prometheus, Hits and UpstreamFailures are the increase over the
+	// window summed over replicas and LastHit the latest, and kinds, ports
+	// and names are unknown.
 	Rules []RuleUsage
 	// Misses is nil when the source cannot tell (Prometheus: denied hosts
 	// are never label values).
