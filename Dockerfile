@@ -15,6 +15,9 @@
 # go-local.sh makes one from the installed toolchain where no registry can
 # be reached; docs/deploying.md, "The container").
 ARG GO_IMAGE=golang:1.26
+# The build machine's platform, which the build stage runs on. Docker
+# (BuildKit) sets it on its own; podman 4's buildah needs it declared here.
+ARG BUILDPLATFORM
 
 # Build: CGO_ENABLED=0, so the binary needs no libc and runs FROM scratch.
 # The module and build caches are cache mounts, so a rebuild after an edit

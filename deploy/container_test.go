@@ -3,6 +3,7 @@ package deploy
 import (
 	"bufio"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -285,4 +286,72 @@ func connect(t *testing.T, addr, target string) (*http.Response, net.Conn) {
 	}
 	c.SetDeadline(time.Time{})
 	return resp, c
+}
+
+// TestImageCrossArch builds the image for linux/arm64 on this machine,
+// as podman build --platform linux/arm64 does (make image
+// PLATFORMS=linux/arm64), with no emulation: the build stage
+// cross-compiles. The image says arm64, and the binary in it is an
+// AArch64 executable. Then make image PLATFORMS=linux/amd64,linux/arm64
+// builds a manifest list of both.
+func TestImageCrossArch(t *testing.T) {
+	podman := podmanEnv(t)
+	const arm64Image = "localhost/egressgate:podman-test-arm64"
+	const listImage = "localhost/egressgate:podman-test-multi"
+	build := func(image, platforms string) {
+		t.Helper()
+		start := time.Now()
+		out, err := run(t, 15*time.Minute, "..", "sh", "-c",
+			"IMAGE="+image+" VERSION="+testVersion+" GO_IMAGE=local ENGINE="+podman+" PLATFORMS="+platforms+" deploy/container/build.sh")
+		if err != nil {
+			t.Fatalf("PLATFORMS=%s deploy/container/build.sh: %v\n%s", platforms, err, tail([]byte(out), 4000))
+		}
+		t.Logf("PLATFORMS=%s built in %.0f s", platforms, time.Since(start).Seconds())
+	}
+	build(arm64Image, "linux/arm64")
+	out, err := run(t, time.Minute, ".", podman, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", arm64Image)
+	if err != nil || strings.TrimSpace(out) != "linux/arm64" {
+		t.Errorf("podman image inspect %s = %q (%v), want linux/arm64", arm64Image, strings.TrimSpace(out), err)
+	}
+	// The binary, copied out of a container that never runs.
+	out, err = run(t, time.Minute, ".", podman, "create", "--platform", "linux/arm64", arm64Image)
+	if err != nil {
+		t.Fatalf("podman create: %v\n%s", err, out)
+	}
+	ctr := strings.TrimSpace(out)
+	t.Cleanup(func() { exec.Command(podman, "rm", "-f", ctr).Run() })
+	bin := filepath.Join(t.TempDir(), "egressgate")
+	if out, err := run(t, time.Minute, ".", podman, "cp", ctr+":/usr/local/bin/egressgate", bin); err != nil {
+		t.Fatalf("podman cp: %v\n%s", err, out)
+	}
+	if f, err := elf.Open(bin); err != nil {
+		t.Errorf("the image's egressgate: %v", err)
+	} else {
+		if f.Machine != elf.EM_AARCH64 {
+			t.Errorf("the image's egressgate is for %s, want %s", f.Machine, elf.EM_AARCH64)
+		}
+		f.Close()
+	}
+
+	build(listImage, "linux/amd64,linux/arm64")
+	out, err = run(t, time.Minute, ".", podman, "manifest", "inspect", listImage)
+	if err != nil {
+		t.Fatalf("podman manifest inspect %s: %v\n%s", listImage, err, out)
+	}
+	var list struct {
+		Manifests []struct {
+			Platform struct{ OS, Architecture string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		t.Fatalf("podman manifest inspect %s: %v\n%s", listImage, err, out)
+	}
+	var platforms []string
+	for _, m := range list.Manifests {
+		platforms = append(platforms, m.Platform.OS+"/"+m.Platform.Architecture)
+	}
+	slices.Sort(platforms)
+	if want := []string{"linux/amd64", "linux/arm64"}; !slices.Equal(platforms, want) {
+		t.Errorf("manifest list %s holds %q, want %q", listImage, platforms, want)
+	}
 }

@@ -50,6 +50,9 @@ podman)
 	else
 		set -- "$@" -t "$image"
 	fi
+	# Podman 4 does not set BUILDPLATFORM itself: without it, the build
+	# stage of a --platform build would ask for the target's builder image.
+	set -- "$@" --build-arg "BUILDPLATFORM=$("$engine" info --format '{{.Host.OS}}/{{.Host.Arch}}')"
 	set -- "$@" --format docker --network host
 	if command -v runc >/dev/null 2>&1; then
 		set -- "$@" --runtime runc
