@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -54,7 +53,7 @@ func startHoldChild(ctx context.Context, cl *client, n int) (*holdChild, error) 
 		"--proxy", cl.proxy, "--target", cl.target, "--n", strconv.Itoa(n),
 		"--hello", hex.EncodeToString(cl.holdHello))
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = dieWithParent()
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err

@@ -29,12 +29,7 @@ func TestServeChild(t *testing.T) {
 	if args == "" {
 		t.Skip("run by other tests")
 	}
-	var rl syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	rl.Cur = 1024
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
-		t.Fatal(err)
-	}
+	lowerFileLimit(t, 1024)
 	os.Exit(run(append([]string{"serve"}, strings.Split(args, "\x1f")...), os.Stdout, os.Stderr))
 }
 
