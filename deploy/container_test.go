@@ -333,6 +333,10 @@ func TestImageCrossArch(t *testing.T) {
 		f.Close()
 	}
 
+	// The list goes when the test ends: its images are untagged, and a
+	// later build's prune of untagged egressgate images would take them
+	// from under it and leave podman a list it cannot read.
+	t.Cleanup(func() { exec.Command(podman, "manifest", "rm", listImage).Run() })
 	build(listImage, "linux/amd64,linux/arm64")
 	out, err = run(t, time.Minute, ".", podman, "manifest", "inspect", listImage)
 	if err != nil {
