@@ -8,44 +8,8 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy/internal/clienthello"
+	"github.com/egressgate/egressgate/proxy/internal/clienthello/hellotest"
 )
-
-// record wraps payload in TLS records of at most size bytes each.
-func record(typ byte, payload []byte, size int) []byte {
-	var out []byte
-	for len(payload) > 0 {
-		n := min(size, len(payload))
-		out = append(out, typ, 3, 1, byte(n>>8), byte(n))
-		out = append(out, payload[:n]...)
-		payload = payload[n:]
-	}
-	return out
-}
-
-// helloBody builds a ClientHello handshake message with the given
-// extensions block (nil: no extensions field at all).
-func helloBody(exts []byte) []byte {
-	body := make([]byte, 34)              // version, random
-	body = append(body, 0)                // session id
-	body = append(body, 0, 2, 0x13, 0x01) // one cipher suite
-	body = append(body, 1, 0)             // null compression
-	if exts != nil {
-		body = append(body, byte(len(exts)>>8), byte(len(exts)))
-		body = append(body, exts...)
-	}
-	return append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
-}
-
-// sniExt builds a server_name extension naming names.
-func sniExt(names ...string) []byte {
-	var list []byte
-	for _, n := range names {
-		list = append(list, 0, byte(len(n)>>8), byte(len(n)))
-		list = append(list, n...)
-	}
-	data := append([]byte{byte(len(list) >> 8), byte(len(list))}, list...)
-	return append([]byte{0, 0, byte(len(data) >> 8), byte(len(data))}, data...)
-}
 
 // TestReadHelloGrows feeds readHello hellos larger than its first buffer,
 // cut into small records, and one larger than it accepts at all.
@@ -66,11 +30,11 @@ func TestReadHelloGrows(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			exts := append(sniExt("x"), padding(tt.pad)...)
+			exts := append(hellotest.SNI("x"), padding(tt.pad)...)
 			if tt.sni != "" {
-				exts = append(sniExt(tt.sni), padding(tt.pad)...)
+				exts = append(hellotest.SNI(tt.sni), padding(tt.pad)...)
 			}
-			wire := record(clienthello.RecordTypeHandshake, helloBody(exts), 1000)
+			wire := hellotest.Records(clienthello.RecordTypeHandshake, hellotest.Hello(exts), 1000)
 			client, server := net.Pipe()
 			defer client.Close()
 			defer server.Close()

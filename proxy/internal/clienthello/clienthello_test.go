@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net"
 	"testing"
+
+	"github.com/egressgate/egressgate/proxy/internal/clienthello/hellotest"
 )
 
 // helloFor returns crypto/tls's first flight for sni with TLS versions up
@@ -26,18 +28,6 @@ func helloFor(t testing.TB, sni string, maxVersion uint16) []byte {
 	return buf[:n]
 }
 
-// record wraps payload in TLS records of at most size bytes each.
-func record(typ byte, payload []byte, size int) []byte {
-	var out []byte
-	for len(payload) > 0 {
-		n := min(size, len(payload))
-		out = append(out, typ, 3, 1, byte(n>>8), byte(n))
-		out = append(out, payload[:n]...)
-		payload = payload[n:]
-	}
-	return out
-}
-
 // handshakeOf returns the handshake message carried by well-formed
 // handshake records (the inverse of record).
 func handshakeOf(b []byte) []byte {
@@ -54,31 +44,6 @@ func handshakeOf(b []byte) []byte {
 		}
 	}
 	return msg
-}
-
-// helloBody builds a ClientHello handshake message with the given
-// extensions block (nil: no extensions field at all).
-func helloBody(exts []byte) []byte {
-	body := make([]byte, 34)              // version, random
-	body = append(body, 0)                // session id
-	body = append(body, 0, 2, 0x13, 0x01) // one cipher suite
-	body = append(body, 1, 0)             // null compression
-	if exts != nil {
-		body = append(body, byte(len(exts)>>8), byte(len(exts)))
-		body = append(body, exts...)
-	}
-	return append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
-}
-
-// sniExt builds a server_name extension naming names.
-func sniExt(names ...string) []byte {
-	var list []byte
-	for _, n := range names {
-		list = append(list, 0, byte(len(n)>>8), byte(len(n)))
-		list = append(list, n...)
-	}
-	data := append([]byte{byte(len(list) >> 8), byte(len(list))}, list...)
-	return append([]byte{0, 0, byte(len(data) >> 8), byte(len(data))}, data...)
 }
 
 // sniExtTyped builds a server_name extension of (type, name) pairs.
@@ -113,12 +78,12 @@ func helloCases(t testing.TB) []struct {
 		{"tls12", tls12, "crl.example.org", nil},
 		{"long-name", long, "a-rather-long-label-to-check-lengths.sub.example.com", nil},
 		{"no-sni", helloFor(t, "", 0), "", nil},
-		{"split-in-7-byte-records", record(22, helloBody(sniExt("x.example.net")), 7), "x.example.net", nil},
-		{"split-in-32-records", record(22, handshakeOf(tls13), (len(handshakeOf(tls13))+31)/32), "api.example.com", nil},
-		{"split-in-33-records", record(22, handshakeOf(tls13), (len(handshakeOf(tls13))+32)/33), "", ErrTooManyRecords},
-		{"split-in-1-byte-records", record(22, handshakeOf(tls12), 1), "", ErrTooManyRecords},
-		{"synthetic", record(22, helloBody(sniExt("x.example.net")), 1<<14), "x.example.net", nil},
-		{"no-extensions", record(22, helloBody(nil), 1<<14), "", nil},
+		{"split-in-7-byte-records", hellotest.Records(22, hellotest.Hello(hellotest.SNI("x.example.net")), 7), "x.example.net", nil},
+		{"split-in-32-records", hellotest.Records(22, handshakeOf(tls13), (len(handshakeOf(tls13))+31)/32), "api.example.com", nil},
+		{"split-in-33-records", hellotest.Records(22, handshakeOf(tls13), (len(handshakeOf(tls13))+32)/33), "", ErrTooManyRecords},
+		{"split-in-1-byte-records", hellotest.Records(22, handshakeOf(tls12), 1), "", ErrTooManyRecords},
+		{"synthetic", hellotest.Records(22, hellotest.Hello(hellotest.SNI("x.example.net")), 1<<14), "x.example.net", nil},
+		{"no-extensions", hellotest.Records(22, hellotest.Hello(nil), 1<<14), "", nil},
 		{"trailing-record-ignored", append(append([]byte{}, tls13...), 23, 3, 3, 0, 1, 0), "api.example.com", nil},
 		{"empty", nil, "", ErrIncomplete},
 		{"half-header", tls13[:3], "", ErrIncomplete},
@@ -127,21 +92,21 @@ func helloCases(t testing.TB) []struct {
 		{"http", []byte("GET / HTTP/1.1\r\n"), "", ErrNotTLS},
 		{"ssh", []byte("SSH-2.0-OpenSSH_9.6\r\n"), "", ErrNotTLS},
 		{"sslv2-version", []byte{22, 2, 0, 0, 1, 1}, "", ErrNotTLS},
-		{"server-hello", record(22, []byte{2, 0, 0, 1, 0}, 100), "", ErrNotClientHello},
+		{"server-hello", hellotest.Records(22, []byte{2, 0, 0, 1, 0}, 100), "", ErrNotClientHello},
 		{"server-hello-early", []byte{22, 3, 3, 0, 100, 2}, "", ErrNotClientHello},
 		{"zero-length-record", []byte{22, 3, 1, 0, 0}, "", ErrMalformed},
 		{"oversized-record", []byte{22, 3, 1, 0x40, 1}, "", ErrMalformed},
 		{"too-large", []byte{22, 3, 1, 0, 4, 1, 0, 0x50, 0}, "", ErrTooLarge},
-		{"alert-between-fragments", append(record(22, handshakeOf(tls13)[:10], 10), 21, 3, 3, 0, 2, 2, 40), "", ErrMalformed},
-		{"two-sni-extensions", record(22, helloBody(append(sniExt("a.example"), sniExt("b.example")...)), 1<<14), "", ErrMalformed},
-		{"two-host-names", record(22, helloBody(sniExt("a.example", "b.example")), 1<<14), "", ErrMalformed},
-		{"host-name-then-other-type", record(22, helloBody(sniExtTyped(0, "a.example", 1, "b.example")), 1<<14), "", ErrMalformed},
-		{"other-type-then-host-name", record(22, helloBody(sniExtTyped(1, "b.example", 0, "a.example")), 1<<14), "", ErrMalformed},
-		{"other-type-only", record(22, helloBody(sniExtTyped(1, "b.example")), 1<<14), "", ErrMalformed},
-		{"empty-list", record(22, helloBody([]byte{0, 0, 0, 2, 0, 0}), 1<<14), "", ErrMalformed},
-		{"empty-host-name", record(22, helloBody(sniExt("")), 1<<14), "", ErrMalformed},
-		{"truncated-extension", record(22, helloBody([]byte{0, 0, 0, 9, 0}), 1<<14), "", ErrMalformed},
-		{"extra-after-hello", record(22, append(helloBody(sniExt("a.example")), 0), 1<<14), "", ErrMalformed},
+		{"alert-between-fragments", append(hellotest.Records(22, handshakeOf(tls13)[:10], 10), 21, 3, 3, 0, 2, 2, 40), "", ErrMalformed},
+		{"two-sni-extensions", hellotest.Records(22, hellotest.Hello(append(hellotest.SNI("a.example"), hellotest.SNI("b.example")...)), 1<<14), "", ErrMalformed},
+		{"two-host-names", hellotest.Records(22, hellotest.Hello(hellotest.SNI("a.example", "b.example")), 1<<14), "", ErrMalformed},
+		{"host-name-then-other-type", hellotest.Records(22, hellotest.Hello(sniExtTyped(0, "a.example", 1, "b.example")), 1<<14), "", ErrMalformed},
+		{"other-type-then-host-name", hellotest.Records(22, hellotest.Hello(sniExtTyped(1, "b.example", 0, "a.example")), 1<<14), "", ErrMalformed},
+		{"other-type-only", hellotest.Records(22, hellotest.Hello(sniExtTyped(1, "b.example")), 1<<14), "", ErrMalformed},
+		{"empty-list", hellotest.Records(22, hellotest.Hello([]byte{0, 0, 0, 2, 0, 0}), 1<<14), "", ErrMalformed},
+		{"empty-host-name", hellotest.Records(22, hellotest.Hello(hellotest.SNI("")), 1<<14), "", ErrMalformed},
+		{"truncated-extension", hellotest.Records(22, hellotest.Hello([]byte{0, 0, 0, 9, 0}), 1<<14), "", ErrMalformed},
+		{"extra-after-hello", hellotest.Records(22, append(hellotest.Hello(hellotest.SNI("a.example")), 0), 1<<14), "", ErrMalformed},
 	}
 }
 
@@ -160,7 +125,7 @@ func TestParseClientHello(t *testing.T) {
 // allocations; a hello split over records copies it once.
 func TestParseClientHelloAllocs(t *testing.T) {
 	one := helloFor(t, "api.example.com", 0)
-	split := record(22, handshakeOf(one), 100)
+	split := hellotest.Records(22, handshakeOf(one), 100)
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -190,7 +155,7 @@ func FuzzParse(f *testing.F) {
 		// The same hello cut into other record sizes says the same,
 		// up to MaxRecords records.
 		msg := handshakeOf(in)
-		again, err := Parse(record(22, msg, int(size)+1))
+		again, err := Parse(hellotest.Records(22, msg, int(size)+1))
 		if (len(msg)+int(size))/(int(size)+1) > MaxRecords {
 			if err != ErrTooManyRecords {
 				t.Fatalf("re-recorded in %d-byte records: %q, %v; want ErrTooManyRecords", int(size)+1, again, err)
@@ -210,8 +175,8 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("fed a byte at a time: %q, %v; want %q", got, err, name)
 		}
 		// A strict prefix of the records never gives an answer.
-		if n := len(record(22, msg, 1<<14)); n > 1 {
-			if got, err := Parse(record(22, msg, 1<<14)[:n-1]); err != ErrIncomplete {
+		if n := len(hellotest.Records(22, msg, 1<<14)); n > 1 {
+			if got, err := Parse(hellotest.Records(22, msg, 1<<14)[:n-1]); err != ErrIncomplete {
 				t.Fatalf("prefix: %q, %v; want ErrIncomplete", got, err)
 			}
 		}
@@ -224,7 +189,7 @@ func FuzzParse(f *testing.F) {
 // byte at a time, a Parser now allocates its copy once.
 func TestParserCopiesOnce(t *testing.T) {
 	msg := handshakeOf(helloFor(t, "api.example.com", 0))
-	wire := record(22, msg, (len(msg)+MaxRecords-1)/MaxRecords)
+	wire := hellotest.Records(22, msg, (len(msg)+MaxRecords-1)/MaxRecords)
 	n := testing.AllocsPerRun(20, func() {
 		var p Parser
 		for i := 1; i <= len(wire); i++ {
