@@ -11,18 +11,19 @@ import (
 
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // explainResult is the JSON form of an explain answer.
 type explainResult struct {
-	Host    string       `json:"host"`
-	Port    uint16       `json:"port"`
-	Estate  string       `json:"estate"`  // the client's estate; "default" without estates
-	Source  string       `json:"source"`  // its preference source
-	Verdict string       `json:"verdict"` // ALLOW or DENY
-	Rule    *explainRule `json:"rule"`    // null when no entry names the host
-	Reason  string       `json:"reason"`  // empty when allowed
-	Detail  string       `json:"detail,omitempty"`
+	Host    string        `json:"host"`
+	Port    uint16        `json:"port"`
+	Estate  string        `json:"estate"`  // the client's estate; "default" without estates
+	Source  string        `json:"source"`  // its preference source
+	Verdict string        `json:"verdict"` // ALLOW or DENY
+	Rule    *export.Entry `json:"rule"`    // null when no entry names the host
+	Reason  string        `json:"reason"`  // empty when allowed
+	Detail  string        `json:"detail,omitempty"`
 	// Hints are policy changes under which a deny would be an allow.
 	Hints []explainHint `json:"hints,omitempty"`
 }
@@ -32,19 +33,6 @@ type explainHint struct {
 	What   string `json:"what"`
 	Rule   string `json:"rule"`
 	Config string `json:"config"`
-}
-
-type explainRule struct {
-	Catalog  string   `json:"catalog"`
-	Pattern  string   `json:"pattern"`
-	Kind     string   `json:"kind"`
-	Groups   []string `json:"groups"`
-	Sections []string `json:"sections"`
-	Ports    []uint16 `json:"ports"`
-	OS       []string `json:"os,omitempty"`
-	Example  bool     `json:"example,omitempty"`
-	Notes    []string `json:"notes,omitempty"`
-	Source   string   `json:"source"`
 }
 
 // explainArgs is explain's command line, parsed.
@@ -193,8 +181,8 @@ func explainResultOf(rs *rules.Ruleset, ea explainArgs, a proxy.Admission) expla
 		res.Detail = policyDetail(a.Estate, ea.client, a.Verdict)
 	}
 	if e := a.Verdict.Entry; e != nil {
-		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
-			Sections: e.Sections(), Ports: e.Ports, OS: e.OS, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
+		r := export.Resolve(e)
+		res.Rule = &r
 	}
 	return res
 }
