@@ -50,8 +50,8 @@ type explainArgs struct {
 // runExplain prints whether HOST[:PORT] would be admitted and why, as
 // proxy.Admit decides it for serve. Exit 0 for allow, 1 for deny, 2 for
 // bad input.
-func runExplain(args []string, stdout, stderr io.Writer) int {
-	ea, exit, ok := parseExplain(args, stdout, stderr)
+func runExplain(cl *commandLine, args []string, stdout, stderr io.Writer) int {
+	ea, exit, ok := parseExplain(cl, args, stdout, stderr)
 	if !ok {
 		return exit
 	}
@@ -97,25 +97,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 
 // parseExplain parses explain's command line; false with the exit status
 // when there is nothing to explain (help, or bad usage).
-func parseExplain(args []string, stdout, stderr io.Writer) (explainArgs, int, bool) {
-	cl := newCommandLine("explain", "egressgate explain [--config FILE] [--client ADDR] [--user NAME] [--json] HOST[:PORT]", `
-Says whether a connection to HOST:PORT would be admitted under the config's
-policy, which catalog entry decides it, and, for a deny, what would change
-the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
-brackets ([2001:db8::1]:443). A URL (https://central.sophos.com/) is judged
-as its host and port. Flags may also follow HOST[:PORT].
-
---client ADDR judges as a client at that address: outside --clients (as
-for serve: loopback and the private ranges by default) it is refused
-client-not-allowed; with estates, it is judged by its estate and its Live
-Response exclusion. --user NAME judges as a proxy user (its estate; no
-password is asked). Otherwise the default estate's policy answers.
-
-An IP address the catalog admits is still a DENY private-destination when it
-is in a range serve never dials, unless --allow-dest lists it, as for serve.
-
-exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
-config that does not load, bad usage)`)
+func parseExplain(cl *commandLine, args []string, stdout, stderr io.Writer) (explainArgs, int, bool) {
 	var ea explainArgs
 	config := cl.addConfig()
 	asJSON := cl.Bool("json", false, "print one JSON object")

@@ -33,14 +33,7 @@ type probeReport struct {
 // runProbe is "egressgate probe": the document's DNS and connectivity
 // checks over every concrete name of the effective catalog. Exit 0 when
 // all pass, 1 when one fails, 2 for bad input.
-func runProbe(args []string, stdout, stderr io.Writer) int {
-	fs := newCommandLine("probe", "egressgate probe [--config FILE] [--via PROXY_URL] [--json] [--hosts FILE] [--ca FILE]", `
-Runs the vendor document's DNS and connectivity checks over every concrete
-name of the effective catalog: resolve, connect, and on TLS ports a
-handshake, directly or through a forward proxy (--via). Wildcard, glob and
-CIDR entries name no host to try and are listed as skipped.
-
-exit status: 0 every check passed, 1 one failed, 2 bad input`)
+func runProbe(fs *commandLine, args []string, stdout, stderr io.Writer) int {
 	config := fs.addConfig()
 	via := fs.String("via", "", "forward proxy `URL` (http://host:port) to CONNECT through; default: connect directly")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
