@@ -2,7 +2,6 @@ package export
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -79,10 +78,7 @@ func parseEntry(pattern string) (*rules.Entry, error) {
 // testMatcher compiles a plain-list catalog with every group on.
 func testMatcher(t testing.TB, file string) *rules.Matcher {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, file)
 	c, err := rules.ParseList(file, "test", data)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 )
@@ -14,10 +13,7 @@ import (
 // to the same catalog as the saved text, and nothing of the site's
 // furniture becomes an entry.
 func TestPageTextImportsLikeTheSavedPage(t *testing.T) {
-	html, err := os.ReadFile("../../cmd/egressgate/testdata/watch/page-excerpt.html")
-	if err != nil {
-		t.Fatal(err)
-	}
+	html := mustRead(t, "../../cmd/egressgate/testdata/watch/page-excerpt.html")
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(html)
