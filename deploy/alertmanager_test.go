@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -63,14 +62,9 @@ func TestAlertmanagerExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(alertmanagerExample)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := readFile(t, alertmanagerExample)
 	if !bytes.Equal(got, want) && *updateAlertmanager {
-		if err := os.WriteFile(alertmanagerExample, want, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, alertmanagerExample, string(want))
 	} else if !bytes.Equal(got, want) {
 		t.Errorf("%s is not what the generator makes of the worked example; regenerate it with go test ./deploy -run TestAlertmanagerExample -update-alertmanager:\n%s",
 			alertmanagerExample, want)
@@ -304,9 +298,7 @@ func TestAlertmanagerEscalation(t *testing.T) {
 func startAlertmanager(t *testing.T, ctx context.Context, bin string, cfg []byte) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "alertmanager.yml"), cfg, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, filepath.Join(dir, "alertmanager.yml"), string(cfg))
 	addr := freeAddr(t)
 	_, exited := startProcess(t, dir, "alertmanager.log", bin,
 		"--config.file=alertmanager.yml",
@@ -383,17 +375,11 @@ func silence(t *testing.T, ctx context.Context, am, label, value string) {
 // shipped example; each `amtool config routes test` line followed by a
 // "# RECEIVERS" line gives those receivers on the example.
 func TestAlertingDocs(t *testing.T) {
-	example, err := os.ReadFile(alertmanagerExample)
-	if err != nil {
-		t.Fatal(err)
-	}
+	example := readFile(t, alertmanagerExample)
 	blockRE := regexp.MustCompile("(?s)```yaml\n(.*?)```")
 	routeRE := regexp.MustCompile(`(?m)^amtool config routes test --config.file=alertmanager.yml (.+)\n# (.+)$`)
 	for _, file := range []string{"../docs/alerting.md", "alertmanager/README.md"} {
-		doc, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
+		doc := readFile(t, file)
 		blocks := blockRE.FindAllSubmatch(doc, -1)
 		routeTests := routeRE.FindAllStringSubmatch(string(doc), -1)
 		if len(blocks) == 0 || len(routeTests) == 0 {
@@ -403,9 +389,7 @@ func TestAlertingDocs(t *testing.T) {
 			if bytes.HasPrefix(b[1], []byte("alerting:")) {
 				promtool := needTool(t, "apt-get install prometheus", "promtool")
 				path := filepath.Join(t.TempDir(), "prometheus.yml")
-				if err := os.WriteFile(path, b[1], 0o644); err != nil {
-					t.Fatal(err)
-				}
+				writeFile(t, path, string(b[1]))
 				if out, err := run(t, 30*time.Second, ".", promtool, "check", "config", path); err != nil {
 					t.Errorf("%s: promtool check config on its alerting block: %v\n%s", file, err, out)
 				}

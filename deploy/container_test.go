@@ -109,21 +109,7 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	// An upstream that echoes, for the tunnel held open across SIGTERM.
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	upPort := up.Addr().(*net.TCPAddr).Port
+	upPort := echoUpstream(t)
 
 	// The config directory, mounted where the image's CMD looks.
 	cfgDir := t.TempDir()

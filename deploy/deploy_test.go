@@ -1,20 +1,15 @@
 package deploy
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // Files under test, relative to this package's directory.
@@ -24,35 +19,6 @@ const (
 	alertsTestFile = "prometheus/alerts_test.yml"
 	scrapeFile     = "prometheus/scrape.yml"
 )
-
-// needTool returns the path of the first of names installed, or skips the
-// test: under -short, which leaves out every test that starts a real
-// component, and when none of names is installed (`make deps` installs
-// them; how says where from).
-func needTool(t *testing.T, how string, names ...string) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skipf("-short: not starting %s", names[0])
-	}
-	for _, name := range names {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skipf("%s not installed (%s)", strings.Join(names, " or "), how)
-	return ""
-}
-
-// run runs a program with a deadline and returns its combined output.
-func run(t *testing.T, timeout time.Duration, dir, name string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
 
 func TestAlertRulesCheck(t *testing.T) {
 	promtool := needTool(t, "apt-get install prometheus", "promtool")
@@ -210,10 +176,7 @@ type datasource struct {
 
 func loadDashboard(t *testing.T) *dashboard {
 	t.Helper()
-	data, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dashboardFile)
 	var d dashboard
 	if err := json.Unmarshal(data, &d); err != nil {
 		t.Fatalf("%s: %v", dashboardFile, err)
@@ -598,39 +561,5 @@ func TestQueriesUseKnownMetrics(t *testing.T) {
 		if strings.HasPrefix(name, "egressgate_") && !used[name] {
 			t.Errorf("metric %s is on no panel and in no alert", name)
 		}
-	}
-}
-
-func readYAML(t *testing.T, path string, out any) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(out); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-func writeYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	data, err := yaml.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func copyFile(t *testing.T, from, to string) {
-	t.Helper()
-	data, err := os.ReadFile(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(to, data, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -21,10 +21,7 @@ const deployingDoc = "../docs/deploying.md"
 // and mounts the config directory its CMD reads, and `cd deploy/compose`
 // leads to the compose file TestCompose loads.
 func TestDeployingWalkthrough(t *testing.T) {
-	data, err := os.ReadFile(deployingDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, deployingDoc)
 	doc := string(data)
 	start := strings.Index(doc, "## From nothing to a fleet")
 	end := strings.Index(doc[start+1:], "\n## ")
@@ -37,10 +34,7 @@ func TestDeployingWalkthrough(t *testing.T) {
 			t.Errorf("%s: no step %q", deployingDoc, step)
 		}
 	}
-	makefile, err := os.ReadFile("../Makefile")
-	if err != nil {
-		t.Fatal(err)
-	}
+	makefile := readFile(t, "../Makefile")
 	bin, _ := buildEgressgate(t)
 	var lines []string
 	for _, m := range regexp.MustCompile("(?s)```sh\n(.*?)```").FindAllStringSubmatch(walk, -1) {
@@ -108,10 +102,7 @@ func TestDeployingWalkthrough(t *testing.T) {
 // flag or its environment).
 func checkRunLine(t *testing.T, f []string) {
 	t.Helper()
-	data, err := os.ReadFile(dockerfile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dockerfile)
 	config := imageSetting(strings.ReplaceAll(string(data), "\\\n", " "), "config")
 	var ports []string
 	var mounted, readOnly bool
@@ -143,10 +134,7 @@ func checkRunLine(t *testing.T, f []string) {
 // expressions the Prometheus tests evaluate, so that a panel or an alert
 // added without its sentence fails here.
 func TestDeployingCounts(t *testing.T) {
-	data, err := os.ReadFile(deployingDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, deployingDoc)
 	m := regexp.MustCompile(`(\d+) PromQL expressions \((\d+) panel queries, (\d+) variable queries, (\d+) alert conditions and\s+(\d+) of their\s+operands`).FindStringSubmatch(string(data))
 	if m == nil {
 		t.Fatalf("%s: no sentence \"N PromQL expressions (N panel queries, N variable queries, N alert conditions and N of their operands\"", deployingDoc)

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -47,10 +46,7 @@ func dashboardStrictErrors(data []byte) []string {
 // Grafana dashboard types, so that a panel with a misspelt or misplaced
 // field fails here rather than being dropped by Grafana on import.
 func TestDashboardStrict(t *testing.T) {
-	data, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dashboardFile)
 	if errs := dashboardStrictErrors(data); len(errs) > 0 {
 		t.Errorf("%s does not decode into the Grafana dashboard types:\n%s", dashboardFile, strings.Join(errs, "\n"))
 	}
@@ -60,10 +56,7 @@ func TestDashboardStrict(t *testing.T) {
 // what a hand edit gets wrong: each case changes the shipped dashboard in
 // one place, and the error must name that place.
 func TestDashboardStrictCatchesTypos(t *testing.T) {
-	data, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dashboardFile)
 	// firstPanel returns the index and object of the first top-level
 	// panel of the given type that has targets.
 	firstPanel := func(d map[string]any, typ string) (int, map[string]any) {

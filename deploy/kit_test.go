@@ -384,9 +384,7 @@ func TestKubernetesConfigLoads(t *testing.T) {
 	cm := findObject(t, loadKubernetes(t), "ConfigMap")
 	dir := t.TempDir()
 	for name, content := range cm.Data {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		writeFile(t, filepath.Join(dir, name), content)
 	}
 	rs, err := rules.Load(filepath.Join(dir, "config.yaml"))
 	if err != nil {
@@ -492,10 +490,7 @@ func sanitizeLabel(s string) string {
 // unitDirectives reads a systemd unit into key → values.
 func unitDirectives(t *testing.T, path string) map[string][]string {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, path)
 	out := map[string][]string{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -548,9 +543,7 @@ func TestSystemdUnit(t *testing.T) {
 	// does, in a copy of the unit of the same name.
 	data, _ := os.ReadFile(systemdUnit)
 	unit := filepath.Join(t.TempDir(), "egressgate.service")
-	if err := os.WriteFile(unit, bytes.ReplaceAll(data, []byte(start[0]), []byte("/bin/true")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, unit, string(bytes.ReplaceAll(data, []byte(start[0]), []byte("/bin/true"))))
 	out, err := run(t, 30*time.Second, ".", analyze, "verify", unit)
 	if err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify %s: %v\n%s", systemdUnit, err, out)
@@ -560,10 +553,7 @@ func TestSystemdUnit(t *testing.T) {
 // TestDockerfile checks the Dockerfile's shape; TestContainerImage builds
 // and runs it.
 func TestDockerfile(t *testing.T) {
-	data, err := os.ReadFile(dockerfile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dockerfile)
 	s := strings.ReplaceAll(string(data), "\\\n", " ") // join continued lines
 	for _, want := range []*regexp.Regexp{
 		regexp.MustCompile(`(?m)^ARG GO_IMAGE=golang:1\.26\S*$`),

@@ -160,16 +160,13 @@ func TestKubernetesDecodeStrict(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := readFile(t, f)
 			first, _, _ := strings.Cut(string(data), "\n")
 			want, ok := strings.CutPrefix(first, "# want: ")
 			if !ok {
 				t.Fatalf("%s: first line %q is not \"# want: ERROR\"", f, first)
 			}
-			_, err = decodeStrict(data)
+			_, err := decodeStrict(data)
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("decodeStrict(%s) = %v, want an error containing %q", f, err, want)
 			}

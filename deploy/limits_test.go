@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,10 +49,7 @@ func TestSystemdNofileMatchesSizing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: LimitNOFILE: %v", systemdUnit, err)
 	}
-	data, err := os.ReadFile(deployingDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, deployingDoc)
 	number := func(s string) int {
 		n, err := strconv.Atoi(strings.ReplaceAll(s, ",", ""))
 		if err != nil {

@@ -9,67 +9,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// buildEgressgate returns the path of ./cmd/egressgate built for this test
-// run, and the flags `serve -h` lists.
-func buildEgressgate(t *testing.T) (bin string, flags []string) {
-	t.Helper()
-	bin, err := egressgateBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _ := run(t, 10*time.Second, ".", bin, "serve", "-h")
-	for _, m := range regexp.MustCompile(`(?m)^\s+--?([a-z][a-z0-9.-]*)`).FindAllStringSubmatch(out, -1) {
-		flags = append(flags, m[1])
-	}
-	if len(flags) == 0 {
-		t.Fatalf("egressgate serve -h lists no flags:\n%s", out)
-	}
-	return bin, flags
-}
-
-// binDir holds the binary egressgateBinary builds; TestMain removes it.
-var binDir string
-
-// egressgateBinary builds ./cmd/egressgate once per test run: every test
-// that runs the binary runs the same source, and each link costs seconds.
-// The build has its own bound: it depends on how warm the build cache is,
-// not on anything under test.
-var egressgateBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "egressgate-deploy-test-")
-	if err != nil {
-		return "", err
-	}
-	binDir = dir
-	bin := filepath.Join(dir, "egressgate")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/egressgate")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/egressgate: %w\n%s", err, out)
-	}
-	return bin, nil
-})
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
-	os.Exit(code)
-}
 
 // deployFlags returns the flags of `egressgate serve` that the artefacts
 // pass, with the file that passes them.
@@ -83,10 +31,7 @@ func deployFlags(t *testing.T) map[string][]string {
 	for _, a := range strings.Fields(strings.Join(unitDirectives(t, systemdUnit)["ExecStart"], " ")) {
 		args = append(args, [2]string{systemdUnit, a})
 	}
-	data, err := os.ReadFile(dockerfile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dockerfile)
 	if m := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(string(data)); m != nil {
 		for _, a := range strings.Split(m[1], ",") {
 			args = append(args, [2]string{"Dockerfile", strings.Trim(a, ` "`)})
@@ -299,13 +244,6 @@ func waitQuery(t *testing.T, ctx context.Context, p *prometheus, expr, what stri
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestKitServes starts egressgate with the arguments the Deployment, the
 // systemd unit and the Dockerfile give it, the Deployment's ConfigMap as
 // the config, and the listen ports moved to free loopback ports; then the
@@ -321,10 +259,7 @@ func TestKitServes(t *testing.T) {
 	for name, content := range cm.Data {
 		writeFile(t, filepath.Join(cfgDir, name), content)
 	}
-	data, err := os.ReadFile(dockerfile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, dockerfile)
 	var dockerCmd []string
 	if m := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(string(data)); m != nil {
 		for _, a := range strings.Split(m[1], ",") {

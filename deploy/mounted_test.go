@@ -224,10 +224,7 @@ func TestEnterpriseComposeMounted(t *testing.T) {
 func TestEnterpriseOverlayIsTheExample(t *testing.T) {
 	read := func(p string) []byte {
 		t.Helper()
-		b, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b := readFile(t, p)
 		return b
 	}
 	overlay := read(filepath.Join(enterpriseOverlay, "config.yaml"))

@@ -6,101 +6,16 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago, for programs that take a listen address on the command line.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// startProcess starts a program whose output goes to a file in dir, and
-// stops it (SIGTERM, then SIGKILL after 5 s) when the test ends. The
-// returned channel is closed when the program exits.
-func startProcess(t *testing.T, dir, logName, name string, args ...string) (*exec.Cmd, <-chan struct{}) {
-	t.Helper()
-	logPath := filepath.Join(dir, logName)
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("%s output (last 3000 bytes):\n%s", filepath.Base(name), tail(out, 3000))
-		}
-	})
-	return cmd, exited
-}
-
-func tail(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[len(b)-n:]
-	}
-	return b
-}
-
-// waitHTTP polls url until it answers 200, the process exits or the
-// deadline passes.
-func waitHTTP(t *testing.T, ctx context.Context, url string, exited <-chan struct{}, what string) {
-	t.Helper()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("%s exited before %s answered", what, url)
-		case <-ctx.Done():
-			t.Fatalf("%s: %s did not answer 200 in time (last error %v)", what, url, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 // prometheus is a running Prometheus and its HTTP API.
 type prometheus struct {

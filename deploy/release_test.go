@@ -297,17 +297,12 @@ func verifyPackagedUnit(t *testing.T, unit, bin string) {
 		t.Logf("systemd-analyze not installed: the packaged unit is not verified")
 		return
 	}
-	data, err := os.ReadFile(unit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, unit)
 	if !strings.Contains(string(data), "\nExecStart=/usr/bin/egressgate serve ") {
 		t.Errorf("packaged unit: ExecStart does not run /usr/bin/egressgate serve:\n%s", data)
 	}
 	copied := filepath.Join(t.TempDir(), "egressgate.service")
-	if err := os.WriteFile(copied, []byte(strings.ReplaceAll(string(data), "/usr/bin/egressgate", bin)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, copied, strings.ReplaceAll(string(data), "/usr/bin/egressgate", bin))
 	if out, err := run(t, time.Minute, ".", analyze, "verify", copied); err != nil || strings.TrimSpace(out) != "" {
 		t.Errorf("systemd-analyze verify (the packaged unit): %v\n%s", err, out)
 	}

@@ -18,10 +18,7 @@ import (
 // TestSystemdSamples checks that the files the unit's install steps name
 // exist beside it, and that the sample config loads with its catalog.
 func TestSystemdSamples(t *testing.T) {
-	data, err := os.ReadFile(systemdUnit)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readFile(t, systemdUnit)
 	named := regexp.MustCompile(`deploy/systemd/[\w.-]+`).FindAllString(string(data), -1)
 	if len(named) < 3 {
 		t.Errorf("%s: install steps name %q, want the unit, config.yaml and site.txt", systemdUnit, named)
