@@ -2,11 +2,7 @@ package metrics
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -50,24 +46,8 @@ func TestDocsPromQL(t *testing.T) {
 	defer cancel()
 	base, logs := startPrometheus(t, ctx, bin, strings.TrimPrefix(target.URL, "http://"))
 
-	query := func(expr string) ([]json.RawMessage, error) {
-		u := base + "/api/v1/query?" + url.Values{"query": {expr}}.Encode()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		var r struct {
-			Status, Error string
-			Data          struct{ Result []json.RawMessage }
-		}
-		if err := json.Unmarshal(body, &r); err != nil || r.Status != "success" {
-			return nil, fmt.Errorf("%s: %s", resp.Status, body)
-		}
-		return r.Data.Result, nil
-	}
+	// The examples go through the report's own Prometheus client.
+	query := func(expr string) ([]promSample, error) { return promQuery(ctx, http.DefaultClient, base, expr) }
 	// Ready once the target has been scraped twice: rate() and increase()
 	// need two samples, and without them the joins the examples make
 	// would never see a series (a wrong join errs only on data).
@@ -90,8 +70,8 @@ func TestDocsPromQL(t *testing.T) {
 		switch {
 		case strings.Contains(expr, "== sum by (catalog, rule) (egressgate_rule_upstream_failures_total)"):
 			// admitted but never reached: cloud-assets.sophos.com only
-			if len(res) != 1 || !strings.Contains(string(res[0]), "cloud-assets.sophos.com") {
-				t.Errorf("docs PromQL %s = %s, want cloud-assets.sophos.com alone", expr, res)
+			if len(res) != 1 || res[0].Metric["rule"] != "cloud-assets.sophos.com" {
+				t.Errorf("docs PromQL %s = %v, want cloud-assets.sophos.com alone", expr, res)
 			}
 		case strings.HasPrefix(expr, "sum by (catalog, rule) (egressgate_rule_hits_total) == 0"):
 			if len(res) != 85 {
