@@ -36,7 +36,10 @@ func TestDiscover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			path := filepath.Join("testdata", "discover", tt.file)
-			data := mustRead(t, path)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
 			found, err := Discover(path, data)
 			if err != nil {
 				t.Fatal(err)
@@ -64,10 +67,7 @@ var installerLogWant = []string{
 }
 
 func TestDiscoverErrors(t *testing.T) {
-	checkErrors(t, "Discover", func(data []byte) error {
-		_, err := Discover("x.txt", data)
-		return err
-	}, []errorCase{
+	checkErrors(t, "Discover", Discover, "x.txt", []errorCase{
 		{"plain text", "hello\nworld\n", "x.txt: no host found: not a SophosCloudInstaller.log"},
 		{"empty", "", "x.txt: no host found"},
 		{"truncated binary plist", "bplist00\x00\x01", "x.txt: reading the binary plist: too short"},
