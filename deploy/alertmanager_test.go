@@ -299,17 +299,11 @@ func startAlertmanager(t *testing.T, ctx context.Context, bin string, cfg []byte
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "alertmanager.yml"), string(cfg))
-	addr := freeAddr(t)
-	_, exited := startProcess(t, dir, "alertmanager.log", bin,
+	return startReadyServer(t, ctx, dir, "alertmanager", bin,
 		"--config.file=alertmanager.yml",
 		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
 		"--cluster.listen-address=",
 		"--log.level=debug")
-	readyCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	waitHTTP(t, readyCtx, "http://"+addr+"/-/ready", exited, "alertmanager")
-	return "http://" + addr
 }
 
 // startAlertingPrometheus runs Prometheus on loopback, scraping the

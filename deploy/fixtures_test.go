@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // needTool returns the path of the first of names installed, or skips the
@@ -98,6 +100,20 @@ func startProcess(t *testing.T, dir, logName, name string, args ...string) (*exe
 		}
 	})
 	return cmd, exited
+}
+
+// startReadyServer runs bin, a server of the Prometheus family
+// (Prometheus, Alertmanager), in dir with args and a free loopback listen
+// address, and returns its base URL once /-/ready answers, at most 20 s
+// later. Its log is dir/name.log.
+func startReadyServer(t *testing.T, ctx context.Context, dir, name, bin string, args ...string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	_, exited := startProcess(t, dir, name+".log", bin, append(args, "--web.listen-address="+addr)...)
+	readyCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	waitHTTP(t, readyCtx, "http://"+addr+"/-/ready", exited, name)
+	return "http://" + addr
 }
 
 // tail returns the last n bytes of b, or b when it is shorter.
@@ -244,4 +260,15 @@ func echoUpstream(t *testing.T) int {
 		}
 	}()
 	return up.Addr().(*net.TCPAddr).Port
+}
+
+// loadConfigMap writes a ConfigMap's files into one directory, as its
+// volume mounts them, and loads its config.yaml as egressgate does.
+func loadConfigMap(t *testing.T, data map[string]string) (*rules.Ruleset, error) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range data {
+		writeFile(t, filepath.Join(dir, name), content)
+	}
+	return rules.Load(filepath.Join(dir, "config.yaml"))
 }

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/egressgate/egressgate/rules"
 )
 
 const (
@@ -382,11 +380,7 @@ func TestKubernetes(t *testing.T) {
 // egressgate does, with every file of the ConfigMap beside it.
 func TestKubernetesConfigLoads(t *testing.T) {
 	cm := findObject(t, loadKubernetes(t), "ConfigMap")
-	dir := t.TempDir()
-	for name, content := range cm.Data {
-		writeFile(t, filepath.Join(dir, name), content)
-	}
-	rs, err := rules.Load(filepath.Join(dir, "config.yaml"))
+	rs, err := loadConfigMap(t, cm.Data)
 	if err != nil {
 		t.Fatalf("ConfigMap %s: config.yaml does not load: %v", cm.Metadata.Name, err)
 	}

@@ -222,11 +222,7 @@ func TestKustomizeOverlay(t *testing.T) {
 	if vol := dep.Spec.Template.Spec.Volumes[0]; vol.ConfigMap == nil || vol.ConfigMap.Name != cm.Name {
 		t.Errorf("overlay: the Deployment mounts %+v, want the ConfigMap %s (no hash suffix: updates reload in place)", vol, cm.Name)
 	}
-	dir := t.TempDir()
-	for name, content := range cm.Data {
-		writeFile(t, filepath.Join(dir, name), content)
-	}
-	rs, err := rules.Load(filepath.Join(dir, "config.yaml"))
+	rs, err := loadConfigMap(t, cm.Data)
 	if err != nil {
 		t.Fatalf("overlay: config.yaml does not load: %v", err)
 	}

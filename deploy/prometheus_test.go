@@ -57,16 +57,10 @@ func startPrometheus(t *testing.T, ctx context.Context, targets []string) *prome
 // 20 s later.
 func runPrometheus(t *testing.T, ctx context.Context, bin, dir string) string {
 	t.Helper()
-	addr := freeAddr(t)
-	_, exited := startProcess(t, dir, "prometheus.log", bin,
+	return startReadyServer(t, ctx, dir, "prometheus", bin,
 		"--config.file=prometheus.yml",
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
 		"--log.level=warn")
-	readyCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	waitHTTP(t, readyCtx, "http://"+addr+"/-/ready", exited, "prometheus")
-	return "http://" + addr
 }
 
 // sample is one element of an instant query's result.
