@@ -12,8 +12,7 @@ import (
 // host's shape, in JSON and HTML, with the line to add; other hosts carry
 // no hint.
 func TestMissesPageAccountHosts(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	r.Decided(decide(rs, proxy.ListenerConnect, "mcs.stn200fra.ctr.sophos.com", 443))
 	r.Decided(decide(rs, proxy.ListenerConnect, "www.sophos.com.example", 443))
 	srv := newAdmin(t, r, reg, nil)

@@ -17,8 +17,7 @@ import (
 // HTML, JSON clients with JSON, and everything else (curl) with a
 // plain-text table.
 func TestPageFormats(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	d := decide(rs, proxy.ListenerConnect, "example.org", 443)
 	r.Decided(d)
 	r.Dialed(d, time.Millisecond, 0, proxy.DialDNS)
@@ -89,8 +88,7 @@ func TestHealthAndReady(t *testing.T) {
 }
 
 func TestRulesJSON(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	for range 3 {
 		r.Decided(decide(rs, proxy.ListenerConnect, "x.example.net", 443))
 	}
@@ -134,8 +132,7 @@ func TestRulesJSON(t *testing.T) {
 }
 
 func TestMissesPage(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	for range 2 {
 		r.Decided(decide(rs, proxy.ListenerConnect, hostileHost, 443))
 	}

@@ -58,6 +58,15 @@ func newTest(t testing.TB, rs *rules.Ruleset, opts Options) (*Recorder, *prometh
 	return r, reg, &logs
 }
 
+// newListTest returns testList's ruleset and a Recorder on a fresh
+// registry with it installed.
+func newListTest(t testing.TB) (*rules.Ruleset, *Recorder, *prometheus.Registry) {
+	t.Helper()
+	rs := loadList(t, "test", testList)
+	r, reg, _ := newTest(t, rs, Options{})
+	return rs, r, reg
+}
+
 var testClient = netip.MustParseAddrPort("192.0.2.7:50123")
 
 // decide looks host:port up in rs and returns the Decision the proxy would

@@ -19,8 +19,7 @@ import (
 )
 
 func TestPromlint(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	r.Decided(decide(rs, proxy.ListenerConnect, "example.org", 443))
 	r.Dialed(decide(rs, proxy.ListenerConnect, "example.org", 443), time.Millisecond, time.Millisecond, proxy.DialOK)
 	mfs, err := reg.Gather()
@@ -276,8 +275,7 @@ func TestMaxRuleSeries(t *testing.T) {
 // TestMissFloodBounded pins that client-chosen names never become label
 // values: 10,000 random denied names add no series.
 func TestMissFloodBounded(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	r.Decided(decide(rs, proxy.ListenerConnect, "example.org", 443)) // last_hit series appears
 	r.Decided(decide(rs, proxy.ListenerConnect, "first.invalid", 443))
 	r.Decided(decide(rs, proxy.ListenerConnect, "in valid", 443)) // the estate's invalid-host series appears
@@ -364,8 +362,7 @@ func BenchmarkDecided(b *testing.B) {
 // upstream fails counts as a hit and as an upstream failure on its entry,
 // and that /rules tells "used" from "admitted, never reached".
 func TestAdmittedNeverReached(t *testing.T) {
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	rs, r, reg := newListTest(t)
 	failures := func(rule string) float64 {
 		v, ok := counterValue(t, reg, "egressgate_rule_upstream_failures_total", map[string]string{"catalog": "test", "rule": rule})
 		if !ok {

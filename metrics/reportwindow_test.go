@@ -23,8 +23,7 @@ type replica struct {
 
 func startReplica(t *testing.T, addr string) *replica {
 	t.Helper()
-	rs := loadList(t, "test", testList)
-	r, reg, _ := newTest(t, rs, Options{})
+	_, r, reg := newListTest(t)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
