@@ -53,36 +53,12 @@ egressgate_probe_success{port="",rule="b.example.org",step="dns"} 0
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "egressgate_probe_success"); err != nil {
 		t.Error(err)
 	}
-	if got := seriesValue(t, reg, "egressgate_probe_duration_seconds", "b.example.org"); got != 1 {
-		t.Errorf("duration of b.example.org dns = %v, want 1", got)
+	if got, ok := counterValue(t, reg, "egressgate_probe_duration_seconds", map[string]string{"rule": "b.example.org"}); !ok || got != 1 {
+		t.Errorf("duration of b.example.org dns = %v (series found: %v), want 1", got, ok)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkFamilies(t, mfs)
-}
-
-// seriesValue returns the value of the one gauge series of name whose
-// rule label is rule.
-func seriesValue(t *testing.T, reg *prometheus.Registry, name, rule string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "rule" && l.GetValue() == rule {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s series for rule %q", name, rule)
-	return 0
 }

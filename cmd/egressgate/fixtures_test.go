@@ -79,6 +79,20 @@ func upstream(t *testing.T, h http.HandlerFunc) string {
 	return srv.Listener.Addr().String()
 }
 
+// httpsUpstream serves h over TLS, with httptest's certificate, on ln
+// or, when ln is nil, on a loopback port, for the test's life.
+func httpsUpstream(t *testing.T, ln net.Listener, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	if ln != nil {
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // portString returns the port of a host:port address.
 func portString(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)

@@ -36,7 +36,10 @@ func TestDiscover(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
 			path := filepath.Join("testdata", "discover", tt.file)
-			data := mustRead(t, path)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
 			found, err := Discover(path, data)
 			if err != nil {
 				t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -13,7 +14,10 @@ import (
 // to the same catalog as the saved text, and nothing of the site's
 // furniture becomes an entry.
 func TestPageTextImportsLikeTheSavedPage(t *testing.T) {
-	html := mustRead(t, "../../cmd/egressgate/testdata/watch/page-excerpt.html")
+	html, err := os.ReadFile("../../cmd/egressgate/testdata/watch/page-excerpt.html")
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(html)

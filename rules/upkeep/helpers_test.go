@@ -1,21 +1,9 @@
 package upkeep
 
 import (
-	"os"
 	"strings"
 	"testing"
 )
-
-// mustRead returns the contents of the file at path, failing t when it
-// cannot be read.
-func mustRead(t testing.TB, path string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
-}
 
 // errorCase is an input a reader must refuse, and a part of its error.
 type errorCase struct{ name, data, want string }
