@@ -308,10 +308,7 @@ func TestImportLayoutTeachesLeadIn(t *testing.T) {
 }
 
 func TestParseLayoutErrors(t *testing.T) {
-	checkErrors(t, "ParseLayout", func(data []byte) error {
-		_, err := ParseLayout("l.yaml", data)
-		return err
-	}, []errorCase{
+	checkErrors(t, "ParseLayout", ParseLayout, "l.yaml", []errorCase{
 		{"unknown key", "lead_in: []\n", "field lead_in not found"},
 		{"unknown group", "lead_ins: [{text: X, group: nope}]\n", `group "nope" is not in groups`},
 		{"bad os", "lead_ins: [{text: X, os: beos}]\n", `os "beos" is not`},
