@@ -213,7 +213,7 @@ func TestProxyAuthForward(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	port := portOf(t, upstream.Listener.Addr().String())
-	rl := authRules(t, port, map[string]string{"bob": "hunter2-secret"})
+	cfg, rec := authConfig(t, port, map[string]string{"bob": "hunter2-secret"}, bcrypt.MinCost, "")
 	var logBuf strings.Builder
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
@@ -221,9 +221,8 @@ func TestProxyAuthForward(t *testing.T) {
 		defer mu.Unlock()
 		return logBuf.Write(p)
 	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rec := &recorder{}
-	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Log: log,
-		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	cfg.Log = log
+	proxyAddr, _ := startProxy(t, cfg)
 
 	get := func(user, pass string) (int, string) {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://up.example.org:%d/", port), nil)
