@@ -327,23 +327,24 @@ func (r *Recorder) serveRules(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, fmt.Sprintf("no estate %q in the config", estate), http.StatusNotFound)
 		return
 	}
-	switch pageFormat(req) {
-	case formatJSON:
-		writeJSON(w, p)
-	case formatHTML:
-		render(w, "rules.html", p)
-	default:
-		writeText(w, func(tw *tabwriter.Writer) { p.writeText(tw) })
-	}
+	writePage(w, req, "rules.html", p)
 }
 
 func (r *Recorder) serveMisses(w http.ResponseWriter, req *http.Request) {
-	p := r.MissesPage()
+	writePage(w, req, "misses.html", r.MissesPage())
+}
+
+// textPage is an admin page that prints itself as a text table.
+type textPage interface{ writeText(io.Writer) }
+
+// writePage answers with p in the format the request asks for: JSON, the
+// HTML template named tmpl, or a text table.
+func writePage(w http.ResponseWriter, req *http.Request, tmpl string, p textPage) {
 	switch pageFormat(req) {
 	case formatJSON:
 		writeJSON(w, p)
 	case formatHTML:
-		render(w, "misses.html", p)
+		render(w, tmpl, p)
 	default:
 		writeText(w, func(tw *tabwriter.Writer) { p.writeText(tw) })
 	}
@@ -421,16 +422,12 @@ func (p *RulesPage) writeText(w io.Writer) {
 	fmt.Fprintf(w, "entries: %d (%s); hits since the process started\n\n", len(p.Rules), p.StateCounts)
 	fmt.Fprintln(w, "STATE\tREASON\tCATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tPORTS\tGROUPS")
 	for _, u := range p.Rules {
-		last := "-"
-		if u.LastHit != nil {
-			last = u.LastHit.UTC().Format("2006-01-02 15:04:05")
-		}
 		ports := make([]string, len(u.Ports))
 		for i, port := range u.Ports {
 			ports[i] = strconv.Itoa(int(port))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", u.State, orDash(u.Reason), u.Catalog, u.Rule, u.Hits, u.UpstreamFailures,
-			last, strings.Join(ports, ","), strings.Join(u.Groups, ","))
+			lastHit(u), strings.Join(ports, ","), strings.Join(u.Groups, ","))
 		for _, n := range u.Names {
 			fmt.Fprintf(w, "\t\t\t  %s\t%d\t\t\t\t\n", termSafe(n.Name), n.Hits)
 		}

@@ -2,9 +2,6 @@ package metrics
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,40 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	code, _, body := getAccept(t, url, "")
-	return code, body
-}
-
-// getAccept GETs url with the Accept header accept (none when empty) and
-// returns the status, the Content-Type and the body.
-func getAccept(t *testing.T, url, accept string) (int, string, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
-}
 
 // TestPageFormats checks that /rules and /misses answer browsers with
 // HTML, JSON clients with JSON, and everything else (curl) with a
@@ -85,18 +51,6 @@ func TestPageFormats(t *testing.T) {
 			}
 		})
 	}
-}
-
-// hostileHost is a client-chosen name that would break HTML, the log and
-// a terminal if it were not escaped.
-const hostileHost = "<script>alert(1)</script>\x1b[2J.example"
-
-// newAdmin serves r's admin handler on loopback.
-func newAdmin(t *testing.T, r *Recorder, reg *prometheus.Registry, ready func() bool) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(r.AdminHandler(reg, AdminOptions{Ready: ready}))
-	t.Cleanup(srv.Close)
-	return srv
 }
 
 func TestHealthAndReady(t *testing.T) {

@@ -5,9 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,14 +43,9 @@ const authFoldHosts = 1000
 // sending no credentials where they are required is the ordinary first
 // step of a Basic challenge: it is counted, not logged.
 type authFailures struct {
-	log      *slog.Logger
-	interval time.Duration
-	results  map[proxy.AuthResult]prometheus.Counter
-
-	mu       sync.Mutex
-	table    map[authFoldKey]*authFold
-	overflow int
-	timer    *time.Timer
+	log     *slog.Logger
+	results map[proxy.AuthResult]prometheus.Counter
+	fold    *foldTable[authFoldKey, authFold]
 }
 
 type authFoldKey struct {
@@ -70,8 +63,8 @@ func newAuthFailures(reg prometheus.Registerer, log *slog.Logger, interval time.
 		Name: "egressgate_auth_failures_total",
 		Help: "Refused proxy authentications, by result: no-credentials, malformed, unknown-user, wrong-password, queue-full and backoff (refused without a check), tls-required.",
 	}, []string{"result"})
-	a := &authFailures{log: log, interval: interval, results: map[proxy.AuthResult]prometheus.Counter{},
-		table: map[authFoldKey]*authFold{}}
+	a := &authFailures{log: log, results: map[proxy.AuthResult]prometheus.Counter{}}
+	a.fold = newFoldTable[authFoldKey, authFold](interval, authFoldHosts, a.flushOnTimer)
 	for _, res := range proxy.AuthResults() {
 		a.results[res] = vec.WithLabelValues(string(res))
 	}
@@ -94,20 +87,15 @@ func (a *authFailures) failed(client netip.Addr, user string, result proxy.AuthR
 	}
 	key := authFoldKey{client.Unmap(), escapeHost(user)}
 	first := false
-	a.mu.Lock()
-	if f, seen := a.table[key]; seen {
-		f.folded++
-		f.last = result
-	} else if len(a.table) < authFoldHosts {
-		a.table[key] = &authFold{}
-		first = true
-	} else {
-		a.overflow++
-	}
-	if a.timer == nil {
-		a.timer = time.AfterFunc(a.interval, a.flushOnTimer)
-	}
-	a.mu.Unlock()
+	a.fold.note(key, func(f authFold, seen bool) authFold {
+		if seen {
+			f.folded++
+			f.last = result
+		} else {
+			first = true
+		}
+		return f
+	})
 	if !first {
 		return
 	}
@@ -122,33 +110,14 @@ func (a *authFailures) flushOnTimer() { a.flush(context.Background()) }
 // user refused more than once, one auth-failure-overflow line when the
 // table was full.
 func (a *authFailures) flush(ctx context.Context) {
-	type line struct {
-		key authFoldKey
-		f   authFold
-	}
-	a.mu.Lock()
-	var lines []line
-	for k, f := range a.table {
-		if f.folded > 0 {
-			lines = append(lines, line{k, *f})
-		}
-	}
-	overflow := a.overflow
-	clear(a.table)
-	a.overflow = 0
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer = nil
-	}
-	a.mu.Unlock()
-	slices.SortFunc(lines, func(x, y line) int {
-		return cmp.Or(x.key.client.Compare(y.key.client), strings.Compare(x.key.user, y.key.user))
+	lines, overflow := a.fold.drain(func(f authFold) bool { return f.folded > 0 }, func(x, y authFoldKey) int {
+		return cmp.Or(x.client.Compare(y.client), strings.Compare(x.user, y.user))
 	})
-	interval := slog.Float64(FieldInterval, a.interval.Seconds())
+	interval := slog.Float64(FieldInterval, a.fold.interval.Seconds())
 	for _, l := range lines {
 		a.log.LogAttrs(ctx, slog.LevelWarn, MsgAuthFailureFolded,
 			slog.String(FieldClient, l.key.client.String()), slog.String(FieldUser, l.key.user),
-			slog.String(FieldResult, string(l.f.last)), slog.Int(FieldCount, l.f.folded), interval)
+			slog.String(FieldResult, string(l.v.last)), slog.Int(FieldCount, l.v.folded), interval)
 	}
 	if overflow > 0 {
 		a.log.LogAttrs(ctx, slog.LevelWarn, MsgAuthFailureOverflow, slog.Int(FieldCount, overflow), interval)

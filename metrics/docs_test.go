@@ -1,8 +1,6 @@
 package metrics
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"net/netip"
@@ -23,49 +21,46 @@ import (
 // from the admin handler as the command does, and checks it prints what
 // the example shows; a line "..." stands for any number of lines.
 func TestDocsReportExample(t *testing.T) {
-	doc, err := os.ReadFile("../docs/metrics.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile("(?s)```\n\\$ egressgate report --from http://127.0.0.1:9128 --top 5\n(.*?)```").FindSubmatch(doc)
-	if m == nil {
-		t.Fatal("docs/metrics.md has no `$ egressgate report --from http://127.0.0.1:9128 --top 5` example")
-	}
+	want := docExample(t, "(?s)```\n\\$ egressgate report --from http://127.0.0.1:9128 --top 5\n(.*?)```",
+		"`$ egressgate report --from http://127.0.0.1:9128 --top 5` example")
 	srv := docsTraffic(t)
-	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := rep.WriteText(&out, 5); err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Split(strings.TrimRight(strings.ReplaceAll(out.String(), srv.URL, "http://127.0.0.1:9128"), "\n"), "\n")
-	want := strings.Split(strings.TrimRight(string(m[1]), "\n"), "\n")
-	if !matchLines(got, want) {
-		t.Errorf("docs/metrics.md's report example shows\n%s\nbut the report is\n%s", m[1], strings.Join(got, "\n"))
-	}
+	out := reportText(t, fetchReport(t, srv), 5)
+	checkExample(t, "report", want, strings.ReplaceAll(out, srv.URL, "http://127.0.0.1:9128"))
 }
 
 // TestDocsRulesExample checks the plain-text /rules example of
 // docs/metrics.md against /rules after the same traffic (the install time
 // aside, which is the test's).
 func TestDocsRulesExample(t *testing.T) {
+	want := docExample(t, "(?s)```text\n(egressgate 0\\.1\\.0, matcher .*?)```", "plain-text /rules example")
+	srv := docsTraffic(t)
+	_, _, body := getAccept(t, srv.URL+"/rules", "*/*")
+	body = regexp.MustCompile(`matcher v\d+ installed [0-9-]+ [0-9:]+ UTC`).ReplaceAllString(body, "matcher v1 installed 2025-06-02 09:00:00 UTC")
+	checkExample(t, "/rules", want, body)
+}
+
+// docExample returns what re's group holds in docs/metrics.md; it fails
+// when the doc has no such example (what).
+func docExample(t *testing.T, re, what string) string {
+	t.Helper()
 	doc, err := os.ReadFile("../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile("(?s)```text\n(egressgate 0\\.1\\.0, matcher .*?)```").FindSubmatch(doc)
+	m := regexp.MustCompile(re).FindSubmatch(doc)
 	if m == nil {
-		t.Fatal("docs/metrics.md has no plain-text /rules example")
+		t.Fatalf("docs/metrics.md has no %s", what)
 	}
-	srv := docsTraffic(t)
-	_, _, body := getAccept(t, srv.URL+"/rules", "*/*")
-	body = regexp.MustCompile(`matcher v\d+ installed [0-9-]+ [0-9:]+ UTC`).ReplaceAllString(body, "matcher v1 installed 2025-06-02 09:00:00 UTC")
-	got := strings.Split(strings.TrimRight(body, "\n"), "\n")
-	want := strings.Split(strings.TrimRight(string(m[1]), "\n"), "\n")
-	if !matchLines(got, want) {
-		t.Errorf("docs/metrics.md's /rules example shows\n%s\nbut /rules is\n%s", m[1], strings.Join(got, "\n"))
+	return string(m[1])
+}
+
+// checkExample fails unless got, the output of page, shows the lines of
+// its example in docs/metrics.md, where a line "..." stands for any lines.
+func checkExample(t *testing.T, page, example, got string) {
+	t.Helper()
+	gotLines := strings.Split(strings.TrimRight(got, "\n"), "\n")
+	if !matchLines(gotLines, strings.Split(strings.TrimRight(example, "\n"), "\n")) {
+		t.Errorf("docs/metrics.md's %s example shows\n%s\nbut %s is\n%s", page, example, page, strings.Join(gotLines, "\n"))
 	}
 }
 

@@ -131,7 +131,7 @@ func (r *Recorder) countEstate(d *proxy.Decision) {
 		return
 	}
 	st := b.estateOf(d.Estate)
-	ai := actionIndex(d.Action)
+	ai := slices.Index(actions, d.Action)
 	if st == nil || ai < 0 || int(d.Reason) >= maxReasonSlots {
 		return
 	}
@@ -164,15 +164,12 @@ func (r *Recorder) countEstateFailure(d *proxy.Decision) {
 }
 
 var (
-	estateRequestsDesc = prometheus.NewDesc("egressgate_estate_requests_total",
-		"Admission decisions per estate, by decision and reason; a series appears with its first count, and estate is _other beyond the per-estate series cap.",
-		[]string{"estate", "decision", "reason"}, nil)
-	estateRuleHitsDesc = prometheus.NewDesc("egressgate_estate_rule_hits_total",
-		"Admitted connections and requests per estate and catalog entry; a series appears with the entry's first hit in the estate, and estate is _other beyond the per-estate series cap.",
-		[]string{"estate", "catalog", "rule"}, nil)
-	estateRuleFailuresDesc = prometheus.NewDesc("egressgate_estate_rule_upstream_failures_total",
-		"Admitted connections and requests per estate and catalog entry whose upstream could not be reached (counted in egressgate_estate_rule_hits_total too); a series appears with the first failure, and estate is _other beyond the per-estate series cap.",
-		[]string{"estate", "catalog", "rule"}, nil)
+	estateRequestsDesc = newEstateDesc("egressgate_estate_requests_total",
+		"Admission decisions per estate, by decision and reason", "its first count", "decision", "reason")
+	estateRuleHitsDesc = newEstateDesc("egressgate_estate_rule_hits_total",
+		"Admitted connections and requests per estate and catalog entry", "the entry's first hit in the estate", "catalog", "rule")
+	estateRuleFailuresDesc = newEstateDesc("egressgate_estate_rule_upstream_failures_total",
+		"Admitted connections and requests per estate and catalog entry whose upstream could not be reached (counted in egressgate_estate_rule_hits_total too)", "the first failure", "catalog", "rule")
 	estateInfoDesc = prometheus.NewDesc("egressgate_estate_info",
 		"A metric with a constant value of 1 for each estate of the config, with its preference source and its policy (p0 is the default estate's; estates with the same effective policy share one).",
 		[]string{"estate", "source", "policy"}, nil)
@@ -180,6 +177,15 @@ var (
 		"A metric with a constant value of 1 for each catalog entry a policy refuses, with the reason: not-licensed, live-response-off, region-excluded, or section-off, exact-mode, os-excluded for entries the policy leaves out.",
 		[]string{"policy", "catalog", "rule", "reason"}, nil)
 )
+
+// newEstateDesc describes a per-estate counter: labelled by estate, then
+// labels; its help says what it counts, when a series appears, and that
+// the estates beyond Options.MaxEstateSeries share estate="_other".
+func newEstateDesc(name, what, appears string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name,
+		what+"; a series appears with "+appears+", and estate is _other beyond the per-estate series cap.",
+		append([]string{"estate"}, labels...), nil)
+}
 
 // collectEstates exports the per-estate series and the policies'
 // refusals.

@@ -1,40 +1,12 @@
 package metrics
 
 import (
-	"net/netip"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/egressgate/egressgate/proxy"
-	"github.com/egressgate/egressgate/rules"
 )
-
-// loadExample loads the shipped enterprise example.
-func loadExample(t *testing.T) *rules.Ruleset {
-	t.Helper()
-	rs, err := rules.Load("../deploy/examples/enterprise/egressgate.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rs
-}
-
-// decideFrom judges host:443 as the proxy does for a client address.
-func decideFrom(rs *rules.Ruleset, client, host string) *proxy.Decision {
-	a := netip.MustParseAddr(client)
-	es := rs.EstateFor(a)
-	v := es.Lookup(a, host, 443)
-	d := &proxy.Decision{Time: time.Now(), Listener: proxy.ListenerConnect, Client: netip.AddrPortFrom(a, 40000),
-		Host: host, Port: 443, Action: proxy.ActionAllow, Reason: v.Reason, Verdict: v, Matcher: es.Matcher, Estate: es}
-	if !v.Allow {
-		d.Action = proxy.ActionDeny
-	}
-	return d
-}
 
 // TestEstateSeries: the estate label comes from the config; series appear
 // on first count; the unlabelled per-entry series stay; the cap folds the

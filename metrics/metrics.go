@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -62,28 +63,26 @@ func (o Options) withDefaults() Options {
 	if o.Version == "" {
 		o.Version = "dev"
 	}
-	if o.MaxRuleSeries <= 0 {
-		o.MaxRuleSeries = DefaultMaxRuleSeries
-	}
-	if o.MissLogBurst <= 0 {
-		o.MissLogBurst = DefaultMissLogBurst
-	}
-	if o.MissLogInterval <= 0 {
-		o.MissLogInterval = DefaultMissLogInterval
-	}
-	if o.MissLogHosts <= 0 {
-		o.MissLogHosts = DefaultMissLogHosts
-	}
-	if o.TopMisses <= 0 {
-		o.TopMisses = DefaultTopMisses
-	}
-	if o.MaxEstateSeries <= 0 {
-		o.MaxEstateSeries = DefaultMaxEstateSeries
-	}
+	o.MaxRuleSeries = positiveOr(o.MaxRuleSeries, DefaultMaxRuleSeries)
+	o.MissLogBurst = positiveOr(o.MissLogBurst, DefaultMissLogBurst)
+	o.MissLogInterval = positiveOr(o.MissLogInterval, DefaultMissLogInterval)
+	o.MissLogHosts = positiveOr(o.MissLogHosts, DefaultMissLogHosts)
+	o.TopMisses = positiveOr(o.TopMisses, DefaultTopMisses)
+	o.MaxEstateSeries = positiveOr(o.MaxEstateSeries, DefaultMaxEstateSeries)
 	return o
 }
 
-// Label values of the fixed enums.
+// positiveOr returns v, or def when v is zero or negative: an Options
+// field that is not positive asks for its default.
+func positiveOr[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Label values of the fixed enums; a value's position is its index in
+// the tables of counters.
 var (
 	listeners  = []proxy.Listener{proxy.ListenerConnect, proxy.ListenerHTTP, proxy.ListenerSNI}
 	actions    = []proxy.Action{proxy.ActionAllow, proxy.ActionDeny, proxy.ActionWouldDeny}
@@ -267,30 +266,6 @@ func (r *Recorder) newReloadMetrics(f promauto.Factory) {
 	})
 }
 
-func listenerIndex(l proxy.Listener) int {
-	switch l {
-	case proxy.ListenerConnect:
-		return 0
-	case proxy.ListenerHTTP:
-		return 1
-	case proxy.ListenerSNI:
-		return 2
-	}
-	return -1
-}
-
-func actionIndex(a proxy.Action) int {
-	switch a {
-	case proxy.ActionAllow:
-		return 0
-	case proxy.ActionDeny:
-		return 1
-	case proxy.ActionWouldDeny:
-		return 2
-	}
-	return -1
-}
-
 // Decided counts the decision, a hit on the admitting entry when allowed,
 // and logs and ranks it as a miss when denied or would-be denied. An
 // allowed decision neither allocates nor locks.
@@ -309,7 +284,7 @@ func (r *Recorder) Decided(d *proxy.Decision) {
 }
 
 func (r *Recorder) countRequest(d *proxy.Decision) {
-	li, ai := listenerIndex(d.Listener), actionIndex(d.Action)
+	li, ai := slices.Index(listeners, d.Listener), slices.Index(actions, d.Action)
 	if li >= 0 && ai >= 0 && int(d.Reason) < numReasonSlots {
 		if c := r.requests[li][ai][d.Reason]; c != nil {
 			c.Inc()
@@ -351,7 +326,7 @@ func (r *Recorder) Dialed(d *proxy.Decision, lookup, dial time.Duration, err pro
 
 // TunnelOpened counts an open tunnel or forwarded request.
 func (r *Recorder) TunnelOpened(d *proxy.Decision) {
-	if li := listenerIndex(d.Listener); li >= 0 {
+	if li := slices.Index(listeners, d.Listener); li >= 0 {
 		r.tunnelsActive[li].Inc()
 	}
 	r.catalog.tunnel(d, 1)
@@ -360,7 +335,7 @@ func (r *Recorder) TunnelOpened(d *proxy.Decision) {
 // TunnelClosed records what a tunnel moved and for how long, and logs it
 // when Options.AccessLog is set.
 func (r *Recorder) TunnelClosed(d *proxy.Decision, s proxy.TunnelStats) {
-	if li := listenerIndex(d.Listener); li >= 0 {
+	if li := slices.Index(listeners, d.Listener); li >= 0 {
 		r.tunnelsActive[li].Dec()
 		r.tunnelDuration[li].Observe(s.Duration.Seconds())
 		r.bytesUpstream[li].Add(float64(s.Upstream))

@@ -1,19 +1,15 @@
 package metrics
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
@@ -21,109 +17,6 @@ import (
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
-
-// testList is a small catalog in the plain-list format.
-const testList = `
-example.org:443
-*.example.net:443
-api.example.com:443,8443
-10.1.0.0/16:443
-`
-
-// loadList compiles a plain list named name into a ruleset.
-func loadList(t testing.TB, name, list string) *rules.Ruleset {
-	t.Helper()
-	c, err := rules.ParseList(name+".list", name, []byte(list))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := rules.Select(&rules.Config{}, []*rules.Catalog{c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rs
-}
-
-// newTest returns a Recorder on a fresh registry with rs installed (when
-// not nil), logging JSON into the returned buffer.
-func newTest(t testing.TB, rs *rules.Ruleset, opts Options) (*Recorder, *prometheus.Registry, *bytes.Buffer) {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	var logs bytes.Buffer
-	r := New(reg, slog.New(slog.NewJSONHandler(&logs, nil)), opts)
-	if rs != nil {
-		r.Install(rs)
-	}
-	return r, reg, &logs
-}
-
-var testClient = netip.MustParseAddrPort("192.0.2.7:50123")
-
-// decide looks host:port up in rs and returns the Decision the proxy would
-// record for it.
-func decide(rs *rules.Ruleset, l proxy.Listener, host string, port uint16) *proxy.Decision {
-	v := rs.Matcher.Lookup(host, port)
-	d := &proxy.Decision{Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC), Listener: l, Client: testClient,
-		Host: host, Port: port, Action: proxy.ActionAllow, Reason: v.Reason, Verdict: v, Matcher: rs.Matcher, Estate: rs.Estates[0]}
-	if !v.Allow {
-		d.Action = proxy.ActionDeny
-	}
-	return d
-}
-
-func counterValue(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) (float64, bool) {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				got[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if got[k] != v {
-					continue metrics
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			}
-		}
-	}
-	return 0, false
-}
-
-func hits(t testing.TB, g prometheus.Gatherer, catalog, rule string) float64 {
-	t.Helper()
-	v, ok := counterValue(t, g, "egressgate_rule_hits_total", map[string]string{"catalog": catalog, "rule": rule})
-	if !ok {
-		t.Fatalf("no egressgate_rule_hits_total{catalog=%q,rule=%q}", catalog, rule)
-	}
-	return v
-}
-
-func seriesCount(t testing.TB, g prometheus.Gatherer) int {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, mf := range mfs {
-		n += len(mf.GetMetric())
-	}
-	return n
-}
 
 func TestPromlint(t *testing.T) {
 	rs := loadList(t, "test", testList)

@@ -4,10 +4,8 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -115,14 +113,8 @@ const (
 type missLog struct {
 	log      *slog.Logger
 	burst    int
-	interval time.Duration
-	maxHosts int
 	outcomes [3]prometheus.Counter
-
-	mu       sync.Mutex
-	table    map[foldKey]foldCount // misses in this interval
-	overflow int                   // misses of hosts the full table could not take
-	timer    *time.Timer           // ends the interval; nil when no miss is pending
+	fold     *foldTable[foldKey, foldCount] // misses in this interval
 }
 
 type foldKey struct {
@@ -133,8 +125,8 @@ type foldKey struct {
 type foldCount struct{ seen, folded int }
 
 func newMissLog(log *slog.Logger, o Options, outcomes *prometheus.CounterVec) *missLog {
-	m := &missLog{log: log, burst: o.MissLogBurst, interval: o.MissLogInterval, maxHosts: o.MissLogHosts,
-		table: map[foldKey]foldCount{}}
+	m := &missLog{log: log, burst: o.MissLogBurst}
+	m.fold = newFoldTable[foldKey, foldCount](o.MissLogInterval, o.MissLogHosts, m.flushOnTimer)
 	for i, name := range []string{"logged", "folded", "overflow"} {
 		m.outcomes[i] = outcomes.WithLabelValues(name)
 	}
@@ -145,24 +137,16 @@ func (m *missLog) record(d *proxy.Decision) {
 	host := escapeHost(d.Host)
 	key := foldKey{strings.ToLower(host), d.Reason}
 	outcome := outcomeLogged
-	m.mu.Lock()
-	if c, ok := m.table[key]; ok {
+	if !m.fold.note(key, func(c foldCount, _ bool) foldCount {
 		c.seen++
 		if c.seen > m.burst {
 			c.folded++
 			outcome = outcomeFolded
 		}
-		m.table[key] = c
-	} else if len(m.table) < m.maxHosts {
-		m.table[key] = foldCount{seen: 1}
-	} else {
-		m.overflow++
+		return c
+	}) {
 		outcome = outcomeOverflow
 	}
-	if m.timer == nil {
-		m.timer = time.AfterFunc(m.interval, m.flushOnTimer)
-	}
-	m.mu.Unlock()
 	m.outcomes[outcome].Inc()
 	if outcome != outcomeLogged {
 		return
@@ -201,34 +185,14 @@ func (m *missLog) flushOnTimer() { m.flush(context.Background()) }
 // reason with folded misses, one miss-overflow line if the table was
 // full, and starts a new interval.
 func (m *missLog) flush(ctx context.Context) {
-	m.mu.Lock()
-	type summary struct {
-		key foldKey
-		n   int
-	}
-	var lines []summary
-	for k, c := range m.table {
-		if c.folded > 0 {
-			lines = append(lines, summary{k, c.folded})
-		}
-	}
-	overflow := m.overflow
-	clear(m.table)
-	m.overflow = 0
-	if m.timer != nil {
-		m.timer.Stop()
-		m.timer = nil
-	}
-	m.mu.Unlock()
-
-	slices.SortFunc(lines, func(a, b summary) int {
-		return cmp.Or(strings.Compare(a.key.host, b.key.host), cmp.Compare(a.key.reason, b.key.reason))
+	lines, overflow := m.fold.drain(func(c foldCount) bool { return c.folded > 0 }, func(a, b foldKey) int {
+		return cmp.Or(strings.Compare(a.host, b.host), cmp.Compare(a.reason, b.reason))
 	})
-	interval := slog.Float64(FieldInterval, m.interval.Seconds())
+	interval := slog.Float64(FieldInterval, m.fold.interval.Seconds())
 	for _, l := range lines {
 		m.log.LogAttrs(ctx, slog.LevelInfo, MsgMissFolded,
 			slog.String(FieldHost, l.key.host), slog.String(FieldReason, l.key.reason.String()),
-			slog.Int(FieldCount, l.n), interval)
+			slog.Int(FieldCount, l.v.folded), interval)
 	}
 	if overflow > 0 {
 		m.log.LogAttrs(ctx, slog.LevelInfo, MsgMissOverflow, slog.Int(FieldCount, overflow), interval)

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -75,16 +74,9 @@ func TestNamesBehindWildcard(t *testing.T) {
 	// The report lists them; --suggest-exact loads back as a catalog that
 	// admits exactly them.
 	srv := newAdmin(t, r, reg, nil)
-	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var text bytes.Buffer
-	if err := rep.WriteText(&text, 0); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(text.String(), "  "+name(5)+"  10") {
-		t.Errorf("report lacks %s under *.example.net:\n%s", name(5), text.String())
+	rep := fetchReport(t, srv)
+	if text := reportText(t, rep, 0); !strings.Contains(text, "  "+name(5)+"  10") {
+		t.Errorf("report lacks %s under *.example.net:\n%s", name(5), text)
 	}
 	var list bytes.Buffer
 	n, err := rep.WriteSuggestExact(&list)

@@ -6,10 +6,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/probe"
 )
 
-// ProbeMetrics exports the last probe run (proxy.Prober) of the server's
+// ProbeMetrics exports the last probe run (probe.Prober) of the server's
 // --probe-interval loop:
 //
 //	egressgate_probe_success{rule,port,step}           1 if the step succeeded, 0 if it failed
@@ -21,7 +21,7 @@ import (
 // port) has no series in that run. The series are the last run's: a
 // whole run is swapped in at once, so a scrape never mixes two runs.
 type ProbeMetrics struct {
-	last     atomic.Pointer[[]proxy.ProbeResult]
+	last     atomic.Pointer[[]probe.Result]
 	success  *prometheus.Desc
 	duration *prometheus.Desc
 }
@@ -40,7 +40,7 @@ func NewProbeMetrics(reg prometheus.Registerer) *ProbeMetrics {
 }
 
 // Observe installs a probe run's results.
-func (p *ProbeMetrics) Observe(results []proxy.ProbeResult) {
+func (p *ProbeMetrics) Observe(results []probe.Result) {
 	p.last.Store(&results)
 }
 

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/probe"
 )
 
 func TestProbeMetrics(t *testing.T) {
@@ -17,16 +17,16 @@ func TestProbeMetrics(t *testing.T) {
 	if n, _ := testutil.GatherAndCount(reg); n != 0 {
 		t.Errorf("%d series before the first run, want 0", n)
 	}
-	run := func(tcpOK bool) []proxy.ProbeResult {
-		tcp := proxy.ProbeStep{Step: proxy.StepTCP, Port: 443, OK: tcpOK, Duration: 20 * time.Millisecond}
-		steps := []proxy.ProbeStep{{Step: proxy.StepDNS, OK: true, Duration: 5 * time.Millisecond}, tcp}
+	run := func(tcpOK bool) []probe.Result {
+		tcp := probe.Step{Step: probe.StepTCP, Port: 443, OK: tcpOK, Duration: 20 * time.Millisecond}
+		steps := []probe.Step{{Step: probe.StepDNS, OK: true, Duration: 5 * time.Millisecond}, tcp}
 		if tcpOK {
-			steps = append(steps, proxy.ProbeStep{Step: proxy.StepTLS, Port: 443, OK: true, Duration: 30 * time.Millisecond})
+			steps = append(steps, probe.Step{Step: probe.StepTLS, Port: 443, OK: true, Duration: 30 * time.Millisecond})
 		}
-		return []proxy.ProbeResult{
-			{ProbeTarget: proxy.ProbeTarget{Name: "a.example.org", Rule: "a.example.org", Ports: []uint16{443}}, Steps: steps},
-			{ProbeTarget: proxy.ProbeTarget{Name: "b.example.org", Rule: "b.example.org", Ports: []uint16{443}},
-				Steps: []proxy.ProbeStep{{Step: proxy.StepDNS, OK: false, Duration: time.Second}}},
+		return []probe.Result{
+			{Target: probe.Target{Name: "a.example.org", Rule: "a.example.org", Ports: []uint16{443}}, Steps: steps},
+			{Target: probe.Target{Name: "b.example.org", Rule: "b.example.org", Ports: []uint16{443}},
+				Steps: []probe.Step{{Step: probe.StepDNS, OK: false, Duration: time.Second}}},
 		}
 	}
 	p.Observe(run(true))
@@ -53,36 +53,12 @@ egressgate_probe_success{port="",rule="b.example.org",step="dns"} 0
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "egressgate_probe_success"); err != nil {
 		t.Error(err)
 	}
-	if got := seriesValue(t, reg, "egressgate_probe_duration_seconds", "b.example.org"); got != 1 {
-		t.Errorf("duration of b.example.org dns = %v, want 1", got)
+	if got, ok := counterValue(t, reg, "egressgate_probe_duration_seconds", map[string]string{"rule": "b.example.org"}); !ok || got != 1 {
+		t.Errorf("duration of b.example.org dns = %v (series found: %v), want 1", got, ok)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkFamilies(t, mfs)
-}
-
-// seriesValue returns the value of the one gauge series of name whose
-// rule label is rule.
-func seriesValue(t *testing.T, reg *prometheus.Registry, name, rule string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "rule" && l.GetValue() == rule {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s series for rule %q", name, rule)
-	return 0
 }

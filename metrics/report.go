@@ -59,31 +59,32 @@ func (r *Report) WriteText(w io.Writer, topMisses int) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "egressgate usage report from %s\n", termSafe(r.Source))
 	fmt.Fprintf(tw, "Entries: %d (%s)\n", len(r.Rules), countStates(r.Rules))
-	writeUsed(tw, by[StateUsed])
-	writeNeverReached(tw, by[StateNeverReached])
-	fmt.Fprintf(tw, "\nNEVER USED ENTRIES (admitted, no hit)\n")
-	if rows := by[StateNeverUsed]; len(rows) == 0 {
-		fmt.Fprintln(tw, "(none)")
-	} else {
-		fmt.Fprintln(tw, "CATALOG\tRULE\tGROUPS")
-		for _, u := range rows {
+	writeSection(tw, "USED ENTRIES", "CATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tGROUPS",
+		by[StateUsed], func(u RuleUsage) {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, u.UpstreamFailures, lastHit(u), termSafe(strings.Join(u.Groups, ",")))
+			writeNames(tw, u.Names, "\t\t\t")
+		})
+	// Entries clients asked for and the catalog admitted, but whose
+	// upstream no connection reached: the vendor's own connectivity
+	// check, failed.
+	writeSection(tw, "ADMITTED, NEVER REACHED (every upstream connection failed: DNS, refused, timeout, ...)", "CATALOG\tRULE\tADMITTED\tLAST ADMITTED (UTC)\tGROUPS",
+		by[StateNeverReached], func(u RuleUsage) {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, lastHit(u), termSafe(strings.Join(u.Groups, ",")))
+			writeNames(tw, u.Names, "\t\t")
+		})
+	writeSection(tw, "NEVER USED ENTRIES (admitted, no hit)", "CATALOG\tRULE\tGROUPS",
+		by[StateNeverUsed], func(u RuleUsage) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), termSafe(strings.Join(u.Groups, ",")))
-		}
-	}
-	fmt.Fprintf(tw, "\nREFUSED ENTRIES (the policy refuses them: they cannot be used)\n")
-	if rows := by[StateRefused]; len(rows) == 0 {
-		fmt.Fprintln(tw, "(none)")
-	} else {
-		fmt.Fprintln(tw, "CATALOG\tRULE\tREASON\tGROUPS")
-		for _, u := range rows {
+		})
+	writeSection(tw, "REFUSED ENTRIES (the policy refuses them: they cannot be used)", "CATALOG\tRULE\tREASON\tGROUPS",
+		by[StateRefused], func(u RuleUsage) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), termSafe(u.Reason), termSafe(strings.Join(u.Groups, ",")))
-		}
-	}
+		})
 	writeTopMisses(tw, r.Misses, topMisses)
 	return tw.Flush()
 }
 
-// lastHit formats a row's last hit for the report.
+// lastHit formats a row's last hit for the report and /rules.
 func lastHit(u RuleUsage) string {
 	if u.LastHit == nil {
 		return "-"
@@ -91,38 +92,25 @@ func lastHit(u RuleUsage) string {
 	return u.LastHit.UTC().Format("2006-01-02 15:04:05")
 }
 
-// writeUsed prints the used entries, and under each wildcard or glob the
-// names admitted through it.
-func writeUsed(tw io.Writer, rows []RuleUsage) {
-	fmt.Fprintf(tw, "\nUSED ENTRIES\n")
+// writeSection prints one section of the report: its title, then its
+// column header and a row per entry, or "(none)".
+func writeSection(tw io.Writer, title, header string, rows []RuleUsage, row func(RuleUsage)) {
+	fmt.Fprintf(tw, "\n%s\n", title)
 	if len(rows) == 0 {
 		fmt.Fprintln(tw, "(none)")
 		return
 	}
-	fmt.Fprintln(tw, "CATALOG\tRULE\tHITS\tFAILED UPSTREAM\tLAST HIT (UTC)\tGROUPS")
+	fmt.Fprintln(tw, header)
 	for _, u := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, u.UpstreamFailures, lastHit(u), termSafe(strings.Join(u.Groups, ",")))
-		for _, n := range u.Names {
-			fmt.Fprintf(tw, "\t  %s\t%d\t\t\t\n", termSafe(n.Name), n.Hits)
-		}
+		row(u)
 	}
 }
 
-// writeNeverReached prints the entries clients asked for and the catalog
-// admitted, but whose upstream no connection reached: the vendor's own
-// connectivity check, failed.
-func writeNeverReached(tw io.Writer, rows []RuleUsage) {
-	fmt.Fprintf(tw, "\nADMITTED, NEVER REACHED (every upstream connection failed: DNS, refused, timeout, ...)\n")
-	if len(rows) == 0 {
-		fmt.Fprintln(tw, "(none)")
-		return
-	}
-	fmt.Fprintln(tw, "CATALOG\tRULE\tADMITTED\tLAST ADMITTED (UTC)\tGROUPS")
-	for _, u := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", termSafe(u.Catalog), termSafe(u.Rule), u.Hits, lastHit(u), termSafe(strings.Join(u.Groups, ",")))
-		for _, n := range u.Names {
-			fmt.Fprintf(tw, "\t  %s\t%d\t\t\n", termSafe(n.Name), n.Hits)
-		}
+// writeNames prints, under a wildcard or glob entry's row, the names
+// admitted through it; pad fills the row's remaining columns.
+func writeNames(tw io.Writer, names []NameHits, pad string) {
+	for _, n := range names {
+		fmt.Fprintf(tw, "\t  %s\t%d%s\n", termSafe(n.Name), n.Hits, pad)
 	}
 }
 

@@ -1,14 +1,11 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,51 +23,35 @@ var update = flag.Bool("update", false, "rewrite the want sections of testdata/*
 // from a fake /api/v1/query serving the "*.json" sections; the output must
 // equal the "want" section.
 func TestReportGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/report-*.txtar")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata/report-*.txtar (%v)", err)
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
+	txtar.Each(t, "testdata/report-*.txtar", func(t *testing.T, file string, a txtar.Archive) {
+		top := 0
+		if s, ok := a.File("top"); ok {
+			var err error
+			if top, err = strconv.Atoi(strings.TrimSpace(s)); err != nil {
 				t.Fatal(err)
 			}
-			a := txtar.Parse(string(data))
-			top := 0
-			if s, ok := a.File("top"); ok {
-				if top, err = strconv.Atoi(strings.TrimSpace(s)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var (
-				rep *Report
-				url string
-			)
-			if _, ok := a.File("decisions"); ok {
-				rep, url = adminReport(t, a)
-			} else {
-				rep, url = prometheusReport(t, a)
-			}
-			var out bytes.Buffer
-			if err := rep.WriteText(&out, top); err != nil {
-				t.Fatal(err)
-			}
-			got := strings.ReplaceAll(out.String(), url, "URL")
-			want, _ := a.File("want")
-			if got == want {
-				return
-			}
-			if *update {
-				a.SetFile("want", got)
-				if err := os.WriteFile(file, []byte(a.Format()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			t.Errorf("%s: report differs (go test -run TestReportGolden -update to accept)\n--- got\n%s--- want\n%s", file, got, want)
-		})
-	}
+		}
+		var (
+			rep *Report
+			url string
+		)
+		if _, ok := a.File("decisions"); ok {
+			rep, url = adminReport(t, a)
+		} else {
+			rep, url = prometheusReport(t, a)
+		}
+		got := strings.ReplaceAll(reportText(t, rep, top), url, "URL")
+		want, _ := a.File("want")
+		if got == want {
+			return
+		}
+		if *update {
+			a.SetFile("want", got)
+			txtar.Rewrite(t, file, a)
+			return
+		}
+		t.Errorf("%s: report differs (go test -run TestReportGolden -update to accept)\n--- got\n%s--- want\n%s", file, got, want)
+	})
 }
 
 // adminReport installs the archive's catalog.list, records its decisions
@@ -120,11 +101,7 @@ func adminReport(t *testing.T, a txtar.Archive) (*Report, string) {
 		}
 	}
 	srv := newAdmin(t, r, reg, nil)
-	rep, err := FetchAdmin(context.Background(), srv.Client(), srv.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rep, srv.URL
+	return fetchReport(t, srv), srv.URL
 }
 
 // prometheusReport serves the archive's hits.json, last_hit.json and

@@ -39,11 +39,7 @@ func (s *Server) resolve(ctx context.Context, host string, port uint16) (route, 
 	if s.parent != nil {
 		host, port, rt.parent = s.parent.host, s.parent.port, true
 	}
-	hosts := s.cfg.Hosts
-	if s.cfg.HostsFile != nil {
-		hosts = s.cfg.HostsFile.Hosts()
-	}
-	addrs, lookup, err := lookupHost(ctx, hosts, s.cfg.Resolver, host)
+	addrs, lookup, err := s.cfg.lookup(ctx, host)
 	rt.lookup = lookup
 	if err != nil {
 		return rt, err
@@ -52,9 +48,35 @@ func (s *Server) resolve(ctx context.Context, host string, port uint16) (route, 
 	return rt, err
 }
 
+// Resolve is the resolve-and-check step of a Server with c, for a
+// target it dials itself (without UpstreamProxy: a parent resolves its
+// targets). It returns the addresses host has (the literal, the hosts
+// file's entry or the resolver's answer) and, of those, the ones the
+// destination check (AllowDest) lets the proxy dial on port, in the
+// resolver's order. When it lets none, the proxy refuses host with 403
+// private-destination. err is a failed lookup. The probe calls it so
+// that it reports what the proxy would do.
+func (c *Config) Resolve(ctx context.Context, host string, port uint16) (addrs []netip.Addr, dial []netip.AddrPort, err error) {
+	addrs, _, err = c.lookup(ctx, host)
+	if err != nil {
+		return nil, nil, err
+	}
+	dial, _ = destPolicy{allow: c.AllowDest}.route(addrs, host, port)
+	return addrs, dial, nil
+}
+
+// lookup is lookupHost with c's hosts (the hosts file's current ones when
+// HostsFile is set) and resolver.
+func (c *Config) lookup(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	hosts := c.Hosts
+	if c.HostsFile != nil {
+		hosts = c.HostsFile.Hosts()
+	}
+	return lookupHost(ctx, hosts, c.Resolver, host)
+}
+
 // route returns the addresses of host the policy permits, with port, in
-// the resolver's order; errPrivateDestination when it permits none. The
-// probe asks it too, so that it reports what the proxy would dial.
+// the resolver's order; errPrivateDestination when it permits none.
 func (p destPolicy) route(addrs []netip.Addr, host string, port uint16) ([]netip.AddrPort, error) {
 	var out []netip.AddrPort
 	for _, a := range addrs {
@@ -127,20 +149,15 @@ func onwardHost(host string) string {
 	return host
 }
 
-// dialUpstream is dialAddrs with the upstream dialer (Config.KeepAlive).
+// dialUpstream is dialAddrsWith the upstream dialer (Config.KeepAlive).
 func (s *Server) dialUpstream(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	d := s.cfg.dialer()
 	return dialAddrsWith(ctx, &d, addrs)
 }
 
-// dialAddrs connects to each address in turn (IPv6 and IPv4 as the
-// resolver ordered them; no Happy Eyeballs) and returns the first
+// dialAddrsWith connects with d to each address in turn (IPv6 and IPv4
+// as the resolver ordered them; no Happy Eyeballs) and returns the first
 // connection, or the first error.
-func dialAddrs(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
-	return dialAddrsWith(ctx, &net.Dialer{}, addrs)
-}
-
-// dialAddrsWith is dialAddrs with d.
 func dialAddrsWith(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	var firstErr error
 	for _, a := range addrs {

@@ -1,7 +1,7 @@
 // Package proxy is egressgate's data path: the forward-proxy listener
 // (CONNECT and plain HTTP), the transparent SNI listener, the admission
 // steps they share (client ACL, verdict, destination check, dial) and the
-// spliced tunnels; and two things built on those steps for endpoints: the
-// PAC file served on the proxy port (pac.go) and the probe that resolves
-// and dials every catalog name ahead of time (probe.go).
+// spliced tunnels; and the PAC file served on the proxy port (pac.go).
+// Its resolve-and-check step is exported (Config.Resolve) for the probe,
+// proxy/probe, which runs it ahead of time over every catalog name.
 package proxy

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -13,18 +12,9 @@ import (
 // is the shipped one, byte for byte, and every other config example in it
 // loads.
 func TestEstatesDocExamples(t *testing.T) {
-	data, err := os.ReadFile("../docs/estates.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	shippedConfig, err := os.ReadFile(exampleConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	shippedSydney, err := os.ReadFile("../deploy/examples/enterprise/estates.d/sydney.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, "../docs/estates.md")
+	shippedConfig := mustRead(t, exampleConfig)
+	shippedSydney := mustRead(t, "../deploy/examples/enterprise/estates.d/sydney.yaml")
 	var config, sydney, others int
 	for _, b := range fenceRE.FindAllStringSubmatch(string(data), -1) {
 		if b[1] != "yaml" {
@@ -67,10 +57,7 @@ func firstLine(s string) string {
 // time (an estate's policy, the secondary contact) is not listed again.
 func TestConfigKeysInDocs(t *testing.T) {
 	keys := configKeys(reflect.TypeFor[Config](), "", map[reflect.Type]bool{})
-	data, err := os.ReadFile(configurationDoc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, configurationDoc)
 	_, table, ok := strings.Cut(string(data), "\n"+keyTableHeading+"\n")
 	if !ok {
 		t.Fatalf("%s: no section %q", configurationDoc, keyTableHeading)

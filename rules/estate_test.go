@@ -12,6 +12,17 @@ import (
 	"time"
 )
 
+// Hosts of the embedded catalog that the estate tests judge, and the
+// devices they judge them for: exdev is in the Live Response exclusions
+// the tests set, dev is not.
+const (
+	lt    = "live-terminal-us-east-2.prod.hydra.sophos.com"
+	ltEU  = "live-terminal-eu-west-1.prod.hydra.sophos.com"
+	push  = "mcs-push-server-us-east-2.prod.hydra.sophos.com"
+	dev   = "10.0.0.1"
+	exdev = "10.9.0.7"
+)
+
 // TestPolicyMatrix walks licence × threat response × Live Response × OS ×
 // mode × regions × exclusions over the embedded catalog. Each expectation
 // is worked out by hand from the seeds:
@@ -27,14 +38,9 @@ import (
 //   - The catalog carries each named host's region.
 func TestPolicyMatrix(t *testing.T) {
 	const (
-		lt     = "live-terminal-us-east-2.prod.hydra.sophos.com"
-		ltEU   = "live-terminal-eu-west-1.prod.hydra.sophos.com"
-		push   = "mcs-push-server-us-east-2.prod.hydra.sophos.com"
 		ssp    = "ssp.sophos.com"
 		wild   = "foo.sophos.com"
 		apu    = "x.apu.sophos.com:22"
-		dev    = "10.0.0.1"
-		exdev  = "10.9.0.7"
 		exNet  = "10.9.0.0/16"
 		xdr    = "intercept-x-advanced-xdr"
 		ixa    = "intercept-x-advanced"
@@ -345,10 +351,7 @@ func copyExample(t *testing.T) (dir, cfg string) {
 	t.Helper()
 	dir = t.TempDir()
 	for _, f := range []string{"egressgate.yaml", "estates.d/sydney.yaml"} {
-		data, err := os.ReadFile(filepath.Join("../deploy/examples/enterprise", f))
-		if err != nil {
-			t.Fatal(err)
-		}
+		data := mustRead(t, filepath.Join("../deploy/examples/enterprise", f))
 		writeFile(t, filepath.Join(dir, f), string(data))
 	}
 	return dir, filepath.Join(dir, "egressgate.yaml")
@@ -528,14 +531,7 @@ func TestEstateFileReload(t *testing.T) {
 // names it on 443 only; on 80 it is refused for its own reason, or (when
 // the policy admits it) port-not-allowed, never admitted by the wildcard.
 func TestRefusalsBeatWildcardsOnEveryPort(t *testing.T) {
-	const (
-		lt    = "live-terminal-us-east-2.prod.hydra.sophos.com"
-		ltEU  = "live-terminal-eu-west-1.prod.hydra.sophos.com"
-		push  = "mcs-push-server-us-east-2.prod.hydra.sophos.com"
-		other = "foo.hydra.sophos.com"
-		dev   = "10.0.0.1"
-		exdev = "10.9.0.7"
-	)
+	const other = "foo.hydra.sophos.com"
 	extra, err := Parse("extra.catalog.yaml", []byte(`catalog: extra
 groups:
   - id: hydra-web
@@ -602,10 +598,7 @@ func TestEstateFileCreatedLater(t *testing.T) {
 	startRun(t, r, lb, 20*time.Millisecond, 0)
 	first := r.Current()
 
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, p)
 	writeAtomic(t, p, string(data)+"\n  - name: perth\n    subnets: [10.4.0.0/16]\n    source: estate\n")
 	waitFor(t, "the error for perth's missing file", func() bool { _, errs := h.counts(); return errs > 0 })
 	perthFile := filepath.Join(dir, EstatesDir, "perth.yaml")

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -41,10 +40,7 @@ var codeRE = regexp.MustCompile("^`([^`]+)`$")
 // whether they cover the Live Response hosts) and lists exactly the
 // regions the loader accepts.
 func TestEstatesDocsLicencesAndRegions(t *testing.T) {
-	data, err := os.ReadFile("../docs/estates.md")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, "../docs/estates.md")
 	var catalogs []*Catalog
 	for _, n := range EmbeddedNames() {
 		c, err := Embedded(n)

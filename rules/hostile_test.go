@@ -176,10 +176,7 @@ func TestEstateFileGone(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p, sydney, first := loadedExample(t)
-			good, err := os.ReadFile(sydney)
-			if err != nil {
-				t.Fatal(err)
-			}
+			good := mustRead(t, sydney)
 			if err := tt.gone(sydney); err != nil {
 				t.Fatal(err)
 			}
@@ -274,10 +271,7 @@ func TestEstateFileModeConflict(t *testing.T) {
 	}
 
 	// The enterprise changes newyork meanwhile: that applies.
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, p)
 	writeFile(t, p, strings.Replace(string(data), "regions: [us-east-2, us-west-2]", "regions: [us-east-2]", 1))
 	third, err := load(p, second)
 	if err != nil {

@@ -1,17 +1,13 @@
 package rules
 
 import (
-	"os"
 	"testing"
 )
 
 // testMatcher compiles a plain-list catalog from testdata.
 func testMatcher(t testing.TB, file string) *Matcher {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := mustRead(t, file)
 	c, err := ParseList(file, "test", data)
 	if err != nil {
 		t.Fatal(err)

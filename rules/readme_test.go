@@ -28,10 +28,7 @@ func TestDocsExamples(t *testing.T) {
 	type block struct{ file, lang, text string }
 	var blocks []block
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		data := mustRead(t, f)
 		for _, m := range fenceRE.FindAllStringSubmatch(string(data), -1) {
 			blocks = append(blocks, block{filepath.Base(f), m[1], m[2]})
 		}

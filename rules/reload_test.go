@@ -114,9 +114,15 @@ func (b *logBuf) String() string {
 
 func newTestReloader(t *testing.T, path string) (*Reloader, *hooks, *logBuf) {
 	t.Helper()
+	return newLeveledReloader(t, path, slog.LevelDebug)
+}
+
+// newLeveledReloader is newTestReloader logging at level and above.
+func newLeveledReloader(t *testing.T, path string, level slog.Level) (*Reloader, *hooks, *logBuf) {
+	t.Helper()
 	h := &hooks{}
 	lb := &logBuf{}
-	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}))
 	r, err := NewReloader(path, log, h.reloadHooks())
 	if err != nil {
 		t.Fatal(err)

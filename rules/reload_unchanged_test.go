@@ -17,12 +17,7 @@ func TestReloadUnchanged(t *testing.T) {
 	cfg := filepath.Join(dir, "egressgate.yaml")
 	writeFile(t, cfg, testConfig("site.txt"))
 	writeFile(t, filepath.Join(dir, "site.txt"), hostList("a.example.org"))
-	lb := &logBuf{}
-	h := &hooks{}
-	r, err := NewReloader(cfg, slog.New(slog.NewTextHandler(lb, nil)), h.reloadHooks()) // info level
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, h, lb := newLeveledReloader(t, cfg, slog.LevelInfo)
 	first := r.Matcher().Version()
 	counter := matcherVersions.Load()
 

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -21,6 +20,9 @@ catalogs:
   - path: bench.txt
 `
 
+// egressgatePkg is the proxy under test.
+const egressgatePkg = "github.com/egressgate/egressgate/cmd/egressgate"
+
 // egressgate starts egressgate with a catalog admitting only the upstream.
 type egressgate struct {
 	bin       string
@@ -29,17 +31,6 @@ type egressgate struct {
 	port      int  // upstream port
 	accessLog bool // add --access-log
 	n         int  // instances started, to name logs
-}
-
-// buildEgressgate builds ./cmd/egressgate into dir.
-func buildEgressgate(dir string) (string, error) {
-	bin := filepath.Join(dir, "egressgate.bin")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/egressgate/egressgate/cmd/egressgate")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build egressgate (run from the repository, or pass --egressgate PATH): %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // newEgressgate writes the config, catalog and hosts file into dir.

@@ -4,7 +4,6 @@ import (
 	"debug/buildinfo"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 )
 
@@ -18,17 +17,6 @@ type goproxyBaseline struct {
 	bin string
 	dir string
 	n   int // instances started, to name logs
-}
-
-// buildGoproxy builds ./cmd/egressbench/baseline into dir.
-func buildGoproxy(dir string) (string, error) {
-	bin := filepath.Join(dir, "goproxy-baseline")
-	cmd := exec.Command("go", "build", "-o", bin, goproxyPkg)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build goproxy baseline (run from the repository, or pass --goproxy PATH): %w\n%s", err, out)
-	}
-	return bin, nil
 }
 
 // newGoproxy writes the hosts file into dir.

@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -471,13 +472,9 @@ func newTarget(o *options, name, dir string, upPort int, env map[string]string, 
 	case "raw":
 		t.launch = (&rawTarget{dir: filepath.Join(dir, "raw")}).launch
 	case "egressgate":
-		bin := o.egBin
-		if bin == "" {
-			fmt.Fprintln(progress, "building egressgate")
-			var err error
-			if bin, err = buildEgressgate(dir); err != nil {
-				return nil, err
-			}
+		bin, err := program(o.egBin, filepath.Join(dir, "egressgate.bin"), egressgatePkg, "egressgate", "--egressgate", progress)
+		if err != nil {
+			return nil, err
 		}
 		eg, err := newEgressgate(bin, filepath.Join(dir, "egressgate"), o.egArgs, benchHost, upPort, o.accessLog)
 		if err != nil {
@@ -498,13 +495,9 @@ func newTarget(o *options, name, dir string, upPort int, env map[string]string, 
 		}
 		t.launch = sq.launch
 	case "goproxy":
-		bin := o.goproxyBin
-		if bin == "" {
-			fmt.Fprintln(progress, "building goproxy baseline")
-			var err error
-			if bin, err = buildGoproxy(dir); err != nil {
-				return nil, err
-			}
+		bin, err := program(o.goproxyBin, filepath.Join(dir, "goproxy-baseline"), goproxyPkg, "goproxy baseline", "--goproxy", progress)
+		if err != nil {
+			return nil, err
 		}
 		if v, err := goproxyVersion(bin); err == nil {
 			env["goproxy"] = v
@@ -522,6 +515,20 @@ func newTarget(o *options, name, dir string, upPort int, env map[string]string, 
 		t.inst = &instance{addr: o.external[i].addr, pid: o.external[i].pid}
 	}
 	return t, nil
+}
+
+// program returns given, a prebuilt binary named by flag, or when given is
+// "" builds pkg into path; what names it in messages.
+func program(given, path, pkg, what, flag string, progress io.Writer) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	fmt.Fprintln(progress, "building "+what)
+	out, err := exec.Command("go", "build", "-o", path, pkg).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build %s (run from the repository, or pass %s PATH): %w\n%s", what, flag, err, out)
+	}
+	return path, nil
 }
 
 // measure runs one scenario on one target.

@@ -1,20 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 )
 
 // TestRunTiny runs the whole tool in a tiny mode against direct and a
@@ -22,30 +14,22 @@ import (
 // reference), and checks the report parses and holds every scenario for
 // each. No timing is asserted: the machine is shared.
 func TestRunTiny(t *testing.T) {
-	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
-	t.Cleanup(proxy.Close)
-	ref := httptest.NewServer(http.HandlerFunc(connectHandler))
-	t.Cleanup(ref.Close)
+	proxy, ref := miniProxy(t), miniProxy(t)
 	jsonPath := filepath.Join(t.TempDir(), "report.json")
 	args := []string{
 		"--targets", "direct",
-		"--external", fmt.Sprintf("mini=%s,pid=%d", proxy.Listener.Addr(), os.Getpid()),
-		"--external", fmt.Sprintf("ref=%s", ref.Listener.Addr()),
+		"--external", fmt.Sprintf("mini=%s,pid=%d", proxy, os.Getpid()),
+		"--external", fmt.Sprintf("ref=%s", ref),
 		"--subject", "mini", "--baseline", "direct", "--reference", "ref",
 		"--rounds", "1", "--clients", "1,4", "--bulk-tunnels", "1,2",
 		"--rate-time", "200ms", "--bulk-time", "200ms", "--idle", "20", "--settle", "10ms",
 		"--hold", "50", "--hold-idle", "100ms", "--hold-clients", "2",
 		"--json", jsonPath,
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	if code := run(ctx, args, &stdout, &stderr); code != 0 {
-		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
-	}
+	out := runTool(t, args)
 	for _, want := range []string{"tunnels/s", "MB/s", "p99 CONNECT ms", "mini/direct", "mini/ref", "ref/direct", "ref: "} {
-		if !strings.Contains(stdout.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, stdout.String())
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
 
@@ -135,66 +119,6 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-// connectHandler is a minimal CONNECT proxy: it dials the requested port
-// on 127.0.0.1 whatever the host, and splices both ways until both are done.
-func connectHandler(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodConnect {
-		http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
-		return
-	}
-	_, port, err := net.SplitHostPort(r.Host)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	up, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", port))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer up.Close()
-	conn, brw, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		io.Copy(up, brw.Reader) // bytes the server buffered before the hijack come first
-		up.(*net.TCPConn).CloseWrite()
-	})
-	io.Copy(conn, up)
-	conn.(*net.TCPConn).CloseWrite()
-	wg.Wait()
-}
-
-// TestRunReplay runs a rate scenario with --handshake replay: tunnels send
-// a recorded ClientHello and get the reply in the clear, through a proxy
-// and directly.
-func TestRunReplay(t *testing.T) {
-	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
-	t.Cleanup(proxy.Close)
-	args := []string{
-		"--targets", "direct",
-		"--external", fmt.Sprintf("mini=%s", proxy.Listener.Addr()),
-		"--subject", "mini", "--baseline", "direct", "--handshake", "replay",
-		"--rounds", "1", "--scenarios", "rate-4", "--clients", "4",
-		"--rate-time", "200ms", "--settle", "10ms",
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	if code := run(ctx, args, &stdout, &stderr); code != 0 {
-		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
-	}
-	if strings.Contains(stdout.String(), "errors:") || !strings.Contains(stdout.String(), "replay") {
-		t.Errorf("report has errors or does not say replay:\n%s", stdout.String())
-	}
-}
-
 // TestMain lets the test binary be the tool's own children, as the tool
 // re-executes itself for them (the raw loop).
 func TestMain(m *testing.M) {
@@ -204,27 +128,39 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestRunRaw measures the bare loop, started as a child process, beside a
-// proxy and checks that the report compares the proxy with it.
-func TestRunRaw(t *testing.T) {
-	proxy := httptest.NewServer(http.HandlerFunc(connectHandler))
-	t.Cleanup(proxy.Close)
-	args := []string{
-		"--targets", "raw",
-		"--external", fmt.Sprintf("mini=%s,pid=%d", proxy.Listener.Addr(), os.Getpid()),
-		"--subject", "mini", "--baseline", "direct", "--reference", "",
-		"--rounds", "1", "--scenarios", "rate-4", "--clients", "4",
-		"--rate-time", "200ms", "--settle", "10ms",
+// TestRunRate runs a short rate scenario through a minimal proxy. With
+// --handshake replay, tunnels send a recorded ClientHello and get the
+// reply in the clear, through the proxy and directly. With the raw
+// target, the bare loop, started as a child process, is measured beside
+// the proxy and the report compares the proxy with it.
+func TestRunRate(t *testing.T) {
+	tests := []struct {
+		name    string
+		targets string
+		pid     bool     // give the proxy's PID
+		flags   []string // the case's own
+		want    string   // what the report must say
+	}{
+		{"replay", "direct", false, []string{"--handshake", "replay"}, "replay"},
+		{"raw", "raw", true, []string{"--reference", ""}, "mini/raw"},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	if code := run(ctx, args, &stdout, &stderr); code != 0 {
-		t.Fatalf("run(%q) = %d, want 0; stderr:\n%s", args, code, stderr.String())
-	}
-	out := stdout.String()
-	if strings.Contains(out, "errors:") || !strings.Contains(out, "mini/raw") {
-		t.Errorf("report has errors or no mini/raw ratio:\n%s", out)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			external := fmt.Sprintf("mini=%s", miniProxy(t))
+			if tt.pid {
+				external += fmt.Sprintf(",pid=%d", os.Getpid())
+			}
+			args := append([]string{
+				"--targets", tt.targets, "--external", external,
+				"--subject", "mini", "--baseline", "direct",
+				"--rounds", "1", "--scenarios", "rate-4", "--clients", "4",
+				"--rate-time", "200ms", "--settle", "10ms",
+			}, tt.flags...)
+			out := runTool(t, args)
+			if strings.Contains(out, "errors:") || !strings.Contains(out, tt.want) {
+				t.Errorf("report has errors or lacks %q:\n%s", tt.want, out)
+			}
+		})
 	}
 }
 

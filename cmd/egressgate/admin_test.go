@@ -2,78 +2,16 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// serveChildEnv, set, makes TestServeChild run "egressgate serve" with
-// the arguments it holds (separated by US, 0x1f) under a 1,024-descriptor limit.
-const serveChildEnv = "EGRESSGATE_TEST_SERVE_ARGS"
-
-// TestServeChild is the egressgate process of tests that need one of its
-// own: it runs until SIGTERM.
-func TestServeChild(t *testing.T) {
-	args := os.Getenv(serveChildEnv)
-	if args == "" {
-		t.Skip("run by other tests")
-	}
-	lowerFileLimit(t, 1024)
-	os.Exit(run(append([]string{"serve"}, strings.Split(args, "\x1f")...), os.Stdout, os.Stderr))
-}
-
-// startServeChild runs egressgate serve in a child process under a
-// 1,024-descriptor limit and returns the addresses its listeners logged.
-func startServeChild(t *testing.T, args ...string) map[string]string {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
-	cmd.Env = append(os.Environ(), serveChildEnv+"="+strings.Join(args, "\x1f"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
-	addrs := map[string]string{}
-	sc := bufio.NewScanner(stderr)
-	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
-	defer deadline.Stop()
-	for sc.Scan() {
-		var l struct{ Msg, Listener, Addr string }
-		json.Unmarshal(sc.Bytes(), &l)
-		if l.Msg == "listening" {
-			addrs[l.Listener] = l.Addr
-		}
-		if addrs["proxy"] != "" && addrs["admin"] != "" && (addrs["tls"] != "" || !slices.Contains(args, "--listen-tls")) {
-			go io.Copy(io.Discard, stderr)
-			return addrs
-		}
-	}
-	t.Fatalf("egressgate serve did not log its listeners (%v)", sc.Err())
-	return nil
-}
 
 // adminFlood is more than the child's 1,024 descriptors leave after its
 // own: without a cap of its own, the admin listener takes them all.
@@ -88,27 +26,13 @@ func TestAdminCannotExhaust(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 connections to a child process")
 	}
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(up.Addr().String())
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "up.list"), []byte("up.example.org:"+port+"\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "hosts"), []byte("127.0.0.1 up.example.org\n"), 0o644)
-	cfg := filepath.Join(dir, "egressgate.yaml")
-	os.WriteFile(cfg, []byte("embedded: []\ncatalogs:\n  - path: up.list\n"), 0o644)
-	addrs := startServeChild(t, "--config", cfg, "--hosts", filepath.Join(dir, "hosts"), "--allow-dest", "127.0.0.0/8",
+	port := portString(echoUpstream(t))
+	dir := writeFiles(t, map[string]string{
+		"up.list":         "up.example.org:" + port + "\n",
+		"hosts":           "127.0.0.1 up.example.org\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: up.list\n",
+	})
+	addrs := startServeChild(t, "--config", filepath.Join(dir, "egressgate.yaml"), "--hosts", filepath.Join(dir, "hosts"), "--allow-dest", "127.0.0.0/8",
 		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--max-conns", "-1")
 
 	for i := range adminFlood {

@@ -15,8 +15,8 @@ import (
 // each estate's alerts to its contacts in turn (see docs/alerting.md).
 // Exit 0 when written, 1 when the config or the contacts are wrong or the
 // file cannot be written, 2 for bad usage.
-func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
-	config, opts, out, exit, ok := parseAlertmanagerFlags(args, stdout, stderr)
+func runAlertmanagerConfig(fs *commandLine, args []string, stdout, stderr io.Writer) int {
+	config, opts, out, exit, ok := parseAlertmanagerFlags(fs, args, stdout, stderr)
 	if !ok {
 		return exit
 	}
@@ -54,13 +54,7 @@ func runAlertmanagerConfig(args []string, stdout, stderr io.Writer) int {
 // parseAlertmanagerFlags returns the config path, the generator's options
 // and the output path the flags say; ok is false after the help (exit 0)
 // or a usage error reported to stderr (exit 2).
-func parseAlertmanagerFlags(args []string, stdout, stderr io.Writer) (config string, opts alertmanager.Options, out string, exit int, ok bool) {
-	fs := newCommandLine("alertmanager-config", "egressgate alertmanager-config [--config FILE] (--webhook-url TEMPLATE | --smtp-smarthost HOST:PORT --smtp-from ADDR) [flags]", `
-Writes an Alertmanager config that sends each estate's alerts to its primary
-contact, then to the secondary and tertiary ones after --secondary-after and
---tertiary-after unless silenced or resolved (see docs/alerting.md).
-
-exit status: 0 written, 1 the config cannot be loaded or written, 2 bad usage`)
+func parseAlertmanagerFlags(fs *commandLine, args []string, stdout, stderr io.Writer) (config string, opts alertmanager.Options, out string, exit int, ok bool) {
 	configFlag := fs.addConfig()
 	fs.DurationVar(&opts.SecondaryAfter, "secondary-after", alertmanager.DefaultSecondaryAfter, "how long after an alert starts firing the secondary contact hears of it, unless silenced or resolved")
 	fs.DurationVar(&opts.TertiaryAfter, "tertiary-after", alertmanager.DefaultTertiaryAfter, "the same for the tertiary contact")

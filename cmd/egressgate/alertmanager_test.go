@@ -46,7 +46,7 @@ func TestParseAlertmanagerFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			config, opts, out, _, ok := parseAlertmanagerFlags(strings.Fields(tt.args), io.Discard, &stderr)
+			config, opts, out, _, ok := parseAlertmanagerFlags(newCommandLine("alertmanager-config"), strings.Fields(tt.args), io.Discard, &stderr)
 			if tt.usage != "" {
 				if ok || !strings.Contains(stderr.String(), tt.usage) {
 					t.Errorf("parseAlertmanagerFlags(%s): ok %v, stderr %q; want a usage error with %q", tt.args, ok, stderr.String(), tt.usage)

@@ -12,23 +12,10 @@ import (
 // runCatalog prints the effective allowlist: every entry the policy turns
 // on, as a list to paste into another firewall or as YAML in the catalog
 // schema.
-func runCatalog(args []string, stdout, stderr io.Writer) int {
+func runCatalog(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	if exit, ok := runCatalogSub(args, stdout, stderr); ok {
 		return exit
 	}
-	cl := newCommandLine("catalog", "egressgate catalog [--config FILE] [--estate NAME] [--format list|yaml|squid|pac|hosts|json] [--pac-proxy HOST:PORT]\n       egressgate catalog import PAGE.txt|https://URL\n       egressgate catalog diff OLD NEW", `
-Prints the entries in force under the config's policy: as a plain list, itself
-a catalog to paste into another firewall, with the optional sections that are
-off as comments; with --format yaml, as catalogs in the loader's schema that
-load back (the policy as comments); or as a Squid ACL file (squid), a proxy
-auto-config file (pac, the same file /proxy.pac serves; it needs --pac-proxy),
-bare host names (hosts) or JSON for other enforcement points. --estate NAME
-prints that estate's allowlist (the default estate's otherwise); the entries
-its policy refuses are comments, deny rules (squid), listed as refused (pac),
-under a "refused" comment (yaml) or marked "refused" (json). "catalog import"
-and "catalog diff" are described by their own --help.
-
-exit status: 0 printed, 1 the config does not load, 2 bad usage`)
 	config := cl.addConfig()
 	format := cl.String("format", "list", "output `format`: list, yaml, squid, pac, hosts or json")
 	estate := cl.String("estate", rules.DefaultEstate, "print this `estate`'s allowlist")

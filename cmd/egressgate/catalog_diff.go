@@ -21,9 +21,9 @@ func runCatalogSub(args []string, stdout, stderr io.Writer) (exit int, ok bool) 
 	}
 	switch args[0] {
 	case "import":
-		return runCatalogImport(args[1:], stdout, stderr), true
+		return runCatalogImport(newCommandLine("catalog import"), args[1:], stdout, stderr), true
 	case "diff":
-		return runCatalogDiff(args[1:], stdout, stderr), true
+		return runCatalogDiff(newCommandLine("catalog diff"), args[1:], stdout, stderr), true
 	}
 	return 0, false
 }
@@ -36,11 +36,18 @@ type pageFlags struct {
 	wait   time.Duration // bound on fetching a page
 }
 
-func (pf *pageFlags) add(cl *commandLine) {
+// parse adds the page flags to cl and parses args, which must hold n
+// arguments (want says what they are); ok is false with the exit status
+// after the help or a usage error, as for commandLine.parse.
+func (pf *pageFlags) parse(cl *commandLine, args []string, n int, want string, stdout, stderr io.Writer) (pos []string, exit int, ok bool) {
 	cl.StringVar(&pf.layout, "layout", "", "read the page with this layout `FILE` instead of the built-in one (see docs/catalog-upkeep.md)")
 	cl.BoolVar(&pf.strict, "strict", false, "fail on a host under a lead-in the layout does not know, instead of importing it unclassified")
 	cl.StringVar(&pf.via, "via", "", "fetch an https:// page through this HTTP `PROXY` (host:port or http://host:port)")
 	pf.wait = time.Minute
+	if pos, exit, ok = cl.parse(args, stdout, stderr); ok && len(pos) != n {
+		return nil, cl.fail(stderr, "want %s, got %d arguments", want, len(pos)), false
+	}
+	return pos, exit, ok
 }
 
 // options returns the import options the flags give.
@@ -99,23 +106,11 @@ func isPageURL(arg string) bool {
 
 // runCatalogImport reads the vendor page (a saved copy or its https://
 // URL) and prints the catalog YAML it gives.
-func runCatalogImport(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("catalog import", "egressgate catalog import [--layout FILE] [--strict] [--via PROXY] PAGE.txt|https://URL", `
-Reads the vendor page, a saved text copy or its https:// URL (HTML is
-reduced to its text), and prints the catalog YAML it gives, in the
-loader's schema (see docs/catalog-upkeep.md). A host under a lead-in the
-importer does not know is imported into a group named after the lead-in,
-in the optional section "unclassified", with a warning on stderr.
-
-exit status: 0 printed, 1 the page cannot be read or imported, 2 bad usage`)
+func runCatalogImport(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	var pf pageFlags
-	pf.add(cl)
-	pos, exit, ok := cl.parse(args, stdout, stderr)
+	pos, exit, ok := pf.parse(cl, args, 1, "one PAGE.txt or https:// URL", stdout, stderr)
 	if !ok {
 		return exit
-	}
-	if len(pos) != 1 {
-		return cl.fail(stderr, "want one PAGE.txt or https:// URL, got %d arguments", len(pos))
 	}
 	c, err := pf.importPage(pos[0], stderr)
 	if err != nil {
@@ -134,25 +129,12 @@ exit status: 0 printed, 1 the page cannot be read or imported, 2 bad usage`)
 // runCatalogDiff prints the entries added, removed and changed from OLD
 // to NEW. It exits 0 when they are the same and 3 when they differ, like
 // diff(1) with 1.
-func runCatalogDiff(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("catalog diff", "egressgate catalog diff [--notes] [--layout FILE] [--strict] [--via PROXY] OLD NEW", `
-Prints the entries added, removed and changed from OLD to NEW. OLD and NEW
-are each a catalog file (YAML or plain list), a saved copy of the vendor
-page, its https:// URL, or "embedded" for the built-in catalog. Entries'
-notes are compared only with --notes: the page cannot say what a catalog
-notes by hand. A host the page lists under a lead-in the importer does not
-know is listed as added, with the lead-in and its line.
-
-exit status: 0 the same, 3 they differ, 1 one cannot be read, 2 bad usage`)
+func runCatalogDiff(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	notes := cl.Bool("notes", false, "compare the entries' notes too")
 	var pf pageFlags
-	pf.add(cl)
-	pos, exit, ok := cl.parse(args, stdout, stderr)
+	pos, exit, ok := pf.parse(cl, args, 2, "OLD and NEW (each a catalog file, a saved copy of the vendor page, its https:// URL, or \"embedded\")", stdout, stderr)
 	if !ok {
 		return exit
-	}
-	if len(pos) != 2 {
-		return cl.fail(stderr, "want OLD and NEW (each a catalog file, a saved copy of the vendor page, its https:// URL, or \"embedded\"), got %d arguments", len(pos))
 	}
 	var cats [2]*rules.Catalog
 	for i := range cats {

@@ -127,14 +127,8 @@ func TestCatalogYAMLLoadsBack(t *testing.T) {
 					t.Errorf("catalog diff of the export: exit %d: %s", code, stderr.String())
 				}
 			}
-			orig, err := rules.Load(config)
-			if err != nil {
-				t.Fatal(err)
-			}
-			back, err := rules.Load(writeReplacing(t, dir, config, files))
-			if err != nil {
-				t.Fatal(err)
-			}
+			orig := loadRuleset(t, config)
+			back := loadRuleset(t, writeReplacing(t, dir, config, files))
 			sameVerdicts(t, orig, back)
 		})
 	}
@@ -153,10 +147,7 @@ func TestCatalogImportLoadsBack(t *testing.T) {
 	if err := os.WriteFile(f, stdout.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	back, err := rules.Load(writeReplacing(t, dir, "", []string{f}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	back := loadRuleset(t, writeReplacing(t, dir, "", []string{f}))
 	data, err := os.ReadFile(page)
 	if err != nil {
 		t.Fatal(err)

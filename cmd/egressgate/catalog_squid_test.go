@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/egressgate/egressgate/rules"
 )
 
 // TestSquidExportAgrees exports a catalog with every kind of entry as
@@ -143,10 +141,7 @@ coredump_dir %s
 		t.Fatal("serve did not listen")
 	}
 
-	rs, err := rules.Load(config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadRuleset(t, config)
 	connect := func(proxyAddr, host string) string {
 		target := host
 		if strings.Contains(host, ":") {

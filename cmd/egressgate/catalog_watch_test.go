@@ -67,10 +67,7 @@ func TestCatalogWatch(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "sophos-central.yaml"), out.Bytes(), 0o644)
 	os.WriteFile(filepath.Join(dir, "egressgate.yaml"), []byte("embedded: []\ncatalogs:\n  - path: sophos-central.yaml\n"), 0o644)
-	rs, err := rules.Load(filepath.Join(dir, "egressgate.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadRuleset(t, filepath.Join(dir, "egressgate.yaml"))
 	before := rs.Matcher
 
 	reg := prometheus.NewRegistry()

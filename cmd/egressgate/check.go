@@ -15,20 +15,7 @@ import (
 
 // runCheck validates the config and its catalogs and prints a summary:
 // entries per group and which groups are on.
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("check", "egressgate check [--config FILE]", `
-Loads the config and its catalogs with the code serve loads them with, and
-prints the policy and, per catalog, each group with its section, whether it
-is on, and its entries in force out of those in the catalog; with estates,
-one line per estate (source, settings, contacts, entries admitted and
-refused). Warnings (authorize with Live Response off, a phone number without
-its country code, act_if_unreachable ignored by a threat response other than
-collaborate, estates without a primary contact) go to stderr; serve logs the
-same ones at start and after each reload that changes them.
-
-exit status: 0 the config loads (estates without a primary contact only warn:
-contacts change no verdict), 1 it does not (FILE:LINE: message on stderr),
-2 bad usage`)
+func runCheck(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	config := cl.addConfig()
 	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit

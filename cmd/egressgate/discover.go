@@ -28,14 +28,7 @@ type discovered struct {
 // host they name and whether the effective policy admits it, and with
 // --write writes them as a plain-list catalog to layer on the others.
 // Exit 0 when every host is admitted, 3 when some are not, 1 on errors.
-func runDiscover(args []string, stdout, stderr io.Writer) int {
-	fs := newCommandLine("discover", "egressgate discover [--config FILE] [--write FILE] ARTEFACT...", `
-Reads installer artefacts and prints each host they name and whether the
-effective policy admits it; with --write, writes the hosts as a plain-list
-catalog to layer on the others. ARTEFACT: SophosCloudInstaller.log,
-SophosCloudConfig.plist, or saved output of sudo bash -x ./SophosSetup.sh.
-
-exit status: 0 every host is admitted, 3 some are not, 1 an error, 2 bad usage`)
+func runDiscover(fs *commandLine, args []string, stdout, stderr io.Writer) int {
 	config := fs.addConfig()
 	write := fs.String("write", "", "write the hosts found as a plain-list catalog to `file`")
 	artefacts, exit, ok := fs.parse(args, stdout, stderr)

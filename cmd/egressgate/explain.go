@@ -11,18 +11,19 @@ import (
 
 	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
+	"github.com/egressgate/egressgate/rules/export"
 )
 
 // explainResult is the JSON form of an explain answer.
 type explainResult struct {
-	Host    string       `json:"host"`
-	Port    uint16       `json:"port"`
-	Estate  string       `json:"estate"`  // the client's estate; "default" without estates
-	Source  string       `json:"source"`  // its preference source
-	Verdict string       `json:"verdict"` // ALLOW or DENY
-	Rule    *explainRule `json:"rule"`    // null when no entry names the host
-	Reason  string       `json:"reason"`  // empty when allowed
-	Detail  string       `json:"detail,omitempty"`
+	Host    string        `json:"host"`
+	Port    uint16        `json:"port"`
+	Estate  string        `json:"estate"`  // the client's estate; "default" without estates
+	Source  string        `json:"source"`  // its preference source
+	Verdict string        `json:"verdict"` // ALLOW or DENY
+	Rule    *export.Entry `json:"rule"`    // null when no entry names the host
+	Reason  string        `json:"reason"`  // empty when allowed
+	Detail  string        `json:"detail,omitempty"`
 	// Hints are policy changes under which a deny would be an allow.
 	Hints []explainHint `json:"hints,omitempty"`
 }
@@ -32,19 +33,6 @@ type explainHint struct {
 	What   string `json:"what"`
 	Rule   string `json:"rule"`
 	Config string `json:"config"`
-}
-
-type explainRule struct {
-	Catalog  string   `json:"catalog"`
-	Pattern  string   `json:"pattern"`
-	Kind     string   `json:"kind"`
-	Groups   []string `json:"groups"`
-	Sections []string `json:"sections"`
-	Ports    []uint16 `json:"ports"`
-	OS       []string `json:"os,omitempty"`
-	Example  bool     `json:"example,omitempty"`
-	Notes    []string `json:"notes,omitempty"`
-	Source   string   `json:"source"`
 }
 
 // explainArgs is explain's command line, parsed.
@@ -62,8 +50,8 @@ type explainArgs struct {
 // runExplain prints whether HOST[:PORT] would be admitted and why, as
 // proxy.Admit decides it for serve. Exit 0 for allow, 1 for deny, 2 for
 // bad input.
-func runExplain(args []string, stdout, stderr io.Writer) int {
-	ea, exit, ok := parseExplain(args, stdout, stderr)
+func runExplain(cl *commandLine, args []string, stdout, stderr io.Writer) int {
+	ea, exit, ok := parseExplain(cl, args, stdout, stderr)
 	if !ok {
 		return exit
 	}
@@ -109,25 +97,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 
 // parseExplain parses explain's command line; false with the exit status
 // when there is nothing to explain (help, or bad usage).
-func parseExplain(args []string, stdout, stderr io.Writer) (explainArgs, int, bool) {
-	cl := newCommandLine("explain", "egressgate explain [--config FILE] [--client ADDR] [--user NAME] [--json] HOST[:PORT]", `
-Says whether a connection to HOST:PORT would be admitted under the config's
-policy, which catalog entry decides it, and, for a deny, what would change
-the answer. PORT is 443 when omitted; an IPv6 address with a port goes in
-brackets ([2001:db8::1]:443). A URL (https://central.sophos.com/) is judged
-as its host and port. Flags may also follow HOST[:PORT].
-
---client ADDR judges as a client at that address: outside --clients (as
-for serve: loopback and the private ranges by default) it is refused
-client-not-allowed; with estates, it is judged by its estate and its Live
-Response exclusion. --user NAME judges as a proxy user (its estate; no
-password is asked). Otherwise the default estate's policy answers.
-
-An IP address the catalog admits is still a DENY private-destination when it
-is in a range serve never dials, unless --allow-dest lists it, as for serve.
-
-exit status: 0 ALLOW, 1 DENY, 2 bad input (an invalid host or target, a
-config that does not load, bad usage)`)
+func parseExplain(cl *commandLine, args []string, stdout, stderr io.Writer) (explainArgs, int, bool) {
 	var ea explainArgs
 	config := cl.addConfig()
 	asJSON := cl.Bool("json", false, "print one JSON object")
@@ -193,8 +163,8 @@ func explainResultOf(rs *rules.Ruleset, ea explainArgs, a proxy.Admission) expla
 		res.Detail = policyDetail(a.Estate, ea.client, a.Verdict)
 	}
 	if e := a.Verdict.Entry; e != nil {
-		res.Rule = &explainRule{Catalog: e.Catalog, Pattern: e.Pattern, Kind: e.Kind.String(), Groups: e.GroupIDs(),
-			Sections: e.Sections(), Ports: e.Ports, OS: e.OS, Example: e.Example, Notes: e.Notes, Source: e.Pos.String()}
+		r := export.Resolve(e)
+		res.Rule = &r
 	}
 	return res
 }

@@ -1,14 +1,22 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/rules"
 )
 
 // The fixtures the tests of this package share: tools, loopback
@@ -71,6 +79,20 @@ func upstream(t *testing.T, h http.HandlerFunc) string {
 	return srv.Listener.Addr().String()
 }
 
+// httpsUpstream serves h over TLS, with httptest's certificate, on ln
+// or, when ln is nil, on a loopback port, for the test's life.
+func httpsUpstream(t *testing.T, ln net.Listener, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	if ln != nil {
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 // portString returns the port of a host:port address.
 func portString(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
@@ -89,4 +111,99 @@ func waitListening(t *testing.T, addr string, limit time.Duration, log func() st
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on %s after %s:\n%s", addr, limit, log())
+}
+
+// serveChildEnv, set, makes TestServeChild run "egressgate serve" with
+// the arguments it holds (separated by US, 0x1f) under a 1,024-descriptor limit.
+const serveChildEnv = "EGRESSGATE_TEST_SERVE_ARGS"
+
+// TestServeChild is the egressgate process of tests that need one of its
+// own: it runs until SIGTERM.
+func TestServeChild(t *testing.T) {
+	args := os.Getenv(serveChildEnv)
+	if args == "" {
+		t.Skip("run by other tests")
+	}
+	lowerFileLimit(t, 1024)
+	os.Exit(run(append([]string{"serve"}, strings.Split(args, "\x1f")...), os.Stdout, os.Stderr))
+}
+
+// startServeChild runs egressgate serve in a child process under a
+// 1,024-descriptor limit and returns the addresses its listeners logged.
+func startServeChild(t *testing.T, args ...string) map[string]string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestServeChild$")
+	cmd.Env = append(os.Environ(), serveChildEnv+"="+strings.Join(args, "\x1f"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	addrs := map[string]string{}
+	sc := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	for sc.Scan() {
+		var l struct{ Msg, Listener, Addr string }
+		json.Unmarshal(sc.Bytes(), &l)
+		if l.Msg == "listening" {
+			addrs[l.Listener] = l.Addr
+		}
+		if addrs["proxy"] != "" && addrs["admin"] != "" && (addrs["tls"] != "" || !slices.Contains(args, "--listen-tls")) {
+			go io.Copy(io.Discard, stderr)
+			return addrs
+		}
+	}
+	t.Fatalf("egressgate serve did not log its listeners (%v)", sc.Err())
+	return nil
+}
+
+// acceptLoop hands each connection ln accepts to handle, in a goroutine
+// of its own, until ln closes, as it does when the test ends.
+func acceptLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+}
+
+// echoUpstream serves TCP on a loopback port for the test's life,
+// echoing what each connection sends, and returns its address.
+func echoUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acceptLoop(t, ln, func(c net.Conn) { io.Copy(c, c); c.Close() })
+	return ln.Addr().String()
+}
+
+// loadRuleset loads the config at path ("" for the built-in default) or
+// fails the test.
+func loadRuleset(t *testing.T, path string) *rules.Ruleset {
+	t.Helper()
+	rs, err := rules.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }

@@ -13,16 +13,7 @@ import (
 // egressgate's admin listener for /healthz and exits 0 when it answers 200,
 // 1 otherwise. It is the container's HEALTHCHECK, which has no shell and no
 // curl in a scratch image.
-func runHealthcheck(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("healthcheck", "egressgate healthcheck [--admin ADDR] [--path PATH] [--timeout D]", `
-Asks a running egressgate's admin listener for /healthz (or --path) and
-prints "ok" when it answers 200. The container image's HEALTHCHECK: it
-needs no shell. An --admin that binds every address (":9128") is asked
-on loopback, so serve's flag can be copied as it is. Without --admin,
-EGRESSGATE_ADMIN is asked, as serve reads it, so the image's HEALTHCHECK
-follows the admin address the container was given.
-
-exit status: 0 healthy, 1 not (the reason on stderr), 2 bad usage`)
+func runHealthcheck(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	admin := cl.String("admin", "127.0.0.1:9128", "admin `address` of the egressgate to ask (as given to serve --admin)")
 	path := cl.String("path", "/healthz", "`path` to ask: /healthz (alive) or /readyz (serving)")
 	timeout := cl.Duration("timeout", 3*time.Second, "give up after this long")

@@ -20,6 +20,7 @@
 package main
 
 import (
+	"embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,7 +36,9 @@ import (
 type command struct {
 	name    string
 	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
+	// run runs the command on its arguments, with cl its command line
+	// (no flags yet, the help of help/NAME.txt).
+	run func(cl *commandLine, args []string, stdout, stderr io.Writer) int
 }
 
 func commands() []command {
@@ -77,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
+			return c.run(newCommandLine(c.name), args[1:], stdout, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "egressgate: unknown command %q\n", args[0])
@@ -102,9 +105,24 @@ type commandLine struct {
 	about    string // what the command does and its exit statuses
 }
 
-// newCommandLine returns an empty command line for "egressgate name". The
-// flag set prints nothing itself: parse reports errors and help.
-func newCommandLine(name, synopsis, about string) *commandLine {
+// help holds every command's --help text, one file a command:
+// help/NAME.txt ("catalog-import.txt" for "catalog import") is the
+// synopsis, a blank line, then what the command does and its exit
+// statuses. Kept as text so the help reads and is edited as the prose it
+// is, and so every command gets it the same way.
+//
+//go:embed help
+var help embed.FS
+
+// newCommandLine returns an empty command line for "egressgate name" with
+// the help of help/NAME.txt. The flag set prints nothing itself: parse
+// reports errors and help.
+func newCommandLine(name string) *commandLine {
+	text, err := help.ReadFile("help/" + strings.ReplaceAll(name, " ", "-") + ".txt")
+	if err != nil {
+		panic("egressgate " + name + " has no help file: " + err.Error()) // TestHelp runs every command's --help
+	}
+	synopsis, about, _ := strings.Cut(string(text), "\n\n")
 	fs := flag.NewFlagSet("egressgate "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
@@ -245,8 +263,7 @@ func versionOf(bi *debug.BuildInfo) string {
 }
 
 // runVersion prints the version and the Go release that built it.
-func runVersion(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("version", "egressgate version", "Prints the version: the one stamped with -ldflags \"-X main.version=...\", else the\nmodule version and VCS revision Go recorded at build time.\n\nexit status: 0")
+func runVersion(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	if exit, ok := cl.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
 	}

@@ -14,28 +14,15 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-const passwdSynopsis = "egressgate passwd [--estate NAME] [--cost N] USER < password"
-
-const passwdAbout = `
-Reads a password from the first line of standard input and prints a line of
-the proxy-authentication password file (auth.password_file): USER:HASH, with
-:ESTATE appended when --estate is given. The hash is bcrypt; the password is
-never echoed or written anywhere else.
-
-  printf '%s\n' 'correct horse' | egressgate passwd --estate london alice >> users
-
-exit status: 0 when the line was printed, 2 bad usage or an empty password`
-
 // maxPasswordLine bounds what is read from stdin: bcrypt uses 72 bytes.
 const maxPasswordLine = 4096
 
 // runPasswd is "egressgate passwd".
-func runPasswd(args []string, stdout, stderr io.Writer) int {
-	return runPasswdFrom(os.Stdin, args, stdout, stderr)
+func runPasswd(cl *commandLine, args []string, stdout, stderr io.Writer) int {
+	return runPasswdFrom(cl, os.Stdin, args, stdout, stderr)
 }
 
-func runPasswdFrom(stdin io.Reader, args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("passwd", passwdSynopsis, passwdAbout)
+func runPasswdFrom(cl *commandLine, stdin io.Reader, args []string, stdout, stderr io.Writer) int {
 	estate := cl.String("estate", "", "estate `NAME` to append to the line (the user's estate in the config)")
 	cost := cl.Int("cost", bcrypt.DefaultCost, "bcrypt `cost` (4-31; each step doubles the time a check takes)")
 	pos, exit, ok := cl.parse(args, stdout, stderr)

@@ -26,7 +26,7 @@ func TestPasswd(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			exit := runPasswdFrom(strings.NewReader(tc.stdin), tc.args, &stdout, &stderr)
+			exit := runPasswdFrom(newCommandLine("passwd"), strings.NewReader(tc.stdin), tc.args, &stdout, &stderr)
 			if exit != tc.exit || !strings.HasPrefix(stdout.String(), tc.prefix) || !strings.Contains(stderr.String(), tc.stderr) {
 				t.Fatalf("passwd %q = %d, stdout %q, stderr %q", tc.args, exit, stdout.String(), stderr.String())
 			}

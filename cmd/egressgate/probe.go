@@ -18,28 +18,22 @@ import (
 
 	"github.com/egressgate/egressgate/metrics"
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/probe"
 	"github.com/egressgate/egressgate/rules"
 )
 
 // probeReport is the JSON form of a probe run.
 type probeReport struct {
-	Via     string              `json:"via,omitempty"` // the proxy probed through; empty: direct
-	OK      bool                `json:"ok"`            // every step of every name succeeded
-	Results []proxy.ProbeResult `json:"results"`
-	Skipped []proxy.ProbeSkip   `json:"skipped"`
+	Via     string         `json:"via,omitempty"` // the proxy probed through; empty: direct
+	OK      bool           `json:"ok"`            // every step of every name succeeded
+	Results []probe.Result `json:"results"`
+	Skipped []probe.Skip   `json:"skipped"`
 }
 
 // runProbe is "egressgate probe": the document's DNS and connectivity
 // checks over every concrete name of the effective catalog. Exit 0 when
 // all pass, 1 when one fails, 2 for bad input.
-func runProbe(args []string, stdout, stderr io.Writer) int {
-	fs := newCommandLine("probe", "egressgate probe [--config FILE] [--via PROXY_URL] [--json] [--hosts FILE] [--ca FILE]", `
-Runs the vendor document's DNS and connectivity checks over every concrete
-name of the effective catalog: resolve, connect, and on TLS ports a
-handshake, directly or through a forward proxy (--via). Wildcard, glob and
-CIDR entries name no host to try and are listed as skipped.
-
-exit status: 0 every check passed, 1 one failed, 2 bad input`)
+func runProbe(fs *commandLine, args []string, stdout, stderr io.Writer) int {
 	config := fs.addConfig()
 	via := fs.String("via", "", "forward proxy `URL` (http://host:port) to CONNECT through; default: connect directly")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
@@ -49,12 +43,12 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 	fs.Var(prefixList{&allowDest}, "allow-dest", "private or reserved destination `CIDR` serve is told to allow anyway (repeatable), as for serve")
 	tlsPorts := []uint16{443}
 	fs.Var(portList{&tlsPorts}, "tls-ports", "`ports` whose connections get a TLS handshake (comma-separated)")
-	concurrency := fs.Int("concurrency", proxy.DefaultProbeConcurrency, "names probed at once")
-	timeout := fs.Duration("timeout", proxy.DefaultProbeTimeout, "time limit of each step")
+	concurrency := fs.Int("concurrency", probe.DefaultConcurrency, "names probed at once")
+	timeout := fs.Duration("timeout", probe.DefaultTimeout, "time limit of each step")
 	if exit, ok := fs.parseNoArgs(args, stdout, stderr); !ok {
 		return exit
 	}
-	p := &proxy.Prober{AllowDest: allowDest, TLSPorts: tlsPorts, Concurrency: *concurrency, Timeout: *timeout}
+	p := &probe.Prober{Proxy: proxy.Config{AllowDest: allowDest}, TLSPorts: tlsPorts, Concurrency: *concurrency, Timeout: *timeout}
 	if err := setupProber(p, *via, *hostsPath, *caPath); err != nil {
 		fmt.Fprintf(stderr, "egressgate probe: %v\n", err)
 		return 2
@@ -67,7 +61,7 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 	if !ok {
 		return 2
 	}
-	targets, skipped := proxy.ProbeTargets(rs.Matchers()...)
+	targets, skipped := probe.Targets(rs.Matchers()...)
 	if isTerminal(stderr) {
 		p.Progress = func(done, total int) { fmt.Fprintf(stderr, "\rprobing %d/%d names", done, total) }
 	}
@@ -82,7 +76,7 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 		rep.OK = rep.OK && results[i].OK()
 	}
 	if rep.Skipped == nil {
-		rep.Skipped = []proxy.ProbeSkip{}
+		rep.Skipped = []probe.Skip{}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -102,7 +96,7 @@ exit status: 0 every check passed, 1 one failed, 2 bad input`)
 }
 
 // setupProber reads the --via URL, the hosts file and the CA file into p.
-func setupProber(p *proxy.Prober, via, hostsPath, caPath string) error {
+func setupProber(p *probe.Prober, via, hostsPath, caPath string) error {
 	var err error
 	if via != "" {
 		if p.Via, err = parseVia(via); err != nil {
@@ -110,7 +104,7 @@ func setupProber(p *proxy.Prober, via, hostsPath, caPath string) error {
 		}
 	}
 	if hostsPath != "" {
-		if p.Hosts, err = proxy.LoadHosts(hostsPath); err != nil {
+		if p.Proxy.Hosts, err = proxy.LoadHosts(hostsPath); err != nil {
 			return err
 		}
 	}
@@ -135,7 +129,7 @@ func writeProbeTable(w io.Writer, rep *probeReport) {
 			passed++
 		}
 		dns := "-"
-		if s, ok := r.Step(proxy.StepDNS, 0); ok {
+		if s, ok := r.Step(probe.StepDNS, 0); ok {
 			dns = stepCell(s)
 			if !s.OK {
 				failures = append(failures, fmt.Sprintf("%s dns: %s", r.Name, s.Error))
@@ -145,13 +139,13 @@ func writeProbeTable(w io.Writer, rep *probeReport) {
 		}
 		for _, port := range r.Ports {
 			tcp, tls := "-", "-"
-			if s, ok := r.Step(proxy.StepTCP, port); ok {
+			if s, ok := r.Step(probe.StepTCP, port); ok {
 				tcp = stepCell(s)
 				if !s.OK {
 					failures = append(failures, fmt.Sprintf("%s:%d tcp: %s", r.Name, port, s.Error))
 				}
 			}
-			if s, ok := r.Step(proxy.StepTLS, port); ok {
+			if s, ok := r.Step(probe.StepTLS, port); ok {
 				tls = stepCell(s)
 				if !s.OK {
 					failures = append(failures, fmt.Sprintf("%s:%d tls: %s", r.Name, port, s.Error))
@@ -184,7 +178,7 @@ func writeProbeTable(w io.Writer, rep *probeReport) {
 }
 
 // stepCell is a step's table cell: "ok 12ms" or "FAIL".
-func stepCell(s proxy.ProbeStep) string {
+func stepCell(s probe.Step) string {
 	if !s.OK {
 		return "FAIL"
 	}
@@ -204,11 +198,11 @@ func isTerminal(w io.Writer) bool {
 
 // probeLoop runs p on the current matcher every interval until ctx ends,
 // and exports each run through m. The first run starts at once.
-func probeLoop(ctx context.Context, interval time.Duration, p *proxy.Prober, current func() []*rules.Matcher, m *metrics.ProbeMetrics, log *slog.Logger) {
+func probeLoop(ctx context.Context, interval time.Duration, p *probe.Prober, current func() []*rules.Matcher, m *metrics.ProbeMetrics, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		targets, _ := proxy.ProbeTargets(current()...)
+		targets, _ := probe.Targets(current()...)
 		start := time.Now()
 		results := p.Run(ctx, targets)
 		if ctx.Err() != nil {
@@ -265,7 +259,6 @@ func loadCA(path string) (*x509.CertPool, error) {
 
 // newServerProber probes as the proxy dials: its hosts file, resolver,
 // destination check and parent proxy, its dial timeout per step, TLS on its SNI ports.
-func newServerProber(cfg proxy.Config) *proxy.Prober {
-	return &proxy.Prober{Hosts: cfg.Hosts, HostsFile: cfg.HostsFile, Resolver: cfg.Resolver, AllowDest: cfg.AllowDest,
-		Via: cfg.UpstreamProxy, TLSPorts: cfg.SNIPorts, Timeout: cfg.DialTimeout, Concurrency: 4}
+func newServerProber(cfg proxy.Config) *probe.Prober {
+	return &probe.Prober{Proxy: cfg, Via: cfg.UpstreamProxy, TLSPorts: cfg.SNIPorts, Timeout: cfg.DialTimeout, Concurrency: 4}
 }

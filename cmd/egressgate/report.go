@@ -19,19 +19,7 @@ import (
 // --suggest-exact, the exact-mode list of the names seen behind wildcard
 // and glob entries. Exit 0 when printed, 1 when fetching failed, 2 for
 // bad usage.
-func runReport(args []string, stdout, stderr io.Writer) int {
-	cl := newCommandLine("report", "egressgate report --from URL | --prometheus URL [--window D] [--estate NAME] [--top N] [--suggest-exact] [--timeout D]", `
-Prints the catalog entries by state: used, admitted but never reached (every
-upstream connection failed), never used, and refused by the policy (with the
-reason), then the most denied hosts: from one egressgate's admin listener
-(--from; counts since it started), or from a Prometheus server that scrapes
-every replica (--prometheus; counts over --window, restarts included; it has
-no denied hosts and no names). --estate NAME shows one estate's view (the
-denied hosts stay the whole proxy's). Under each used wildcard or glob entry
-the report lists the names admitted through it; --suggest-exact prints them
-instead as a plain-list catalog of exact entries: what exact mode would need.
-
-exit status: 0 printed, 1 a fetch failed, 2 bad usage`)
+func runReport(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	from := cl.String("from", "", "admin `URL` of an egressgate, e.g. http://"+defaultAdminListen)
 	prom := cl.String("prometheus", "", "`URL` of a Prometheus server that scrapes egressgate")
 	window := promWindow(metrics.DefaultReportWindow)

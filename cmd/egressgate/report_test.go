@@ -10,14 +10,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/egressgate/egressgate/metrics"
-	"github.com/egressgate/egressgate/rules"
 )
 
 func TestReport(t *testing.T) {
-	rs, err := rules.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadRuleset(t, "")
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg, nil, metrics.Options{})
 	m.Install(rs)

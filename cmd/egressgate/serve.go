@@ -128,7 +128,7 @@ func (l portList) Set(v string) error {
 // parseServeFlags parses serve's command line.
 func parseServeFlags(args []string, stdout io.Writer) (*serveOptions, error) {
 	o := &serveOptions{explicit: map[string]bool{}}
-	fs := newCommandLine("serve", serveSynopsis, serveAbout)
+	fs := newCommandLine("serve")
 	o.addListenerFlags(fs)
 	r := o.addProxyFlags(fs)
 	o.addTelemetryFlags(fs)
@@ -269,31 +269,14 @@ func (o *serveOptions) listenAddr(flagName, flagValue, fromConfig string) string
 	return fromConfig
 }
 
-const serveSynopsis = "egressgate serve [flags]"
-
-const serveAbout = `
-Runs the proxy: CONNECT and plain-HTTP forward proxy on --listen, the optional
-transparent TLS listener on --sni-listen, and the admin endpoints on --admin.
-Flags given here override the config file's listeners. Every flag can also be
-set in the environment as EGRESSGATE_<FLAG> (upper case, '-' as '_', so
---sni-listen is EGRESSGATE_SNI_LISTEN); the command line wins.
-
-Signals: SIGHUP reloads the rules (the config and catalogs are also watched);
-SIGTERM or SIGINT (Ctrl-C) stops accepting, lets tunnels finish for
---drain-timeout, then closes them. Under "go run", send signals to the
-egressgate process, not to go run: go run does not pass SIGTERM on.
-
-exit status: 0 after a clean stop, 1 when the rules do not load at start or a
-listener fails, 2 bad usage`
-
 // runServe is "egressgate serve": it runs until SIGTERM or SIGINT.
-func runServe(args []string, stdout, stderr io.Writer) int {
+func runServe(cl *commandLine, args []string, stdout, stderr io.Writer) int {
 	o, err := parseServeFlags(args, stdout)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		fmt.Fprintf(stderr, "egressgate serve: %v\nusage: %s\nRun 'egressgate serve --help' for the flags.\n", err, serveSynopsis)
+		fmt.Fprintf(stderr, "egressgate serve: %v\nusage: %s\nRun 'egressgate serve --help' for the flags.\n", err, cl.synopsis)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

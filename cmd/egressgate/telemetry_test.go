@@ -7,16 +7,12 @@ import (
 	"testing"
 
 	"github.com/egressgate/egressgate/metrics"
-	"github.com/egressgate/egressgate/rules"
 )
 
 // TestTelemetryAdmin checks what the admin listener serves, with and
 // without --pprof, once a ruleset is installed through the reload hook.
 func TestTelemetryAdmin(t *testing.T) {
-	rs, err := rules.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := loadRuleset(t, "")
 	for _, withPprof := range []bool{false, true} {
 		tel := newTelemetry(nil, func() bool { return true }, metrics.Options{}, withPprof)
 		tel.hooks.OnSwap(rs)

@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,10 +47,9 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 // listener and tunnels a catalog name through it.
 func TestHTTPSProxyInChromium(t *testing.T) {
 	chromium := findTool(t, "chromium", "chromium")
-	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := httpsUpstream(t, nil, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, "<html><body><p>through-the-https-proxy</p></body></html>")
-	}))
-	defer up.Close()
+	})
 	uport := portString(up.Listener.Addr().String())
 	dir := writeFiles(t, map[string]string{
 		"list":            "catalog.example.org:" + uport + "\n",

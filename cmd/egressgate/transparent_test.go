@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,10 +24,9 @@ import (
 // both are counted on listener "sni". curl --connect-to, which connects
 // elsewhere while keeping the name, is the redirected client.
 func TestServeTransparent(t *testing.T) {
-	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := httpsUpstream(t, nil, func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s", r.Host)
-	}))
-	t.Cleanup(up.Close)
+	})
 	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
 
 	dir := writeFiles(t, map[string]string{
@@ -128,23 +126,20 @@ func TestTransparentRedirect(t *testing.T) {
 	if out, err := exec.Command("ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
 		t.Fatalf("ip link set lo up: %v\n%s", err, out)
 	}
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello %s", r.Host)
-	}))
 	ln, err := net.Listen("tcp", "127.0.0.2:443")
 	if err != nil {
 		t.Fatal(err)
 	}
-	up.Listener = ln
-	up.StartTLS()
-	t.Cleanup(up.Close)
+	up := httpsUpstream(t, ln, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.Host)
+	})
 
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "up.list"), []byte("up.example.com:443\n"), 0o644)
-	cfg := filepath.Join(dir, "egressgate.yaml")
-	os.WriteFile(cfg, []byte("embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: \"off\"\n"), 0o644)
-	hosts := filepath.Join(dir, "hosts")
-	os.WriteFile(hosts, []byte("127.0.0.2 up.example.com evil.example.com\n"), 0o644)
+	dir := writeFiles(t, map[string]string{
+		"up.list":         "up.example.com:443\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  sni: 127.0.0.1:0\n  admin: \"off\"\n",
+		"hosts":           "127.0.0.2 up.example.com evil.example.com\n",
+	})
+	cfg, hosts := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
 	addrs, _ := serveLogged(t, 2, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms")
 	// Only what is addressed to 127.0.0.3 is redirected: egressgate's
 	// own connection to 127.0.0.2:443 is not, as on a gateway only what

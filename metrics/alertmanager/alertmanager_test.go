@@ -89,10 +89,6 @@ func (in *alertingInput) convert(t *testing.T) ([]EscalationTarget, Options) {
 // "routes" section must hold for `amtool config routes test`: an alert with
 // those labels reaches exactly those receivers, in that order.
 func TestAlertmanagerConfigGolden(t *testing.T) {
-	files, err := filepath.Glob("testdata/alertmanager-*.txtar")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no testdata/alertmanager-*.txtar (%v)", err)
-	}
 	amtool, _ := exec.LookPath("amtool")
 	if testing.Short() {
 		amtool = "" // -short starts no real component
@@ -100,81 +96,67 @@ func TestAlertmanagerConfigGolden(t *testing.T) {
 	if amtool == "" {
 		t.Log("no amtool (-short, or apt-get install prometheus-alertmanager): configurations are compared, not checked")
 	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
+	txtar.Each(t, "testdata/alertmanager-*.txtar", func(t *testing.T, file string, a txtar.Archive) {
+		src, _ := a.File("input.yaml")
+		var in alertingInput
+		dec := yaml.NewDecoder(strings.NewReader(src))
+		dec.KnownFields(true)
+		if err := dec.Decode(&in); err != nil {
+			t.Fatalf("input.yaml: %v", err)
+		}
+		targets, opts := in.convert(t)
+		out, err := Config(targets, opts)
+		wantErr, isErrCase := a.File("error")
+		if isErrCase {
+			if err == nil {
+				t.Fatalf("Config = config, want error %q", strings.TrimSpace(wantErr))
+			}
+			if got := err.Error() + "\n"; got != wantErr {
+				if *update {
+					a.SetFile("error", got)
+					txtar.Rewrite(t, file, a)
+					return
+				}
+				t.Fatalf("Config error =\n%s\nwant\n%s", got, wantErr)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("Config: %v", err)
+		}
+		if want, _ := a.File("want"); string(out) != want {
+			if !*update {
+				t.Fatalf("Config =\n%s\nwant\n%s", out, want)
+			}
+			a.SetFile("want", string(out))
+			txtar.Rewrite(t, file, a)
+		}
+		if amtool == "" {
+			return
+		}
+		path := filepath.Join(t.TempDir(), "alertmanager.yml")
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := exec.Command(amtool, "check-config", path).CombinedOutput(); err != nil {
+			t.Fatalf("amtool check-config: %v\n%s", err, msg)
+		}
+		routes, _ := a.File("routes")
+		for line := range strings.Lines(routes) {
+			labels, want, ok := strings.Cut(strings.TrimSpace(line), " => ")
+			if !ok {
+				t.Fatalf("routes: line %q is not LABELS => RECEIVERS", line)
+			}
+			args := append([]string{"config", "routes", "test", "--config.file=" + path}, strings.Fields(labels)...)
+			msg, err := exec.Command(amtool, args...).Output()
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("amtool %s: %v\n%s", strings.Join(args, " "), err, msg)
 			}
-			a := txtar.Parse(string(data))
-			src, _ := a.File("input.yaml")
-			var in alertingInput
-			dec := yaml.NewDecoder(strings.NewReader(src))
-			dec.KnownFields(true)
-			if err := dec.Decode(&in); err != nil {
-				t.Fatalf("input.yaml: %v", err)
+			if got := strings.TrimSpace(string(msg)); got != want {
+				t.Errorf("alert {%s} reaches %s, want %s", labels, got, want)
 			}
-			targets, opts := in.convert(t)
-			out, err := Config(targets, opts)
-			wantErr, isErrCase := a.File("error")
-			if isErrCase {
-				if err == nil {
-					t.Fatalf("Config = config, want error %q", strings.TrimSpace(wantErr))
-				}
-				if got := err.Error() + "\n"; got != wantErr {
-					if *update {
-						a.SetFile("error", got)
-						writeTxtar(t, file, a)
-						return
-					}
-					t.Fatalf("Config error =\n%s\nwant\n%s", got, wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Config: %v", err)
-			}
-			if want, _ := a.File("want"); string(out) != want {
-				if !*update {
-					t.Fatalf("Config =\n%s\nwant\n%s", out, want)
-				}
-				a.SetFile("want", string(out))
-				writeTxtar(t, file, a)
-			}
-			if amtool == "" {
-				return
-			}
-			path := filepath.Join(t.TempDir(), "alertmanager.yml")
-			if err := os.WriteFile(path, out, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if msg, err := exec.Command(amtool, "check-config", path).CombinedOutput(); err != nil {
-				t.Fatalf("amtool check-config: %v\n%s", err, msg)
-			}
-			routes, _ := a.File("routes")
-			for line := range strings.Lines(routes) {
-				labels, want, ok := strings.Cut(strings.TrimSpace(line), " => ")
-				if !ok {
-					t.Fatalf("routes: line %q is not LABELS => RECEIVERS", line)
-				}
-				args := append([]string{"config", "routes", "test", "--config.file=" + path}, strings.Fields(labels)...)
-				msg, err := exec.Command(amtool, args...).Output()
-				if err != nil {
-					t.Fatalf("amtool %s: %v\n%s", strings.Join(args, " "), err, msg)
-				}
-				if got := strings.TrimSpace(string(msg)); got != want {
-					t.Errorf("alert {%s} reaches %s, want %s", labels, got, want)
-				}
-			}
-		})
-	}
-}
-
-func writeTxtar(t *testing.T, file string, a txtar.Archive) {
-	t.Helper()
-	if err := os.WriteFile(file, []byte(a.Format()), 0o644); err != nil {
-		t.Fatal(err)
-	}
+		}
+	})
 }
 
 func TestPromDuration(t *testing.T) {

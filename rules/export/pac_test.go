@@ -94,15 +94,22 @@ func urlTarget(t *testing.T, raw string) (string, uint16) {
 	return u.Hostname(), port
 }
 
+// loadPAC generates m's PAC file for proxyAddr and fallback and loads it
+// as pacRuntime does.
+func loadPAC(t *testing.T, m *rules.Matcher, proxyAddr string, fallback PACFallback) func(rawURL, host string) string {
+	t.Helper()
+	script, err := PAC(m, proxyAddr, fallback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pacRuntime(t, script)
+}
+
 const testProxy = "PROXY 192.0.2.10:3128"
 
 func TestPACMatchesMatcher(t *testing.T) {
 	m := testMatcher(t, "../testdata/match.txt")
-	script, err := PAC(m, "192.0.2.10:3128", PACDirect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	find := pacRuntime(t, script)
+	find := loadPAC(t, m, "192.0.2.10:3128", PACDirect)
 	tests := []struct {
 		url   string
 		proxy bool
@@ -177,11 +184,7 @@ func TestPACMatchesMatcher(t *testing.T) {
 
 func TestPACFallbackProxy(t *testing.T) {
 	m := testMatcher(t, "../testdata/match.txt")
-	script, err := PAC(m, "[2001:db8::1]:3128", PACProxy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	find := pacRuntime(t, script)
+	find := loadPAC(t, m, "[2001:db8::1]:3128", PACProxy)
 	for _, u := range []string{"https://a.example.com/", "https://example.com/", "http://nothing.example.net/"} {
 		host, _ := urlTarget(t, u)
 		if got, want := find(u, host), "PROXY [2001:db8::1]:3128"; got != want {
@@ -220,11 +223,7 @@ func TestPACEveryEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := rs.Matcher
-	script, err := PAC(m, "proxy.example.net:3128", PACDirect)
-	if err != nil {
-		t.Fatal(err)
-	}
-	find := pacRuntime(t, script)
+	find := loadPAC(t, m, "proxy.example.net:3128", PACDirect)
 	star := regexp.MustCompile(`\*`)
 	var kinds [rules.KindCIDR + 1]int
 	checked := 0

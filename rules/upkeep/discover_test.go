@@ -67,21 +67,16 @@ var installerLogWant = []string{
 }
 
 func TestDiscoverErrors(t *testing.T) {
-	tests := []struct{ name, data, want string }{
+	checkErrors(t, "Discover", func(data []byte) error {
+		_, err := Discover("x.txt", data)
+		return err
+	}, []errorCase{
 		{"plain text", "hello\nworld\n", "x.txt: no host found: not a SophosCloudInstaller.log"},
 		{"empty", "", "x.txt: no host found"},
 		{"truncated binary plist", "bplist00\x00\x01", "x.txt: reading the binary plist: too short"},
 		{"broken XML plist", "<?xml version=\"1.0\"?>\n<plist><dict><key>RegistrationServerURL</key>\n<string>https://a.example.org</dict>", "x.txt:3: reading the plist"},
 		{"only an IP", "Opening connection to https://192.0.2.1/\n", "no host found"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Discover("x.txt", []byte(tt.data))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Discover(%q) = %v, want an error containing %q", tt.data, err, tt.want)
-			}
-		})
-	}
+	})
 }
 
 func TestHostOf(t *testing.T) {

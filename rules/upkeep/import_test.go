@@ -308,18 +308,13 @@ func TestImportLayoutTeachesLeadIn(t *testing.T) {
 }
 
 func TestParseLayoutErrors(t *testing.T) {
-	tests := []struct{ name, data, want string }{
+	checkErrors(t, "ParseLayout", func(data []byte) error {
+		_, err := ParseLayout("l.yaml", data)
+		return err
+	}, []errorCase{
 		{"unknown key", "lead_in: []\n", "field lead_in not found"},
 		{"unknown group", "lead_ins: [{text: X, group: nope}]\n", `group "nope" is not in groups`},
 		{"bad os", "lead_ins: [{text: X, os: beos}]\n", `os "beos" is not`},
 		{"empty", "", "layout is empty"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseLayout("l.yaml", []byte(tt.data))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("ParseLayout(%q) = %v, want an error containing %q", tt.data, err, tt.want)
-			}
-		})
-	}
+	})
 }

@@ -1,17 +1,19 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/connectclient"
 )
 
 func TestReadHosts(t *testing.T) {
@@ -33,50 +35,44 @@ func TestReadHosts(t *testing.T) {
 // TestConnect sends a CONNECT for a name only the hosts map knows through
 // the proxy and echoes bytes over the tunnel, both ways.
 func TestConnect(t *testing.T) {
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer up.Close()
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
 	srv := httptest.NewServer(newProxy(map[string]string{"bench.invalid": "127.0.0.1"}))
 	defer srv.Close()
-
-	conn, err := net.DialTimeout("tcp", srv.Listener.Addr().String(), 5*time.Second)
+	_, port, _ := net.SplitHostPort(echoUpstream(t))
+	target := "bench.invalid:" + port
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, pending, err := connectclient.Dial(ctx, &net.Dialer{}, srv.Listener.Addr().String(), target, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("CONNECT %s: %v", target, err)
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, port, _ := net.SplitHostPort(up.Addr().String())
-	target := "bench.invalid:" + port
-	fmt.Fprintf(conn, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("CONNECT %s: %s", target, resp.Status)
-	}
 	msg := strings.Repeat("tunnel ", 1000)
 	go io.WriteString(conn, msg)
 	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(br, buf); err != nil {
+	if _, err := io.ReadFull(io.MultiReader(bytes.NewReader(pending), conn), buf); err != nil {
 		t.Fatalf("reading the echo: %v", err)
 	}
 	if string(buf) != msg {
 		t.Errorf("echo differs from what was sent")
 	}
+}
+
+// echoUpstream listens on loopback and echoes back what the one
+// connection it accepts sends; it returns the listener's address.
+func echoUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
 }

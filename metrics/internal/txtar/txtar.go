@@ -1,12 +1,15 @@
 // Package txtar reads and writes the txtar archives that hold metrics'
 // golden tests: a comment, then files each introduced by a line
 // "-- NAME --" (the format of golang.org/x/tools/txtar, which is not a
-// dependency of this module).
+// dependency of this module), and runs those tests over them.
 package txtar
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Archive is a parsed archive.
@@ -66,4 +69,31 @@ func (a *Archive) SetFile(name, data string) {
 		}
 	}
 	a.Files = append(a.Files, File{name, data})
+}
+
+// Each runs check on every archive pattern names, each in a subtest named
+// after its file without the extension; it fails when pattern names none.
+func Each(t *testing.T, pattern string, check func(t *testing.T, file string, a Archive)) {
+	t.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no %s (%v)", pattern, err)
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txtar"), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, file, Parse(string(data)))
+		})
+	}
+}
+
+// Rewrite writes a to file: a golden test's -update.
+func Rewrite(t *testing.T, file string, a Archive) {
+	t.Helper()
+	if err := os.WriteFile(file, []byte(a.Format()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
