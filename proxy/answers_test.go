@@ -185,12 +185,7 @@ func TestAnswersRaw(t *testing.T) {
 		})
 	}
 	t.Run("https-absolute-uri", func(t *testing.T) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialProxy(t, addr)
 		fmt.Fprint(c, "GET https://a.example.org/ HTTP/1.1\r\nHost: a.example.org\r\n\r\n")
 		head, _ := readHead(c)
 		if !strings.HasPrefix(head, "HTTP/1.1 400 ") || !strings.Contains(head, reasonHeader+": "+rules.ReasonUnsupportedScheme.String()) {
@@ -260,12 +255,7 @@ func TestUpstreamErrorBody(t *testing.T) {
 			"egressgate: " + down + ": upstream-refused: the server refused the connection\n", "connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialProxy(t, addr)
 			io.WriteString(c, tc.request)
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {

@@ -142,12 +142,7 @@ func TestAuthTunnelEarlyBytes(t *testing.T) {
 	for i := range early {
 		early[i] = byte(i * 7)
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, addr)
 	head := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", target, target, basic("bob", "hunter2-secret"))
 	go func() {
 		c.Write(append([]byte(head), early...))

@@ -126,11 +126,7 @@ func TestSlowlorisHeaderTimeout(t *testing.T) {
 	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, HeaderTimeout: 200 * time.Millisecond})
 	for _, partial := range []string{"", "CONNECT a.example.org:443 HTTP/1.1\r\n", "GET http://a.example.org/ HTTP/1.1\r\nX-Slow: "} {
 		t.Run(fmt.Sprintf("%q", partial), func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialProxy(t, addr)
 			io.WriteString(c, partial)
 			waitEOF(t, c) // cut by the server; never by our 10 s deadline
 		})
@@ -462,11 +458,7 @@ func TestClientACL403(t *testing.T) {
 func TestSlowlorisShortPrefix(t *testing.T) {
 	const timeout = time.Second
 	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, HeaderTimeout: timeout})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(t, addr)
 	start := time.Now()
 	io.WriteString(c, "CONN")
 	c.SetReadDeadline(start.Add(timeout * 17 / 10))

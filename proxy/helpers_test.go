@@ -199,16 +199,25 @@ func echo(c net.Conn) {
 	c.(*net.TCPConn).CloseWrite()
 }
 
-// rawConnect opens a connection to the proxy, sends CONNECT target and
-// returns the connection and the status line and header block.
-func rawConnect(t testing.TB, proxyAddr, target string) (net.Conn, string) {
+// dialProxy connects to addr, a listener under test, and closes the
+// connection when the test ends. Its 10-second deadline turns a server
+// that never answers into a failure instead of a hung test.
+func dialProxy(t testing.TB, addr string) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// rawConnect opens a connection to the proxy, sends CONNECT target and
+// returns the connection and the status line and header block.
+func rawConnect(t testing.TB, proxyAddr, target string) (net.Conn, string) {
+	t.Helper()
+	c := dialProxy(t, proxyAddr)
 	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
 	head, err := readHead(c)
 	if err != nil {

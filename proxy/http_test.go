@@ -86,12 +86,7 @@ func TestForwardHeaders(t *testing.T) {
 		{"other-host", "Host: not-allowed.example.net\r\nUser-Agent: x\r\n", []string{"x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialProxy(t, addr)
 			fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\n%sConnection: close\r\n\r\n", authority, tc.header)
 			if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
 				t.Fatalf("answer %q, %v", head, err)

@@ -59,12 +59,7 @@ func TestParentGetsJudgedName(t *testing.T) {
 			if !isASCII(host) {
 				t.Skip("net/http refuses a request line or Host that is not ASCII")
 			}
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dialProxy(t, addr)
 			fmt.Fprintf(c, "GET http://%s/x HTTP/1.1\r\nHost: %s\r\n\r\n", host, host)
 			readHead(c)
 			select {

@@ -63,10 +63,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		c, err := Parse("fuzz.txt", []byte(text))
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "fuzz.txt") {
-				t.Fatalf("Parse error %q does not name the file", err)
-			}
+		if refused(t, err, "fuzz.txt") {
 			return
 		}
 		if _, err := Compile(c.Entries); err != nil {
@@ -102,10 +99,7 @@ func FuzzEstateFile(f *testing.F) {
 		path := filepath.Join("estates.d", "x.yaml")
 		read := func(string) ([]byte, error) { return []byte(text), nil }
 		p, err := loadEstateFile(path, read, cats, nil)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), path) {
-				t.Fatalf("error %q does not name %s", err, path)
-			}
+		if refused(t, err, path) {
 			return
 		}
 		pol := effective(inherit(p, Policy{}), cats)
@@ -152,6 +146,16 @@ func FuzzEstateTable(f *testing.F) {
 			}
 		}
 	})
+}
+
+// refused reports whether a loader refused its input, failing t unless
+// the error names the file first, as every loader's error must.
+func refused(t *testing.T, err error, path string) bool {
+	t.Helper()
+	if err != nil && !strings.HasPrefix(err.Error(), path) {
+		t.Fatalf("error %q does not name %s", err, path)
+	}
+	return err != nil
 }
 
 // refLookup is the obvious matcher the trie must agree with: every entry

@@ -35,10 +35,10 @@ func TestServeHostsReload(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "up.list"), []byte("up.example.org:"+port+"\n"), 0o644)
 	cfgPath := filepath.Join(dir, "egressgate.yaml")
-	os.WriteFile(cfgPath, []byte("embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: \"off\"\n"), 0o644)
+	os.WriteFile(cfgPath, []byte("embedded: []\ncatalogs:\n  - path: up.list\nlisteners:\n  proxy: 127.0.0.1:0\n  admin: 127.0.0.1:0\n"), 0o644)
 	save("127.0.0.2 up.example.org # nothing listens there\n")
 
-	addrs, lw := serveLogged(t, 1, "--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms")
+	addrs, lw := serveLogged(t, 2, "--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms")
 	proxyAddr := addrs["proxy"]
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr}), DisableKeepAlives: true}}
@@ -60,6 +60,13 @@ func TestServeHostsReload(t *testing.T) {
 			}
 		}
 		t.Fatalf("GET = %d, want %d after the hosts file's edit", got, code)
+	}
+	// Serve watches the hosts file before it reports ready: edits from
+	// then on must be seen.
+	for deadline := time.Now().Add(10 * time.Second); healthcheck(addrs["admin"], "/readyz", time.Second) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready: %v", healthcheck(addrs["admin"], "/readyz", time.Second))
+		}
 	}
 	if code := get(); code != http.StatusBadGateway {
 		t.Fatalf("GET with up.example.org at 127.0.0.2 = %d, want 502", code)

@@ -22,13 +22,43 @@ import (
 	"github.com/egressgate/egressgate/proxy"
 )
 
+// serveFlagsCase is serve's command line and environment with what
+// parseServeFlags must make of them: options check accepts, or an error
+// containing err.
+type serveFlagsCase struct {
+	name  string
+	env   map[string]string
+	args  []string
+	check func(*serveOptions) bool
+	err   string
+}
+
+// testServeFlags runs each case as a subtest, its environment set.
+func testServeFlags(t *testing.T, cases []serveFlagsCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			o, err := parseServeFlags(tc.args, io.Discard)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("parseServeFlags(%q) with %v: error = %v, want %q", tc.args, tc.env, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseServeFlags(%q) with %v: %v", tc.args, tc.env, err)
+			}
+			if !tc.check(o) {
+				t.Errorf("parseServeFlags(%q) with %v = %+v", tc.args, tc.env, o)
+			}
+		})
+	}
+}
+
 func TestParseServeFlags(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		args  []string
-		check func(*serveOptions) bool
-		err   string
-	}{
+	testServeFlags(t, []serveFlagsCase{
 		{name: "defaults", args: nil, check: func(o *serveOptions) bool {
 			c := o.cfg
 			return o.listen == ":3128" && o.sniListen == "off" && o.admin == "127.0.0.1:9128" &&
@@ -54,23 +84,7 @@ func TestParseServeFlags(t *testing.T) {
 			return o.tlsListen == ":3129" && o.tlsCert == "c.pem" && o.tlsKey == "k.pem"
 		}},
 		{name: "extra-arg", args: []string{"foo"}, err: "unexpected argument"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o, err := parseServeFlags(tc.args, io.Discard)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseServeFlags(%q) error = %v, want %q", tc.args, err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseServeFlags(%q): %v", tc.args, err)
-			}
-			if !tc.check(o) {
-				t.Errorf("parseServeFlags(%q) = %+v", tc.args, o)
-			}
-		})
-	}
+	})
 }
 
 func TestListenAddrPrecedence(t *testing.T) {

@@ -67,10 +67,7 @@ var installerLogWant = []string{
 }
 
 func TestDiscoverErrors(t *testing.T) {
-	checkErrors(t, "Discover", func(data []byte) error {
-		_, err := Discover("x.txt", data)
-		return err
-	}, []errorCase{
+	checkErrors(t, "Discover", Discover, "x.txt", []errorCase{
 		{"plain text", "hello\nworld\n", "x.txt: no host found: not a SophosCloudInstaller.log"},
 		{"empty", "", "x.txt: no host found"},
 		{"truncated binary plist", "bplist00\x00\x01", "x.txt: reading the binary plist: too short"},
