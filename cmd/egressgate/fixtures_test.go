@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"io"
 	"net"
@@ -111,6 +112,37 @@ func waitListening(t *testing.T, addr string, limit time.Duration, log func() st
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("nothing listens on %s after %s:\n%s", addr, limit, log())
+}
+
+// runArgsEnv, when set in the environment, makes the test binary run
+// egressgate with these arguments (one per line) instead of the tests:
+// a process of its own, for an environment the other tests must not see
+// (SSL_CERT_FILE, to trust a test server as an operator's system roots
+// trust the vendor's).
+const runArgsEnv = "EGRESSGATE_TEST_RUN_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(runArgsEnv); args != "" {
+		os.Exit(run(strings.Split(args, "\n"), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild runs "egressgate args..." in a child process, with env added
+// to the environment, and returns what it printed and its exit status.
+func runChild(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), runArgsEnv+"="+strings.Join(args, "\n")), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errOut.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), 0
 }
 
 // serveChildEnv, set, makes TestServeChild run "egressgate serve" with
