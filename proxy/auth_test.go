@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -180,7 +179,7 @@ func TestProxyAuthForward(t *testing.T) {
 	port := portOf(t, upstream.Listener.Addr().String())
 	cfg, rec := authConfig(t, port, map[string]string{"bob": "hunter2-secret"}, bcrypt.MinCost, "")
 	var logs logBuffer
-	cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Log = logs.logger()
 	proxyAddr, _ := startProxy(t, cfg)
 
 	get := func(user, pass string) (int, string) {
