@@ -67,34 +67,6 @@ func tlsUpstream443(t *testing.T) bool {
 	return true
 }
 
-// connectFrom sends CONNECT target from the loopback address src, with
-// an optional Proxy-Authorization, and returns the connection and the
-// answer's status code and reason header.
-func connectFrom(t *testing.T, proxyAddr, src, target, auth string) (net.Conn, int, http.Header) {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", proxyAddr)
-	if err != nil {
-		t.Fatalf("dial from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
-	if auth != "" {
-		req += "Proxy-Authorization: " + auth + "\r\n"
-	}
-	fmt.Fprint(c, req+"\r\n")
-	head, err := readHead(c)
-	if err != nil {
-		t.Fatalf("reading CONNECT answer: %v", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
-	if err != nil {
-		t.Fatalf("parsing %q: %v", head, err)
-	}
-	return c, resp.StatusCode, resp.Header
-}
-
 // TestEstatesEndToEnd runs the worked example through the proxy: clients
 // on 127.1.0.5 (london), 127.2.0.5 (newyork), 127.2.99.7 (a newyork
 // device excluded from Live Response) and 127.3.0.5 (sydney) ask for the
