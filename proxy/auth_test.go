@@ -17,17 +17,12 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// authRules loads a config that requires proxy authentication and admits
-// up.example.org:port only to the estate "inside", which every user of
-// the password file (users maps a name to its password) belongs to.
-func authRules(t *testing.T, port uint16, users map[string]string) *rules.Reloader {
-	t.Helper()
-	return authRulesCost(t, port, users, bcrypt.MinCost, "")
-}
-
-// authRulesCost is authRules with hashes of the given cost and more lines
-// for the auth: block.
-func authRulesCost(t *testing.T, port uint16, users map[string]string, cost int, authExtra string) *rules.Reloader {
+// authConfig is the configuration of a proxy that requires proxy
+// authentication and admits up.example.org:port (on loopback) only to the
+// estate "inside", which every user of the password file belongs to.
+// users maps a name to its password, hashed at cost; authExtra adds lines
+// to the auth: block. The proxy records to the counter returned.
+func authConfig(t *testing.T, port uint16, users map[string]string, cost int, authExtra string) (Config, *authCounter) {
 	t.Helper()
 	dir := t.TempDir()
 	var file strings.Builder
@@ -59,18 +54,27 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rl
+	rec := &authCounter{}
+	return Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest}, rec
 }
 
-// authProxy starts a proxy that requires proxy authentication and admits
-// up.example.org:port (on loopback) only to the users file's estate
-// "inside". users maps a name to its password.
+// authProxy starts a proxy with authConfig's rules for users, hashed at
+// the lowest cost, and returns its address.
 func authProxy(t *testing.T, port uint16, users map[string]string) string {
 	t.Helper()
-	rl := authRules(t, port, users)
-	addr, _ := startProxy(t, Config{Rules: rl, Recorder: &recorder{},
-		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	cfg, _ := authConfig(t, port, users, bcrypt.MinCost, "")
+	addr, _ := startProxy(t, cfg)
 	return addr
+}
+
+// authEcho starts an echo upstream and returns authConfig for it, with
+// the one user alice ("correct horse"), its counter, and the upstream's
+// up.example.org:port.
+func authEcho(t *testing.T, cost int, authExtra string) (Config, *authCounter, string) {
+	t.Helper()
+	port := portOf(t, echoServer(t, echo))
+	cfg, rec := authConfig(t, port, map[string]string{"alice": "correct horse"}, cost, authExtra)
+	return cfg, rec, fmt.Sprintf("up.example.org:%d", port)
 }
 
 func basic(user, pass string) string {

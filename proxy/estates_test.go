@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -213,17 +212,10 @@ func TestProxyAuthForward(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	port := portOf(t, upstream.Listener.Addr().String())
-	rl := authRules(t, port, map[string]string{"bob": "hunter2-secret"})
-	var logBuf strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return logBuf.Write(p)
-	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rec := &recorder{}
-	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Log: log,
-		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	cfg, rec := authConfig(t, port, map[string]string{"bob": "hunter2-secret"}, bcrypt.MinCost, "")
+	var logs logBuffer
+	cfg.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	proxyAddr, _ := startProxy(t, cfg)
 
 	get := func(user, pass string) (int, string) {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://up.example.org:%d/", port), nil)
@@ -259,9 +251,7 @@ func TestProxyAuthForward(t *testing.T) {
 	if len(gotAuth) != 1 || gotAuth[0] != "" {
 		t.Errorf("upstream saw Proxy-Authorization %q, want it removed", gotAuth)
 	}
-	mu.Lock()
-	logged := logBuf.String()
-	mu.Unlock()
+	logged := logs.String()
 	rec.mu.Lock()
 	recorded := fmt.Sprintf("%+v", rec.decisions)
 	rec.mu.Unlock()
@@ -271,10 +261,6 @@ func TestProxyAuthForward(t *testing.T) {
 		}
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // FuzzParseBasic: parseBasic never panics, and what it accepts is a Basic
 // credential that encodes back to the same user and password.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -81,13 +82,21 @@ func startProxy(t testing.TB, cfg Config) (string, *Server) {
 	return ln.Addr().String(), srv
 }
 
-// startSNI runs srv's SNI listener on 127.0.0.1:0.
-func startSNI(t testing.TB, srv *Server) string {
+// listenLoopback listens on 127.0.0.1:0 until the test ends.
+func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// startSNI runs srv's SNI listener on 127.0.0.1:0.
+func startSNI(t testing.TB, srv *Server) string {
+	t.Helper()
+	ln := listenLoopback(t)
 	go srv.ServeSNI(ln)
 	return ln.Addr().String()
 }
@@ -163,23 +172,15 @@ var _ Recorder = (*recorder)(nil)
 // freePort returns a loopback address where nothing listens.
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
+	ln := listenLoopback(t)
 	ln.Close()
-	return addr
+	return ln.Addr().String()
 }
 
 // echoServer accepts connections on 127.0.0.1:0 and runs serve on each.
 func echoServer(t testing.TB, serve func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listenLoopback(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -211,6 +212,25 @@ func dialProxy(t testing.TB, addr string) net.Conn {
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c
+}
+
+// logBuffer is an io.Writer for a slog handler that handlers on several
+// goroutines may write to at once.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // rawConnect opens a connection to the proxy, sends CONNECT target and

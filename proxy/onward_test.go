@@ -17,29 +17,16 @@ import (
 // The parent now gets the name that was judged, in canonical form.
 func TestParentGetsJudgedName(t *testing.T) {
 	lines := make(chan string, 8)
-	parent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer parent.Close()
-	go func() {
-		for {
-			c, err := parent.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				r, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				lines <- r.Method + " " + r.RequestURI + " Host=" + r.Host
-				fmt.Fprint(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-			}()
+	parent := echoServer(t, func(c net.Conn) {
+		defer c.Close()
+		r, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	u, _ := url.Parse("http://" + parent.Addr().String())
+		lines <- r.Method + " " + r.RequestURI + " Host=" + r.Host
+		fmt.Fprint(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	u, _ := url.Parse("http://" + parent)
 	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "allowed.test:8443,80")},
 		UpstreamProxy: u, AllowDest: loopbackDest, SNIPorts: []uint16{}})
 	for _, host := range []string{"allo\u00adwed.test", "allowed\uff0etest", "ALLOWED.TEST."} {

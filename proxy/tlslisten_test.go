@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,10 +23,7 @@ func startTLSProxy(t testing.TB, srv *Server, certFile, keyFile string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	go srv.ServeTLS(ln, cfg)
 	return ln.Addr().String()
 }
@@ -64,15 +60,11 @@ func TestTLSListenerCurl(t *testing.T) {
 // listener are refused before any check (403 tls-required), and the same
 // credentials over the HTTPS listener are admitted.
 func TestRequireTLS(t *testing.T) {
-	up := echoServer(t, echo)
-	port := portOf(t, up)
-	rec := &authCounter{}
-	rl := authRulesCost(t, port, map[string]string{"alice": "correct horse"}, 4, "  require_tls: true\n")
-	plain, srv := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	cfg, rec, target := authEcho(t, 4, "  require_tls: true\n")
+	plain, srv := startProxy(t, cfg)
 	cert := testcert.New(t, 1, "127.0.0.1", "localhost")
 	certFile, keyFile := cert.Write(t, t.TempDir())
 	secure := startTLSProxy(t, srv, certFile, keyFile)
-	target := fmt.Sprintf("up.example.org:%d", port)
 
 	if code := authStatus(plain, "127.0.0.1", target, basic("alice", "correct horse")); code != 403 {
 		t.Errorf("credentials on the plain listener = %d, want 403 tls-required", code)
