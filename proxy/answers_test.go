@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -218,7 +217,7 @@ func TestUpstreamErrorBody(t *testing.T) {
 		Hosts:     hostsFor("down.example.org"),
 		AllowDest: loopbackDest,
 		Resolver:  resolverDNS{},
-		Log:       slog.New(slog.NewJSONHandler(&logs, nil)),
+		Log:       logs.logger(),
 	})
 	down := fmt.Sprintf("down.example.org:%d", refused)
 	for _, tc := range []struct {
