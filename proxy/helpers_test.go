@@ -86,6 +86,29 @@ func startProxy(t testing.TB, cfg Config) (string, *Server) {
 	return ln.Addr().String(), srv
 }
 
+// proxyFor starts a proxy with cfg that admits the upstream at addr
+// (on 127.0.0.1) as host: unless cfg has rules, they name host and the
+// upstream's port; host resolves to loopback, which it may dial. It
+// returns the proxy's address, the CONNECT target host:port and the
+// server.
+func proxyFor(t testing.TB, host, addr string, cfg Config) (proxyAddr, target string, srv *Server) {
+	t.Helper()
+	target = fmt.Sprintf("%s:%d", host, portOf(t, addr))
+	if cfg.Rules == nil {
+		cfg.Rules = StaticRules{testMatcher(t, target)}
+	}
+	cfg.Hosts = hostsFor(host)
+	cfg.AllowDest = loopbackDest
+	proxyAddr, srv = startProxy(t, cfg)
+	return proxyAddr, target, srv
+}
+
+// echoProxy is proxyFor an echo upstream, echo.example.org.
+func echoProxy(t testing.TB, cfg Config) (proxyAddr, target string, srv *Server) {
+	t.Helper()
+	return proxyFor(t, "echo.example.org", echoServer(t, echo), cfg)
+}
+
 // listenLoopback listens on 127.0.0.1:0 until the test ends.
 func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
