@@ -28,15 +28,7 @@ import (
 func authConfig(t *testing.T, port uint16, users map[string]string, cost int, authExtra string) (Config, *authCounter) {
 	t.Helper()
 	dir := t.TempDir()
-	var file strings.Builder
-	for name, pass := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&file, "%s:%s:inside\n", name, hash)
-	}
-	os.WriteFile(filepath.Join(dir, "users"), []byte(file.String()), 0o600)
+	os.WriteFile(filepath.Join(dir, "users"), usersFile(t, cost, "inside", users), 0o600)
 	os.WriteFile(filepath.Join(dir, "local.txt"), []byte(fmt.Sprintf("up.example.org:%d\n", port)), 0o644)
 	cfg := filepath.Join(dir, "egressgate.yaml")
 	os.WriteFile(cfg, []byte(`embedded: []
@@ -59,6 +51,21 @@ auth:
 	}
 	rec := &authCounter{}
 	return Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest}, rec
+}
+
+// usersFile is a password file that puts every user of users (a name
+// and its password, hashed at cost) in estate.
+func usersFile(t *testing.T, cost int, estate string, users map[string]string) []byte {
+	t.Helper()
+	var file bytes.Buffer
+	for name, pass := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&file, "%s:%s:%s\n", name, hash, estate)
+	}
+	return file.Bytes()
 }
 
 // authProxy starts a proxy with authConfig's rules for users, hashed at

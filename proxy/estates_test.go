@@ -20,32 +20,34 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// exampleOnLoopback writes the shipped enterprise example with its
+// exampleOnLoopback loads the shipped enterprise example with its
 // subnets 10.N. read as 127.N., so that test clients binding loopback
-// source addresses land in its estates, plus extra config appended.
-func exampleOnLoopback(t *testing.T, extra string) string {
+// source addresses land in its estates, plus extra config appended and
+// users as the password file "users" beside it.
+func exampleOnLoopback(t *testing.T, extra string, users []byte) *rules.Reloader {
 	t.Helper()
-	src := "../deploy/examples/enterprise"
 	dir := t.TempDir()
-	cfg, err := os.ReadFile(filepath.Join(src, "egressgate.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.ReplaceAll(string(cfg), "[10.", "[127.")
-	if strings.Contains(text, " 10.") || strings.Contains(text, "[10.") {
-		t.Fatal("the example has a 10. address the test does not map")
-	}
 	os.MkdirAll(filepath.Join(dir, "estates.d"), 0o755)
-	sydney, err := os.ReadFile(filepath.Join(src, "estates.d", "sydney.yaml"))
+	for _, name := range []string{"egressgate.yaml", filepath.Join("estates.d", "sydney.yaml")} {
+		data, err := os.ReadFile(filepath.Join("../deploy/examples/enterprise", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(data), "[10.", "[127.")
+		if strings.Contains(text, " 10.") || strings.Contains(text, "[10.") {
+			t.Fatalf("%s has a 10. address the test does not map", name)
+		}
+		if name == "egressgate.yaml" {
+			text += extra
+		}
+		os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "users"), users, 0o600)
+	rl, err := rules.NewReloader(filepath.Join(dir, "egressgate.yaml"), nil, rules.ReloadHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "estates.d", "sydney.yaml"), sydney, 0o644)
-	p := filepath.Join(dir, "egressgate.yaml")
-	if err := os.WriteFile(p, []byte(text+extra), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return rl
 }
 
 // tlsUpstream443 starts a TLS server on 127.0.9.9:443, the port the
@@ -67,49 +69,13 @@ func tlsUpstream443(t *testing.T) bool {
 	return true
 }
 
-// connectFrom sends CONNECT target from the loopback address src, with
-// an optional Proxy-Authorization, and returns the connection and the
-// answer's status code and reason header.
-func connectFrom(t *testing.T, proxyAddr, src, target, auth string) (net.Conn, int, http.Header) {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", proxyAddr)
-	if err != nil {
-		t.Fatalf("dial from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
-	if auth != "" {
-		req += "Proxy-Authorization: " + auth + "\r\n"
-	}
-	fmt.Fprint(c, req+"\r\n")
-	head, err := readHead(c)
-	if err != nil {
-		t.Fatalf("reading CONNECT answer: %v", err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
-	if err != nil {
-		t.Fatalf("parsing %q: %v", head, err)
-	}
-	return c, resp.StatusCode, resp.Header
-}
-
 // TestEstatesEndToEnd runs the worked example through the proxy: clients
 // on 127.1.0.5 (london), 127.2.0.5 (newyork), 127.2.99.7 (a newyork
 // device excluded from Live Response) and 127.3.0.5 (sydney) ask for the
 // same hosts and get their estate's verdicts.
 func TestEstatesEndToEnd(t *testing.T) {
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret-pass"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := exampleOnLoopback(t, "auth:\n  password_file: users\n")
-	os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "users"), []byte("# test users\nalice:"+string(hash)+":newyork\n"), 0o600)
-	rl, err := rules.NewReloader(cfgPath, nil, rules.ReloadHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	users := usersFile(t, bcrypt.MinCost, "newyork", map[string]string{"alice": "s3cret-pass"})
+	rl := exampleOnLoopback(t, "auth:\n  password_file: users\n", append([]byte("# test users\n"), users...))
 	const (
 		lt     = "live-terminal-us-east-2.prod.hydra.sophos.com"
 		push   = "mcs-push-server-eu-west-1.prod.hydra.sophos.com"
@@ -197,12 +163,7 @@ func TestEstatesEndToEnd(t *testing.T) {
 // TestPACPerEstate: each client gets the PAC file of its own estate, and
 // fetching it needs no proxy credentials even when they are required.
 func TestPACPerEstate(t *testing.T) {
-	cfgPath := exampleOnLoopback(t, "auth:\n  password_file: users\n  required: true\n")
-	os.WriteFile(filepath.Join(filepath.Dir(cfgPath), "users"), nil, 0o600)
-	rl, err := rules.NewReloader(cfgPath, nil, rules.ReloadHooks{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rl := exampleOnLoopback(t, "auth:\n  password_file: users\n  required: true\n", nil)
 	proxyAddr, srv := startProxy(t, Config{Rules: rl})
 	pac := func(src string) string {
 		t.Helper()

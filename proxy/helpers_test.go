@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -208,13 +209,54 @@ func echo(c net.Conn) {
 // that never answers into a failure instead of a hung test.
 func dialProxy(t testing.TB, addr string) net.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialFrom(t, "", addr)
+}
+
+// dialFrom is dialProxy from the loopback address src ("" for any).
+func dialFrom(t testing.TB, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("dial %s from %q: %v", addr, src, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c
+}
+
+// connectAnswer sends opening (a PROXY header or nothing) and a CONNECT
+// for target on c, with a Proxy-Authorization of auth unless it is empty,
+// and returns the answer.
+func connectAnswer(t testing.TB, c net.Conn, opening []byte, target, auth string) *http.Response {
+	t.Helper()
+	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if auth != "" {
+		req += "Proxy-Authorization: " + auth + "\r\n"
+	}
+	c.Write(append(opening, req+"\r\n"...))
+	head, err := readHead(c)
+	if err != nil {
+		t.Fatalf("reading the answer: %v (read %q)", err, head)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", head, err)
+	}
+	return resp
+}
+
+// connectFrom sends CONNECT target from the loopback address src, with
+// an optional Proxy-Authorization, and returns the connection and the
+// answer's status code and header.
+func connectFrom(t testing.TB, proxyAddr, src, target, auth string) (net.Conn, int, http.Header) {
+	t.Helper()
+	c := dialFrom(t, src, proxyAddr)
+	resp := connectAnswer(t, c, nil, target, auth)
+	return c, resp.StatusCode, resp.Header
 }
 
 // logBuffer is an io.Writer for a slog handler that handlers on several
