@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -83,28 +82,14 @@ func TestACLCountedAtAccept(t *testing.T) {
 // connection and one silent connection leave no room for a third.
 func TestOpenConnectionsCapped(t *testing.T) {
 	addr, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "up.example.org:443")}, MaxConns: 2})
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	idle.SetDeadline(time.Now().Add(5 * time.Second))
+	idle := dialProxy(t, addr)
 	io.WriteString(idle, "GET /proxy.pac HTTP/1.1\r\nHost: x\r\n\r\n")
 	if head, _ := readHead(idle); !strings.HasPrefix(head, "HTTP/1.1 ") {
 		t.Fatalf("first request on the keep-alive connection: %q", head)
 	}
-	silent, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
+	silent := dialProxy(t, addr)
 	waitFor(t, func() bool { return srv.open.Load() == 2 })
-	third, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer third.Close()
-	third.SetDeadline(time.Now().Add(5 * time.Second))
+	third := dialProxy(t, addr)
 	head, _ := readHead(third)
 	if !strings.HasPrefix(head, "HTTP/1.1 503 ") || !strings.Contains(head, reasonHeader+": "+rules.ReasonMaxConns.String()) {
 		t.Errorf("third connection = %q, want 503 max-conns", head)
@@ -117,12 +102,7 @@ func TestOpenConnectionsCapped(t *testing.T) {
 // Config.ClientIdleTimeout.
 func TestClientIdleTimeout(t *testing.T) {
 	addr, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "up.example.org:443")}, ClientIdleTimeout: 200 * time.Millisecond})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c := dialProxy(t, addr)
 	io.WriteString(c, "GET /proxy.pac HTTP/1.1\r\nHost: x\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -153,12 +133,7 @@ func TestRefusedConnectBodySmuggling(t *testing.T) {
 	get := fmt.Sprintf("GET http://up.example.org:%d/smuggled HTTP/1.1\r\nHost: up.example.org:%d\r\n\r\n", port, port)
 	for name, addr := range map[string]string{"front": plain, "net/http": withAuth} {
 		t.Run(name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c := dialProxy(t, addr)
 			fmt.Fprintf(c, "CONNECT denied.example.net:443 HTTP/1.1\r\nHost: denied.example.net:443\r\nContent-Length: %d\r\n\r\n%s", len(get), get)
 			all, _ := io.ReadAll(c)
 			if n := strings.Count(string(all), "HTTP/1.1 "); n != 1 || strings.Contains(string(all), " 200 ") {

@@ -2,18 +2,15 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -185,12 +182,7 @@ func TestAnswersRaw(t *testing.T) {
 		})
 	}
 	t.Run("https-absolute-uri", func(t *testing.T) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialProxy(t, addr)
 		fmt.Fprint(c, "GET https://a.example.org/ HTTP/1.1\r\nHost: a.example.org\r\n\r\n")
 		head, _ := readHead(c)
 		if !strings.HasPrefix(head, "HTTP/1.1 400 ") || !strings.Contains(head, reasonHeader+": "+rules.ReasonUnsupportedScheme.String()) {
@@ -213,25 +205,6 @@ func (resolverDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr,
 	return nil, &net.DNSError{Err: "no such host", Name: host, Server: "10.255.255.53:53", IsNotFound: true}
 }
 
-// logBuffer is an io.Writer for a slog handler that handlers on several
-// goroutines may write to at once.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestUpstreamErrorBody checks that a 502's body names the host, the
 // reason and what failed, and nothing of the proxy's insides (its
 // resolver, the addresses it dialed, Go's error text), which go to the
@@ -244,7 +217,7 @@ func TestUpstreamErrorBody(t *testing.T) {
 		Hosts:     hostsFor("down.example.org"),
 		AllowDest: loopbackDest,
 		Resolver:  resolverDNS{},
-		Log:       slog.New(slog.NewJSONHandler(&logs, nil)),
+		Log:       logs.logger(),
 	})
 	down := fmt.Sprintf("down.example.org:%d", refused)
 	for _, tc := range []struct {
@@ -260,12 +233,7 @@ func TestUpstreamErrorBody(t *testing.T) {
 			"egressgate: " + down + ": upstream-refused: the server refused the connection\n", "connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialProxy(t, addr)
 			io.WriteString(c, tc.request)
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,28 +20,15 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// authRules loads a config that requires proxy authentication and admits
-// up.example.org:port only to the estate "inside", which every user of
-// the password file (users maps a name to its password) belongs to.
-func authRules(t *testing.T, port uint16, users map[string]string) *rules.Reloader {
-	t.Helper()
-	return authRulesCost(t, port, users, bcrypt.MinCost, "")
-}
-
-// authRulesCost is authRules with hashes of the given cost and more lines
-// for the auth: block.
-func authRulesCost(t *testing.T, port uint16, users map[string]string, cost int, authExtra string) *rules.Reloader {
+// authConfig is the configuration of a proxy that requires proxy
+// authentication and admits up.example.org:port (on loopback) only to the
+// estate "inside", which every user of the password file belongs to.
+// users maps a name to its password, hashed at cost; authExtra adds lines
+// to the auth: block. The proxy records to the counter returned.
+func authConfig(t *testing.T, port uint16, users map[string]string, cost int, authExtra string) (Config, *authCounter) {
 	t.Helper()
 	dir := t.TempDir()
-	var file strings.Builder
-	for name, pass := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(&file, "%s:%s:inside\n", name, hash)
-	}
-	os.WriteFile(filepath.Join(dir, "users"), []byte(file.String()), 0o600)
+	os.WriteFile(filepath.Join(dir, "users"), usersFile(t, cost, "inside", users), 0o600)
 	os.WriteFile(filepath.Join(dir, "local.txt"), []byte(fmt.Sprintf("up.example.org:%d\n", port)), 0o644)
 	cfg := filepath.Join(dir, "egressgate.yaml")
 	os.WriteFile(cfg, []byte(`embedded: []
@@ -59,18 +49,42 @@ auth:
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rl
+	rec := &authCounter{}
+	return Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest}, rec
 }
 
-// authProxy starts a proxy that requires proxy authentication and admits
-// up.example.org:port (on loopback) only to the users file's estate
-// "inside". users maps a name to its password.
+// usersFile is a password file that puts every user of users (a name
+// and its password, hashed at cost) in estate.
+func usersFile(t *testing.T, cost int, estate string, users map[string]string) []byte {
+	t.Helper()
+	var file bytes.Buffer
+	for name, pass := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(pass), cost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&file, "%s:%s:%s\n", name, hash, estate)
+	}
+	return file.Bytes()
+}
+
+// authProxy starts a proxy with authConfig's rules for users, hashed at
+// the lowest cost, and returns its address.
 func authProxy(t *testing.T, port uint16, users map[string]string) string {
 	t.Helper()
-	rl := authRules(t, port, users)
-	addr, _ := startProxy(t, Config{Rules: rl, Recorder: &recorder{},
-		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
+	cfg, _ := authConfig(t, port, users, bcrypt.MinCost, "")
+	addr, _ := startProxy(t, cfg)
 	return addr
+}
+
+// authEcho starts an echo upstream and returns authConfig for it, with
+// the one user alice ("correct horse"), its counter, and the upstream's
+// up.example.org:port.
+func authEcho(t *testing.T, cost int, authExtra string) (Config, *authCounter, string) {
+	t.Helper()
+	port := portOf(t, echoServer(t, echo))
+	cfg, rec := authConfig(t, port, map[string]string{"alice": "correct horse"}, cost, authExtra)
+	return cfg, rec, fmt.Sprintf("up.example.org:%d", port)
 }
 
 func basic(user, pass string) string {
@@ -142,12 +156,7 @@ func TestAuthTunnelEarlyBytes(t *testing.T) {
 	for i := range early {
 		early[i] = byte(i * 7)
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, addr)
 	head := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: %s\r\n\r\n", target, target, basic("bob", "hunter2-secret"))
 	go func() {
 		c.Write(append([]byte(head), early...))
@@ -161,4 +170,86 @@ func TestAuthTunnelEarlyBytes(t *testing.T) {
 	if err != nil || !bytes.Equal(back, early) {
 		t.Fatalf("echo of %d early bytes: %d back, equal %v, %v", len(early), len(back), bytes.Equal(back, early), err)
 	}
+}
+
+// TestProxyAuthForward: a plain-HTTP request that authenticates is judged
+// as the user's estate, its Proxy-Authorization never reaches the
+// upstream, and neither the user nor the password appears in the log or
+// in what the proxy records.
+func TestProxyAuthForward(t *testing.T) {
+	var gotAuth []string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = append(gotAuth, r.Header.Get("Proxy-Authorization"))
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(upstream.Close)
+	port := portOf(t, upstream.Listener.Addr().String())
+	cfg, rec := authConfig(t, port, map[string]string{"bob": "hunter2-secret"}, bcrypt.MinCost, "")
+	var logs logBuffer
+	cfg.Log = logs.logger()
+	proxyAddr, _ := startProxy(t, cfg)
+
+	get := func(user, pass string) (int, string) {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://up.example.org:%d/", port), nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+			req.Header.Set("Proxy-Authorization", req.Header.Get("Authorization"))
+			req.Header.Del("Authorization")
+		}
+		tr := &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr})}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Proxy-Authenticate") + " " + string(body)
+	}
+	// From 127.0.0.1 (the default estate, where local is off), only bob's
+	// estate admits the upstream.
+	if code, body := get("bob", "hunter2-secret"); code != 200 || !strings.HasSuffix(body, "ok") {
+		t.Errorf("bob: %d %q, want 200 ok", code, body)
+	}
+	if d := rec.lastDecision(t); d.Estate == nil || d.Estate.Name != "inside" {
+		t.Errorf("bob's decision estate = %v, want inside", d.Estate)
+	}
+	if code, body := get("", ""); code != http.StatusProxyAuthRequired || !strings.HasPrefix(body, "Basic realm=") {
+		t.Errorf("no credentials with required auth: %d %q, want 407 with a challenge", code, body)
+	}
+	if code, _ := get("bob", "wrong"); code != http.StatusProxyAuthRequired {
+		t.Errorf("wrong password: %d, want 407", code)
+	}
+	if len(gotAuth) != 1 || gotAuth[0] != "" {
+		t.Errorf("upstream saw Proxy-Authorization %q, want it removed", gotAuth)
+	}
+	logged := logs.String()
+	rec.mu.Lock()
+	recorded := fmt.Sprintf("%+v", rec.decisions)
+	rec.mu.Unlock()
+	for _, secret := range []string{"hunter2-secret", "Ym9i", "bob"} {
+		if strings.Contains(logged, secret) || strings.Contains(recorded, secret) {
+			t.Errorf("%q appears in the log or the recorded decisions", secret)
+		}
+	}
+}
+
+// FuzzParseBasic: parseBasic never panics, and what it accepts is a Basic
+// credential that encodes back to the same user and password.
+func FuzzParseBasic(f *testing.F) {
+	for _, s := range []string{"Basic YWxpY2U6czNjcmV0", "basic YWxpY2U6", "Basic OnBhc3M=", "Bearer x", "Basic !!!", "", "Basic"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, hdr string) {
+		name, pass, ok := parseBasic(hdr)
+		if !ok {
+			return
+		}
+		if name == "" || strings.Contains(name, ":") {
+			t.Fatalf("parseBasic(%q) = %q, %q: a user name is never empty or holds a colon", hdr, name, pass)
+		}
+		if n2, p2, ok2 := parseBasic(basic(name, pass)); !ok2 || n2 != name || p2 != pass {
+			t.Fatalf("round trip of %q, %q failed", name, pass)
+		}
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // authCounter is a recorder that also counts refused authentications.
@@ -63,12 +65,8 @@ func TestAuthFloodValidLogin(t *testing.T) {
 	if testing.Short() {
 		t.Skip("300 connections and cost-10 hashes")
 	}
-	up := echoServer(t, echo)
-	port := portOf(t, up)
-	rec := &authCounter{}
-	rl := authRulesCost(t, port, map[string]string{"alice": "correct horse"}, 6, "")
-	addr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
-	target := fmt.Sprintf("up.example.org:%d", port)
+	cfg, rec, target := authEcho(t, 6, "")
+	addr, _ := startProxy(t, cfg)
 
 	const flood = 300
 	var wg sync.WaitGroup
@@ -106,12 +104,8 @@ func TestAuthFloodValidLogin(t *testing.T) {
 // user at that address: over 3 s only a handful are checked, and the
 // user still logs in from another address at once.
 func TestAuthGuessingBackoff(t *testing.T) {
-	up := echoServer(t, echo)
-	port := portOf(t, up)
-	rec := &authCounter{}
-	rl := authRulesCost(t, port, map[string]string{"alice": "correct horse"}, 4, "")
-	addr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
-	target := fmt.Sprintf("up.example.org:%d", port)
+	cfg, rec, target := authEcho(t, 4, "")
+	addr, _ := startProxy(t, cfg)
 
 	const window = 3 * time.Second
 	deadline := time.Now().Add(window)
@@ -148,11 +142,9 @@ func TestAuthGuessingBackoff(t *testing.T) {
 // TestAuthCountedAgainstMaxConns: a connection waiting for its password
 // check holds a slot, so the cap bounds how many can wait.
 func TestAuthCountedAgainstMaxConns(t *testing.T) {
-	up := echoServer(t, echo)
-	port := portOf(t, up)
-	rl := authRules(t, port, map[string]string{"alice": "correct horse"})
-	addr, srv := startProxy(t, Config{Rules: rl, Recorder: &recorder{}, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest, MaxConns: 1})
-	target := fmt.Sprintf("up.example.org:%d", port)
+	cfg, _, target := authEcho(t, bcrypt.MinCost, "")
+	cfg.MaxConns = 1
+	addr, srv := startProxy(t, cfg)
 	// Hold the only worker and the queue's first place, so the next
 	// check waits.
 	g := srv.gate

@@ -2,13 +2,9 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/tls"
 	"fmt"
 	"io"
-	"log"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -60,36 +56,6 @@ func TestConnectSSHLike(t *testing.T) {
 	if d := rec.lastDecision(t); d.Action != ActionAllow || d.Verdict.Entry == nil || d.Listener != ListenerConnect {
 		t.Errorf("decision = %+v, want allowed with an entry", d)
 	}
-}
-
-// tlsUpstream starts a TLS server whose certificate names example.com and
-// *.example.com, and returns it with its port.
-func tlsUpstream(t testing.TB) (*httptest.Server, uint16) {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello from %s", r.Host)
-	}))
-	// Denied tunnels close the upstream before a byte: quiet the
-	// server's "TLS handshake error ... EOF" lines.
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	return srv, portOf(t, srv.Listener.Addr().String())
-}
-
-// sniCheckedProxy starts a proxy that admits api.example.com on port,
-// resolved to loopback, with the SNI check on that port.
-func sniCheckedProxy(t testing.TB, port uint16) (string, *recorder) {
-	t.Helper()
-	rec := &recorder{}
-	addr, _ := startProxy(t, Config{
-		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("api.example.com:%d", port))},
-		Hosts:     hostsFor("api.example.com"),
-		AllowDest: loopbackDest,
-		SNIPorts:  []uint16{port},
-		Recorder:  rec,
-	})
-	return addr, rec
 }
 
 // TestConnectGoTransportTLS makes a real TLS request through the tunnel
@@ -160,40 +126,6 @@ func TestConnectSNIMismatchRaw(t *testing.T) {
 		})
 	}
 }
-
-// clientHello returns the first flight of a crypto/tls client for sni
-// ("" sends none).
-func clientHello(t testing.TB, sni string) []byte {
-	t.Helper()
-	c := &captureConn{}
-	cfg := &tls.Config{ServerName: sni, InsecureSkipVerify: true}
-	if sni == "" {
-		// crypto/tls omits SNI when ServerName is empty.
-		cfg.ServerName = ""
-	}
-	tls.Client(c, cfg).Handshake() // fails when the first read finds nothing
-	if len(c.buf) == 0 {
-		t.Fatal("no ClientHello captured")
-	}
-	return c.buf
-}
-
-// captureConn keeps what is written and ends every read at EOF.
-type captureConn struct {
-	net.Conn
-	buf []byte
-}
-
-func (c *captureConn) Write(p []byte) (int, error) { c.buf = append(c.buf, p...); return len(p), nil }
-func (c *captureConn) Read([]byte) (int, error)    { return 0, io.EOF }
-func (c *captureConn) Close() error                { return nil }
-func (c *captureConn) SetDeadline(time.Time) error { return nil }
-func (c *captureConn) SetWriteDeadline(time.Time) error {
-	return nil
-}
-func (c *captureConn) SetReadDeadline(time.Time) error { return nil }
-func (c *captureConn) LocalAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *captureConn) RemoteAddr() net.Addr            { return &net.TCPAddr{} }
 
 // TestMonitorMode admits what the catalog denies and records would-deny,
 // but still enforces the destination check.

@@ -178,7 +178,11 @@ func dialAddrsWith(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort) (
 	return nil, firstErr
 }
 
-// dialTCPContext dials one address with ctx.
+// dialTCPContext dials one address with ctx. Not Dialer.DialTCP, which
+// would save formatting the address and parsing it back: it binds the
+// socket to the unspecified address before connecting, one more system
+// call per dial, and the port that bind picks is reserved for every
+// destination, where connect picks one per destination.
 func dialTCPContext(ctx context.Context, d *net.Dialer, a netip.AddrPort) (*net.TCPConn, error) {
 	c, err := d.DialContext(ctx, "tcp", a.String())
 	if err != nil {

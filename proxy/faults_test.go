@@ -19,21 +19,6 @@ import (
 	"github.com/egressgate/egressgate/rules"
 )
 
-// echoProxy starts an echo upstream and a proxy admitting it as
-// echo.example.org, and returns the proxy address and the CONNECT target.
-func echoProxy(t testing.TB, cfg Config) (proxyAddr, target string, srv *Server) {
-	t.Helper()
-	up := echoServer(t, echo)
-	target = fmt.Sprintf("echo.example.org:%d", portOf(t, up))
-	if cfg.Rules == nil {
-		cfg.Rules = StaticRules{testMatcher(t, target)}
-	}
-	cfg.Hosts = hostsFor("echo.example.org")
-	cfg.AllowDest = loopbackDest
-	proxyAddr, srv = startProxy(t, cfg)
-	return proxyAddr, target, srv
-}
-
 // openTunnel CONNECTs and fails the test unless the answer is 200.
 func openTunnel(t testing.TB, proxyAddr, target string) net.Conn {
 	t.Helper()
@@ -84,9 +69,8 @@ func TestUpstreamResetMidStream(t *testing.T) {
 		c.(*net.TCPConn).SetLinger(0) // close with RST
 		c.Close()
 	})
-	target := fmt.Sprintf("reset.example.org:%d", portOf(t, up))
 	rec := &recorder{}
-	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("reset.example.org"), AllowDest: loopbackDest, Recorder: rec})
+	addr, target, _ := proxyFor(t, "reset.example.org", up, Config{Recorder: rec})
 	c := openTunnel(t, addr, target)
 	buf := make([]byte, len("partial answer"))
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -107,9 +91,8 @@ func TestClientDisconnectMidTunnel(t *testing.T) {
 		io.Copy(io.Discard, c)
 		close(gone)
 	})
-	target := fmt.Sprintf("sink.example.org:%d", portOf(t, up))
 	rec := &recorder{}
-	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("sink.example.org"), AllowDest: loopbackDest, Recorder: rec})
+	addr, target, _ := proxyFor(t, "sink.example.org", up, Config{Recorder: rec})
 	c := openTunnel(t, addr, target)
 	io.WriteString(c, "half a request")
 	c.(*net.TCPConn).SetLinger(0)
@@ -126,11 +109,7 @@ func TestSlowlorisHeaderTimeout(t *testing.T) {
 	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, HeaderTimeout: 200 * time.Millisecond})
 	for _, partial := range []string{"", "CONNECT a.example.org:443 HTTP/1.1\r\n", "GET http://a.example.org/ HTTP/1.1\r\nX-Slow: "} {
 		t.Run(fmt.Sprintf("%q", partial), func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dialProxy(t, addr)
 			io.WriteString(c, partial)
 			waitEOF(t, c) // cut by the server; never by our 10 s deadline
 		})
@@ -162,9 +141,7 @@ func TestIdleTimeout(t *testing.T) {
 				}
 			}
 		})
-		target := fmt.Sprintf("flood.example.org:%d", portOf(t, up))
-		addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("flood.example.org"),
-			AllowDest: loopbackDest, IdleTimeout: 300 * time.Millisecond})
+		addr, target, _ := proxyFor(t, "flood.example.org", up, Config{IdleTimeout: 300 * time.Millisecond})
 		c := openTunnel(t, addr, target)
 		c.(*net.TCPConn).CloseWrite()
 		if err := <-cut; isTimeout(err) {
@@ -216,10 +193,8 @@ func blackhole(t *testing.T) string {
 
 func TestDialTimeout504(t *testing.T) {
 	addr := blackhole(t)
-	target := fmt.Sprintf("slow.example.org:%d", portOf(t, addr))
 	rec := &recorder{}
-	proxyAddr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("slow.example.org"),
-		AllowDest: loopbackDest, DialTimeout: 300 * time.Millisecond, Recorder: rec})
+	proxyAddr, target, _ := proxyFor(t, "slow.example.org", addr, Config{DialTimeout: 300 * time.Millisecond, Recorder: rec})
 	got := curl(t, proxyAddr, "-p", "http://"+target+"/")
 	if got.code != "504" || !strings.Contains(got.header, reasonHeader+": "+rules.ReasonUpstreamTimeout.String()) {
 		t.Errorf("CONNECT to a blackhole = %s %q, want 504 %s", got.code, got.header, rules.ReasonUpstreamTimeout.String())
@@ -462,11 +437,7 @@ func TestClientACL403(t *testing.T) {
 func TestSlowlorisShortPrefix(t *testing.T) {
 	const timeout = time.Second
 	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, "a.example.org")}, HeaderTimeout: timeout})
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialProxy(t, addr)
 	start := time.Now()
 	io.WriteString(c, "CONN")
 	c.SetReadDeadline(start.Add(timeout * 17 / 10))

@@ -33,8 +33,29 @@ import (
 // connectPrefix starts every CONNECT request line.
 var connectPrefix = []byte("CONNECT ")
 
-// frontReaders pools the readers of request heads; a tunnel keeps none.
-var frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// frontHead is what serveFront needs while it reads and answers one
+// request head: the reader, the limit under it and the writer of a
+// CONNECT's answer. They are pooled, since a tunnel keeps none of them,
+// and allocating them was four of the allocations of every tunnel.
+type frontHead struct {
+	br    *bufio.Reader
+	limit io.LimitedReader
+	w     frontWriter
+}
+
+var frontHeads = sync.Pool{New: func() any {
+	return &frontHead{br: bufio.NewReaderSize(nil, 4096), w: frontWriter{header: http.Header{}}}
+}}
+
+// release empties f and gives it back to frontHeads. Nothing may use f,
+// its reader or its writer afterwards.
+func (f *frontHead) release() {
+	f.br.Reset(nil)
+	f.limit = io.LimitedReader{}
+	clear(f.w.header)
+	f.w = frontWriter{header: f.w.header, buf: f.w.buf[:0]}
+	frontHeads.Put(f)
+}
 
 // handoff is the net.Listener an http.Server serves the front end's
 // non-CONNECT connections from. Closing it closes the real listener too,
@@ -162,13 +183,10 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 		s.closeOpen(c)
 		return
 	}
-	br := frontReaders.Get().(*bufio.Reader)
-	limit := &io.LimitedReader{R: c, N: int64(s.cfg.MaxHeaderBytes) + 4096} // net/http's allowance
+	f := frontHeads.Get().(*frontHead)
+	f.limit = io.LimitedReader{R: c, N: int64(s.cfg.MaxHeaderBytes) + 4096} // net/http's allowance
+	br, limit, release := f.br, &f.limit, f.release
 	br.Reset(limit)
-	release := func() {
-		br.Reset(nil)
-		frontReaders.Put(br)
-	}
 	c.SetReadDeadline(time.Now().Add(s.cfg.HeaderTimeout))
 	if p, err := br.Peek(len(connectPrefix)); err != nil || !bytes.Equal(p, connectPrefix) || s.authRequired() {
 		s.untrackFront(c)
@@ -191,9 +209,10 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 		err = checkHead(r)
 	}
 	if err != nil {
+		tooLarge := limit.N == 0
 		release()
 		s.open.Add(-1)
-		badHead(c, err, limit.N == 0)
+		badHead(c, err, tooLarge)
 		return
 	}
 	c.SetReadDeadline(time.Time{})
@@ -202,13 +221,15 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 		st := tc.ConnectionState()
 		r.TLS = &st
 	}
-	w := &frontWriter{conn: c, br: br, header: http.Header{}, closeAfter: r.Close || hasBody(r)}
+	w := &f.w
+	w.conn, w.br, w.closeAfter = c, br, r.Close || hasBody(r)
 	s.open.Add(-1) // ServeHTTP takes a slot
 	s.ServeHTTP(w, r)
 	if w.hijacked {
+		tunnel := w.tunnel
 		release() // hijack copied what the tunnel needs
-		if w.tunnel != nil {
-			w.tunnel()
+		if tunnel != nil {
+			tunnel()
 		}
 		return
 	}
@@ -350,6 +371,7 @@ const maxBadHeadText = 256
 type frontWriter struct {
 	conn       net.Conn
 	br         *bufio.Reader
+	rw         bufio.ReadWriter // what Hijack returns
 	header     http.Header
 	buf        []byte
 	status     int
@@ -411,7 +433,8 @@ func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, http.ErrHijacked
 	}
 	w.hijacked = true
-	return w.conn, bufio.NewReadWriter(w.br, nil), nil
+	w.rw.Reader = w.br
+	return w.conn, &w.rw, nil
 }
 
 var (

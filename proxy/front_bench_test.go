@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -37,9 +38,10 @@ func BenchmarkFrontHead(b *testing.B) {
 }
 
 // BenchmarkConnectTunnel opens and closes one tunnel per iteration. Its
-// allocations are the whole process's: the proxy's, and the benchmark's
-// own client and upstream (a dial, a few reads and writes, a close on
-// each side).
+// allocations and the goroutines it reports started are the whole
+// process's: the proxy's, and the benchmark's own client and upstream (a
+// dial, a few reads and writes, a close on each side; the upstream serves
+// each connection on a goroutine of its own).
 func BenchmarkConnectTunnel(b *testing.B) {
 	up := echoServer(b, func(c net.Conn) {
 		defer c.Close()
@@ -68,13 +70,22 @@ func BenchmarkConnectTunnel(b *testing.B) {
 			req := []byte("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n")
 			buf := make([]byte, 512)
 			b.ReportAllocs()
+			started := goroutinesCreated()
 			for b.Loop() {
 				if err := shortTunnel(addr, req, tc.first, buf); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(goroutinesCreated()-started)/float64(b.N), "goroutines/op")
 		})
 	}
+}
+
+// goroutinesCreated is the number of goroutines the process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // shortTunnel is one tunnel of BenchmarkConnectTunnel.

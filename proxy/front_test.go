@@ -19,12 +19,7 @@ func TestFrontEnd(t *testing.T) {
 	addr, target, _ := echoProxy(t, Config{MaxHeaderBytes: 1024})
 	send := func(t *testing.T, raw string) (net.Conn, string) {
 		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialProxy(t, addr)
 		io.WriteString(c, raw)
 		head, _ := readHead(c)
 		return c, head
@@ -113,12 +108,7 @@ func TestFrontEnd(t *testing.T) {
 	}
 	t.Run("slow-prefix", func(t *testing.T) {
 		// "CONN", a pause, then the rest: the front end waits for the method.
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c := dialProxy(t, addr)
 		io.WriteString(c, "CONN")
 		time.Sleep(50 * time.Millisecond)
 		fmt.Fprintf(c, "ECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)

@@ -1,10 +1,15 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -81,13 +86,44 @@ func startProxy(t testing.TB, cfg Config) (string, *Server) {
 	return ln.Addr().String(), srv
 }
 
-// startSNI runs srv's SNI listener on 127.0.0.1:0.
-func startSNI(t testing.TB, srv *Server) string {
+// proxyFor starts a proxy with cfg that admits the upstream at addr
+// (on 127.0.0.1) as host: unless cfg has rules, they name host and the
+// upstream's port; host resolves to loopback, which it may dial. It
+// returns the proxy's address, the CONNECT target host:port and the
+// server.
+func proxyFor(t testing.TB, host, addr string, cfg Config) (proxyAddr, target string, srv *Server) {
+	t.Helper()
+	target = fmt.Sprintf("%s:%d", host, portOf(t, addr))
+	if cfg.Rules == nil {
+		cfg.Rules = StaticRules{testMatcher(t, target)}
+	}
+	cfg.Hosts = hostsFor(host)
+	cfg.AllowDest = loopbackDest
+	proxyAddr, srv = startProxy(t, cfg)
+	return proxyAddr, target, srv
+}
+
+// echoProxy is proxyFor an echo upstream, echo.example.org.
+func echoProxy(t testing.TB, cfg Config) (proxyAddr, target string, srv *Server) {
+	t.Helper()
+	return proxyFor(t, "echo.example.org", echoServer(t, echo), cfg)
+}
+
+// listenLoopback listens on 127.0.0.1:0 until the test ends.
+func listenLoopback(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// startSNI runs srv's SNI listener on 127.0.0.1:0.
+func startSNI(t testing.TB, srv *Server) string {
+	t.Helper()
+	ln := listenLoopback(t)
 	go srv.ServeSNI(ln)
 	return ln.Addr().String()
 }
@@ -163,23 +199,15 @@ var _ Recorder = (*recorder)(nil)
 // freePort returns a loopback address where nothing listens.
 func freePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
+	ln := listenLoopback(t)
 	ln.Close()
-	return addr
+	return ln.Addr().String()
 }
 
 // echoServer accepts connections on 127.0.0.1:0 and runs serve on each.
 func echoServer(t testing.TB, serve func(net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := listenLoopback(t)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -199,16 +227,154 @@ func echo(c net.Conn) {
 	c.(*net.TCPConn).CloseWrite()
 }
 
+// dialProxy connects to addr, a listener under test, and closes the
+// connection when the test ends. Its 10-second deadline turns a server
+// that never answers into a failure instead of a hung test.
+func dialProxy(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	return dialFrom(t, "", addr)
+}
+
+// dialFrom is dialProxy from the loopback address src ("" for any).
+func dialFrom(t testing.TB, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %q: %v", addr, src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// connectAnswer sends opening (a PROXY header or nothing) and a CONNECT
+// for target on c, with a Proxy-Authorization of auth unless it is empty,
+// and returns the answer.
+func connectAnswer(t testing.TB, c net.Conn, opening []byte, target, auth string) *http.Response {
+	t.Helper()
+	req := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n", target, target)
+	if auth != "" {
+		req += "Proxy-Authorization: " + auth + "\r\n"
+	}
+	c.Write(append(opening, req+"\r\n"...))
+	head, err := readHead(c)
+	if err != nil {
+		t.Fatalf("reading the answer: %v (read %q)", err, head)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", head, err)
+	}
+	return resp
+}
+
+// connectFrom sends CONNECT target from the loopback address src, with
+// an optional Proxy-Authorization, and returns the connection and the
+// answer's status code and header.
+func connectFrom(t testing.TB, proxyAddr, src, target, auth string) (net.Conn, int, http.Header) {
+	t.Helper()
+	c := dialFrom(t, src, proxyAddr)
+	resp := connectAnswer(t, c, nil, target, auth)
+	return c, resp.StatusCode, resp.Header
+}
+
+// logBuffer is an io.Writer for a slog handler that handlers on several
+// goroutines may write to at once.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// logger returns a logger, debug level and up, that writes into l.
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// tlsUpstream starts a TLS server whose certificate names example.com and
+// *.example.com, and returns it with its port.
+func tlsUpstream(t testing.TB) (*httptest.Server, uint16) {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s", r.Host)
+	}))
+	// Denied tunnels close the upstream before a byte: quiet the
+	// server's "TLS handshake error ... EOF" lines.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, portOf(t, srv.Listener.Addr().String())
+}
+
+// sniCheckedProxy starts a proxy that admits api.example.com on port,
+// resolved to loopback, with the SNI check on that port.
+func sniCheckedProxy(t testing.TB, port uint16) (string, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	addr, _ := startProxy(t, Config{
+		Rules:     StaticRules{testMatcher(t, fmt.Sprintf("api.example.com:%d", port))},
+		Hosts:     hostsFor("api.example.com"),
+		AllowDest: loopbackDest,
+		SNIPorts:  []uint16{port},
+		Recorder:  rec,
+	})
+	return addr, rec
+}
+
+// clientHello returns the first flight of a crypto/tls client for sni
+// ("" sends none).
+func clientHello(t testing.TB, sni string) []byte {
+	t.Helper()
+	c := &captureConn{}
+	cfg := &tls.Config{ServerName: sni, InsecureSkipVerify: true}
+	if sni == "" {
+		// crypto/tls omits SNI when ServerName is empty.
+		cfg.ServerName = ""
+	}
+	tls.Client(c, cfg).Handshake() // fails when the first read finds nothing
+	if len(c.buf) == 0 {
+		t.Fatal("no ClientHello captured")
+	}
+	return c.buf
+}
+
+// captureConn keeps what is written and ends every read at EOF.
+type captureConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *captureConn) Write(p []byte) (int, error) { c.buf = append(c.buf, p...); return len(p), nil }
+func (c *captureConn) Read([]byte) (int, error)    { return 0, io.EOF }
+func (c *captureConn) Close() error                { return nil }
+func (c *captureConn) SetDeadline(time.Time) error { return nil }
+func (c *captureConn) SetWriteDeadline(time.Time) error {
+	return nil
+}
+func (c *captureConn) SetReadDeadline(time.Time) error { return nil }
+func (c *captureConn) LocalAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *captureConn) RemoteAddr() net.Addr            { return &net.TCPAddr{} }
+
 // rawConnect opens a connection to the proxy, sends CONNECT target and
 // returns the connection and the status line and header block.
 func rawConnect(t testing.TB, proxyAddr, target string) (net.Conn, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", proxyAddr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dialProxy(t, proxyAddr)
 	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
 	head, err := readHead(c)
 	if err != nil {

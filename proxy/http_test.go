@@ -6,14 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"sort"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/egressgate/egressgate/rules"
 )
 
 // TestForwardHopByHop checks RFC 9110 section 7.6.1 both ways: the
@@ -86,12 +82,7 @@ func TestForwardHeaders(t *testing.T) {
 		{"other-host", "Host: not-allowed.example.net\r\nUser-Agent: x\r\n", []string{"x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
+			c := dialProxy(t, addr)
 			fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\n%sConnection: close\r\n\r\n", authority, tc.header)
 			if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
 				t.Fatalf("answer %q, %v", head, err)
@@ -136,53 +127,4 @@ func sortedKeys(h http.Header) []string {
 	}
 	sort.Strings(k)
 	return k
-}
-
-// TestUpstreamProxy chains a CONNECT tunnel and a plain-HTTP request
-// through a parent proxy (a second egressgate), which resolves the names:
-// the child has no hosts entry for them and checks only the parent's
-// address.
-func TestUpstreamProxy(t *testing.T) {
-	srv, tlsPort := tlsUpstream(t)
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "via parent") }))
-	t.Cleanup(web.Close)
-	webPort := portOf(t, web.Listener.Addr().String())
-	list := []string{fmt.Sprintf("api.example.com:%d", tlsPort), fmt.Sprintf("crl.example.org:%d", webPort)}
-	parentAddr, _ := startProxy(t, Config{
-		Rules:     StaticRules{testMatcher(t, list...)},
-		Hosts:     hostsFor("api.example.com", "crl.example.org"),
-		AllowDest: loopbackDest,
-		SNIPorts:  []uint16{tlsPort},
-	})
-	rec := &recorder{}
-	childAddr, _ := startProxy(t, Config{
-		Rules:         StaticRules{testMatcher(t, list...)},
-		AllowDest:     loopbackDest, // the parent is on loopback
-		UpstreamProxy: &url.URL{Scheme: "http", Host: parentAddr},
-		SNIPorts:      []uint16{tlsPort},
-		Recorder:      rec,
-	})
-
-	body := getViaProxy(t, srv, childAddr, fmt.Sprintf("https://api.example.com:%d/", tlsPort))
-	if !strings.HasPrefix(string(body), "hello from api.example.com") {
-		t.Errorf("CONNECT via parent: body %q", body)
-	}
-
-	got := curl(t, childAddr, fmt.Sprintf("http://crl.example.org:%d/", webPort))
-	if got.code != "200" || got.body != "via parent" {
-		t.Errorf("HTTP via parent = %s %q, want 200 \"via parent\"", got.code, got.body)
-	}
-
-	// The parent's deny comes back as the parent's 403 for plain HTTP,
-	// and as a 502 upstream-proxy for CONNECT (the child cannot pass on
-	// a CONNECT answer's body).
-	childOpen, _ := startProxy(t, Config{
-		Rules:         StaticRules{testMatcher(t, "*.example.net:443")},
-		AllowDest:     loopbackDest,
-		UpstreamProxy: &url.URL{Scheme: "http", Host: parentAddr},
-	})
-	got = curl(t, childOpen, "https://x.example.net/")
-	if got.code != "502" || !strings.Contains(got.header, reasonHeader+": "+rules.ReasonUpstreamProxy.String()) {
-		t.Errorf("CONNECT the parent denies = %s %q, want 502 %s", got.code, got.header, rules.ReasonUpstreamProxy.String())
-	}
 }

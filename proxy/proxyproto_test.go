@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -40,35 +39,6 @@ func proxyHeader(t testing.TB, version byte, client string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// dialFrom connects to addr from the loopback address src.
-func dialFrom(t testing.TB, src, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c
-}
-
-// connectAnswer sends opening (a PROXY header or nothing) and a CONNECT
-// for target on c, and returns the answer.
-func connectAnswer(t testing.TB, c net.Conn, opening []byte, target string) *http.Response {
-	t.Helper()
-	c.Write(append(opening, fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)...))
-	head, err := readHead(c)
-	if err != nil {
-		t.Fatalf("reading the answer: %v (read %q)", err, head)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
-	if err != nil {
-		t.Fatalf("parsing %q: %v", head, err)
-	}
-	return resp
 }
 
 // TestProxyProtocolEstates runs the worked example of docs/estates.md
@@ -111,7 +81,7 @@ func TestProxyProtocolEstates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("connect-"+tt.name, func(t *testing.T) {
 			c := dialFrom(t, balancerAddr, proxyAddr)
-			resp := connectAnswer(t, c, proxyHeader(t, tt.version, tt.client), lt+":443")
+			resp := connectAnswer(t, c, proxyHeader(t, tt.version, tt.client), lt+":443", "")
 			want := http.StatusBadGateway // admitted: nothing listens on the upstream's port 443
 			if tt.reason != rules.ReasonNone {
 				want = http.StatusForbidden
@@ -171,7 +141,7 @@ func TestProxyProtocolRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dialFrom(t, tt.src, proxyAddr)
-			resp := connectAnswer(t, c, tt.opening, "example.org:443")
+			resp := connectAnswer(t, c, tt.opening, "example.org:443", "")
 			body, _ := io.ReadAll(io.LimitReader(c, 4096))
 			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), tt.body) {
 				t.Errorf("answer %d %s %q, want 400 naming %q", resp.StatusCode, resp.Header.Get(reasonHeader), body, tt.body)

@@ -32,29 +32,24 @@ import (
 // stallGrace (a client that stopped reading) gets the pipe's bytes from
 // memory instead (burst.stash), so that a stalled tunnel holds two
 // descriptors too.
-func (t *tunnel) pipe(dst, src net.Conn, n *int64) (eof bool) {
+func (t *tunnel) pipe(dst, src net.Conn, n *int64, b *burst) (eof bool) {
 	d, dok := dst.(*net.TCPConn)
 	s, sok := src.(*net.TCPConn)
 	if !dok || !sok {
 		return t.copyChunks(dst, src, n)
 	}
-	srcRC, err1 := s.SyscallConn()
-	dstRC, err2 := d.SyscallConn()
-	if err1 != nil || err2 != nil {
-		t.close()
+	if b.src == nil || b.dst == nil {
+		t.close() // SyscallConn failed in init: the socket was closed
 		return false
 	}
-	b := burst{src: srcRC, dst: dstRC}
-	b.init()
-	var w readyWaiter
-	ready := w.ready // one method value per direction, not one per burst
 	for {
-		w.eof, w.err, w.waited = false, nil, false
-		if err := srcRC.Read(ready); err != nil || w.err != nil {
+		b.w = readyWaiter{}
+		b.step = stepReady
+		if err := b.src.Read(b.call); err != nil || b.w.err != nil {
 			t.close() // closed, deadline, or reset
 			return false
 		}
-		if w.eof {
+		if b.w.eof {
 			closeWrite(dst)
 			return true
 		}
@@ -80,43 +75,91 @@ func (t *tunnel) pipe(dst, src net.Conn, n *int64) (eof bool) {
 // half-closed and then vanished (its keepalive probe answered with a
 // reset) would go unnoticed for as long as the other side stays open and
 // quiet. It returns when the tunnel is closed.
-func (t *tunnel) awaitReset(src net.Conn) {
-	s, ok := src.(*net.TCPConn)
-	if !ok {
-		return
+func (t *tunnel) awaitReset(b *burst) {
+	if b.src == nil {
+		return // not a TCP socket (copyChunks)
 	}
-	rc, err := s.SyscallConn()
-	if err != nil {
-		return
-	}
-	failed := false
-	rc.Read(func(fd uintptr) bool {
-		// A read would say EOF even after a reset: the socket's error
-		// is where the reset (or a keepalive timeout) shows.
-		soErr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		failed = err != nil || soErr != 0
-		return failed
-	})
-	if failed {
+	b.failed = false
+	b.step = stepWatchReset
+	b.src.Read(b.call)
+	if b.failed {
 		t.close()
 	}
 }
 
+// watchReset is awaitReset's callback: true once src has failed.
+func (b *burst) watchReset(fd uintptr) bool {
+	// A read would say EOF even after a reset: the socket's error is
+	// where the reset (or a keepalive timeout) shows.
+	soErr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+	b.failed = err != nil || soErr != 0
+	return b.failed
+}
+
 // burst moves what src holds to dst through a pipe taken for the burst.
-// Its callbacks are method values made once per direction.
+// A tunnel holds one per direction (relayDirs), made ready by init before
+// its goroutines start, so that the relay allocates its callbacks once per
+// tunnel rather than per direction and per wait: one callback per
+// direction (call), which does what step says.
 type burst struct {
 	src, dst syscall.RawConn
 	p        *splicePipe
+	call     func(fd uintptr) bool // b.callback, made once
+	step     burstStep
 
 	in      int  // bytes in the pipe
 	moved   int  // bytes of the last splice
 	full    bool // the last drain found dst full
 	wait    bool // drain waits for dst instead of reporting it full
 	err     error
-	fill    func(fd uintptr) bool
-	drain   func(fd uintptr) bool
-	copyBuf []byte // the user-space fallback's buffer, when no pipe could be had
-	stashed []byte // the pipe's bytes, taken out for a stalled dst (stash)
+	w       readyWaiter // the wait for src between bursts
+	failed  bool        // awaitReset: src failed
+	copyBuf []byte      // the user-space fallback's buffer, when no pipe could be had
+	stashed []byte      // the pipe's bytes, taken out for a stalled dst (stash)
+}
+
+// burstStep is what a burst's callback does.
+type burstStep uint8
+
+const (
+	stepReady      burstStep = iota // wait until src is readable (readyWaiter)
+	stepFill                        // splice src into the pipe (fillPipe)
+	stepDrain                       // splice the pipe into dst (drainPipe)
+	stepWatchReset                  // wait until src fails (watchReset)
+)
+
+// callback is the RawConn callback of a direction, for every step.
+func (b *burst) callback(fd uintptr) bool {
+	switch b.step {
+	case stepReady:
+		return b.w.ready(fd)
+	case stepFill:
+		return b.fillPipe(fd)
+	case stepDrain:
+		return b.drainPipe(fd)
+	default:
+		return b.watchReset(fd)
+	}
+}
+
+// init readies the tunnel's two directions between client and upstream,
+// which share the two sockets' RawConns. Connections that are not both
+// TCP sockets are copied by copyChunks and need nothing.
+func (r *relayDirs) init(client, upstream net.Conn) {
+	c, cok := client.(*net.TCPConn)
+	u, uok := upstream.(*net.TCPConn)
+	if !cok || !uok {
+		return
+	}
+	crc, err1 := c.SyscallConn()
+	urc, err2 := u.SyscallConn()
+	if err1 != nil || err2 != nil {
+		return // pipe sees no RawConns and closes the tunnel
+	}
+	r.up.src, r.up.dst = crc, urc
+	r.down.src, r.down.dst = urc, crc
+	r.up.call = r.up.callback
+	r.down.call = r.down.callback
 }
 
 // stallGrace is how long a burst keeps its pipe, with bytes in it, waiting
@@ -124,11 +167,6 @@ type burst struct {
 // within a round trip; one that has not for this long has stopped, and
 // the pipe's two descriptors go back rather than wait with it.
 const stallGrace = 250 * time.Millisecond
-
-func (b *burst) init() {
-	b.fill = b.fillPipe
-	b.drain = b.drainPipe
-}
 
 // maxBurstSplice bounds one splice into the pipe: the pipe's size when
 // F_SETPIPE_SZ took, else the kernel returns less.
@@ -167,8 +205,8 @@ func (b *burst) run(s, d *net.TCPConn) (moved int64, eof bool, err error) {
 // stashed.
 func (b *burst) splice(d *net.TCPConn) (moved int64, eof bool, err error) {
 	for {
-		b.err, b.moved = nil, 0
-		if rerr := b.src.Read(b.fill); rerr != nil {
+		b.err, b.moved, b.step = nil, 0, stepFill
+		if rerr := b.src.Read(b.call); rerr != nil {
 			return moved, false, rerr
 		}
 		switch {
@@ -194,14 +232,14 @@ func (b *burst) splice(d *net.TCPConn) (moved int64, eof bool, err error) {
 // has room, else once dst has room again within stallGrace, else it
 // stashes them.
 func (b *burst) drainOnce(d *net.TCPConn) (int64, error) {
-	b.err, b.moved, b.full, b.wait = nil, 0, false, false
-	if err := b.dst.Write(b.drain); err != nil {
+	b.err, b.moved, b.full, b.wait, b.step = nil, 0, false, false, stepDrain
+	if err := b.dst.Write(b.call); err != nil {
 		return 0, err
 	}
 	if b.full {
 		d.SetWriteDeadline(time.Now().Add(stallGrace))
 		b.err, b.moved, b.full, b.wait = nil, 0, false, true
-		err := b.dst.Write(b.drain)
+		err := b.dst.Write(b.call)
 		d.SetWriteDeadline(time.Time{})
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0, b.stash()
@@ -329,7 +367,7 @@ func putSplicePipe(p *splicePipe) {
 	}
 }
 
-// readyWaiter is the RawConn.Read callback of one direction: it reports
+// readyWaiter is a direction's wait for src between bursts: it reports
 // "not yet" until its socket is readable, has reached EOF or has failed,
 // and says which.
 type readyWaiter struct {

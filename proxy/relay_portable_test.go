@@ -18,11 +18,7 @@ type portableConn struct{ *net.TCPConn }
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (a, b *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	ln := listenLoopback(t)
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()

@@ -54,8 +54,7 @@ func openFDs(t testing.TB) int {
 // tunnel (docs/performance.md).
 func TestIdleTunnelDescriptors(t *testing.T) {
 	up := echoServer(t, copyEcho)
-	target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))
-	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("echo.example.org"), AllowDest: loopbackDest})
+	addr, target, _ := proxyFor(t, "echo.example.org", up, Config{})
 
 	// One tunnel first, so that listeners, the poller and Go's pipe
 	// pool are already counted in the base.
@@ -236,9 +235,7 @@ func TestKeepAliveFindsVanishedPeer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			conns := make(chan net.Conn, 1)
 			up := echoServer(t, func(c net.Conn) { conns <- c; copyEcho(c) })
-			target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))
-			addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("echo.example.org"),
-				AllowDest: loopbackDest, KeepAlive: tc.keepAlive})
+			addr, target, _ := proxyFor(t, "echo.example.org", up, Config{KeepAlive: tc.keepAlive})
 			c := openTunnel(t, addr, target)
 			if err := roundTrip(c, "hello"); err != nil {
 				t.Fatal(err)
@@ -290,8 +287,7 @@ func openSmallWindowTunnel(t *testing.T, addr, target string) net.Conn {
 // another tunnel (a pipe pooled with bytes in it would hand them on).
 func TestRelayIntegrityUnderBackpressure(t *testing.T) {
 	up := echoServer(t, copyEcho)
-	target := fmt.Sprintf("echo.example.org:%d", portOf(t, up))
-	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("echo.example.org"), AllowDest: loopbackDest})
+	addr, target, _ := proxyFor(t, "echo.example.org", up, Config{})
 	const tunnels, size = 8, 3 << 20
 	errs := make(chan error, tunnels)
 	for i := range tunnels {
@@ -354,10 +350,8 @@ func TestHalfClosedPeerResetEndsTunnel(t *testing.T) {
 		io.Copy(io.Discard, c) // until the client's EOF, then silence
 		<-hold
 	})
-	target := fmt.Sprintf("quiet.example.org:%d", portOf(t, up))
 	rec := &recorder{}
-	addr, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("quiet.example.org"),
-		AllowDest: loopbackDest, Recorder: rec})
+	addr, target, srv := proxyFor(t, "quiet.example.org", up, Config{Recorder: rec})
 	c := openTunnel(t, addr, target)
 	tunnelConns(t, srv)
 	c.(*net.TCPConn).CloseWrite()
@@ -399,8 +393,7 @@ func floodPattern(c net.Conn) {
 // client then reads the pattern in order.
 func TestStalledTunnelDescriptors(t *testing.T) {
 	up := echoServer(t, floodPattern)
-	target := fmt.Sprintf("flood.example.org:%d", portOf(t, up))
-	addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("flood.example.org"), AllowDest: loopbackDest})
+	addr, target, _ := proxyFor(t, "flood.example.org", up, Config{})
 
 	// One tunnel first, so that listeners, the poller and the pipe pool
 	// are already in the base count.

@@ -57,13 +57,8 @@ func TestSNIListener(t *testing.T) {
 		{"no-sni", "", rules.ReasonNoSNI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := net.Dial("tcp", sniAddr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(10 * time.Second))
-			err = tls.Client(c, &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true}).Handshake()
+			c := dialProxy(t, sniAddr)
+			err := tls.Client(c, &tls.Config{ServerName: tc.sni, InsecureSkipVerify: true}).Handshake()
 			if err == nil || !strings.Contains(err.Error(), "access denied") {
 				t.Errorf("handshake error = %v, want an access denied alert", err)
 			}

@@ -2,56 +2,19 @@ package proxy
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// writeCert writes a self-signed certificate for 127.0.0.1 with serial
-// to dir as cert.pem and key.pem, and returns their paths.
-func writeCert(t testing.TB, dir string, serial int64) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "egressgate test proxy"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile+".tmp", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile+".tmp", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	os.Rename(keyFile+".tmp", keyFile)
-	os.Rename(certFile+".tmp", certFile)
-	return certFile, keyFile
-}
+	"github.com/egressgate/egressgate/proxy/internal/testcert"
+)
 
 // startTLSProxy serves srv's forward proxy behind TLS on 127.0.0.1:0.
 func startTLSProxy(t testing.TB, srv *Server, certFile, keyFile string) string {
@@ -60,10 +23,7 @@ func startTLSProxy(t testing.TB, srv *Server, certFile, keyFile string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenLoopback(t)
 	go srv.ServeTLS(ln, cfg)
 	return ln.Addr().String()
 }
@@ -76,7 +36,7 @@ func TestTLSListenerCurl(t *testing.T) {
 	port := portOf(t, up.Listener.Addr().String())
 	_, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, fmt.Sprintf("up.example.org:%d", port))},
 		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
-	certFile, keyFile := writeCert(t, t.TempDir(), 1)
+	certFile, keyFile := testcert.New(t, 1, "127.0.0.1", "localhost").Write(t, t.TempDir())
 	addr := startTLSProxy(t, srv, certFile, keyFile)
 	target := fmt.Sprintf("http://up.example.org:%d/", port)
 	for _, tc := range []struct {
@@ -100,14 +60,11 @@ func TestTLSListenerCurl(t *testing.T) {
 // listener are refused before any check (403 tls-required), and the same
 // credentials over the HTTPS listener are admitted.
 func TestRequireTLS(t *testing.T) {
-	up := echoServer(t, echo)
-	port := portOf(t, up)
-	rec := &authCounter{}
-	rl := authRulesCost(t, port, map[string]string{"alice": "correct horse"}, 4, "  require_tls: true\n")
-	plain, srv := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
-	certFile, keyFile := writeCert(t, t.TempDir(), 1)
+	cfg, rec, target := authEcho(t, 4, "  require_tls: true\n")
+	plain, srv := startProxy(t, cfg)
+	cert := testcert.New(t, 1, "127.0.0.1", "localhost")
+	certFile, keyFile := cert.Write(t, t.TempDir())
 	secure := startTLSProxy(t, srv, certFile, keyFile)
-	target := fmt.Sprintf("up.example.org:%d", port)
 
 	if code := authStatus(plain, "127.0.0.1", target, basic("alice", "correct horse")); code != 403 {
 		t.Errorf("credentials on the plain listener = %d, want 403 tls-required", code)
@@ -115,10 +72,7 @@ func TestRequireTLS(t *testing.T) {
 	if n := rec.count(AuthTLSRequired); n != 1 {
 		t.Errorf("tls-required refusals counted: %d, want 1", n)
 	}
-	pool := x509.NewCertPool()
-	pem, _ := os.ReadFile(certFile)
-	pool.AppendCertsFromPEM(pem)
-	c, err := tls.Dial("tcp", secure, &tls.Config{RootCAs: pool})
+	c, err := tls.Dial("tcp", secure, &tls.Config{RootCAs: cert.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +92,7 @@ func TestRequireTLS(t *testing.T) {
 // restart.
 func TestTLSKeyPairReload(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := writeCert(t, dir, 1)
+	certFile, keyFile := testcert.New(t, 1, "127.0.0.1", "localhost").Write(t, dir)
 	cfg, err := NewTLSConfig(certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +109,7 @@ func TestTLSKeyPairReload(t *testing.T) {
 		t.Fatalf("serial %d, want 1", s)
 	}
 	time.Sleep(keyPairCheck + 50*time.Millisecond)
-	writeCert(t, dir, 2)
+	testcert.New(t, 2, "127.0.0.1", "localhost").Write(t, dir)
 	later := time.Now().Add(2 * time.Second)
 	os.Chtimes(certFile, later, later) // mtime granularity must not hide the change
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -28,7 +28,13 @@ type tunnel struct {
 	end                func(TunnelStats)
 	upBytes, downBytes int64        // each written by one direction only
 	running            atomic.Int32 // directions still copying
+	dirs               relayDirs    // each used by one direction only
 }
+
+// relayDirs is the state each direction of a relay keeps between its
+// bursts (relay_linux.go), in the tunnel rather than allocated per
+// direction.
+type relayDirs struct{ up, down burst }
 
 // setUpstream attaches the upstream connection. It reports false, and
 // closes c, when the tunnel was closed meanwhile.
@@ -100,6 +106,7 @@ func (t *tunnel) relay(toUpstream, toClient []byte, end func(TunnelStats)) {
 		}
 	}
 	t.running.Store(2)
+	t.dirs.init(t.client, t.upstream)
 	t.startWatchdog()
 	go t.pipeUp()
 	go t.pipeDown()
@@ -107,26 +114,26 @@ func (t *tunnel) relay(toUpstream, toClient []byte, end func(TunnelStats)) {
 
 // pipeUp is the goroutine copying client to upstream.
 func (t *tunnel) pipeUp() {
-	eof := t.pipe(t.upstream, t.client, &t.upBytes)
-	t.directionDone(t.client, eof)
+	eof := t.pipe(t.upstream, t.client, &t.upBytes, &t.dirs.up)
+	t.directionDone(&t.dirs.up, eof)
 }
 
 // pipeDown is the goroutine copying upstream to client.
 func (t *tunnel) pipeDown() {
-	eof := t.pipe(t.client, t.upstream, &t.downBytes)
-	t.directionDone(t.upstream, eof)
+	eof := t.pipe(t.client, t.upstream, &t.downBytes, &t.dirs.down)
+	t.directionDone(&t.dirs.down, eof)
 }
 
 // directionDone ends the tunnel when the second direction is done. A
 // first direction that ended at src's EOF then watches src for a reset
 // (awaitReset) until the tunnel closes.
-func (t *tunnel) directionDone(src net.Conn, eof bool) {
+func (t *tunnel) directionDone(b *burst, eof bool) {
 	if t.running.Add(-1) == 0 {
 		t.finish()
 		return
 	}
 	if eof {
-		t.awaitReset(src)
+		t.awaitReset(b)
 	}
 }
 

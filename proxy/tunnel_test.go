@@ -75,10 +75,8 @@ func TestHalfCloseOrders(t *testing.T) {
 				io.WriteString(c, "answer-after-eof")
 				c.(*net.TCPConn).CloseWrite()
 			})
-			target := fmt.Sprintf("half.example.org:%d", portOf(t, up))
 			rec := &recorder{}
-			addr, _ := startProxy(t, Config{Rules: StaticRules{testMatcher(t, target)}, Hosts: hostsFor("half.example.org"),
-				AllowDest: loopbackDest, Recorder: rec})
+			addr, target, _ := proxyFor(t, "half.example.org", up, Config{Recorder: rec})
 			c := openTunnel(t, addr, target)
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			if tc.upstreamFirst {

@@ -1,8 +1,6 @@
 package rules
 
-import (
-	"testing"
-)
+import "testing"
 
 // testMatcher compiles a plain-list catalog from testdata.
 func testMatcher(t testing.TB, file string) *Matcher {

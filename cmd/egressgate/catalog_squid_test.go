@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -114,32 +113,7 @@ coredump_dir %s
 		return string(b)
 	})
 
-	o, err := parseServeFlags([]string{"--config", config, "--hosts", hostsFile, "--allow-dest", "127.0.0.0/8"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan string, 3)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, make(chan os.Signal), io.Discard, func(name, addr string) {
-			if name == "proxy" {
-				addrs <- addr
-			}
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	var egAddr string
-	select {
-	case egAddr = <-addrs:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not listen")
-	}
+	egAddr := startServe(t, 1, "--config", config, "--hosts", hostsFile, "--allow-dest", "127.0.0.0/8").addrs["proxy"]
 
 	rs := loadRuleset(t, config)
 	connect := func(proxyAddr, host string) string {

@@ -8,46 +8,18 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 )
 
-// runArgsEnv, when set in the environment, makes the test binary run
-// egressgate with these arguments (one per line) instead of the tests:
-// a process of its own, so that SSL_CERT_FILE can make it trust a test
-// server, as an operator's system roots trust the vendor's.
-const runArgsEnv = "EGRESSGATE_TEST_RUN_ARGS"
-
-func TestMain(m *testing.M) {
-	if args := os.Getenv(runArgsEnv); args != "" {
-		os.Exit(run(strings.Split(args, "\n"), os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
-
 // runTrusting runs egressgate in a child process that trusts srv's
 // certificate.
 func runTrusting(t *testing.T, srv *httptest.Server, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	certFile := filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(certFile, pemBytes, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), runArgsEnv+"="+strings.Join(args, "\n"), "SSL_CERT_FILE="+certFile, "SSL_CERT_DIR="+t.TempDir())
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return out.String(), errOut.String(), ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), errOut.String(), 0
+	dir := writeFiles(t, map[string]string{"ca.pem": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}))})
+	return runChild(t, []string{"SSL_CERT_FILE=" + filepath.Join(dir, "ca.pem"), "SSL_CERT_DIR=" + t.TempDir()}, args...)
 }
 
 // connectProxy is a minimal HTTP CONNECT proxy on loopback that counts

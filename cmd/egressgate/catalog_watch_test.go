@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,16 +56,16 @@ func TestCatalogWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	site := &vendorSite{page: string(html)}
-	srv := httptest.NewTLSServer(site)
-	defer srv.Close()
+	srv := httpsUpstream(t, nil, site.ServeHTTP)
 
-	dir := t.TempDir()
 	var out, errOut bytes.Buffer
 	if code := run([]string{"catalog", "import", "testdata/configs/page-excerpt.txt"}, &out, &errOut); code != 0 {
 		t.Fatalf("catalog import: %s", errOut.String())
 	}
-	os.WriteFile(filepath.Join(dir, "sophos-central.yaml"), out.Bytes(), 0o644)
-	os.WriteFile(filepath.Join(dir, "egressgate.yaml"), []byte("embedded: []\ncatalogs:\n  - path: sophos-central.yaml\n"), 0o644)
+	dir := writeFiles(t, map[string]string{
+		"sophos-central.yaml": out.String(),
+		"egressgate.yaml":     "embedded: []\ncatalogs:\n  - path: sophos-central.yaml\n",
+	})
 	rs := loadRuleset(t, filepath.Join(dir, "egressgate.yaml"))
 	before := rs.Matcher
 

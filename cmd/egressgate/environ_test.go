@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,13 +20,7 @@ import (
 // as unset, a variable counting as given (so it overrides the config
 // file's listeners), and a bad value named by its variable.
 func TestServeFlagsFromEnv(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		env   map[string]string
-		args  []string
-		check func(*serveOptions) bool
-		err   string
-	}{
+	testServeFlags(t, []serveFlagsCase{
 		{name: "addresses", env: map[string]string{"EGRESSGATE_LISTEN": "127.0.0.1:4128", "EGRESSGATE_ADMIN": ":9200", "EGRESSGATE_SNI_LISTEN": ":8443"},
 			check: func(o *serveOptions) bool {
 				return o.listen == "127.0.0.1:4128" && o.admin == ":9200" && o.sniListen == ":8443" &&
@@ -53,26 +46,7 @@ func TestServeFlagsFromEnv(t *testing.T) {
 		{name: "bad int", env: map[string]string{"EGRESSGATE_MAX_CONNS": "lots"}, err: `environment EGRESSGATE_MAX_CONNS="lots" (--max-conns): `},
 		{name: "bad cidr", env: map[string]string{"EGRESSGATE_ALLOW_DEST": "10.0.0.0/33"}, err: `EGRESSGATE_ALLOW_DEST="10.0.0.0/33" (--allow-dest): "10.0.0.0/33" is not a CIDR prefix`},
 		{name: "checked like the flag", env: map[string]string{"EGRESSGATE_MAX_CONNS": "0"}, err: "--max-conns: 0 would refuse everything"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			o, err := parseServeFlags(tc.args, io.Discard)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseServeFlags(%q) with %v: error = %v, want %q", tc.args, tc.env, err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseServeFlags(%q) with %v: %v", tc.args, tc.env, err)
-			}
-			if !tc.check(o) {
-				t.Errorf("parseServeFlags(%q) with %v = %+v", tc.args, tc.env, o)
-			}
-		})
-	}
+	})
 }
 
 // TestHealthcheckFromEnv: healthcheck asks the admin address in

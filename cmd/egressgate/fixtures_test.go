@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,6 +116,37 @@ func waitListening(t *testing.T, addr string, limit time.Duration, log func() st
 	t.Fatalf("nothing listens on %s after %s:\n%s", addr, limit, log())
 }
 
+// runArgsEnv, when set in the environment, makes the test binary run
+// egressgate with these arguments (one per line) instead of the tests:
+// a process of its own, for an environment the other tests must not see
+// (SSL_CERT_FILE, to trust a test server as an operator's system roots
+// trust the vendor's).
+const runArgsEnv = "EGRESSGATE_TEST_RUN_ARGS"
+
+func TestMain(m *testing.M) {
+	if args := os.Getenv(runArgsEnv); args != "" {
+		os.Exit(run(strings.Split(args, "\n"), os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild runs "egressgate args..." in a child process, with env added
+// to the environment, and returns what it printed and its exit status.
+func runChild(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), runArgsEnv+"="+strings.Join(args, "\n")), env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return out.String(), errOut.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), 0
+}
+
 // serveChildEnv, set, makes TestServeChild run "egressgate serve" with
 // the arguments it holds (separated by US, 0x1f) under a 1,024-descriptor limit.
 const serveChildEnv = "EGRESSGATE_TEST_SERVE_ARGS"
@@ -206,4 +240,89 @@ func loadRuleset(t *testing.T, path string) *rules.Ruleset {
 		t.Fatal(err)
 	}
 	return rs
+}
+
+// inProcessServe is serve running in the test's process.
+type inProcessServe struct {
+	addrs  map[string]string // the listeners' addresses, by name
+	log    *syncWriter       // what serve logs, into a strings.Builder
+	hup    chan os.Signal    // a send reloads, as SIGHUP does
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error // what serve returned, once stopped
+}
+
+// startServe runs serve with args in the test's process until stop or
+// the test's end, and waits until n listeners listen.
+func startServe(t *testing.T, n int, args ...string) *inProcessServe {
+	t.Helper()
+	o, err := parseServeFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &inProcessServe{addrs: map[string]string{}, log: &syncWriter{w: &strings.Builder{}},
+		hup: make(chan os.Signal, 1), cancel: cancel, done: make(chan error, 1)}
+	listening := make(chan [2]string, 4)
+	go func() {
+		s.done <- serve(ctx, o, s.hup, s.log, func(name, addr string) { listening <- [2]string{name, addr} })
+	}()
+	t.Cleanup(func() { s.stop(t) })
+	for len(s.addrs) < n {
+		select {
+		case l := <-listening:
+			s.addrs[l[0]] = l[1]
+		case err := <-s.done:
+			t.Fatalf("serve: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("serve listens on %v only", s.addrs)
+		}
+	}
+	return s
+}
+
+// stop cancels serve and returns what it returned.
+func (s *inProcessServe) stop(t *testing.T) error {
+	t.Helper()
+	s.once.Do(func() {
+		s.cancel()
+		select {
+		case s.err = <-s.done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("serve did not return after cancel")
+		}
+	})
+	return s.err
+}
+
+// logged returns what serve has logged so far.
+func (s *inProcessServe) logged() string {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	return s.log.w.(*strings.Builder).String()
+}
+
+// waitLogged reports whether serve logs want within limit.
+func (s *inProcessServe) waitLogged(want string, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+		if strings.Contains(s.logged(), want) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -35,19 +35,31 @@ func reloadHosts(f *proxy.HostsFile, log *slog.Logger) {
 	}
 }
 
-// watchHosts reloads f on changes in its directory and every hostsPoll
-// until ctx is done. Without a watcher it only polls.
-func watchHosts(ctx context.Context, f *proxy.HostsFile, log *slog.Logger) {
+// watchHosts starts watching f's directory and returns the loop that
+// reloads f on changes there and every hostsPoll until ctx is done
+// (without a watcher it only polls). The watch is in place when
+// watchHosts returns, before serve reports ready, so that an edit made
+// once serve is ready is not missed until the next poll.
+func watchHosts(f *proxy.HostsFile, log *slog.Logger) (loop func(ctx context.Context)) {
 	var events <-chan fsnotify.Event
+	stopWatch := func() {}
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		log.Warn("cannot watch the hosts file; polling it", "path", f.Path(), "err", err, "poll", hostsPoll)
 	} else if err := w.Add(filepath.Dir(f.Path())); err != nil {
 		w.Close()
 		log.Warn("cannot watch the hosts file's directory; polling it", "path", f.Path(), "err", err, "poll", hostsPoll)
 	} else {
-		defer w.Close()
-		events = w.Events
+		events, stopWatch = w.Events, func() { w.Close() }
 	}
+	return func(ctx context.Context) {
+		defer stopWatch()
+		reloadHostsOn(ctx, f, events, log)
+	}
+}
+
+// reloadHostsOn reloads f after a burst of events that name it (or a
+// ConfigMap's "..data" swap) and every hostsPoll, until ctx is done.
+func reloadHostsOn(ctx context.Context, f *proxy.HostsFile, events <-chan fsnotify.Event, log *slog.Logger) {
 	base := filepath.Base(f.Path())
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()

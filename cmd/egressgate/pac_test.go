@@ -17,54 +17,6 @@ import (
 	"github.com/egressgate/egressgate/proxy"
 )
 
-// startServe runs serve with args until the test ends and returns each
-// listener's address by name.
-func startServe(t *testing.T, args ...string) map[string]string {
-	t.Helper()
-	o, err := parseServeFlags(args, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	addrs := map[string]string{}
-	listening := make(chan struct{}, 4)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, nil, io.Discard, func(name, addr string) {
-			mu.Lock()
-			addrs[name] = addr
-			mu.Unlock()
-			listening <- struct{}{}
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not return after cancel")
-		}
-	})
-	// The proxy listens first; the admin listener, when on, right after.
-	want := 1
-	if o.admin != listenOff {
-		want = 2
-	}
-	for range want {
-		select {
-		case <-listening:
-		case err := <-done:
-			t.Fatalf("serve: %v", err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("serve did not listen")
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return addrs
-}
-
 // TestPACServed fetches /proxy.pac from the proxy port and the admin
 // listener of a running serve.
 func TestPACServed(t *testing.T) {
@@ -72,7 +24,7 @@ func TestPACServed(t *testing.T) {
 		"list":            "catalog.example.org\n",
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
 	})
-	addrs := startServe(t, "--config", filepath.Join(dir, "egressgate.yaml"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--pac-fallback", "proxy")
+	addrs := startServe(t, 2, "--config", filepath.Join(dir, "egressgate.yaml"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--pac-fallback", "proxy").addrs
 	for _, l := range []string{"proxy", "admin"} {
 		resp, err := http.Get("http://" + addrs[l] + proxy.PACPath)
 		if err != nil {
@@ -137,8 +89,8 @@ func TestPACInChromium(t *testing.T) {
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
 		"hosts":           "127.0.0.1 catalog.example.org\n",
 	})
-	addrs := startServe(t, "--config", filepath.Join(dir, "egressgate.yaml"), "--hosts", filepath.Join(dir, "hosts"),
-		"--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	addrs := startServe(t, 2, "--config", filepath.Join(dir, "egressgate.yaml"), "--hosts", filepath.Join(dir, "hosts"),
+		"--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0").addrs
 
 	browse := func(target string) string {
 		t.Helper()
@@ -226,7 +178,7 @@ func TestPACExport(t *testing.T) {
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
 	})
 	config := filepath.Join(dir, "egressgate.yaml")
-	addrs := startServe(t, "--config", config, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--pac-proxy", "gate.example.net:3128")
+	addrs := startServe(t, 2, "--config", config, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--pac-proxy", "gate.example.net:3128").addrs
 	resp, err := http.Get("http://" + addrs["admin"] + proxy.PACPath)
 	if err != nil {
 		t.Fatal(err)

@@ -162,8 +162,8 @@ func TestProbeCommand(t *testing.T) {
 	})
 
 	t.Run("via egressgate", func(t *testing.T) {
-		addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8",
-			"--listen", "127.0.0.1:0", "--admin", "off", "--sni-ports", f.tlsPort)
+		addrs := startServe(t, 1, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8",
+			"--listen", "127.0.0.1:0", "--admin", "off", "--sni-ports", f.tlsPort).addrs
 		_, out, stderr := runCmd("probe", "--config", f.config, "--via", "http://"+addrs["proxy"], "--ca", f.ca, "--tls-ports", f.tlsPort, "--timeout", "5s")
 		for _, re := range []string{
 			`(?m)^ok\.example\.org\s+` + f.tlsPort + `\s+by proxy\s+ok \S+\s+ok \S+$`,
@@ -201,8 +201,8 @@ func TestProbeCommand(t *testing.T) {
 // hosts file's loopback addresses, and its probe with it.
 func TestServeProbeInterval(t *testing.T) {
 	f := newProbeFixture(t)
-	addrs := startServe(t, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--sni-ports", f.tlsPort, "--probe-interval", "100ms", "--dial-timeout", "5s")
+	addrs := startServe(t, 2, "--config", f.config, "--hosts", f.hosts, "--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+		"--sni-ports", f.tlsPort, "--probe-interval", "100ms", "--dial-timeout", "5s").addrs
 	want := []string{
 		`egressgate_probe_success{port="",rule="ok.example.org",step="dns"} 1`,
 		`egressgate_probe_success{port="` + f.tlsPort + `",rule="ok.example.org",step="tcp"} 1`,

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -52,31 +49,12 @@ func TestServeNotifiesAndHealthchecks(t *testing.T) {
 		}
 	}
 
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "egressgate.yaml")
-	if err := os.WriteFile(filepath.Join(dir, "site.list"), []byte("crl.example.org:80\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfg, []byte("embedded: []\ncatalogs:\n  - path: site.list\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	o, err := parseServeFlags([]string{"--config", cfg, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2s"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	admin := make(chan string, 1)
-	hup := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, o, hup, io.Discard, func(name, addr string) {
-			if name == "admin" {
-				admin <- addr
-			}
-		})
-	}()
-	adminAddr := <-admin
+	dir := writeFiles(t, map[string]string{
+		"site.list":       "crl.example.org:80\n",
+		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: site.list\n",
+	})
+	s := startServe(t, 2, "--config", filepath.Join(dir, "egressgate.yaml"), "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--drain-timeout", "2s")
+	adminAddr := s.addrs["admin"]
 	expect(sdReady)
 
 	for _, tc := range []struct {
@@ -102,12 +80,12 @@ func TestServeNotifiesAndHealthchecks(t *testing.T) {
 		})
 	}
 
-	hup <- syscall.SIGHUP
+	s.hup <- syscall.SIGHUP
 	expect("RELOADING=1\nMONOTONIC_USEC=")
 	expect(sdReady)
-	cancel()
+	s.cancel()
 	expect(sdStopping)
-	if err := <-done; err != nil {
+	if err := s.stop(t); err != nil {
 		t.Errorf("serve: %v", err)
 	}
 }

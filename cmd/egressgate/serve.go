@@ -460,7 +460,8 @@ func (s *serving) watch(ctx context.Context) error {
 		}
 	})
 	if s.cfg.HostsFile != nil {
-		s.wg.Go(func() { watchHosts(ctx, s.cfg.HostsFile, s.log) })
+		loop := watchHosts(s.cfg.HostsFile, s.log)
+		s.wg.Go(func() { loop(ctx) })
 	}
 	if s.o.probeEvery > 0 {
 		p := newServerProber(s.cfg)

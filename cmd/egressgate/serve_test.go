@@ -2,19 +2,16 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,13 +19,43 @@ import (
 	"github.com/egressgate/egressgate/proxy"
 )
 
+// serveFlagsCase is serve's command line and environment with what
+// parseServeFlags must make of them: options check accepts, or an error
+// containing err.
+type serveFlagsCase struct {
+	name  string
+	env   map[string]string
+	args  []string
+	check func(*serveOptions) bool
+	err   string
+}
+
+// testServeFlags runs each case as a subtest, its environment set.
+func testServeFlags(t *testing.T, cases []serveFlagsCase) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			o, err := parseServeFlags(tc.args, io.Discard)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("parseServeFlags(%q) with %v: error = %v, want %q", tc.args, tc.env, err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseServeFlags(%q) with %v: %v", tc.args, tc.env, err)
+			}
+			if !tc.check(o) {
+				t.Errorf("parseServeFlags(%q) with %v = %+v", tc.args, tc.env, o)
+			}
+		})
+	}
+}
+
 func TestParseServeFlags(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		args  []string
-		check func(*serveOptions) bool
-		err   string
-	}{
+	testServeFlags(t, []serveFlagsCase{
 		{name: "defaults", args: nil, check: func(o *serveOptions) bool {
 			c := o.cfg
 			return o.listen == ":3128" && o.sniListen == "off" && o.admin == "127.0.0.1:9128" &&
@@ -54,23 +81,7 @@ func TestParseServeFlags(t *testing.T) {
 			return o.tlsListen == ":3129" && o.tlsCert == "c.pem" && o.tlsKey == "k.pem"
 		}},
 		{name: "extra-arg", args: []string{"foo"}, err: "unexpected argument"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o, err := parseServeFlags(tc.args, io.Discard)
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("parseServeFlags(%q) error = %v, want %q", tc.args, err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseServeFlags(%q): %v", tc.args, err)
-			}
-			if !tc.check(o) {
-				t.Errorf("parseServeFlags(%q) = %+v", tc.args, o)
-			}
-		})
-	}
+	})
 }
 
 func TestListenAddrPrecedence(t *testing.T) {
@@ -105,35 +116,8 @@ func TestServeEndToEnd(t *testing.T) {
 	})
 	cfgPath, hostsPath := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
 
-	o, err := parseServeFlags([]string{"--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "300ms"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrs := make(chan string, 3)
-	adminAddrs := make(chan string, 1)
-	hup := make(chan os.Signal, 1)
-	done := make(chan error, 1)
-	var logs strings.Builder
-	lw := &syncWriter{w: &logs}
-	go func() {
-		done <- serve(ctx, o, hup, lw, func(name, addr string) {
-			switch name {
-			case "proxy":
-				addrs <- addr
-			case "admin":
-				adminAddrs <- addr
-			}
-		})
-	}()
-	var proxyAddr string
-	select {
-	case proxyAddr = <-addrs:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not listen")
-	}
+	s := startServe(t, 2, "--config", cfgPath, "--hosts", hostsPath, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "300ms")
+	proxyAddr := s.addrs["proxy"]
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: proxyAddr})}}
 	get := func(u string) (int, string) {
 		resp, err := client.Get(u)
@@ -153,7 +137,7 @@ func TestServeEndToEnd(t *testing.T) {
 	if code, body := get("http://down.example.org:" + refused + "/"); code != 502 || body != "egressgate: down.example.org:"+refused+": upstream-refused: the server refused the connection\n" {
 		t.Errorf("refused upstream = %d %q, want 502 with the reason only", code, body)
 	}
-	admin := <-adminAddrs
+	admin := s.addrs["admin"]
 	resp, err := http.Get("http://" + admin + "/rules") // as curl asks: no Accept for HTML
 	if err != nil {
 		t.Fatal(err)
@@ -178,48 +162,19 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("CONNECT = %q, %v; want 200", head, err)
 	}
 
-	hup <- syscall.SIGHUP
-	waitLog := func(what string) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			lw.mu.Lock()
-			found := strings.Contains(logs.String(), what)
-			lw.mu.Unlock()
-			if found {
-				return
-			}
-		}
-		t.Errorf("log lacks %s", what)
+	s.hup <- syscall.SIGHUP
+	if want := `"msg":"rules unchanged; reload skipped"`; !s.waitLogged(want, 5*time.Second) {
+		t.Errorf("log lacks %s", want)
 	}
-	waitLog(`"msg":"rules unchanged; reload skipped"`)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve returned %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return after cancel")
+	if err := s.stop(t); err != nil {
+		t.Errorf("serve returned %v, want nil", err)
 	}
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	if !strings.Contains(logs.String(), `"msg":"shutting down","tunnels_open":1`) {
-		t.Errorf("log lacks the shutdown line:\n%s", logs.String())
+	logs := s.logged()
+	if !strings.Contains(logs, `"msg":"shutting down","tunnels_open":1`) {
+		t.Errorf("log lacks the shutdown line:\n%s", logs)
 	}
-	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
 	if last := lines[len(lines)-1]; !regexp.MustCompile(`"msg":"stopped","tunnels_drained":0,"tunnels_cut":1,"uptime_seconds":[0-9.]+}$`).MatchString(last) {
 		t.Errorf("last log line = %s, want the stopped line with 0 drained, 1 cut and the uptime", last)
 	}
-}
-
-// syncWriter serialises writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -17,15 +17,11 @@ import (
 // TestReloadLogsCatalogDiff: a reload through the Reloader and serve's
 // hooks logs the entries it changed and counts them on /metrics.
 func TestReloadLogsCatalogDiff(t *testing.T) {
-	dir := t.TempDir()
-	list := filepath.Join(dir, "local.list")
-	config := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(config, []byte("embedded: []\ncatalogs:\n  - path: local.list\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(list, []byte("a.example.org\nb.example.org\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := writeFiles(t, map[string]string{
+		"config.yaml": "embedded: []\ncatalogs:\n  - path: local.list\n",
+		"local.list":  "a.example.org\nb.example.org\n",
+	})
+	list, config := filepath.Join(dir, "local.list"), filepath.Join(dir, "config.yaml")
 	var logs bytes.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	tel := newTelemetry(log, func() bool { return true }, metrics.Options{}, false)

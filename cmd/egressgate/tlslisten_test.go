@@ -13,7 +13,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,25 +20,22 @@ import (
 	"time"
 )
 
-// selfSigned writes a certificate for 127.0.0.1 and its key to dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+// selfSigned returns a certificate for 127.0.0.1 and its key, in PEM.
+func selfSigned(t *testing.T) (cert, key string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "egressgate test proxy"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
+	kder, _ := x509.MarshalECPrivateKey(priv)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
 }
 
 // TestHTTPSProxyInChromium: headless Chromium, told by a PAC file to use
@@ -51,15 +47,17 @@ func TestHTTPSProxyInChromium(t *testing.T) {
 		fmt.Fprint(w, "<html><body><p>through-the-https-proxy</p></body></html>")
 	})
 	uport := portString(up.Listener.Addr().String())
+	cert, key := selfSigned(t)
 	dir := writeFiles(t, map[string]string{
 		"list":            "catalog.example.org:" + uport + "\n",
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
 		"hosts":           "127.0.0.1 catalog.example.org\n",
+		"cert.pem":        cert,
+		"key.pem":         key,
 	})
-	certFile, keyFile := selfSigned(t, dir)
 	addrs := startServeChild(t, "--config", filepath.Join(dir, "egressgate.yaml"), "--hosts", filepath.Join(dir, "hosts"),
 		"--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--listen-tls", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
+		"--listen-tls", "127.0.0.1:0", "--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"))
 	pac := fmt.Sprintf("function FindProxyForURL(url, host) { return %q; }", "HTTPS "+addrs["tls"])
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

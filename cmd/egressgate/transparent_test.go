@@ -35,8 +35,8 @@ func TestServeTransparent(t *testing.T) {
 		"hosts":           "127.0.0.1 up.example.com evil.example.com\n",
 	})
 	cfg, hosts := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
-	addrs, _ := serveLogged(t, 3, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
-		"--sni-dest-port", port, "--drain-timeout", "100ms")
+	addrs := startServe(t, 3, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8",
+		"--sni-dest-port", port, "--drain-timeout", "100ms").addrs
 	sni := addrs["sni"]
 
 	// A TLS client that dials the SNI listener where it meant the
@@ -140,7 +140,7 @@ func TestTransparentRedirect(t *testing.T) {
 		"hosts":           "127.0.0.2 up.example.com evil.example.com\n",
 	})
 	cfg, hosts := filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts")
-	addrs, _ := serveLogged(t, 2, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms")
+	addrs := startServe(t, 2, "--config", cfg, "--hosts", hosts, "--allow-dest", "127.0.0.0/8", "--drain-timeout", "100ms").addrs
 	// Only what is addressed to 127.0.0.3 is redirected: egressgate's
 	// own connection to 127.0.0.2:443 is not, as on a gateway only what
 	// arrives from the endpoints' side is.

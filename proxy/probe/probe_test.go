@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/internal/testcert"
 )
 
 // stepSummary renders a result's steps as "dns ok", "tcp/443 FAIL" ...
@@ -30,8 +31,8 @@ func stepSummary(r Result) string {
 }
 
 func TestProbe(t *testing.T) {
-	ca := newTestCA(t, "ok.example.org")
-	tport, handshakes := tlsServer(t, ca.Leaf)
+	ca := testcert.New(t, 1, "ok.example.org")
+	tport, handshakes := tlsServer(t, ca.TLS)
 	closed := closedPort(t)
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	hosts := proxy.Hosts{"ok.example.org": lo, "mismatch.example.org": lo, "closed.example.org": lo}

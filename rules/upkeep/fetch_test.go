@@ -93,21 +93,3 @@ func FuzzPageText(f *testing.F) {
 		ImportPage("fuzz.html", text, Options{})
 	})
 }
-
-// FuzzParseLayout: any layout file parses or fails with an error naming
-// the file, never panics.
-func FuzzParseLayout(f *testing.F) {
-	f.Add(string(DefaultLayoutYAML()))
-	f.Add("lead_ins: [{text: X, group: g}]\ngroups: [{id: g}]\n")
-	f.Add("lead_ins: [{text: X, os: beos}]\n")
-	f.Fuzz(func(t *testing.T, data string) {
-		l, err := ParseLayout("l.yaml", []byte(data))
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "l.yaml") {
-				t.Fatalf("error without the file: %v", err)
-			}
-			return
-		}
-		ImportPage("page.txt", []byte("Sophos Central Admin domains\n  • central.sophos.com\n"), Options{Layout: l})
-	})
-}
