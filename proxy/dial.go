@@ -149,7 +149,8 @@ func onwardHost(host string) string {
 	return host
 }
 
-// dialUpstream is dialAddrsWith the upstream dialer (Config.KeepAlive).
+// dialUpstream dials addrs in turn (dialAddrsWith) with the upstream
+// dialer (Config.KeepAlive).
 func (s *Server) dialUpstream(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	d := s.cfg.dialer()
 	return dialAddrsWith(ctx, &d, addrs)
