@@ -262,13 +262,20 @@ func echoUpstream(t *testing.T) int {
 	return up.Addr().(*net.TCPAddr).Port
 }
 
-// loadConfigMap writes a ConfigMap's files into one directory, as its
-// volume mounts them, and loads its config.yaml as egressgate does.
-func loadConfigMap(t *testing.T, data map[string]string) (*rules.Ruleset, error) {
+// configMapDir writes a ConfigMap's files into one directory, as its
+// volume mounts them, and returns the directory.
+func configMapDir(t *testing.T, data map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range data {
 		writeFile(t, filepath.Join(dir, name), content)
 	}
-	return rules.Load(filepath.Join(dir, "config.yaml"))
+	return dir
+}
+
+// loadConfigMap loads a ConfigMap's config.yaml as egressgate does, with
+// the ConfigMap's other files beside it.
+func loadConfigMap(t *testing.T, data map[string]string) (*rules.Ruleset, error) {
+	t.Helper()
+	return rules.Load(filepath.Join(configMapDir(t, data), "config.yaml"))
 }

@@ -255,10 +255,7 @@ func TestKitServes(t *testing.T) {
 	dep := findObject(t, objs, "Deployment")
 	c := dep.Spec.Template.Spec.Containers[0]
 	cm := findObject(t, objs, "ConfigMap")
-	cfgDir := t.TempDir()
-	for name, content := range cm.Data {
-		writeFile(t, filepath.Join(cfgDir, name), content)
-	}
+	cfgDir := configMapDir(t, cm.Data)
 	data := readFile(t, dockerfile)
 	var dockerCmd []string
 	if m := regexp.MustCompile(`(?m)^CMD \[(.*)\]$`).FindStringSubmatch(string(data)); m != nil {
