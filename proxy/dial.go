@@ -48,7 +48,7 @@ func (s *Server) resolve(ctx context.Context, host string, port uint16) (route, 
 	return rt, err
 }
 
-// Resolve is the resolve-and-check step of a Server with c, for a
+// Resolve is the resolve-and-check step of a Server with cfg, for a
 // target it dials itself (without UpstreamProxy: a parent resolves its
 // targets). It returns the addresses host has (the literal, the hosts
 // file's entry or the resolver's answer) and, of those, the ones the
@@ -56,23 +56,23 @@ func (s *Server) resolve(ctx context.Context, host string, port uint16) (route, 
 // resolver's order. When it lets none, the proxy refuses host with 403
 // private-destination. err is a failed lookup. The probe calls it so
 // that it reports what the proxy would do.
-func (c *Config) Resolve(ctx context.Context, host string, port uint16) (addrs []netip.Addr, dial []netip.AddrPort, err error) {
-	addrs, _, err = c.lookup(ctx, host)
+func (cfg *Config) Resolve(ctx context.Context, host string, port uint16) (addrs []netip.Addr, dial []netip.AddrPort, err error) {
+	addrs, _, err = cfg.lookup(ctx, host)
 	if err != nil {
 		return nil, nil, err
 	}
-	dial, _ = destPolicy{allow: c.AllowDest}.route(addrs, host, port)
+	dial, _ = destPolicy{allow: cfg.AllowDest}.route(addrs, host, port)
 	return addrs, dial, nil
 }
 
-// lookup is lookupHost with c's hosts (the hosts file's current ones when
+// lookup is lookupHost with cfg's hosts (the hosts file's current ones when
 // HostsFile is set) and resolver.
-func (c *Config) lookup(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
-	hosts := c.Hosts
-	if c.HostsFile != nil {
-		hosts = c.HostsFile.Hosts()
+func (cfg *Config) lookup(ctx context.Context, host string) ([]netip.Addr, time.Duration, error) {
+	hosts := cfg.Hosts
+	if cfg.HostsFile != nil {
+		hosts = cfg.HostsFile.Hosts()
 	}
-	return lookupHost(ctx, hosts, c.Resolver, host)
+	return lookupHost(ctx, hosts, cfg.Resolver, host)
 }
 
 // route returns the addresses of host the policy permits, with port, in
