@@ -190,7 +190,7 @@ func TestCompose(t *testing.T) {
 	t.Run("promtool", func(t *testing.T) {
 		promtool := needTool(t, "apt-get install prometheus", "promtool")
 		dir := t.TempDir()
-		data, _ := os.ReadFile(promCfgPath)
+		data := readFile(t, promCfgPath)
 		abs, _ := filepath.Abs(alertsFile)
 		writeFile(t, filepath.Join(dir, "prometheus.yml"), strings.ReplaceAll(string(data), promCfg.RuleFiles[0], abs))
 		if out, err := run(t, 30*time.Second, dir, promtool, "check", "config", "prometheus.yml"); err != nil {

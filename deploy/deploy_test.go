@@ -3,7 +3,6 @@ package deploy
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -256,7 +255,7 @@ func TestDashboard(t *testing.T) {
 	}
 	// Hard-coded datasource UIDs sneak in when a dashboard is exported
 	// from a live Grafana; the only uid allowed is the variable's.
-	data, _ := os.ReadFile(dashboardFile)
+	data := readFile(t, dashboardFile)
 	for _, m := range regexp.MustCompile(`"uid":\s*"([^"]*)"`).FindAllStringSubmatch(string(data), -1) {
 		if m[1] != "${datasource}" && m[1] != "-- Grafana --" && m[1] != d.UID {
 			t.Errorf("hard-coded uid %q", m[1])

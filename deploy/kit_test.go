@@ -535,7 +535,7 @@ func TestSystemdUnit(t *testing.T) {
 	analyze := needTool(t, "apt-get install systemd", "systemd-analyze")
 	// verify insists that ExecStart's binary exists; point it at one that
 	// does, in a copy of the unit of the same name.
-	data, _ := os.ReadFile(systemdUnit)
+	data := readFile(t, systemdUnit)
 	unit := filepath.Join(t.TempDir(), "egressgate.service")
 	writeFile(t, unit, string(bytes.ReplaceAll(data, []byte(start[0]), []byte("/bin/true"))))
 	out, err := run(t, 30*time.Second, ".", analyze, "verify", unit)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -215,7 +214,7 @@ func TestKustomizeOverlay(t *testing.T) {
 	checkNetworkPolicy(t, k, dep)
 
 	cm := one[*corev1.ConfigMap](t, k, "egressgate-config")
-	want, _ := os.ReadFile(filepath.Join(kubeOverlay, "config.yaml"))
+	want := readFile(t, filepath.Join(kubeOverlay, "config.yaml"))
 	if cm.Data["config.yaml"] != string(want) {
 		t.Errorf("overlay: ConfigMap config.yaml is not the overlay's config.yaml")
 	}
