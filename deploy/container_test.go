@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // The image the container test builds. The tag stays between runs so that
@@ -109,7 +111,7 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	// An upstream that echoes, for the tunnel held open across SIGTERM.
-	upPort := echoUpstream(t)
+	upPort := portOf(t, proxytest.EchoUpstream(t))
 
 	// The config directory, mounted where the image's CMD looks.
 	cfgDir := t.TempDir()
@@ -120,7 +122,7 @@ func TestContainerImage(t *testing.T) {
 	writeFile(t, filepath.Join(cfgDir, "site.txt"), fmt.Sprintf("upstream.test:%d\n", upPort))
 	writeFile(t, filepath.Join(cfgDir, "hosts"), "127.0.0.1 upstream.test\n")
 
-	listen, admin := freeAddr(t), freeAddr(t)
+	listen, admin := proxytest.FreeAddr(t), proxytest.FreeAddr(t)
 	const drain = 20 * time.Second
 	// The listeners move through the environment, as a container
 	// platform sets them; the rest through flags after the image's CMD.

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -49,19 +48,6 @@ func run(t *testing.T, timeout time.Duration, dir, name string, args ...string) 
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-// freeAddr returns a loopback address with a port that was free a moment
-// ago, for programs that take a listen address on the command line.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // startProcess starts a program whose output goes to a file in dir, and
@@ -108,7 +94,7 @@ func startProcess(t *testing.T, dir, logName, name string, args ...string) (*exe
 // later. Its log is dir/name.log.
 func startReadyServer(t *testing.T, ctx context.Context, dir, name, bin string, args ...string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := proxytest.FreeAddr(t)
 	_, exited := startProcess(t, dir, name+".log", bin, append(args, "--web.listen-address="+addr)...)
 	readyCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -239,27 +225,6 @@ func writeYAML(t *testing.T, path string, v any) {
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	writeFile(t, to, string(readFile(t, from)))
-}
-
-// echoUpstream listens on a free loopback port until the test ends and
-// sends every connection back what it reads; it returns the port.
-func echoUpstream(t *testing.T) int {
-	t.Helper()
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return up.Addr().(*net.TCPAddr).Port
 }
 
 // configMapDir writes a ConfigMap's files into one directory, as its

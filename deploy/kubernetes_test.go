@@ -29,6 +29,7 @@ import (
 	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -395,7 +396,7 @@ func TestKustomizeProbesAnswer(t *testing.T) {
 	set := map[string]string{"config": filepath.Join(cfgDir, "config.yaml")}
 	for _, flag := range []string{"listen", "admin"} {
 		v, _ := flagValue(c.Args, flag)
-		addr := freeAddr(t)
+		addr := proxytest.FreeAddr(t)
 		addrs[portOf(t, v)] = addr
 		set[flag] = addr
 	}

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // deployFlags returns the flags of `egressgate serve` that the artefacts
@@ -103,7 +105,7 @@ func TestLive(t *testing.T) {
 	plainUp := httptest.NewServer(hello)
 	t.Cleanup(plainUp.Close)
 	tlsPort, plainPort := portOf(t, tlsUp.Listener.Addr().String()), portOf(t, plainUp.Listener.Addr().String())
-	closedPort := portOf(t, freeAddr(t))
+	closedPort := portOf(t, proxytest.FreeAddr(t))
 
 	// The upstream's name resolves through --hosts to the loopback
 	// upstreams, which --allow-dest lets egressgate dial.
@@ -123,7 +125,7 @@ func TestLive(t *testing.T) {
 	}
 	var replicas []replica
 	for i := range 2 {
-		r := replica{proxy: freeAddr(t), admin: freeAddr(t)}
+		r := replica{proxy: proxytest.FreeAddr(t), admin: proxytest.FreeAddr(t)}
 		var exited <-chan struct{}
 		r.cmd, exited = startProcess(t, dir, fmt.Sprintf("egressgate-%d.log", i), bin, "serve",
 			"--config", filepath.Join(dir, "config.yaml"),
@@ -274,7 +276,7 @@ func TestKitServes(t *testing.T) {
 		t.Run(filepath.Base(tc.name), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
-			listen, admin := freeAddr(t), freeAddr(t)
+			listen, admin := proxytest.FreeAddr(t), proxytest.FreeAddr(t)
 			args := rewriteFlags(tc.args, map[string]string{
 				"config": filepath.Join(cfgDir, "config.yaml"),
 				"listen": listen,

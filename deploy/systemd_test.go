@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -72,8 +73,8 @@ func TestSystemdNotify(t *testing.T) {
 	start := strings.Fields(strings.Join(d["ExecStart"], " "))
 	args := rewriteFlags(start[1:], map[string]string{
 		"config": "systemd/config.yaml",
-		"listen": freeAddr(t),
-		"admin":  freeAddr(t),
+		"listen": proxytest.FreeAddr(t),
+		"admin":  proxytest.FreeAddr(t),
 	})
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)

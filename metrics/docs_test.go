@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -59,7 +60,7 @@ func docExample(t *testing.T, re, what string) string {
 func checkExample(t *testing.T, page, example, got string) {
 	t.Helper()
 	gotLines := strings.Split(strings.TrimRight(got, "\n"), "\n")
-	if !matchLines(gotLines, strings.Split(strings.TrimRight(example, "\n"), "\n")) {
+	if !proxytest.MatchLines(gotLines, strings.Split(strings.TrimRight(example, "\n"), "\n")) {
 		t.Errorf("docs/metrics.md's %s example shows\n%s\nbut %s is\n%s", page, example, page, strings.Join(gotLines, "\n"))
 	}
 }
@@ -112,23 +113,6 @@ func docsTraffic(t *testing.T) *httptest.Server {
 		}
 	}
 	return newAdmin(t, r, reg, nil)
-}
-
-// matchLines reports whether got shows want's lines in order, where a
-// want line "..." matches any run of lines (possibly empty).
-func matchLines(got, want []string) bool {
-	if len(want) == 0 {
-		return len(got) == 0
-	}
-	if strings.TrimSpace(want[0]) == "..." {
-		for i := 0; i <= len(got); i++ {
-			if matchLines(got[i:], want[1:]) {
-				return true
-			}
-		}
-		return false
-	}
-	return len(got) > 0 && strings.TrimRight(got[0], " ") == strings.TrimRight(want[0], " ") && matchLines(got[1:], want[1:])
 }
 
 var (

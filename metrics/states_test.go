@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -38,20 +39,8 @@ func TestStatesThroughTheProxy(t *testing.T) {
 		london = "127.1.0.5"
 		ny     = "127.2.0.5"
 	)
-	up, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { up.Close() })
-	go func() {
-		for {
-			c, err := up.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	up := proxytest.Listen(t)
+	proxytest.Serve(t, up, func(c net.Conn) { c.Close() })
 	port := up.Addr().(*net.TCPAddr).Port
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "local.txt"), fmt.Appendf(nil, "ok.example.test:%d\n", port), 0o644)
@@ -81,10 +70,7 @@ estates:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := proxytest.Listen(t)
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

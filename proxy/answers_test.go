@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -78,7 +79,7 @@ func TestAnswersCurl(t *testing.T) {
 	}))
 	t.Cleanup(web.Close)
 	webPort := portOf(t, web.Listener.Addr().String())
-	refused := portOf(t, freePort(t))
+	refused := portOf(t, proxytest.FreeAddr(t))
 	list := []string{
 		"a.example.org",
 		fmt.Sprintf("web.example.org:%d", webPort),
@@ -210,14 +211,14 @@ func (resolverDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr,
 // resolver, the addresses it dialed, Go's error text), which go to the
 // server's log instead.
 func TestUpstreamErrorBody(t *testing.T) {
-	refused := portOf(t, freePort(t))
-	var logs logBuffer
+	refused := portOf(t, proxytest.FreeAddr(t))
+	var logs proxytest.LogBuffer
 	addr, _ := startProxy(t, Config{
 		Rules:     StaticRules{testMatcher(t, "nowhere.example.org:443,80", fmt.Sprintf("down.example.org:%d", refused))},
 		Hosts:     hostsFor("down.example.org"),
 		AllowDest: loopbackDest,
 		Resolver:  resolverDNS{},
-		Log:       logs.logger(),
+		Log:       debugLogger(&logs),
 	})
 	down := fmt.Sprintf("down.example.org:%d", refused)
 	for _, tc := range []struct {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -185,8 +186,8 @@ func TestProxyAuthForward(t *testing.T) {
 	t.Cleanup(upstream.Close)
 	port := portOf(t, upstream.Listener.Addr().String())
 	cfg, rec := authConfig(t, port, map[string]string{"bob": "hunter2-secret"}, bcrypt.MinCost, "")
-	var logs logBuffer
-	cfg.Log = logs.logger()
+	var logs proxytest.LogBuffer
+	cfg.Log = debugLogger(&logs)
 	proxyAddr, _ := startProxy(t, cfg)
 
 	get := func(user, pass string) (int, string) {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -109,21 +109,10 @@ func echoProxy(t testing.TB, cfg Config) (proxyAddr, target string, srv *Server)
 	return proxyFor(t, "echo.example.org", echoServer(t, echo), cfg)
 }
 
-// listenLoopback listens on 127.0.0.1:0 until the test ends.
-func listenLoopback(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // startSNI runs srv's SNI listener on 127.0.0.1:0.
 func startSNI(t testing.TB, srv *Server) string {
 	t.Helper()
-	ln := listenLoopback(t)
+	ln := proxytest.Listen(t)
 	go srv.ServeSNI(ln)
 	return ln.Addr().String()
 }
@@ -196,27 +185,11 @@ func (r *recorder) waitClosed(t testing.TB, n int) []TunnelStats {
 
 var _ Recorder = (*recorder)(nil)
 
-// freePort returns a loopback address where nothing listens.
-func freePort(t testing.TB) string {
-	t.Helper()
-	ln := listenLoopback(t)
-	ln.Close()
-	return ln.Addr().String()
-}
-
 // echoServer accepts connections on 127.0.0.1:0 and runs serve on each.
 func echoServer(t testing.TB, serve func(net.Conn)) string {
 	t.Helper()
-	ln := listenLoopback(t)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serve(c)
-		}
-	}()
+	ln := proxytest.Listen(t)
+	proxytest.Serve(t, ln, serve)
 	return ln.Addr().String()
 }
 
@@ -282,27 +255,8 @@ func connectFrom(t testing.TB, proxyAddr, src, target, auth string) (net.Conn, i
 	return c, resp.StatusCode, resp.Header
 }
 
-// logBuffer is an io.Writer for a slog handler that handlers on several
-// goroutines may write to at once.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// logger returns a logger, debug level and up, that writes into l.
-func (l *logBuffer) logger() *slog.Logger {
+// debugLogger returns a logger, debug level and up, that writes into l.
+func debugLogger(l *proxytest.LogBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 

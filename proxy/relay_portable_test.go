@@ -7,6 +7,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // portableConn hides a *net.TCPConn behind another type, so that the
@@ -18,7 +20,7 @@ type portableConn struct{ *net.TCPConn }
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t *testing.T) (a, b *net.TCPConn) {
 	t.Helper()
-	ln := listenLoopback(t)
+	ln := proxytest.Listen(t)
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/egressgate/egressgate/proxy/internal/testcert"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // startTLSProxy serves srv's forward proxy behind TLS on 127.0.0.1:0.
@@ -23,7 +23,7 @@ func startTLSProxy(t testing.TB, srv *Server, certFile, keyFile string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := listenLoopback(t)
+	ln := proxytest.Listen(t)
 	go srv.ServeTLS(ln, cfg)
 	return ln.Addr().String()
 }
@@ -36,7 +36,7 @@ func TestTLSListenerCurl(t *testing.T) {
 	port := portOf(t, up.Listener.Addr().String())
 	_, srv := startProxy(t, Config{Rules: StaticRules{testMatcher(t, fmt.Sprintf("up.example.org:%d", port))},
 		Hosts: hostsFor("up.example.org"), AllowDest: loopbackDest})
-	certFile, keyFile := testcert.New(t, 1, "127.0.0.1", "localhost").Write(t, t.TempDir())
+	certFile, keyFile := proxytest.NewCert(t, 1, "127.0.0.1", "localhost").Write(t, t.TempDir())
 	addr := startTLSProxy(t, srv, certFile, keyFile)
 	target := fmt.Sprintf("http://up.example.org:%d/", port)
 	for _, tc := range []struct {
@@ -62,7 +62,7 @@ func TestTLSListenerCurl(t *testing.T) {
 func TestRequireTLS(t *testing.T) {
 	cfg, rec, target := authEcho(t, 4, "  require_tls: true\n")
 	plain, srv := startProxy(t, cfg)
-	cert := testcert.New(t, 1, "127.0.0.1", "localhost")
+	cert := proxytest.NewCert(t, 1, "127.0.0.1", "localhost")
 	certFile, keyFile := cert.Write(t, t.TempDir())
 	secure := startTLSProxy(t, srv, certFile, keyFile)
 
@@ -92,7 +92,7 @@ func TestRequireTLS(t *testing.T) {
 // restart.
 func TestTLSKeyPairReload(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := testcert.New(t, 1, "127.0.0.1", "localhost").Write(t, dir)
+	certFile, keyFile := proxytest.NewCert(t, 1, "127.0.0.1", "localhost").Write(t, dir)
 	cfg, err := NewTLSConfig(certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,7 @@ func TestTLSKeyPairReload(t *testing.T) {
 		t.Fatalf("serial %d, want 1", s)
 	}
 	time.Sleep(keyPairCheck + 50*time.Millisecond)
-	testcert.New(t, 2, "127.0.0.1", "localhost").Write(t, dir)
+	proxytest.NewCert(t, 2, "127.0.0.1", "localhost").Write(t, dir)
 	later := time.Now().Add(2 * time.Second)
 	os.Chtimes(certFile, later, later) // mtime granularity must not hide the change
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // waitDeadline bounds every wait for the watcher; waits poll, they never
@@ -94,34 +95,16 @@ func (h *hooks) lastErr() error {
 	return h.errs[len(h.errs)-1]
 }
 
-// logBuf is a goroutine-safe buffer for a slog text handler.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestReloader(t *testing.T, path string) (*Reloader, *hooks, *logBuf) {
+func newTestReloader(t *testing.T, path string) (*Reloader, *hooks, *proxytest.LogBuffer) {
 	t.Helper()
 	return newLeveledReloader(t, path, slog.LevelDebug)
 }
 
 // newLeveledReloader is newTestReloader logging at level and above.
-func newLeveledReloader(t *testing.T, path string, level slog.Level) (*Reloader, *hooks, *logBuf) {
+func newLeveledReloader(t *testing.T, path string, level slog.Level) (*Reloader, *hooks, *proxytest.LogBuffer) {
 	t.Helper()
 	h := &hooks{}
-	lb := &logBuf{}
+	lb := &proxytest.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}))
 	r, err := NewReloader(path, log, h.reloadHooks())
 	if err != nil {
@@ -137,7 +120,7 @@ func newLeveledReloader(t *testing.T, path string, level slog.Level) (*Reloader,
 
 // startRun runs r.Run until the test ends. Most tests pass a short debounce
 // and turn the poll off (0), so that only fsnotify can see a change.
-func startRun(t *testing.T, r *Reloader, lb *logBuf, debounce, poll time.Duration) {
+func startRun(t *testing.T, r *Reloader, lb *proxytest.LogBuffer, debounce, poll time.Duration) {
 	t.Helper()
 	r.Debounce = debounce
 	r.PollInterval = poll

@@ -2,21 +2,18 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // Modes of a tunnel, sent by the client as the TLS ALPN protocol so the
@@ -67,9 +64,9 @@ type upstream struct {
 // startUpstream listens on 127.0.0.1:port (0: any free port) and serves
 // host.
 func startUpstream(host string, port int) (*upstream, error) {
-	cert, pool, err := selfSigned(host)
+	cert, err := proxytest.GenerateCert(1, host)
 	if err != nil {
-		return nil, fmt.Errorf("generating certificate: %w", err)
+		return nil, fmt.Errorf("upstream certificate: %w", err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
@@ -77,9 +74,9 @@ func startUpstream(host string, port int) (*upstream, error) {
 	}
 	u := &upstream{
 		ln:   ln,
-		pool: pool,
+		pool: cert.Pool,
 		conf: &tls.Config{
-			Certificates: []tls.Certificate{cert},
+			Certificates: []tls.Certificate{cert.TLS},
 			MinVersion:   tls.VersionTLS13,
 			NextProtos:   []string{modeShort, modeDown, modeUp, modeIdle},
 			// No tickets: in TLS 1.3 they would follow the handshake and
@@ -236,35 +233,4 @@ func sinkUntilEnd(c net.Conn) {
 			return
 		}
 	}
-}
-
-// selfSigned makes an ECDSA P-256 certificate for host that is its own CA,
-// and a pool trusting it.
-func selfSigned(host string) (tls.Certificate, *x509.CertPool, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: host},
-		DNSNames:              []string{host},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool, nil
 }

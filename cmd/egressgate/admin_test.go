@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // adminFlood is more than the child's 1,024 descriptors leave after its
@@ -26,7 +28,7 @@ func TestAdminCannotExhaust(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1,000 connections to a child process")
 	}
-	port := portString(echoUpstream(t))
+	port := portString(proxytest.EchoUpstream(t))
 	dir := writeFiles(t, map[string]string{
 		"up.list":         "up.example.org:" + port + "\n",
 		"hosts":           "127.0.0.1 up.example.org\n",

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // TestSquidExportAgrees exports a catalog with every kind of entry as
@@ -74,7 +76,7 @@ func TestSquidExportAgrees(t *testing.T) {
 		t.Fatalf("catalog --format squid: exit %d: %s", exit, stderr.String())
 	}
 	exportFile := write("egressgate-acls.conf", export.String())
-	squidAddr := freeLoopbackAddr(t)
+	squidAddr := proxytest.FreeAddr(t)
 	squidConf := write("squid.conf", fmt.Sprintf(`http_port %s
 include %s
 http_access deny all

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // docFiles are the Markdown files whose examples the tests run: the front
@@ -78,7 +80,7 @@ func TestDocsCommandExamples(t *testing.T) {
 				run(args, &stdout, &stderr)
 				got := strings.Split(strings.TrimRight(stdout.String()+stderr.String(), "\n"), "\n")
 				want := strings.Split(strings.TrimRight(m[2], "\n"), "\n")
-				if !matchLines(got, want) {
+				if !proxytest.MatchLines(got, want) {
 					t.Errorf("%s: %s shows\n%s\nbut egressgate prints\n%s", file, m[1], m[2], strings.Join(got, "\n"))
 				}
 			})
@@ -87,21 +89,4 @@ func TestDocsCommandExamples(t *testing.T) {
 	if n < 3 {
 		t.Errorf("found %d egressgate examples in the docs; the tour alone has three", n)
 	}
-}
-
-// matchLines reports whether got shows want's lines in order, where a
-// want line "..." matches any run of lines (possibly empty).
-func matchLines(got, want []string) bool {
-	if len(want) == 0 {
-		return len(got) == 0
-	}
-	if strings.TrimSpace(want[0]) == "..." {
-		for i := 0; i <= len(got); i++ {
-			if matchLines(got[i:], want[1:]) {
-				return true
-			}
-		}
-		return false
-	}
-	return len(got) > 0 && strings.TrimRight(got[0], " ") == strings.TrimRight(want[0], " ") && matchLines(got[1:], want[1:])
 }

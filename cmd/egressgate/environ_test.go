@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // TestServeFlagsFromEnv sets serve's flags from EGRESSGATE_* variables:
@@ -59,12 +61,7 @@ func TestHealthcheckFromEnv(t *testing.T) {
 	}))
 	defer admin.Close()
 	_, port, _ := net.SplitHostPort(admin.Listener.Addr().String())
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := proxytest.FreeAddr(t)
 
 	for _, tc := range []struct {
 		name string

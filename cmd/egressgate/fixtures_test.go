@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -57,20 +58,6 @@ func writeFiles(t *testing.T, files map[string]string) string {
 		}
 	}
 	return dir
-}
-
-// freeLoopbackAddr returns a loopback address nothing listens on: a port
-// that was free a moment ago, for a listener a test starts, or to be
-// refused.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // upstream serves h on a loopback port for the test's life and returns
@@ -204,33 +191,6 @@ func startServeChild(t *testing.T, args ...string) map[string]string {
 	return nil
 }
 
-// acceptLoop hands each connection ln accepts to handle, in a goroutine
-// of its own, until ln closes, as it does when the test ends.
-func acceptLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go handle(c)
-		}
-	}()
-}
-
-// echoUpstream serves TCP on a loopback port for the test's life,
-// echoing what each connection sends, and returns its address.
-func echoUpstream(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptLoop(t, ln, func(c net.Conn) { io.Copy(c, c); c.Close() })
-	return ln.Addr().String()
-}
-
 // loadRuleset loads the config at path ("" for the built-in default) or
 // fails the test.
 func loadRuleset(t *testing.T, path string) *rules.Ruleset {
@@ -244,9 +204,9 @@ func loadRuleset(t *testing.T, path string) *rules.Ruleset {
 
 // inProcessServe is serve running in the test's process.
 type inProcessServe struct {
-	addrs  map[string]string // the listeners' addresses, by name
-	log    *syncWriter       // what serve logs, into a strings.Builder
-	hup    chan os.Signal    // a send reloads, as SIGHUP does
+	addrs  map[string]string    // the listeners' addresses, by name
+	log    *proxytest.LogBuffer // what serve logs
+	hup    chan os.Signal       // a send reloads, as SIGHUP does
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -262,7 +222,7 @@ func startServe(t *testing.T, n int, args ...string) *inProcessServe {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &inProcessServe{addrs: map[string]string{}, log: &syncWriter{w: &strings.Builder{}},
+	s := &inProcessServe{addrs: map[string]string{}, log: &proxytest.LogBuffer{},
 		hup: make(chan os.Signal, 1), cancel: cancel, done: make(chan error, 1)}
 	listening := make(chan [2]string, 4)
 	go func() {
@@ -298,9 +258,7 @@ func (s *inProcessServe) stop(t *testing.T) error {
 
 // logged returns what serve has logged so far.
 func (s *inProcessServe) logged() string {
-	s.log.mu.Lock()
-	defer s.log.mu.Unlock()
-	return s.log.w.(*strings.Builder).String()
+	return s.log.String()
 }
 
 // waitLogged reports whether serve logs want within limit.
@@ -313,16 +271,4 @@ func (s *inProcessServe) waitLogged(want string, limit time.Duration) bool {
 			return false
 		}
 	}
-}
-
-// syncWriter serialises writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

@@ -2,16 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -19,45 +12,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
-// tlsUpstream starts a TLS server on 127.0.0.1 whose certificate, for
-// name, is signed by a CA of its own. It returns the server's port and
-// the CA certificate in PEM.
-func tlsUpstream(t *testing.T, name string) (string, []byte) {
+// tlsUpstream starts a TLS server on 127.0.0.1 whose self-signed
+// certificate names name. It returns the server's port and the path of
+// the certificate in PEM, the CA that trusts it.
+func tlsUpstream(t *testing.T, name string) (string, string) {
 	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "probe test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acceptLoop(t, ln, func(c net.Conn) {
+	cert := proxytest.NewCert(t, 1, name)
+	ln := tls.NewListener(proxytest.Listen(t), &tls.Config{Certificates: []tls.Certificate{cert.TLS}})
+	proxytest.Serve(t, ln, func(c net.Conn) {
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		c.(*tls.Conn).Handshake()
 	})
-	return portString(ln.Addr().String()), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	caFile, _ := cert.Write(t, t.TempDir())
+	return portString(ln.Addr().String()), caFile
 }
 
 // probeFixture is a config whose catalog names a TLS upstream, a closed
@@ -68,15 +40,14 @@ type probeFixture struct {
 
 func newProbeFixture(t *testing.T) probeFixture {
 	t.Helper()
-	tport, caPEM := tlsUpstream(t, "ok.example.org")
-	closed := portString(freeLoopbackAddr(t))
+	tport, ca := tlsUpstream(t, "ok.example.org")
+	closed := portString(proxytest.FreeAddr(t))
 	dir := writeFiles(t, map[string]string{
 		"list":            "ok.example.org:" + tport + "\nclosed.example.org:" + closed + "\n*.cdn.example.net\n",
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
 		"hosts":           "127.0.0.1 ok.example.org closed.example.org\n",
-		"ca.pem":          string(caPEM),
 	})
-	return probeFixture{dir, filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts"), filepath.Join(dir, "ca.pem"), tport, closed}
+	return probeFixture{dir, filepath.Join(dir, "egressgate.yaml"), filepath.Join(dir, "hosts"), ca, tport, closed}
 }
 
 func runCmd(args ...string) (int, string, string) {

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // TestServeNotifiesAndHealthchecks runs serve as systemd would run the
@@ -65,7 +67,7 @@ func TestServeNotifiesAndHealthchecks(t *testing.T) {
 		{"running", []string{"--admin", adminAddr}, 0},
 		{"ready", []string{"--admin", adminAddr, "--path", "/readyz"}, 0},
 		{"all-addresses-form", []string{"--admin", ":" + adminAddr[strings.LastIndexByte(adminAddr, ':')+1:]}, 0},
-		{"nothing-listens", []string{"--admin", freeLoopbackAddr(t), "--timeout", "2s"}, 1},
+		{"nothing-listens", []string{"--admin", proxytest.FreeAddr(t), "--timeout", "2s"}, 1},
 		{"not-found", []string{"--admin", adminAddr, "--path", "/nope"}, 1},
 		{"bad-address", []string{"--admin", "9128"}, 1},
 	} {

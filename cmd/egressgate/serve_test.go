@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // serveFlagsCase is serve's command line and environment with what
@@ -107,7 +108,7 @@ func TestListenAddrPrecedence(t *testing.T) {
 // cancel cuts the tunnel still open and logs one last line.
 func TestServeEndToEnd(t *testing.T) {
 	port := portString(upstream(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "crl") }))
-	refused := portString(freeLoopbackAddr(t))
+	refused := portString(proxytest.FreeAddr(t))
 
 	dir := writeFiles(t, map[string]string{
 		"crl.list":        "crl.example.org:" + port + "\ndown.example.org:" + refused + "\n",

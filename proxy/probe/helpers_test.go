@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -42,50 +43,24 @@ func startProxy(t *testing.T, cfg proxy.Config, patterns ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := proxytest.Listen(t)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return ln.Addr().String()
-}
-
-// closedPort returns a loopback port where nothing listens.
-func closedPort(t *testing.T) uint16 {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
 }
 
 // tlsServer accepts TLS connections with cert on 127.0.0.1 and counts
 // completed handshakes. It returns its port.
 func tlsServer(t testing.TB, cert tls.Certificate) (uint16, *atomic.Int64) {
 	t.Helper()
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := tls.NewListener(proxytest.Listen(t), &tls.Config{Certificates: []tls.Certificate{cert}})
 	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				if c.(*tls.Conn).Handshake() == nil {
-					n.Add(1)
-				}
-			}()
+	proxytest.Serve(t, ln, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if c.(*tls.Conn).Handshake() == nil {
+			n.Add(1)
 		}
-	}()
+	})
 	return uint16(ln.Addr().(*net.TCPAddr).Port), &n
 }

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy"
-	"github.com/egressgate/egressgate/proxy/internal/testcert"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 // stepSummary renders a result's steps as "dns ok", "tcp/443 FAIL" ...
@@ -31,9 +31,9 @@ func stepSummary(r Result) string {
 }
 
 func TestProbe(t *testing.T) {
-	ca := testcert.New(t, 1, "ok.example.org")
+	ca := proxytest.NewCert(t, 1, "ok.example.org")
 	tport, handshakes := tlsServer(t, ca.TLS)
-	closed := closedPort(t)
+	closed := netip.MustParseAddrPort(proxytest.FreeAddr(t)).Port()
 	lo := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	hosts := proxy.Hosts{"ok.example.org": lo, "mismatch.example.org": lo, "closed.example.org": lo}
 

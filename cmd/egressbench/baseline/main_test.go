@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/egressgate/egressgate/proxy/connectclient"
+	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
 func TestReadHosts(t *testing.T) {
@@ -37,7 +38,7 @@ func TestReadHosts(t *testing.T) {
 func TestConnect(t *testing.T) {
 	srv := httptest.NewServer(newProxy(map[string]string{"bench.invalid": "127.0.0.1"}))
 	defer srv.Close()
-	_, port, _ := net.SplitHostPort(echoUpstream(t))
+	_, port, _ := net.SplitHostPort(proxytest.EchoUpstream(t))
 	target := "bench.invalid:" + port
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -56,23 +57,4 @@ func TestConnect(t *testing.T) {
 	if string(buf) != msg {
 		t.Errorf("echo differs from what was sent")
 	}
-}
-
-// echoUpstream listens on loopback and echoes back what the one
-// connection it accepts sends; it returns the listener's address.
-func echoUpstream(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			io.Copy(c, c)
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
 }
