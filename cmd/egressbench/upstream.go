@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/connectclient"
 	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
@@ -68,7 +70,11 @@ func startUpstream(host string, port int) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream certificate: %w", err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	// No TCP keepalive on accepted connections: with Go's default (15 s)
+	// the thousands of idle tunnels the hold scenario keeps would each
+	// send probes, in bursts, while the proxy is being measured.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("upstream listen: %w", err)
 	}
@@ -159,7 +165,7 @@ func (u *upstream) serveConn(c net.Conn) {
 		}
 		return
 	}
-	tc := tls.Server(&prefixConn{Conn: c, prefix: hello}, u.conf)
+	tc := tls.Server(&connectclient.ReplayConn{Conn: c, Pending: hello}, u.conf)
 	if err := tc.Handshake(); err != nil {
 		return
 	}
