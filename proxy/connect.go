@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/egressgate/egressgate/proxy/connectclient"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -166,8 +167,8 @@ func hijack(w http.ResponseWriter) (net.Conn, []byte, error) {
 	// read comes back wrapped; those net/http has not read yet follow
 	// its buffer. Unwrapped, the tunnel has the TCP connection itself:
 	// splice, and a half-close rather than a close at the peer's EOF.
-	if rc, ok := c.(*replayConn); ok {
-		early = append(early, rc.pending...)
+	if rc, ok := c.(*connectclient.ReplayConn); ok {
+		early = append(early, rc.Pending...)
 		c = rc.Conn
 	}
 	return c, early, nil

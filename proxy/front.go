@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/egressgate/egressgate/proxy/connectclient"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -284,22 +285,7 @@ func withBuffered(c net.Conn, br *bufio.Reader) net.Conn {
 		return c
 	}
 	b, _ := br.Peek(n)
-	return &replayConn{Conn: c, pending: bytes.Clone(b)}
-}
-
-// replayConn reads pending before the connection itself.
-type replayConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *replayConn) Read(p []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(p, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
+	return &connectclient.ReplayConn{Conn: c, Pending: bytes.Clone(b)}
 }
 
 // errHTTPVersion is a head whose version is not HTTP/1.x: net/http

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/connectclient"
 )
 
 // The HTTPS proxy listener: the same forward proxy behind TLS, so that
@@ -39,7 +41,7 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // isTLSConn reports whether c is a TLS connection, maybe behind the bytes
 // the front end read first.
 func isTLSConn(c net.Conn) bool {
-	if rc, ok := c.(*replayConn); ok {
+	if rc, ok := c.(*connectclient.ReplayConn); ok {
 		c = rc.Conn
 	}
 	_, ok := c.(*tls.Conn)

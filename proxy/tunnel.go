@@ -89,27 +89,26 @@ func (t *tunnel) relay(toUpstream, toClient []byte, end func(TunnelStats)) {
 	t.start = time.Now()
 	t.end = end
 	t.lastActive.Store(t.start.UnixNano())
-	if len(toUpstream) > 0 {
-		n, err := t.upstream.Write(toUpstream)
-		t.upBytes += int64(n)
-		if err != nil {
-			t.finish()
-			return
-		}
-	}
-	if len(toClient) > 0 {
-		n, err := t.client.Write(toClient)
-		t.downBytes += int64(n)
-		if err != nil {
-			t.finish()
-			return
-		}
+	if !writeEarly(t.upstream, toUpstream, &t.upBytes) || !writeEarly(t.client, toClient, &t.downBytes) {
+		t.finish()
+		return
 	}
 	t.running.Store(2)
 	t.dirs.init(t.client, t.upstream)
 	t.startWatchdog()
 	go t.pipeUp()
 	go t.pipeDown()
+}
+
+// writeEarly writes b, bytes read before the relay began, to dst and adds
+// what it wrote to *moved. It reports whether dst took all of b.
+func writeEarly(dst net.Conn, b []byte, moved *int64) bool {
+	if len(b) == 0 {
+		return true
+	}
+	n, err := dst.Write(b)
+	*moved += int64(n)
+	return err == nil
 }
 
 // pipeUp is the goroutine copying client to upstream.

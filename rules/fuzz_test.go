@@ -14,10 +14,8 @@ import (
 // FuzzCanonicalHost checks that CanonicalHost never panics, is idempotent,
 // and that Lookup calls a host invalid exactly when CanonicalHost does.
 func FuzzCanonicalHost(f *testing.F) {
-	for _, s := range []string{"example.com", "Example.COM.", "bücher.example", "[::1]", "::ffff:10.0.0.1",
-		"1.2.3.4.", "a..b", "-a.b", "xn--bcher-kva.example", "a_b.c", "\xff", "[1.2.3.4]", "*.example.com"} {
-		f.Add(s)
-	}
+	addSeeds(f, "example.com", "Example.COM.", "bücher.example", "[::1]", "::ffff:10.0.0.1",
+		"1.2.3.4.", "a..b", "-a.b", "xn--bcher-kva.example", "a_b.c", "\xff", "[1.2.3.4]", "*.example.com")
 	m, err := Compile(nil)
 	if err != nil {
 		f.Fatal(err)
@@ -50,7 +48,7 @@ func FuzzCanonicalHost(f *testing.F) {
 // FuzzParse checks that no catalog text makes the parser panic, that every
 // error names the file, and that what parses compiles.
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{
+	addSeeds(f,
 		"entries:\n  - pattern: a.example.com\n    groups: [g]\ngroups:\n  - id: g\n",
 		"catalog: x\nentries:\n  - a.example.com\n",
 		"a.example.com\n*.example.org:22\n10.0.0.0/8:443\n[2001:db8::1]:443\n",
@@ -58,9 +56,7 @@ func FuzzParse(f *testing.F) {
 		"entries: [{pattern: '*.*', ports: [70000]}]",
 		"groups:\n  - id: g\n    ports: [0]\n",
 		"catalog: Bad Name\n",
-	} {
-		f.Add(s)
-	}
+	)
 	f.Fuzz(func(t *testing.T, text string) {
 		c, err := Parse("fuzz.txt", []byte(text))
 		if refused(t, err, "fuzz.txt") {
@@ -81,15 +77,13 @@ func FuzzParse(f *testing.F) {
 // panics, an error always names the file, and a file that loads gives an
 // estate whose verdicts are defined.
 func FuzzEstateFile(f *testing.F) {
-	for _, s := range []string{
+	addSeeds(f,
 		"licenses: [intercept-x-advanced]\nmode: exact\n",
 		"live_response: \"on\"\nlive_response_exclusions: [10.2.99.0/24, 10.9.0.7]\n",
 		"regions: [us-east-2]\nthreat_response: authorize\n",
 		"contacts:\n  primary: {name: A, email: a@example.org, phone: \"+44 20 7946 0000\"}\n",
 		"mode: exacting\n", "licence: [x]\n", "", "- a\n", "contacts: {tertiary: {name: C}}\n",
-	} {
-		f.Add(s)
-	}
+	)
 	cat, err := Embedded("sophos-central")
 	if err != nil {
 		f.Fatal(err)
@@ -146,6 +140,14 @@ func FuzzEstateTable(f *testing.F) {
 			}
 		}
 	})
+}
+
+// addSeeds adds each of seeds to f's corpus, for a fuzz target whose one
+// argument is a string.
+func addSeeds(f *testing.F, seeds ...string) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
 }
 
 // refused reports whether a loader refused its input, failing t unless

@@ -84,7 +84,7 @@ func (c *client) connect(ctx context.Context) (net.Conn, time.Duration, error) {
 	}
 	lat := time.Since(start)
 	if len(rest) > 0 {
-		conn = &prefixConn{Conn: conn, prefix: rest}
+		conn = &connectclient.ReplayConn{Conn: conn, Pending: rest}
 	}
 	return conn, lat, nil
 }
@@ -109,21 +109,6 @@ func recordHelloALPN(host, mode string) ([]byte, error) {
 	}()
 	b.SetDeadline(time.Now().Add(10 * time.Second))
 	return readRecord(b)
-}
-
-// prefixConn replays bytes read past the proxy's reply header.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
 }
 
 // handshake runs the TLS handshake in mode over conn.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/egressgate/egressgate/proxy/connectclient"
 )
 
 // Modes of a tunnel, sent by the client as the TLS ALPN protocol so the
@@ -71,7 +74,11 @@ func startUpstream(host string, port int) (*upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating certificate: %w", err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	// No TCP keepalive on accepted connections: with Go's default (15 s)
+	// the thousands of idle tunnels the hold scenario keeps would each
+	// send probes, in bursts, while the proxy is being measured.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("upstream listen: %w", err)
 	}
@@ -162,7 +169,7 @@ func (u *upstream) serveConn(c net.Conn) {
 		}
 		return
 	}
-	tc := tls.Server(&prefixConn{Conn: c, prefix: hello}, u.conf)
+	tc := tls.Server(&connectclient.ReplayConn{Conn: c, Pending: hello}, u.conf)
 	if err := tc.Handshake(); err != nil {
 		return
 	}

@@ -1,8 +1,9 @@
 // Package connectclient opens tunnels through an HTTP forward proxy: it
 // sends CONNECT host:port, reads the proxy's answer, and hands back the
 // connection with the bytes the proxy sent after its 2xx, which belong to
-// the tunnel. egressgate's parent-proxy dial, its probe and its load tool
-// all open their tunnels with it.
+// the tunnel; ReplayConn reads such bytes back ahead of the connection.
+// egressgate's parent-proxy dial, its probe and its load tool all open
+// their tunnels with it.
 package connectclient
 
 import (
@@ -74,6 +75,23 @@ func Open(ctx context.Context, c net.Conn, target string, header http.Header) ([
 		return nil, nil
 	}
 	return rest, nil
+}
+
+// ReplayConn is a connection whose reads return Pending, bytes already
+// read past a header (a proxy's answer, a client's request), before
+// reading Conn itself: they belong to what follows the header.
+type ReplayConn struct {
+	net.Conn
+	Pending []byte
+}
+
+func (c *ReplayConn) Read(p []byte) (int, error) {
+	if len(c.Pending) > 0 {
+		n := copy(p, c.Pending)
+		c.Pending = c.Pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
 }
 
 // request is the CONNECT request for target with header's fields.

@@ -141,3 +141,28 @@ func TestDial(t *testing.T) {
 		t.Errorf("through the tunnel: %q", b)
 	}
 }
+
+// TestReplayConn: the pending bytes come first, across reads smaller than
+// them, and then the connection's own.
+func TestReplayConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	go func() {
+		io.WriteString(b, " world")
+		b.Close()
+	}()
+	c := &ReplayConn{Conn: a, Pending: []byte("hello")}
+	defer c.Close()
+	var got []byte
+	buf := make([]byte, 3)
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if string(got) != "hello world" {
+		t.Errorf("read %q, want %q", got, "hello world")
+	}
+}
