@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -22,13 +23,16 @@ import (
 	"github.com/egressgate/egressgate/proxy/proxytest"
 )
 
-// The image the container test builds. The tag stays between runs so that
-// podman's layer cache and the Dockerfile's cache mounts make a rebuild
-// after an edit take seconds, not minutes.
-const (
-	testImage   = "localhost/egressgate:podman-test"
-	testVersion = "v0.0.0-podman-test"
-)
+// testVersion is stamped into the images the container tests build.
+const testVersion = "v0.0.0-podman-test"
+
+// testImage is the image the container test builds, and the stem of the
+// cross-architecture test's tags. Each test process has tags of its own,
+// removed when its test ends: several checkouts test on one machine at
+// once, and a tag they shared would let one run inspect or run the image
+// another had just built, for another platform. A rebuild still takes
+// seconds, not minutes: the Dockerfile's cache mounts do not go with a tag.
+var testImage = fmt.Sprintf("localhost/egressgate:podman-test-%d-%08x", os.Getpid(), rand.Uint32())
 
 // podmanEnv finds podman and what it needs on these machines, or skips:
 // root, runc (crun refuses hybrid cgroups), and a static busybox for the
@@ -68,6 +72,7 @@ func TestContainerImage(t *testing.T) {
 		return run(t, timeout, ".", podman, args...)
 	}
 
+	t.Cleanup(func() { exec.Command(podman, "rmi", "-f", testImage).Run() })
 	start := time.Now()
 	out, err := run(t, 8*time.Minute, "..", "sh", "-c",
 		"IMAGE="+testImage+" VERSION="+testVersion+" GO_IMAGE=local ENGINE="+podman+" deploy/container/build.sh")
@@ -284,8 +289,7 @@ func connect(t *testing.T, addr, target string) (*http.Response, net.Conn) {
 // builds a manifest list of both.
 func TestImageCrossArch(t *testing.T) {
 	podman := podmanEnv(t)
-	const arm64Image = "localhost/egressgate:podman-test-arm64"
-	const listImage = "localhost/egressgate:podman-test-multi"
+	arm64Image, listImage := testImage+"-arm64", testImage+"-multi"
 	build := func(image, platforms string) {
 		t.Helper()
 		start := time.Now()
@@ -296,6 +300,7 @@ func TestImageCrossArch(t *testing.T) {
 		}
 		t.Logf("PLATFORMS=%s built in %.0f s", platforms, time.Since(start).Seconds())
 	}
+	t.Cleanup(func() { exec.Command(podman, "rmi", "-f", arm64Image).Run() })
 	build(arm64Image, "linux/arm64")
 	out, err := run(t, time.Minute, ".", podman, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", arm64Image)
 	if err != nil || strings.TrimSpace(out) != "linux/arm64" {

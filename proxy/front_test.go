@@ -125,7 +125,7 @@ func TestFrontEnd(t *testing.T) {
 // has stopped sending. The only admitted target is a name the test's
 // hosts map to loopback; nothing else is dialed.
 func FuzzFrontHead(f *testing.F) {
-	for _, seed := range []string{
+	addSeeds[[]byte](f,
 		"CONNECT a.example.org:443 HTTP/1.1\r\nHost: a.example.org:443\r\n\r\n",
 		"CONNECT a.example.org:443 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 		"CONNECT [name]:443 HTTP/1.1\r\n\r\n",
@@ -136,9 +136,7 @@ func FuzzFrontHead(f *testing.F) {
 		"GET http://a.example.org/ HTTP/1.1\r\nHost: a.example.org\r\n\r\n",
 		"CONNECT ",
 		"",
-	} {
-		f.Add([]byte(seed))
-	}
+	)
 	srv, err := New(Config{Rules: StaticRules{testMatcher(f, "a.example.org")}, Resolver: noDNS{},
 		HeaderTimeout: 200 * time.Millisecond, MaxHeaderBytes: 1024})
 	if err != nil {

@@ -370,3 +370,11 @@ func getViaProxy(t *testing.T, srv *httptest.Server, proxyAddr, u string) string
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
 }
+
+// addSeeds adds each of seeds to f's corpus as a T, the type of the fuzz
+// target's one argument.
+func addSeeds[T string | []byte](f *testing.F, seeds ...string) {
+	for _, s := range seeds {
+		f.Add(T(s))
+	}
+}

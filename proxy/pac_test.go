@@ -176,10 +176,8 @@ func TestPACCacheBounded(t *testing.T) {
 // host:port (nothing that could end the JavaScript string or add a
 // directive) or is refused, and servePAC then names the local address.
 func FuzzPACHost(f *testing.F) {
-	for _, s := range []string{"gate.example.org:3128", "gate.example.org", "[2001:db8::1]", "[2001:db8::1]:8080",
-		"192.0.2.1:80", "", ":3128", "a;DIRECT:1", "a\";alert(1)//:80", "[::1%eth0]:1", "x:99999", "ünïcode.example:1", "a b:1"} {
-		f.Add(s)
-	}
+	addSeeds[string](f, "gate.example.org:3128", "gate.example.org", "[2001:db8::1]", "[2001:db8::1]:8080",
+		"192.0.2.1:80", "", ":3128", "a;DIRECT:1", "a\";alert(1)//:80", "[::1%eth0]:1", "x:99999", "ünïcode.example:1", "a b:1")
 	m := testMatcher(f, "a.example.org")
 	local := netip.MustParseAddr("192.0.2.1")
 	f.Fuzz(func(t *testing.T, host string) {
