@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/egressgate/egressgate/proxy"
 )
 
 // TestMissesPageAccountHosts: /misses flags a denied host of an account
@@ -13,8 +11,7 @@ import (
 // no hint.
 func TestMissesPageAccountHosts(t *testing.T) {
 	rs, r, reg := newListTest(t)
-	r.Decided(decide(rs, proxy.ListenerConnect, "mcs.stn200fra.ctr.sophos.com", 443))
-	r.Decided(decide(rs, proxy.ListenerConnect, "www.sophos.com.example", 443))
+	decideConnects(r, rs, "mcs.stn200fra.ctr.sophos.com", "www.sophos.com.example")
 	srv := newAdmin(t, r, reg, nil)
 
 	_, body := get(t, srv.URL+"/misses?format=json")

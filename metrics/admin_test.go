@@ -21,8 +21,7 @@ func TestPageFormats(t *testing.T) {
 	d := decide(rs, proxy.ListenerConnect, "example.org", 443)
 	r.Decided(d)
 	r.Dialed(d, time.Millisecond, 0, proxy.DialDNS)
-	r.Decided(decide(rs, proxy.ListenerConnect, "x.example.net", 443))
-	r.Decided(decide(rs, proxy.ListenerConnect, hostileHost, 443))
+	decideConnects(r, rs, "x.example.net", hostileHost)
 	srv := newAdmin(t, r, reg, nil)
 	const browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"
 	for _, tc := range []struct {

@@ -69,6 +69,14 @@ func newListTest(t testing.TB) (*rules.Ruleset, *Recorder, *prometheus.Registry)
 
 var testClient = netip.MustParseAddrPort("192.0.2.7:50123")
 
+// decideConnects records, in r, a CONNECT to each of hosts on port 443 as
+// rs decides it.
+func decideConnects(r *Recorder, rs *rules.Ruleset, hosts ...string) {
+	for _, h := range hosts {
+		r.Decided(decide(rs, proxy.ListenerConnect, h, 443))
+	}
+}
+
 // decide looks host:port up in rs and returns the Decision the proxy would
 // record for it.
 func decide(rs *rules.Ruleset, l proxy.Listener, host string, port uint16) *proxy.Decision {

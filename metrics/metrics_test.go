@@ -169,8 +169,7 @@ func TestSeriesExistFromStart(t *testing.T) {
 func TestInstallAcrossReload(t *testing.T) {
 	rs1 := loadList(t, "test", testList)
 	r, reg, _ := newTest(t, rs1, Options{})
-	r.Decided(decide(rs1, proxy.ListenerConnect, "example.org", 443))
-	r.Decided(decide(rs1, proxy.ListenerConnect, "api.example.com", 443))
+	decideConnects(r, rs1, "example.org", "api.example.com")
 
 	// Reload: api.example.com goes, new.example.org comes, example.org stays.
 	rs2 := loadList(t, "test", "new.example.org:443\nexample.org:443\n*.example.net:443\n")
@@ -276,9 +275,9 @@ func TestMaxRuleSeries(t *testing.T) {
 // values: 10,000 random denied names add no series.
 func TestMissFloodBounded(t *testing.T) {
 	rs, r, reg := newListTest(t)
-	r.Decided(decide(rs, proxy.ListenerConnect, "example.org", 443)) // last_hit series appears
-	r.Decided(decide(rs, proxy.ListenerConnect, "first.invalid", 443))
-	r.Decided(decide(rs, proxy.ListenerConnect, "in valid", 443)) // the estate's invalid-host series appears
+	// example.org's last_hit series and the estate's invalid-host series
+	// (from "in valid") appear before the series are counted.
+	decideConnects(r, rs, "example.org", "first.invalid", "in valid")
 	before := seriesCount(t, reg)
 	rng := rand.New(rand.NewPCG(1, 2))
 	listeners := []proxy.Listener{proxy.ListenerConnect, proxy.ListenerHTTP, proxy.ListenerSNI}
