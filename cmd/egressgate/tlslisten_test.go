@@ -2,41 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// selfSigned returns a certificate for 127.0.0.1 and its key, in PEM.
-func selfSigned(t *testing.T) (cert, key string) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "egressgate test proxy"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(priv)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-}
+	"github.com/egressgate/egressgate/proxy/proxytest"
+)
 
 // TestHTTPSProxyInChromium: headless Chromium, told by a PAC file to use
 // "HTTPS 127.0.0.1:PORT", speaks TLS to egressgate's --listen-tls
@@ -47,17 +23,15 @@ func TestHTTPSProxyInChromium(t *testing.T) {
 		fmt.Fprint(w, "<html><body><p>through-the-https-proxy</p></body></html>")
 	})
 	uport := portString(up.Listener.Addr().String())
-	cert, key := selfSigned(t)
 	dir := writeFiles(t, map[string]string{
 		"list":            "catalog.example.org:" + uport + "\n",
 		"egressgate.yaml": "embedded: []\ncatalogs:\n  - path: list\n",
 		"hosts":           "127.0.0.1 catalog.example.org\n",
-		"cert.pem":        cert,
-		"key.pem":         key,
 	})
+	certFile, keyFile := proxytest.NewCert(t, 1, "127.0.0.1").Write(t, dir)
 	addrs := startServeChild(t, "--config", filepath.Join(dir, "egressgate.yaml"), "--hosts", filepath.Join(dir, "hosts"),
 		"--allow-dest", "127.0.0.0/8", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--listen-tls", "127.0.0.1:0", "--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem"))
+		"--listen-tls", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile)
 	pac := fmt.Sprintf("function FindProxyForURL(url, host) { return %q; }", "HTTPS "+addrs["tls"])
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
