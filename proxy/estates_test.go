@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,15 +52,24 @@ func exampleOnLoopback(t *testing.T, extra string, users []byte) *rules.Reloader
 	return rl
 }
 
-// tlsUpstream443 starts a TLS server on 127.0.9.9:443, the port the
-// catalog admits. It returns false when the port cannot be bound (not
-// root): the test then checks the verdicts without the tunnel's far end.
-func tlsUpstream443(t *testing.T) bool {
+// tlsUpstream443 starts a TLS server on port 443, the port the catalog
+// admits, of a loopback address from 127.0.9.9 up: the first that no
+// other process holds, since test runs of other checkouts on the same
+// machine bind it too, and a server of theirs would answer this test's
+// tunnels. It returns that address, and false when port 443 cannot be
+// bound at all (not root): the test then checks the verdicts without the
+// tunnel's far end.
+func tlsUpstream443(t *testing.T) (netip.Addr, bool) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.9.9:443")
+	addr := netip.MustParseAddr("127.0.9.9")
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(addr, 443).String())
+	for errors.Is(err, syscall.EADDRINUSE) && addr.As4()[3] < 254 {
+		addr = addr.Next()
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, 443).String())
+	}
 	if err != nil {
-		t.Logf("cannot listen on 127.0.9.9:443 (%v): checking admitted tunnels up to the upstream dial", err)
-		return false
+		t.Logf("cannot listen on %s:443 (%v): checking admitted tunnels up to the upstream dial", addr, err)
+		return addr, false
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s", r.Host)
@@ -66,7 +77,7 @@ func tlsUpstream443(t *testing.T) bool {
 	srv.Listener = ln
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return true
+	return addr, true
 }
 
 // TestEstatesEndToEnd runs the worked example through the proxy: clients
@@ -82,11 +93,11 @@ func TestEstatesEndToEnd(t *testing.T) {
 		apu    = "x.apu.sophos.com"
 		anyone = "anything.sophos.com"
 	)
-	upstream := tlsUpstream443(t)
+	upstreamAddr, upstream := tlsUpstream443(t)
 	rec := &recorder{}
 	hosts := Hosts{}
 	for _, h := range []string{lt, push, apu, anyone} {
-		hosts[h] = []netip.Addr{netip.MustParseAddr("127.0.9.9")}
+		hosts[h] = []netip.Addr{upstreamAddr}
 	}
 	proxyAddr, _ := startProxy(t, Config{Rules: rl, Recorder: rec, Hosts: hosts, AllowDest: loopbackDest})
 
