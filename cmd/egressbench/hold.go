@@ -184,6 +184,7 @@ func measureHold(ctx context.Context, cl *client, inst *instance, n int, lim lim
 		s.IdleCPUPct = ptr(*c / time.Since(idleStart).Seconds() * 100)
 	}
 
+	measureRate(ctx, cl, inst, 8, lim1(300)) // warm up, as before the hold
 	during := measureRate(ctx, cl, inst, lim.HoldClients, rateLim)
 	s.TunnelsPerSec = during.TunnelsPerSec
 	s.P99ms = during.P99ms
