@@ -144,8 +144,10 @@ type Config struct {
 	// KeepAlive is the TCP keepalive idle time on both sockets of a
 	// tunnel: after this long without a packet the kernel probes the
 	// peer every keepAliveInterval and drops the connection after
-	// keepAliveProbes unanswered probes, which ends the tunnel. Zero
-	// means DefaultKeepAlive; negative turns keepalive off.
+	// keepAliveProbes unanswered probes, which ends the tunnel. Each
+	// socket's idle time is spread up to a quarter longer, so that
+	// tunnels opened together do not probe together (keepalive.go).
+	// Zero means DefaultKeepAlive; negative turns keepalive off.
 	KeepAlive time.Duration
 	// MaxConns caps tunnels plus requests in flight; beyond it the proxy
 	// answers 503 and the SNI listener closes. Zero means
@@ -157,51 +159,10 @@ type Config struct {
 	MaxHeaderBytes int
 }
 
-// Keepalive probing once KeepAlive has passed: a peer that answers none
-// of keepAliveProbes probes, keepAliveInterval apart, is dead.
-const (
-	keepAliveInterval = 15 * time.Second
-	keepAliveProbes   = 4
-)
-
 // forwardResponseTimeout bounds the wait for a plain-HTTP upstream's
 // response header. Plain HTTP here is OCSP and CRL fetches, never a
 // long poll.
 const forwardResponseTimeout = 2 * time.Minute
-
-// keepAliveConfig is the TCP keepalive of a tunnel's sockets.
-func (cfg *Config) keepAliveConfig() net.KeepAliveConfig {
-	switch {
-	case cfg.KeepAlive < 0:
-		return net.KeepAliveConfig{Enable: false}
-	case cfg.KeepAlive == 0:
-		return net.KeepAliveConfig{Enable: true, Idle: DefaultKeepAlive, Interval: keepAliveInterval, Count: keepAliveProbes}
-	}
-	return net.KeepAliveConfig{Enable: true, Idle: cfg.KeepAlive, Interval: keepAliveInterval, Count: keepAliveProbes}
-}
-
-// ListenConfig is how to create the listeners given to Serve and
-// ServeSNI: their connections get Config.KeepAlive as they are accepted,
-// in the same system calls that would otherwise set Go's default (15 s
-// idle). Listeners made otherwise keep their own keepalive settings.
-func (cfg Config) ListenConfig() net.ListenConfig {
-	ka := cfg.keepAliveConfig()
-	lc := net.ListenConfig{KeepAliveConfig: ka}
-	if !ka.Enable {
-		lc.KeepAlive = -1
-	}
-	return lc
-}
-
-// dialer is the net.Dialer of upstream connections, with Config.KeepAlive.
-func (cfg *Config) dialer() net.Dialer {
-	ka := cfg.keepAliveConfig()
-	d := net.Dialer{KeepAliveConfig: ka}
-	if !ka.Enable {
-		d.KeepAlive = -1
-	}
-	return d
-}
 
 // DefaultClients returns the sources served when Config.Clients is empty:
 // loopback plus the private and link-local ranges. The slice is the

@@ -180,6 +180,7 @@ func (s *Server) serveFront(c net.Conn, h *handoff) {
 	if !s.admitConn(c) {
 		return
 	}
+	s.keepAlive(c)
 	if !s.trackFront(c) {
 		s.closeOpen(c)
 		return

@@ -148,11 +148,13 @@ func TestTunnelKeepAlive(t *testing.T) {
 				if !tc.on {
 					continue
 				}
+				if got := sockopt(t, sc, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE); !inSpread(got, tc.idleSecs) {
+					t.Errorf("%s TCP_KEEPIDLE = %d, want %d up to a quarter longer", side, got, tc.idleSecs)
+				}
 				for _, o := range []struct {
 					name      string
 					opt, want int
 				}{
-					{"TCP_KEEPIDLE", syscall.TCP_KEEPIDLE, tc.idleSecs},
 					{"TCP_KEEPINTVL", syscall.TCP_KEEPINTVL, int(keepAliveInterval / time.Second)},
 					{"TCP_KEEPCNT", syscall.TCP_KEEPCNT, keepAliveProbes},
 				} {
@@ -443,4 +445,10 @@ func TestStalledTunnelDescriptors(t *testing.T) {
 			}
 		}
 	}
+}
+
+// inSpread reports whether a socket's TCP_KEEPIDLE, got, is idle seconds
+// up to a quarter longer (keepAliveSpread).
+func inSpread(got, idle int) bool {
+	return got >= idle && float64(got) < 1.25*float64(idle)
 }

@@ -81,6 +81,7 @@ func (s *Server) serveSNIConn(c net.Conn) {
 		c.Close()
 		return
 	}
+	s.keepAlive(c)
 	t := s.track(c)
 	defer func() {
 		if !handedOff {

@@ -193,7 +193,7 @@ func (o *serveOptions) addProxyFlags(fs *commandLine) *proxyFlags {
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", proxy.DefaultHeaderTimeout, "read a request header within this time")
 	fs.DurationVar(&c.ClientIdleTimeout, "client-idle-timeout", proxy.DefaultClientIdleTimeout, "close a client's keep-alive connection to the proxy port idle this long between requests")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 0, "close a tunnel idle this long in both directions (0: never; dead peers are found by --tcp-keepalive)")
-	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet; 4 unanswered probes 15 s apart end it (negative: off)")
+	fs.DurationVar(&c.KeepAlive, "tcp-keepalive", proxy.DefaultKeepAlive, "probe a tunnel's peers after this long without a packet, spread up to a quarter longer per connection so that tunnels opened together do not probe together; 4 unanswered probes 15 s apart end it (negative: off)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, let tunnels finish for this long, then close them")
 	fs.IntVar(&c.MaxConns, "max-conns", proxy.DefaultMaxConns(), "most tunnels plus requests in flight; beyond, 503 (negative: no cap; default from the descriptor limit: (nofile - 256 - nofile/16) / 2)")
 	fs.StringVar(&c.PAC.Proxy, "pac-proxy", "", "`HOST:PORT` that /proxy.pac tells endpoints to use (default: the address they fetched it from)")
@@ -379,8 +379,9 @@ func (s *serving) listen(onListen func(name, addr string)) error {
 	if proxyAddr == listenOff || proxyAddr == "" {
 		return errors.New("the proxy listener cannot be off")
 	}
-	// The proxy's listeners set --tcp-keepalive on each connection as it
-	// is accepted; the admin listener keeps Go's default.
+	// The proxy's listeners leave keepalive to the proxy, which sets
+	// --tcp-keepalive, spread, on each connection it accepts; the admin
+	// listener keeps Go's default.
 	proxyLC, adminLC := s.cfg.ListenConfig(), net.ListenConfig{}
 	open := func(name, addr string, lc net.ListenConfig) (net.Listener, error) {
 		ln, err := lc.Listen(context.Background(), "tcp", addr)
