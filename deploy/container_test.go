@@ -328,8 +328,13 @@ func TestImageCrossArch(t *testing.T) {
 
 	// The list goes when the test ends: its images are untagged, and a
 	// later build's prune of untagged egressgate images would take them
-	// from under it and leave podman a list it cannot read.
-	t.Cleanup(func() { exec.Command(podman, "manifest", "rm", listImage).Run() })
+	// from under it and leave podman a list it cannot read. Its images go
+	// too: a later single-platform build could take one of them from the
+	// layer cache, the arm64 one's platform with it.
+	t.Cleanup(func() {
+		exec.Command(podman, "manifest", "rm", listImage).Run()
+		exec.Command(podman, "image", "prune", "-f", "--filter", "label=io.egressgate.stage").Run()
+	})
 	build(listImage, "linux/amd64,linux/arm64")
 	out, err = run(t, time.Minute, ".", podman, "manifest", "inspect", listImage)
 	if err != nil {
