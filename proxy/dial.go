@@ -149,20 +149,14 @@ func onwardHost(host string) string {
 	return host
 }
 
-// dialUpstream dials addrs in turn (dialAddrsWith) with the upstream
-// dialer (Config.KeepAlive).
+// dialUpstream connects with the upstream dialer (Config.KeepAlive) to
+// each address in turn (IPv6 and IPv4 as the resolver ordered them; no
+// Happy Eyeballs) and returns the first connection, or the first error.
 func (s *Server) dialUpstream(ctx context.Context, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	d := s.cfg.dialer()
-	return dialAddrsWith(ctx, &d, addrs)
-}
-
-// dialAddrsWith connects with d to each address in turn (IPv6 and IPv4
-// as the resolver ordered them; no Happy Eyeballs) and returns the first
-// connection, or the first error.
-func dialAddrsWith(ctx context.Context, d *net.Dialer, addrs []netip.AddrPort) (*net.TCPConn, error) {
 	var firstErr error
 	for _, a := range addrs {
-		c, err := dialTCPContext(ctx, d, a)
+		c, err := dialTCPContext(ctx, &d, a)
 		if err == nil {
 			return c, nil
 		}
