@@ -251,28 +251,37 @@ func collectEstateCounters(ch chan<- prometheus.Metric, desc *prometheus.Desc, e
 // ruleset it refuses or leaves out, so that a query can tell an estate's
 // refused entries from its unused ones.
 func (b *binding) collectPolicies(ch chan<- prometheus.Metric) {
-	for pi, m := range b.policies {
-		var es *rules.Estate
-		for _, e := range b.ruleset.Estates {
-			if e.Matcher == m {
-				es = e
-				break
-			}
-		}
-		if es == nil {
+	for pi, refused := range b.policyRefused {
+		if refused == nil {
 			continue
 		}
 		label := policyLabel(pi)
-		v := b.view(es)
 		for i, e := range b.entries {
-			if !b.exported[i] {
-				continue
-			}
-			if reason := v.refused(i); reason != "" {
-				ch <- prometheus.MustNewConstMetric(policyRefusedDesc, prometheus.GaugeValue, 1, label, e.Catalog, e.Pattern, reason)
+			if b.exported[i] && refused[i] != "" {
+				ch <- prometheus.MustNewConstMetric(policyRefusedDesc, prometheus.GaugeValue, 1, label, e.Catalog, e.Pattern, refused[i])
 			}
 		}
 	}
+}
+
+// policyRefusals decides, per distinct policy, why it refuses each entry
+// of the ruleset (see estateView.refused), from the first estate that has
+// it: the estates that share a matcher share the policy it was compiled
+// from.
+func (b *binding) policyRefusals() [][]string {
+	out := make([][]string, len(b.policies))
+	for pi, m := range b.policies {
+		k := slices.IndexFunc(b.ruleset.Estates, func(es *rules.Estate) bool { return es.Matcher == m })
+		if k < 0 {
+			continue
+		}
+		v := b.view(b.ruleset.Estates[k])
+		out[pi] = make([]string, len(b.entries))
+		for i := range b.entries {
+			out[pi][i] = v.refused(i)
+		}
+	}
+	return out
 }
 
 // policyLabel names the policy of index i in binding.policies.

@@ -58,6 +58,10 @@ type binding struct {
 	// policies are the distinct matchers (rs.Matchers()); an estate's
 	// policy label is "p" and the index of its matcher here.
 	policies []*rules.Matcher
+	// policyRefused[p][i] is why policies[p] refuses entry i, "" when it
+	// admits it; nil for a policy no estate has. Decided once per
+	// ruleset, not at every scrape.
+	policyRefused [][]string
 }
 
 // Install binds the per-entry counters to rs: call it after the first load
@@ -111,6 +115,7 @@ func (r *Recorder) Install(rs *rules.Ruleset) {
 	b.policies = rs.Matchers()
 	b.refused = globalRefusals(entries, b.policies)
 	r.installEstates(b, old, rs)
+	b.policyRefused = b.policyRefusals()
 	r.binding.Store(b)
 	r.reloadSuccessful.Set(1)
 	r.reloadSuccessTime.Set(float64(b.installed.UnixNano()) / 1e9)

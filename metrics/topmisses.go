@@ -34,7 +34,6 @@ type topMisses struct {
 	repeated missHeap // least count first
 	once     []string // ring of hosts, oldest at onceNext once full
 	onceNext int      // next ring slot to write
-	onceLen  int      // hosts in the ring still in tier once
 	accounts int      // hosts in tier account
 }
 
@@ -51,14 +50,13 @@ const (
 type missCount struct {
 	Host     string
 	Count    uint64
-	Error    uint64 // always 0: counts are exact since Since
+	Error    uint64 // always 0: counts are exact
 	Client   string
 	Estate   string // from the config, "" before the verdict step
 	Reason   string
 	Listener string
 	Port     uint16
 	Seen     time.Time
-	Since    time.Time // first miss counted
 	tier     int
 	index    int // in the repeated heap
 }
@@ -79,7 +77,7 @@ func (t *topMisses) record(d *proxy.Decision) {
 	m := t.byHost[host]
 	switch {
 	case m == nil:
-		m = &missCount{Host: host, Since: seen}
+		m = &missCount{Host: host}
 		if t.accounts < maxAccountMisses && d.Reason == rules.ReasonNotInCatalog && looksLikeAccountHost(host) {
 			m.tier = tierAccount
 			t.accounts++

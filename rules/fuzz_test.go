@@ -102,7 +102,10 @@ func FuzzEstateFile(f *testing.F) {
 			return // exact mode with a wildcard-only section: reported with a position by buildEstates
 		}
 		es := &Estate{Name: "x", Policy: pol, Matcher: m}
-		es.Lookup(netip.MustParseAddr("10.2.99.7"), "live-terminal-us-east-2.prod.hydra.sophos.com", 443)
+		v := es.Lookup(netip.MustParseAddr("10.2.99.7"), "live-terminal-us-east-2.prod.hydra.sophos.com", 443)
+		if v.Allow != (v.Reason == ReasonNone) || (v.Allow && v.Entry == nil) {
+			t.Fatalf("verdict %+v: Allow must go with ReasonNone and an entry", v)
+		}
 	})
 }
 

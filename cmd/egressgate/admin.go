@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/netutil"
 
+	"github.com/egressgate/egressgate/proxy"
 	"github.com/egressgate/egressgate/rules"
 )
 
@@ -41,7 +42,7 @@ type adminOptions struct {
 // users in force.
 func adminServer(ln net.Listener, h http.Handler, o adminOptions, users func() *rules.Users) (*http.Server, net.Listener, error) {
 	if o.tokenFile != "" || o.users {
-		a := &adminAuth{next: h, tokenFile: o.tokenFile, users: users}
+		a := &adminAuth{next: h, tokenFile: o.tokenFile, users: users, checks: make(chan struct{}, 1)}
 		if o.tokenFile != "" {
 			if _, err := a.token(); err != nil {
 				return nil, nil, err
@@ -70,14 +71,15 @@ type adminAuth struct {
 	tokenFile string
 	users     func() *rules.Users
 
+	checks chan struct{} // holds the one bcrypt check in progress
+
 	mu      sync.Mutex
 	tok     []byte
 	tokTime time.Time // the file's mtime when tok was read
-	checks  chan struct{}
 }
 
 // adminOpenPaths need no credentials.
-var adminOpenPaths = map[string]bool{"/healthz": true, "/readyz": true, "/proxy.pac": true}
+var adminOpenPaths = map[string]bool{"/healthz": true, "/readyz": true, proxy.PACPath: true}
 
 func (a *adminAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if adminOpenPaths[r.URL.Path] || a.allowed(r) {
@@ -108,11 +110,6 @@ func (a *adminAuth) allowed(r *http.Request) bool {
 		}
 		// One bcrypt check at a time: the admin listener never takes
 		// more than a core from the proxy.
-		a.mu.Lock()
-		if a.checks == nil {
-			a.checks = make(chan struct{}, 1)
-		}
-		a.mu.Unlock()
 		select {
 		case a.checks <- struct{}{}:
 		case <-r.Context().Done():

@@ -132,3 +132,22 @@ func unmeasured(out string) string {
 	}
 	return strings.Join(blocks, "\n\n")
 }
+
+// TestUnmeasured: a table's measured cells read ok 0s, realigned as the
+// probe prints an idle run's table; other blocks and cells stay as they are.
+func TestUnmeasured(t *testing.T) {
+	in := "NAME              PORT  DNS          TCP       TLS\n" +
+		"gone.example.org  1     ok 12.345ms  FAIL      -\n" +
+		"ok.example.org    443   ok 3µs       ok 1.5s   ok 2m\n" +
+		"\nfailures:\n  gone.example.org:1 tcp: took ok 3s  then\n"
+	want := "NAME              PORT  DNS    TCP    TLS\n" +
+		"gone.example.org  1     ok 0s  FAIL   -\n" +
+		"ok.example.org    443   ok 0s  ok 0s  ok 0s\n" +
+		"\nfailures:\n  gone.example.org:1 tcp: took ok 3s  then\n"
+	if got := unmeasured(in); got != want {
+		t.Errorf("unmeasured:\n%s\nwant\n%s", got, want)
+	}
+	if idle := "NAME  DNS\nx     ok 0s\n"; unmeasured(idle) != idle {
+		t.Errorf("unmeasured(%q) = %q, want it unchanged", idle, unmeasured(idle))
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -305,7 +306,7 @@ func serve(ctx context.Context, o *serveOptions, hup <-chan os.Signal, stderr io
 	if err := s.listen(onListen); err != nil {
 		return err
 	}
-	if err := s.start(onListen); err != nil {
+	if err := s.start(); err != nil {
 		s.closeListeners()
 		return err
 	}
@@ -337,11 +338,12 @@ type serving struct {
 	cfg      proxy.Config
 	srv      *proxy.Server
 
-	lns                     []net.Listener // every listener, to close
-	proxyLn, sniLn, adminLn net.Listener   // nil when off
-	adminSrv                *http.Server   // nil without the admin listener
-	wg                      sync.WaitGroup
-	errc                    chan error // a listener that failed
+	lns                            []net.Listener // every listener, to close
+	proxyLn, sniLn, adminLn, tlsLn net.Listener   // nil when off
+	tlsCfg                         *tls.Config    // of tlsLn
+	adminSrv                       *http.Server   // nil without the admin listener
+	wg                             sync.WaitGroup
+	errc                           chan error // a listener that failed
 }
 
 // newServing loads the rules and builds the proxy.
@@ -369,8 +371,9 @@ func newServing(o *serveOptions, log *slog.Logger, tel telemetry) (*serving, err
 }
 
 // listen opens the proxy, SNI and admin listeners, at the addresses the
-// flags give, else the config's, else the flags' defaults. On an error
-// none stays open.
+// flags give, else the config's, else the flags' defaults, and the HTTPS
+// proxy listener (--listen-tls) with its certificate. On an error none
+// stays open.
 func (s *serving) listen(onListen func(name, addr string)) error {
 	lcfg := s.reloader.Current().Config.Listeners
 	proxyAddr := s.o.listenAddr("listen", s.o.listen, lcfg.Proxy)
@@ -410,6 +413,15 @@ func (s *serving) listen(onListen func(name, addr string)) error {
 			return err
 		}
 	}
+	if s.o.tlsListen != "" {
+		if s.tlsCfg, err = proxy.NewTLSConfig(s.o.tlsCert, s.o.tlsKey, s.log); err != nil {
+			s.closeListeners()
+			return err
+		}
+		if s.tlsLn, err = open("tls", s.o.tlsListen, proxyLC); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -421,15 +433,13 @@ func (s *serving) closeListeners() {
 
 // start serves every listener, the HTTPS proxy listener included, each on
 // a goroutine that reports its failure on errc.
-func (s *serving) start(onListen func(name, addr string)) error {
+func (s *serving) start() error {
 	s.wg.Go(func() { s.errc <- s.srv.Serve(s.proxyLn) })
 	if s.sniLn != nil {
 		s.wg.Go(func() { s.errc <- s.srv.ServeSNI(s.sniLn) })
 	}
-	if s.o.tlsListen != "" {
-		if err := serveTLS(s.srv, s.o, s.cfg.ListenConfig(), s.log, onListen, &s.wg, s.errc, &s.lns); err != nil {
-			return err
-		}
+	if s.tlsLn != nil {
+		s.wg.Go(func() { s.errc <- s.srv.ServeTLS(s.tlsLn, s.tlsCfg) })
 	}
 	if s.adminLn == nil {
 		return nil

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,6 +102,9 @@ func TestProbe(t *testing.T) {
 				progress = append(progress, done)
 			}
 			results := tt.prober.Run(context.Background(), targets)
+			if len(results) != len(targets) {
+				t.Fatalf("%d results, want %d", len(results), len(targets))
+			}
 			for i, r := range results {
 				if r.Name != targets[i].Name {
 					t.Fatalf("result %d is %q, want %q: order lost", i, r.Name, targets[i].Name)
@@ -152,8 +156,22 @@ func TestProbeStops(t *testing.T) {
 	for i := range targets {
 		targets[i] = Target{Name: "x.example.org", Ports: []uint16{443}}
 	}
-	res := (&Prober{Proxy: proxy.Config{Resolver: noDNS{}}, Concurrency: 2}).Run(ctx, targets)
+	var lookups atomic.Int64
+	res := (&Prober{Proxy: proxy.Config{Resolver: countingDNS{&lookups}}, Concurrency: 2}).Run(ctx, targets)
 	if len(res) != len(targets) {
 		t.Fatalf("%d results, want %d", len(res), len(targets))
 	}
+	// Each send races the ended context, so a few targets may still be
+	// probed; all 100 only if Run ignores the context.
+	if n := lookups.Load(); n >= int64(len(targets)) {
+		t.Errorf("%d of %d targets probed after the context ended", n, len(targets))
+	}
+}
+
+// countingDNS is noDNS that counts its lookups.
+type countingDNS struct{ n *atomic.Int64 }
+
+func (r countingDNS) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	r.n.Add(1)
+	return noDNS{}.LookupNetIP(ctx, network, host)
 }
